@@ -1,0 +1,134 @@
+"""Shared plumbing for vendor HTTP clients: the operation label, retry policy, Retry-After.
+
+Vendor clients own their policy (which statuses to retry); this module only supplies the pieces,
+so both vendors back off the same way and report retries the same way.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import email.utils
+import random
+from collections.abc import Awaitable, Callable, Iterator, Mapping
+from contextvars import ContextVar
+from dataclasses import dataclass, field
+
+import httpx
+
+from app.timeutil import Clock
+
+current_operation: ContextVar[str] = ContextVar("current_operation", default="other")
+"""The facade operation an upstream call serves (`readings`, `daily_consumption`, ...): a metric label."""
+
+
+@contextlib.contextmanager
+def upstream_operation(name: str) -> Iterator[None]:
+    """Label every upstream request made inside the block with `name`."""
+    token = current_operation.set(name)
+    try:
+        yield
+    finally:
+        current_operation.reset(token)
+
+
+Sleep = Callable[[float], Awaitable[None]]
+RetryHook = Callable[[str], None]
+"""Called with the reason (`429`, `5xx`, `connect`) before each retry; used for metrics."""
+
+
+def parse_retry_after(value: str | None, now: float) -> float | None:
+    """Seconds to wait from a `Retry-After` header (delta-seconds or HTTP date); None if absent/garbled."""
+    if not value:
+        return None
+    value = value.strip()
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if when is None:
+        return None
+    return max(0.0, when.timestamp() - now)
+
+
+@dataclass(frozen=True, slots=True)
+class RetryPolicy:
+    """Bounded retries. `retries_per_status` caps retries for each retryable status; transport errors
+    (connection refused/reset, connect timeout) are retried only for idempotent calls."""
+
+    max_attempts: int = 4
+    deadline: float = 8.0
+    """Seconds of total waiting after which no further retry starts."""
+    base_delay: float = 0.2
+    max_delay: float = 4.0
+    max_retry_after: float = 5.0
+    """A `Retry-After` longer than this is not waited out: the caller gets a 503 with it at once."""
+    retries_per_status: Mapping[int, int] = field(
+        default_factory=lambda: {429: 3, 500: 1, 502: 2, 503: 2, 504: 2}
+    )
+    retry_transport_errors: bool = True
+
+    def backoff(self, attempt: int, rng: random.Random) -> float:
+        """Exponential backoff with full jitter for retry number `attempt` (1-based)."""
+        return rng.uniform(0, min(self.max_delay, self.base_delay * 2 ** (attempt - 1)))
+
+
+RETRYABLE_TRANSPORT_ERRORS = (httpx.ConnectError, httpx.ConnectTimeout, httpx.RemoteProtocolError, httpx.ReadError)
+
+
+async def send_with_retries(
+    send: Callable[[], Awaitable[httpx.Response]],
+    *,
+    policy: RetryPolicy,
+    sleep: Sleep,
+    clock: Clock,
+    rng: random.Random,
+    idempotent: bool = True,
+    on_retry: RetryHook | None = None,
+) -> httpx.Response:
+    """Call `send` until it answers with a non-retryable status or the budget runs out.
+
+    Returns the last response (which may still be a 429/5xx: the caller maps it) and re-raises the
+    last transport error when every attempt failed at the transport. `send` must build a fresh
+    request each time (so per-request auth such as a WSSE nonce is made anew)."""
+    started = clock()
+    per_status: dict[int, int] = {}
+    attempt = 0
+    while True:
+        attempt += 1
+        try:
+            response = await send()
+        except RETRYABLE_TRANSPORT_ERRORS:
+            if not (idempotent and policy.retry_transport_errors) or attempt >= policy.max_attempts:
+                raise
+            delay = policy.backoff(attempt, rng)
+            if clock() - started + delay > policy.deadline:
+                raise
+            if on_retry:
+                on_retry("connect")
+            await sleep(delay)
+            continue
+        status = response.status_code
+        allowed = policy.retries_per_status.get(status, 0)
+        if status != 429 and status >= 500 and not idempotent:
+            allowed = 0
+        used = per_status.get(status, 0)
+        if allowed == 0 or used >= allowed or attempt >= policy.max_attempts:
+            return response
+        delay = policy.backoff(attempt, rng)
+        if status == 429:
+            retry_after = parse_retry_after(response.headers.get("retry-after"), clock())
+            if retry_after is not None:
+                if retry_after > policy.max_retry_after:
+                    return response
+                delay = retry_after + rng.uniform(0, policy.base_delay)
+        if clock() - started + delay > policy.deadline:
+            return response
+        per_status[status] = used + 1
+        if on_retry:
+            on_retry("429" if status == 429 else "5xx")
+        await response.aclose()
+        await sleep(delay)

@@ -1,0 +1,65 @@
+"""Time parsing and formatting shared by every layer.
+
+The facade speaks UTC RFC 3339 with `Z`. Parsing accepts any RFC 3339 offset and converts to UTC;
+a timestamp without an offset is rejected rather than guessed.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from datetime import UTC, date, datetime, timedelta
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+Clock = Callable[[], float]
+"""Seconds since the epoch, like `time.time`; injected wherever time matters."""
+
+_RFC3339 = re.compile(
+    r"^\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d{1,9})?([Zz]|[+-]\d{2}:\d{2})$"
+)
+
+
+def parse_rfc3339(text: str) -> datetime:
+    """Parse an RFC 3339 timestamp into an aware UTC datetime; raises `ValueError`."""
+    if not _RFC3339.match(text):
+        raise ValueError("must be an RFC 3339 timestamp with an offset, e.g. 2026-05-19T06:15:00Z")
+    frac = re.search(r"\.(\d+)", text)
+    if frac and len(frac.group(1)) > 6:  # Python keeps microseconds; drop the rest
+        text = text.replace(frac.group(0), "." + frac.group(1)[:6])
+    return datetime.fromisoformat(text.replace("z", "Z").replace("t", "T")).astimezone(UTC)
+
+
+def format_rfc3339(value: datetime) -> str:
+    """UTC, seconds or microseconds, `Z` suffix."""
+    value = value.astimezone(UTC)
+    if value.microsecond:
+        return value.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return value.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def format_millis(value: datetime) -> str:
+    """UTC ISO-8601 with milliseconds, as Waltero wants: `2026-05-18T22:00:00.000Z`."""
+    value = value.astimezone(UTC)
+    return value.strftime("%Y-%m-%dT%H:%M:%S.") + f"{value.microsecond // 1000:03d}Z"
+
+
+def from_epoch(seconds: float) -> datetime:
+    return datetime.fromtimestamp(seconds, UTC)
+
+
+def zone(name: str) -> ZoneInfo:
+    """An IANA zone by name; raises `ValueError` for an unknown or malformed name."""
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError, OSError) as exc:
+        raise ValueError(f"unknown IANA time zone {name!r}") from exc
+
+
+def local_midnight(day: date, tz: ZoneInfo) -> datetime:
+    """The UTC instant at which `day` starts in `tz` (DST-aware: days last 23, 24 or 25 h)."""
+    return datetime(day.year, day.month, day.day, tzinfo=tz).astimezone(UTC)
+
+
+def days(start: date, end: date) -> list[date]:
+    """Every date in `[start, end)`."""
+    return [start + timedelta(days=i) for i in range((end - start).days)]

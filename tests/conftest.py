@@ -1,0 +1,13 @@
+import os
+
+import pytest
+
+_PREFIXES = ("FACADE_", "IOMETER_", "WALTERO_")
+
+
+@pytest.fixture(autouse=True)
+def _isolated_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Nothing depends on the developer's environment variables."""
+    for name in list(os.environ):
+        if name.startswith(_PREFIXES):
+            monkeypatch.delenv(name, raising=False)

@@ -20,6 +20,9 @@ from app.timeutil import Clock
 current_operation: ContextVar[str] = ContextVar("current_operation", default="other")
 """The facade operation an upstream call serves (`readings`, `daily_consumption`, ...): a metric label."""
 
+current_attempt: ContextVar[int] = ContextVar("current_attempt", default=1)
+"""Which attempt of a retried call is being sent (1 = first): for the upstream call log."""
+
 
 @contextlib.contextmanager
 def upstream_operation(name: str) -> Iterator[None]:
@@ -99,6 +102,7 @@ async def send_with_retries(
     attempt = 0
     while True:
         attempt += 1
+        current_attempt.set(attempt)
         try:
             response = await send()
         except RETRYABLE_TRANSPORT_ERRORS:

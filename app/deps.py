@@ -1,0 +1,99 @@
+"""Dependencies and parameter parsing shared by the routes.
+
+Parsing errors become 422 problems naming the field. Times are RFC 3339 with an offset; dates are
+`YYYY-MM-DD`; `tz` is an IANA name; `limit` is 1..1000.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from collections.abc import Awaitable
+from datetime import date, datetime
+from typing import Annotated, Any, Literal, TypeVar
+from zoneinfo import ZoneInfo
+
+from fastapi import Depends, Query, Request
+
+from app.errors import InvalidRequest, UpstreamTimeout
+from app.service import MeterService
+from app.timeutil import parse_rfc3339, zone
+
+T = TypeVar("T")
+
+
+def get_service(request: Request) -> MeterService:
+    service: MeterService = request.app.state.service
+    return service
+
+
+ServiceDep = Annotated[MeterService, Depends(get_service)]
+BackendParam = Annotated[
+    Literal["iometer", "waltero"] | None, Query(description="Only this backend.", examples=["waltero"])
+]
+LimitParam = Annotated[int, Query(ge=1, le=1000, description="Page size, 1..1000.", examples=[100])]
+CursorParam = Annotated[
+    str | None,
+    Query(max_length=4096, description="Opaque: `next_cursor` of the previous page, unchanged.", examples=[None]),
+]
+
+
+def rfc3339(value: str, field: str) -> datetime:
+    try:
+        return parse_rfc3339(value)
+    except ValueError as exc:
+        raise InvalidRequest(str(exc), field=field) from None
+
+
+_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+
+
+def iso_date(value: str, field: str) -> date:
+    try:
+        if not _DATE.match(value):
+            raise ValueError
+        return date.fromisoformat(value)
+    except ValueError:
+        raise InvalidRequest("must be a calendar date YYYY-MM-DD", field=field) from None
+
+
+def time_zone(value: str, field: str = "tz") -> ZoneInfo:
+    try:
+        if len(value) > 64:
+            raise ValueError
+        return zone(value)
+    except ValueError:
+        raise InvalidRequest(f"unknown IANA time zone {value[:64]!r} (e.g. Europe/Berlin)", field=field) from None
+
+
+async def within_deadline(request: Request, work: Awaitable[T]) -> T:
+    """No client waits past `FACADE_REQUEST_DEADLINE`; the shared upstream call itself goes on and
+    still fills the cache for the next caller."""
+    deadline: float = request.app.state.settings.request_deadline
+    try:
+        async with asyncio.timeout(deadline):
+            return await work
+    except TimeoutError:
+        raise UpstreamTimeout(f"No answer from the vendor within the {deadline:g} s request deadline.") from None
+
+
+def problem_responses(*codes: int) -> dict[int | str, dict[str, Any]]:
+    descriptions = {
+        401: "Missing or wrong API key.",
+        404: "No such resource (unknown id or prefix).",
+        422: "Invalid parameters; `errors` names each bad field.",
+        501: "The backend has no such operation.",
+        502: "The vendor failed, rejected our credentials, or sent a bad payload.",
+        503: "The vendor throttles us or its circuit is open; see `Retry-After`.",
+        504: "The vendor or the request deadline timed out.",
+    }
+    return {
+        code: {
+            "description": descriptions[code],
+            "content": {"application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}},
+        }
+        for code in codes
+    }
+
+
+UPSTREAM_ERRORS = (401, 422, 502, 503, 504)

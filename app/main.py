@@ -1,0 +1,31 @@
+"""`uvicorn app.main:app`: the service configured from the environment.
+
+A configuration that cannot work stops the process here with a message saying what to set, rather
+than starting a service that fails on every request.
+"""
+
+from __future__ import annotations
+
+import sys
+
+from app.config import Settings
+from app.errors import ConfigurationError
+from app.factory import create_app
+from app.logs import configure_logging
+
+
+def _build():  # type: ignore[no-untyped-def]
+    settings = Settings()
+    secrets = [s.get_secret_value() for s in settings.api_keys]
+    for secret in (settings.iometer_partner_secret, settings.waltero_password, settings.cursor_secret):
+        if secret is not None:
+            secrets.append(secret.get_secret_value())
+    configure_logging(settings.log_level, secrets)
+    try:
+        return create_app(settings)
+    except ConfigurationError as exc:
+        print(f"meter-facade cannot start: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
+
+
+app = _build()

@@ -1,0 +1,90 @@
+"""Request id, Prometheus metrics and the access log for every HTTP request.
+
+The `route` label is the matched path template (set by the router in `scope["route"]`, or by the hit
+path in `scope["facade"]["route"]`); an unmatched path is `unmatched`, so raw paths and ids never
+become label values. Methods outside the standard set are counted as `OTHER`.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+import uuid
+from contextvars import ContextVar
+from typing import Any
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from app.metrics import Metrics
+
+log = logging.getLogger("app.access")
+
+request_id_var: ContextVar[str | None] = ContextVar("request_id", default=None)
+upstream_calls_var: ContextVar[list[int] | None] = ContextVar("upstream_calls", default=None)
+"""A one-element counter of upstream calls made for the current request."""
+
+_VALID_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+
+
+class Observe:
+    def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
+        self.app = app
+        self.metrics = metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        request_id = None
+        for name, value in scope["headers"]:
+            if name == b"x-request-id":
+                candidate = value.decode("latin-1")
+                if _VALID_REQUEST_ID.match(candidate):
+                    request_id = candidate
+                break
+        request_id = request_id or uuid.uuid4().hex
+        rid_token = request_id_var.set(request_id)
+        calls = [0]
+        calls_token = upstream_calls_var.set(calls)
+        facade: dict[str, Any] = scope.setdefault("facade", {})
+        status = 500
+        rid_header = (b"x-request-id", request_id.encode())
+
+        async def send_wrapper(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                message["headers"] = [*message.get("headers", []), rid_header]
+            await send(message)
+
+        self.metrics.http_in_flight.inc()
+        try:
+            await self.app(scope, receive, send_wrapper)
+        finally:
+            self.metrics.http_in_flight.dec()
+            elapsed = time.perf_counter() - started
+            route_obj = scope.get("route")
+            route = getattr(route_obj, "path", None) or facade.get("route") or "unmatched"
+            method = scope["method"] if scope["method"] in _METHODS else "OTHER"
+            self.metrics.http_requests.labels(route, method, str(status)).inc()
+            self.metrics.http_duration.labels(route, method).observe(elapsed)
+            if log.isEnabledFor(logging.INFO):
+                log.info(
+                    "request",
+                    extra={
+                        "fields": {
+                            "request_id": request_id,
+                            "method": method,
+                            "route": route,
+                            "status": status,
+                            "duration_ms": round(elapsed * 1000, 3),
+                            "cache": facade.get("cache"),
+                            "upstream_calls": calls[0],
+                        }
+                    },
+                )
+            request_id_var.reset(rid_token)
+            upstream_calls_var.reset(calls_token)

@@ -1,0 +1,33 @@
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Query, Request
+from starlette.responses import Response
+
+from app.deps import UPSTREAM_ERRORS, BackendParam, CursorParam, LimitParam, ServiceDep, problem_responses, rfc3339, within_deadline
+from app.http_cache import render
+from app.models import Change, Page
+
+router = APIRouter(tags=["changes"])
+
+
+@router.get(
+    "/changes",
+    response_model=Page[Change],
+    summary="Corrections to stored readings",
+    description="Waltero's data-audit feed, ascending by `changed_at`: every post-hoc correction made since `since`. "
+    "IOmeter has no such feed (`backend=iometer` is a 501).",
+    responses=problem_responses(501, *UPSTREAM_ERRORS),
+)
+async def list_changes(
+    request: Request,
+    service: ServiceDep,
+    since: Annotated[str, Query(description="RFC 3339; corrections made at or after it.", examples=["2026-05-25T00:00:00Z"], json_schema_extra={"format": "date-time"})],
+    backend: BackendParam = None,
+    limit: LimitParam = 100,
+    cursor: CursorParam = None,
+) -> Response:
+    answer = await within_deadline(request, service.changes(rfc3339(since, "since"), backend, limit, cursor))
+    items, next_cursor = answer.value
+    return render(request, answer, Page[Change](items=items, next_cursor=next_cursor), exclude={"errors"})

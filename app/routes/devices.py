@@ -1,0 +1,26 @@
+from __future__ import annotations
+
+from fastapi import APIRouter, Path, Request
+from starlette.responses import Response
+
+from app.deps import UPSTREAM_ERRORS, ServiceDep, problem_responses, within_deadline
+from app.http_cache import render
+from app.models import DeviceStatus
+
+router = APIRouter(tags=["devices"])
+
+
+@router.get(
+    "/devices/{device_id}/status",
+    response_model=DeviceStatus,
+    summary="Health of one device",
+    description="IOmeter: bridge and core status. Waltero: the newest telemetry of the last 7 days.",
+    responses=problem_responses(404, 501, *UPSTREAM_ERRORS),
+)
+async def device_status(
+    request: Request,
+    service: ServiceDep,
+    device_id: str = Path(description="`<backend>:<id>`, the `device_id` of a meter.", examples=["waltero:11111111-1111-1111-1111-111111111101"]),
+) -> Response:
+    answer = await within_deadline(request, service.device_status(device_id))
+    return render(request, answer, answer.value)

@@ -1,0 +1,58 @@
+from __future__ import annotations
+
+import re
+from typing import Annotated
+
+from fastapi import APIRouter, Query, Request
+from starlette.responses import Response
+
+from app.deps import UPSTREAM_ERRORS, CursorParam, LimitParam, ServiceDep, problem_responses, rfc3339, within_deadline
+from app.errors import InvalidRequest
+from app.models import Page, Reading
+from app.http_cache import render
+
+router = APIRouter(tags=["readings"])
+
+QUANTITIES = ("energy_import", "energy_import_t1", "energy_import_t2", "energy_export", "power", "volume")
+_OBIS = re.compile(r"^obis:[0-9A-Za-z:.*\-]{1,32}$")
+
+
+@router.get(
+    "/readings",
+    response_model=Page[Reading],
+    summary="Register readings of one meter",
+    description="Readings with `start <= time < end`, ascending by `time`. Energy in kWh, power in W, volume in m3.",
+    responses=problem_responses(404, 501, *UPSTREAM_ERRORS),
+)
+async def list_readings(
+    request: Request,
+    service: ServiceDep,
+    meter_id: Annotated[str, Query(description="`<backend>:<id>`", examples=["iometer:578936dc-8020-4022-a560-2f59d2dca9ee"])],
+    start: Annotated[str, Query(description="RFC 3339, inclusive.", examples=["2026-05-19T00:00:00Z"], json_schema_extra={"format": "date-time"})],
+    end: Annotated[
+        str | None,
+        Query(description="RFC 3339, exclusive; default now.", examples=["2026-05-20T00:00:00Z"], json_schema_extra={"format": "date-time"}),
+    ] = None,
+    quantity: Annotated[
+        list[str] | None,
+        Query(
+            description="Repeatable filter: " + ", ".join(f"`{q}`" for q in QUANTITIES) + ", or `obis:<code>`.",
+            examples=[["energy_import"]],
+        ),
+    ] = None,
+    limit: LimitParam = 100,
+    cursor: CursorParam = None,
+) -> Response:
+    start_at = rfc3339(start, "start")
+    end_at = rfc3339(end, "end") if end is not None else None
+    if end_at is not None and end_at <= start_at:
+        raise InvalidRequest("end must be after start", field="end")
+    quantities = None
+    if quantity:
+        for q in quantity:
+            if q not in QUANTITIES and not _OBIS.match(q):
+                raise InvalidRequest(f"unknown quantity {q[:40]!r}", field="quantity")
+        quantities = frozenset(quantity)
+    answer = await within_deadline(request, service.readings(meter_id, start_at, end_at, quantities, limit, cursor))
+    items, next_cursor = answer.value
+    return render(request, answer, Page[Reading](items=items, next_cursor=next_cursor), exclude={"errors"})

@@ -57,6 +57,10 @@ class SingleFlightCache:
     def __len__(self) -> int:
         return len(self._entries)
 
+    def count_backend(self, backend: str) -> int:
+        """Entries whose key starts with `backend` (the service keys every entry `(backend, ...)`)."""
+        return sum(1 for key in list(self._entries) if isinstance(key, tuple) and key and key[0] == backend)
+
     @property
     def maxsize(self) -> int:
         return int(self._entries.maxsize)

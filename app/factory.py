@@ -14,7 +14,7 @@ import logging
 import random
 import time
 from collections.abc import AsyncIterator, Callable, Mapping
-from typing import Any
+from typing import Any, Literal
 
 import httpx
 from fastapi import FastAPI
@@ -73,12 +73,12 @@ def create_app(
         settings = sandbox.sandbox_settings(settings)
         for name, emulator in emulators.items():
             transports.setdefault(name, httpx.ASGITransport(app=emulator.app))
-    mode = "sandbox" if settings.sandbox else "live"
+    mode: Literal["live", "sandbox"] = "sandbox" if settings.sandbox else "live"
     metrics = Metrics()
     responses = ResponseCache(settings.cache_maxsize, clock)
     secret = settings.cursor_secret.get_secret_value().encode() if settings.cursor_secret else None
     cursors = CursorCodec(secret)
-    rng = rng or random.Random()  # noqa: S311 - jitter, not security
+    rng = rng or random.Random()
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -89,7 +89,12 @@ def create_app(
             client = build_client(name, settings, metrics, transports.get(name))
             clients.append(client)
             ctx = BackendContext(
-                settings=settings, http=client, clock=clock, sleep=sleep, rng=rng, mode=mode,
+                settings=settings,
+                http=client,
+                clock=clock,
+                sleep=sleep,
+                rng=rng,
+                mode=mode,
                 on_retry=lambda backend, reason: metrics.upstream_retries.labels(backend, reason).inc(),
             )
             if backend_factories is not None:
@@ -121,6 +126,7 @@ def create_app(
         version="0.1.0",
         description=DESCRIPTION,
         lifespan=lifespan,
+        redirect_slashes=False,
         openapi_tags=[
             {"name": "meters", "description": "Meters of both vendors"},
             {"name": "readings", "description": "Register readings"},
@@ -176,7 +182,12 @@ def _openapi(app: FastAPI) -> dict[str, Any]:
         schemas.pop(name, None)
     components["securitySchemes"] = {
         "bearer": {"type": "http", "scheme": "bearer", "description": "An API key from FACADE_API_KEYS."},
-        "apiKey": {"type": "apiKey", "in": "header", "name": "X-API-Key", "description": "An API key from FACADE_API_KEYS."},
+        "apiKey": {
+            "type": "apiKey",
+            "in": "header",
+            "name": "X-API-Key",
+            "description": "An API key from FACADE_API_KEYS.",
+        },
     }
     spec["security"] = [{"bearer": []}, {"apiKey": []}]
     problem_ref = {"application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}}
@@ -186,7 +197,10 @@ def _openapi(app: FastAPI) -> dict[str, Any]:
                 operation["security"] = []
             responses = operation.setdefault("responses", {})
             if "422" in responses:
-                responses["422"] = {"description": "Invalid parameters; `errors` names each bad field.", "content": problem_ref}
+                responses["422"] = {
+                    "description": "Invalid parameters; `errors` names each bad field.",
+                    "content": problem_ref,
+                }
             if path not in OPEN_PATHS and "401" not in responses:
                 responses["401"] = {"description": "Missing or wrong API key.", "content": problem_ref}
     app.openapi_schema = spec

@@ -115,7 +115,9 @@ def render(request: Request, answer: Answer[Any], model: BaseModel, *, exclude: 
             StoredResponse(body, etag, template, tuple(answer.sources), created, fresh_until),
         )
     max_age = max(0.0, fresh_until - now) if not answer.errors else 0.0
-    headers = dict((k.decode(), v.decode()) for k, v in cache_headers(etag, max_age=max_age, age=now - created, result=result))
+    headers = dict(
+        (k.decode(), v.decode()) for k, v in cache_headers(etag, max_age=max_age, age=now - created, result=result)
+    )
     if etag_matches(request.headers.get("if-none-match"), etag):
         return Response(status_code=304, headers=headers)
     return Response(body, media_type="application/json", headers=headers)

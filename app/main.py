@@ -8,13 +8,15 @@ from __future__ import annotations
 
 import sys
 
+from fastapi import FastAPI
+
 from app.config import Settings
 from app.errors import ConfigurationError
 from app.factory import create_app
 from app.logs import configure_logging
 
 
-def _build():  # type: ignore[no-untyped-def]
+def _build() -> FastAPI:
     settings = Settings()
     secrets = [s.get_secret_value() for s in settings.api_keys]
     for secret in (settings.iometer_partner_secret, settings.waltero_password, settings.cursor_secret):

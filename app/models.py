@@ -58,7 +58,9 @@ class Reading(Resource):
         examples=["energy_import"],
     )
     obis: str | None = Field(description="OBIS code in decimal form, when the vendor gave one.", examples=["1-0:1.8.0"])
-    value: float = Field(description="Cumulative register value (or instantaneous power) in `unit`.", examples=[12345.678])
+    value: float = Field(
+        description="Cumulative register value (or instantaneous power) in `unit`.", examples=[12345.678]
+    )
     unit: str | None = Field(description="`kWh`, `W`, `m3`, or the unit as sent for other registers.", examples=["kWh"])
 
 

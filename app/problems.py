@@ -23,14 +23,29 @@ log = logging.getLogger("app.problems")
 PROBLEM_JSON = "application/problem+json"
 
 _HTTP_TITLES = {
-    400: "Bad request", 401: "Unauthorized", 403: "Forbidden", 404: "Not found", 405: "Method not allowed",
-    406: "Not acceptable", 413: "Payload too large", 415: "Unsupported media type", 422: "Invalid request",
-    429: "Too many requests", 500: "Internal error", 501: "Not implemented", 503: "Service unavailable",
+    400: "Bad request",
+    401: "Unauthorized",
+    403: "Forbidden",
+    404: "Not found",
+    405: "Method not allowed",
+    406: "Not acceptable",
+    413: "Payload too large",
+    415: "Unsupported media type",
+    422: "Invalid request",
+    429: "Too many requests",
+    500: "Internal error",
+    501: "Not implemented",
+    503: "Service unavailable",
 }
 
 
 def problem_body(
-    status: int, title: str, detail: str, *, type_: str | None = None, backend: str | None = None,
+    status: int,
+    title: str,
+    detail: str,
+    *,
+    type_: str | None = None,
+    backend: str | None = None,
     errors: list[dict[str, Any]] | None = None,
 ) -> bytes:
     body: dict[str, Any] = {"type": type_ or "about:blank", "title": title, "status": status, "detail": detail}
@@ -42,12 +57,20 @@ def problem_body(
 
 
 def problem_response(
-    status: int, title: str, detail: str, *, type_: str | None = None, backend: str | None = None,
-    errors: list[dict[str, Any]] | None = None, headers: dict[str, str] | None = None,
+    status: int,
+    title: str,
+    detail: str,
+    *,
+    type_: str | None = None,
+    backend: str | None = None,
+    errors: list[dict[str, Any]] | None = None,
+    headers: dict[str, str] | None = None,
 ) -> Response:
     return Response(
         problem_body(status, title, detail, type_=type_, backend=backend, errors=errors),
-        status_code=status, media_type=PROBLEM_JSON, headers=headers,
+        status_code=status,
+        media_type=PROBLEM_JSON,
+        headers=headers,
     )
 
 

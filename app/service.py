@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import bisect
+import functools
 import logging
 from collections.abc import Awaitable, Callable, Hashable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -82,7 +83,11 @@ class MeterService:
         self.default_tz = settings.timezone
         self.caches = {
             name: SingleFlightCache(
-                name, maxsize=settings.cache_maxsize, timer=clock, stale_if_error=settings.stale_if_error, metrics=metrics
+                name,
+                maxsize=settings.cache_maxsize,
+                timer=clock,
+                stale_if_error=settings.stale_if_error,
+                metrics=metrics,
             )
             for name in CACHE_NAMES
         }
@@ -185,7 +190,9 @@ class MeterService:
     async def _all_meters(self, backend: Backend) -> _Served[list[Meter]]:
         return await self._cached("meters", "all", backend, backend.list_meters, ttl=self.settings.ttl_meters)
 
-    async def list_meters(self, backend: str | None, limit: int, cursor: str | None) -> Answer[tuple[list[Meter], str | None]]:
+    async def list_meters(
+        self, backend: str | None, limit: int, cursor: str | None
+    ) -> Answer[tuple[list[Meter], str | None]]:
         scope = f"meters|{backend or '*'}"
         after = str(self.cursors.decode(scope, cursor).get("after", "")) if cursor else ""
         good, errors = await self._spanning(self.selected(backend, METERS), self._all_meters)
@@ -255,8 +262,12 @@ class MeterService:
             return sorted(rows, key=lambda r: (r.time, r.quantity, r.obis or ""))
 
         served = await self._cached(
-            "readings", (fid.upstream, from_time, end, qkey, want), backend, load,
-            ttl=self._ttl_for_window(end), tags=(meter_id,),
+            "readings",
+            (fid.upstream, from_time, end, qkey, want),
+            backend,
+            load,
+            ttl=self._ttl_for_window(end),
+            tags=(meter_id,),
         )
         rows = served.value
         dropped = 0
@@ -291,9 +302,12 @@ class MeterService:
             ids = wanted.get(b.name)
             ask = None if (b.daily_grain == "backend" or not ids) else frozenset(ids)
             served = await self._cached(
-                "daily", (ask, start, end, tz.key), b,
+                "daily",
+                (ask, start, end, tz.key),
+                b,
                 lambda: b.daily_consumption(ask, start, end, tz),
-                ttl=ttl, tags=lambda rows: {r.meter_id for r in rows} | {f"{b.name}:*"},
+                ttl=ttl,
+                tags=lambda rows: {r.meter_id for r in rows} | {f"{b.name}:*"},
             )
             if ids:
                 prefixed = {f"{b.name}:{i}" for i in ids}
@@ -319,7 +333,10 @@ class MeterService:
     async def device_status(self, device_id: str) -> Answer[DeviceStatus]:
         backend, fid = self.resolve(device_id, field="device_id", in_path=True, capability=DEVICE_STATUS)
         served = await self._cached(
-            "device_status", fid.upstream, backend, lambda: backend.device_status(fid.upstream),
+            "device_status",
+            fid.upstream,
+            backend,
+            lambda: backend.device_status(fid.upstream),
             ttl=self.settings.ttl_device_status,
         )
         answer = Answer(served.value)
@@ -342,8 +359,11 @@ class MeterService:
                 raise InvalidRequest("cursor is not valid for this query", field="cursor")
             upstream_cursor = value
         served = await self._cached(
-            "changes", (since, limit, upstream_cursor), source,
-            lambda: source.changes(since, limit, upstream_cursor), ttl=self.settings.ttl_changes,
+            "changes",
+            (since, limit, upstream_cursor),
+            source,
+            lambda: source.changes(since, limit, upstream_cursor),
+            ttl=self.settings.ttl_changes,
         )
         page: ChangesPage = served.value
         if served.result == "MISS":
@@ -374,7 +394,7 @@ class MeterService:
                 continue
             cursor: str | None = None
             for _ in range(100):  # bounded: 100 pages of 1000 per poll
-                page = await self.breakers[backend.name].call(lambda: backend.changes(since, 1000, cursor))
+                page = await self.breakers[backend.name].call(functools.partial(backend.changes, since, 1000, cursor))
                 self.evict_for_changes(page.items)
                 for change in page.items:
                     watermark = max(watermark, change.changed_at)
@@ -386,5 +406,3 @@ class MeterService:
     async def aclose(self) -> None:
         for cache in self.caches.values():
             await cache.aclose()
-
-

@@ -84,11 +84,16 @@ def build_client(
         max_connections=settings.upstream_concurrency, max_keepalive_connections=settings.upstream_concurrency
     )
     timeout = httpx.Timeout(
-        connect=settings.connect_timeout, read=settings.read_timeout, write=settings.read_timeout,
+        connect=settings.connect_timeout,
+        read=settings.read_timeout,
+        write=settings.read_timeout,
         pool=settings.request_deadline,
     )
     inner = transport or httpx.AsyncHTTPTransport(limits=limits, retries=0)
     return httpx.AsyncClient(
-        transport=InstrumentedTransport(inner, backend, metrics), timeout=timeout, limits=limits,
-        headers={"User-Agent": "meter-facade/0.1"}, follow_redirects=False,
+        transport=InstrumentedTransport(inner, backend, metrics),
+        timeout=timeout,
+        limits=limits,
+        headers={"User-Agent": "meter-facade/0.1"},
+        follow_redirects=False,
     )

@@ -50,13 +50,15 @@ class ClientAuth:
             return
         detail = "Send a valid API key as 'Authorization: Bearer <key>' or 'X-API-Key: <key>'."
         body = problem_body(401, "Unauthorized", detail, type_="/problems/unauthorized")
-        await send({
-            "type": "http.response.start",
-            "status": 401,
-            "headers": [
-                (b"content-type", PROBLEM_JSON.encode()),
-                (b"content-length", b"%d" % len(body)),
-                (b"www-authenticate", b'Bearer realm="meter-facade"'),
-            ],
-        })
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 401,
+                "headers": [
+                    (b"content-type", PROBLEM_JSON.encode()),
+                    (b"content-length", b"%d" % len(body)),
+                    (b"www-authenticate", b'Bearer realm="meter-facade"'),
+                ],
+            }
+        )
         await send({"type": "http.response.body", "body": body})

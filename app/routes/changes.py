@@ -5,7 +5,16 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Request
 from starlette.responses import Response
 
-from app.deps import UPSTREAM_ERRORS, BackendParam, CursorParam, LimitParam, ServiceDep, problem_responses, rfc3339, within_deadline
+from app.deps import (
+    UPSTREAM_ERRORS,
+    BackendParam,
+    CursorParam,
+    LimitParam,
+    ServiceDep,
+    problem_responses,
+    rfc3339,
+    within_deadline,
+)
 from app.http_cache import render
 from app.models import Change, Page
 
@@ -23,7 +32,14 @@ router = APIRouter(tags=["changes"])
 async def list_changes(
     request: Request,
     service: ServiceDep,
-    since: Annotated[str, Query(description="RFC 3339; corrections made at or after it.", examples=["2026-05-25T00:00:00Z"], json_schema_extra={"format": "date-time"})],
+    since: Annotated[
+        str,
+        Query(
+            description="RFC 3339; corrections made at or after it.",
+            examples=["2026-05-25T00:00:00Z"],
+            json_schema_extra={"format": "date-time"},
+        ),
+    ],
     backend: BackendParam = None,
     limit: LimitParam = 100,
     cursor: CursorParam = None,

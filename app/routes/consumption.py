@@ -27,22 +27,31 @@ MAX_DAYS = 366
 async def daily_consumption(
     request: Request,
     service: ServiceDep,
-    start: Annotated[str, Query(description="First local day, `YYYY-MM-DD`.", examples=["2026-05-19"], json_schema_extra={"format": "date"})],
+    start: Annotated[
+        str,
+        Query(
+            description="First local day, `YYYY-MM-DD`.", examples=["2026-05-19"], json_schema_extra={"format": "date"}
+        ),
+    ],
     end: Annotated[
         str | None,
         Query(
             description="Day after the last one (exclusive), `YYYY-MM-DD`; at most 366 days after `start`. "
             "Default: tomorrow in `tz` (so today is included, incomplete).",
-            examples=["2026-05-26"], json_schema_extra={"format": "date"},
+            examples=["2026-05-26"],
+            json_schema_extra={"format": "date"},
         ),
     ] = None,
     meter_id: Annotated[
         list[str] | None,
-        Query(description="Repeatable; none = every meter.", examples=[["waltero:11111111-1111-1111-1111-111111111101"]]),
+        Query(
+            description="Repeatable; none = every meter.", examples=[["waltero:11111111-1111-1111-1111-111111111101"]]
+        ),
     ] = None,
     backend: BackendParam = None,
     tz: Annotated[
-        str | None, Query(description="IANA time zone; default `FACADE_TIMEZONE`, else UTC.", examples=["Europe/Berlin"])
+        str | None,
+        Query(description="IANA time zone; default `FACADE_TIMEZONE`, else UTC.", examples=["Europe/Berlin"]),
     ] = None,
 ) -> Response:
     zone = time_zone(tz if tz is not None else service.default_tz)

@@ -20,7 +20,10 @@ router = APIRouter(tags=["devices"])
 async def device_status(
     request: Request,
     service: ServiceDep,
-    device_id: str = Path(description="`<backend>:<id>`, the `device_id` of a meter.", examples=["waltero:11111111-1111-1111-1111-111111111101"]),
+    device_id: str = Path(
+        description="`<backend>:<id>`, the `device_id` of a meter.",
+        examples=["waltero:11111111-1111-1111-1111-111111111101"],
+    ),
 ) -> Response:
     answer = await within_deadline(request, service.device_status(device_id))
     return render(request, answer, answer.value)

@@ -3,7 +3,15 @@ from __future__ import annotations
 from fastapi import APIRouter, Path, Request
 from starlette.responses import Response
 
-from app.deps import UPSTREAM_ERRORS, BackendParam, CursorParam, LimitParam, ServiceDep, problem_responses, within_deadline
+from app.deps import (
+    UPSTREAM_ERRORS,
+    BackendParam,
+    CursorParam,
+    LimitParam,
+    ServiceDep,
+    problem_responses,
+    within_deadline,
+)
 from app.http_cache import render
 from app.models import Meter, Page
 
@@ -19,7 +27,11 @@ router = APIRouter(tags=["meters"])
     responses=problem_responses(*UPSTREAM_ERRORS),
 )
 async def list_meters(
-    request: Request, service: ServiceDep, backend: BackendParam = None, limit: LimitParam = 100, cursor: CursorParam = None
+    request: Request,
+    service: ServiceDep,
+    backend: BackendParam = None,
+    limit: LimitParam = 100,
+    cursor: CursorParam = None,
 ) -> Response:
     answer = await within_deadline(request, service.list_meters(backend, limit, cursor))
     items, next_cursor = answer.value

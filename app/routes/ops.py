@@ -29,7 +29,12 @@ def _status(circuit: str, authenticated: bool | None) -> str:
     return "unknown" if authenticated is None else "ok"
 
 
-@router.get("/backends", response_model=BackendList, summary="The configured backends and their health", responses=problem_responses(401))
+@router.get(
+    "/backends",
+    response_model=BackendList,
+    summary="The configured backends and their health",
+    responses=problem_responses(401),
+)
 async def backends(service: ServiceDep) -> Response:
     items = []
     for name, backend in service.backends.items():
@@ -44,7 +49,7 @@ async def backends(service: ServiceDep) -> Response:
                 circuit=breaker.state,
                 circuit_retry_after=breaker.retry_after(),
                 token_expires_at=auth.token_expires_at,
-                cache={n: sum(1 for k in c._entries if k[0] == name) for n, c in service.caches.items()},
+                cache={n: c.count_backend(name) for n, c in service.caches.items()},
             )
         )
     body = BackendList(items=items).model_dump_json().encode()
@@ -56,11 +61,11 @@ async def healthz() -> JSONResponse:
     return JSONResponse({"status": "ok"}, headers={"Cache-Control": "no-store"})
 
 
-async def _check(backend: Backend, service_breaker_state: str, timeout: float) -> str:
+async def _check(backend: Backend, service_breaker_state: str, seconds: float) -> str:
     if service_breaker_state == "open":
         return "circuit open"
     try:
-        async with asyncio.timeout(timeout):
+        async with asyncio.timeout(seconds):
             await backend.check_ready()
     except FacadeError as exc:
         return exc.title
@@ -80,9 +85,7 @@ async def readyz(request: Request) -> Response:
     now = time.monotonic()
     if memo.get("at", -1e9) + READY_CACHE_SECONDS < now or memo.get("checks", {}).get("_circuit_changed"):
         names = list(service.backends)
-        results = await asyncio.gather(
-            *(_check(service.backends[n], service.breakers[n].state, 5.0) for n in names)
-        )
+        results = await asyncio.gather(*(_check(service.backends[n], service.breakers[n].state, 5.0) for n in names))
         memo.update(at=now, checks=dict(zip(names, results, strict=True)))
     checks = {
         n: ("circuit open" if service.breakers[n].state == "open" else memo["checks"].get(n, "unknown"))
@@ -91,8 +94,13 @@ async def readyz(request: Request) -> Response:
     if all(v == "ok" for v in checks.values()):
         return JSONResponse({"status": "ready", "backends": checks}, headers={"Cache-Control": "no-store"})
     failing = ", ".join(f"{n}: {v}" for n, v in checks.items() if v != "ok")
-    response = problem_response(503, "Not ready", f"Not ready ({failing}).", type_="/problems/not-ready",
-                                headers={"Retry-After": "5", "Cache-Control": "no-store"})
+    response = problem_response(
+        503,
+        "Not ready",
+        f"Not ready ({failing}).",
+        type_="/problems/not-ready",
+        headers={"Retry-After": "5", "Cache-Control": "no-store"},
+    )
     return response
 
 

@@ -8,8 +8,8 @@ from starlette.responses import Response
 
 from app.deps import UPSTREAM_ERRORS, CursorParam, LimitParam, ServiceDep, problem_responses, rfc3339, within_deadline
 from app.errors import InvalidRequest
-from app.models import Page, Reading
 from app.http_cache import render
+from app.models import Page, Reading
 
 router = APIRouter(tags=["readings"])
 
@@ -27,11 +27,24 @@ _OBIS = re.compile(r"^obis:[0-9A-Za-z:.*\-]{1,32}$")
 async def list_readings(
     request: Request,
     service: ServiceDep,
-    meter_id: Annotated[str, Query(description="`<backend>:<id>`", examples=["iometer:578936dc-8020-4022-a560-2f59d2dca9ee"])],
-    start: Annotated[str, Query(description="RFC 3339, inclusive.", examples=["2026-05-19T00:00:00Z"], json_schema_extra={"format": "date-time"})],
+    meter_id: Annotated[
+        str, Query(description="`<backend>:<id>`", examples=["iometer:578936dc-8020-4022-a560-2f59d2dca9ee"])
+    ],
+    start: Annotated[
+        str,
+        Query(
+            description="RFC 3339, inclusive.",
+            examples=["2026-05-19T00:00:00Z"],
+            json_schema_extra={"format": "date-time"},
+        ),
+    ],
     end: Annotated[
         str | None,
-        Query(description="RFC 3339, exclusive; default now.", examples=["2026-05-20T00:00:00Z"], json_schema_extra={"format": "date-time"}),
+        Query(
+            description="RFC 3339, exclusive; default now.",
+            examples=["2026-05-20T00:00:00Z"],
+            json_schema_extra={"format": "date-time"},
+        ),
     ] = None,
     quantity: Annotated[
         list[str] | None,

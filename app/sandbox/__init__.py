@@ -21,8 +21,7 @@ SANDBOX_URLS = {
 def create_emulators(clock: Clock, *, seed: int = 7) -> dict[str, Any]:
     """One emulator per vendor, all on the same injected clock."""
     return {
-        name: importlib.import_module(f"app.sandbox.{name}").create_emulator(clock, seed=seed)
-        for name in SANDBOX_URLS
+        name: importlib.import_module(f"app.sandbox.{name}").create_emulator(clock, seed=seed) for name in SANDBOX_URLS
     }
 
 

@@ -79,8 +79,14 @@ async def test_one_backend_failing_keeps_the_other(fakes, clock):
         assert r.status_code == 200
         body = r.json()
         assert {m["backend"] for m in body["items"]} == {"iometer"}
-        assert body["errors"] == [{"backend": "waltero", "status": 503, "title": "Upstream rate limit",
-                                   "detail": "Waltero kept answering 429."}]
+        assert body["errors"] == [
+            {
+                "backend": "waltero",
+                "status": 503,
+                "title": "Upstream rate limit",
+                "detail": "Waltero kept answering 429.",
+            }
+        ]
         assert r.headers["cache-control"] == "private, max-age=0"
         daily = (await c.get("/consumption/daily", params={"start": "2026-05-10", "end": "2026-05-12"})).json()
         assert {row["meter_id"].split(":")[0] for row in daily["items"]} == {"iometer"} and daily["errors"]
@@ -124,7 +130,9 @@ async def test_readings_cursor_never_splits_or_repeats_a_timestamp(fakes, clock)
         assert len(everything["items"]) == 24 and everything["next_cursor"] is None
         pages, cursor = [], None
         while True:
-            r = (await c.get("/readings", params={**params, "limit": 3, **({"cursor": cursor} if cursor else {})})).json()
+            r = (
+                await c.get("/readings", params={**params, "limit": 3, **({"cursor": cursor} if cursor else {})})
+            ).json()
             pages += r["items"]
             cursor = r["next_cursor"]
             if not cursor:
@@ -169,14 +177,20 @@ async def test_ids_are_checked_before_any_upstream_call(fakes, clock):
     io, wa = fakes
     app = fake_app({"iometer": io, "waltero": wa}, clock=clock)
     async with running(app) as c:
-        for url in ("/meters/acme:123", "/meters/iometer:not-a-uuid", "/devices/waltero:1/status",
-                    "/meters/iometer:" + "a" * 36):
+        for url in (
+            "/meters/acme:123",
+            "/meters/iometer:not-a-uuid",
+            "/devices/waltero:1/status",
+            "/meters/iometer:" + "a" * 36,
+        ):
             r = await c.get(url)
             assert r.status_code == 404 and r.headers["content-type"] == "application/problem+json", url
         assert sum(io.calls.values()) + sum(wa.calls.values()) == 0
         missing = "iometer:00000000-0000-0000-0000-000000000000"
         assert (await c.get(f"/meters/{missing}")).status_code == 404
-        assert (await c.get("/readings", params={"meter_id": missing, "start": "2026-01-01T00:00:00Z"})).status_code == 404
+        assert (
+            await c.get("/readings", params={"meter_id": missing, "start": "2026-01-01T00:00:00Z"})
+        ).status_code == 404
 
 
 async def test_changes_are_waltero_only(fakes, clock):
@@ -196,8 +210,10 @@ async def test_daily_consumption_for_selected_meters_and_coalescing(fakes, clock
     app = fake_app({"iometer": io, "waltero": wa}, clock=clock)
     async with running(app) as c:
         wa.gate = asyncio.Event()
-        urls = [f"/consumption/daily?start=2026-03-28&end=2026-03-31&tz=Europe/Berlin&meter_id=waltero:{m}"
-                for m in wa.meter_ids]
+        urls = [
+            f"/consumption/daily?start=2026-03-28&end=2026-03-31&tz=Europe/Berlin&meter_id=waltero:{m}"
+            for m in wa.meter_ids
+        ]
         pending = [asyncio.create_task(c.get(u)) for u in urls * 5]
         await asyncio.sleep(0.05)
         wa.gate.set()
@@ -207,7 +223,9 @@ async def test_daily_consumption_for_selected_meters_and_coalescing(fakes, clock
         rows = answers[0].json()["items"]
         assert [r["date"] for r in rows] == ["2026-03-28", "2026-03-29", "2026-03-30"]
         assert [r["consumption"] for r in rows] == [12.0, 11.5, 12.0]  # the 23 h day
-        unknown = await c.get("/consumption/daily?start=2026-03-28&end=2026-03-29&meter_id=waltero:00000000-0000-0000-0000-000000000000")
+        unknown = await c.get(
+            "/consumption/daily?start=2026-03-28&end=2026-03-29&meter_id=waltero:00000000-0000-0000-0000-000000000000"
+        )
         assert unknown.status_code == 404
 
 

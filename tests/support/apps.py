@@ -18,9 +18,12 @@ API_KEY = "test-key-0123456789"
 def live_settings(**overrides: Any) -> Settings:
     """A live configuration with both vendors 'configured' (for fake backends) and one API key."""
     values: dict[str, Any] = {
-        "IOMETER_PARTNER_ID": "partner", "IOMETER_PARTNER_SECRET": "partner-secret-value",
-        "WALTERO_USERNAME": "user@example.com", "WALTERO_PASSWORD": "waltero-password-value",
-        "FACADE_API_KEYS": API_KEY, "FACADE_CHANGES_POLL": 0,
+        "IOMETER_PARTNER_ID": "partner",
+        "IOMETER_PARTNER_SECRET": "partner-secret-value",
+        "WALTERO_USERNAME": "user@example.com",
+        "WALTERO_PASSWORD": "waltero-password-value",
+        "FACADE_API_KEYS": API_KEY,
+        "FACADE_CHANGES_POLL": 0,
     }
     values.update(overrides)
     return Settings(**values)

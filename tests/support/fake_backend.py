@@ -31,7 +31,9 @@ class FakeBackend:
 
     def __init__(self, name: str, *, meters: int = 3, changes: bool = False, grain: str = "backend") -> None:
         self.name = name
-        self.capabilities = frozenset({METERS, READINGS, DAILY_CONSUMPTION, DEVICE_STATUS} | ({CHANGES} if changes else set()))
+        self.capabilities = frozenset(
+            {METERS, READINGS, DAILY_CONSUMPTION, DEVICE_STATUS} | ({CHANGES} if changes else set())
+        )
         self.daily_grain = grain  # type: ignore[assignment]
         self.meter_ids = [fake_uuid(name, "meter", i) for i in range(meters)]
         self.calls: Counter[str] = Counter()
@@ -54,8 +56,14 @@ class FakeBackend:
 
     def _meter(self, upstream: str) -> Meter:
         return Meter(
-            id=f"{self.name}:{upstream}", backend=self.name, serial_number=f"SN-{upstream[:8]}",  # type: ignore[arg-type]
-            name=None, medium="electricity", unit="kWh", site_id=None, device_id=f"{self.name}:{upstream}",
+            id=f"{self.name}:{upstream}",
+            backend=self.name,
+            serial_number=f"SN-{upstream[:8]}",  # type: ignore[arg-type]
+            name=None,
+            medium="electricity",
+            unit="kWh",
+            site_id=None,
+            device_id=f"{self.name}:{upstream}",
         )
 
     async def list_meters(self) -> list[Meter]:
@@ -78,8 +86,16 @@ class FakeBackend:
             hours = (t - datetime(2026, 1, 1, tzinfo=UTC)).total_seconds() / 3600
             for quantity, value, unit in (("energy_import", 1000 + hours * 0.5, "kWh"), ("power", 500.0, "W")):
                 if quantities is None or quantity in quantities:
-                    out.append(Reading(meter_id=f"{self.name}:{upstream_meter_id}", time=t, quantity=quantity,
-                                       obis=None, value=value, unit=unit))
+                    out.append(
+                        Reading(
+                            meter_id=f"{self.name}:{upstream_meter_id}",
+                            time=t,
+                            quantity=quantity,
+                            obis=None,
+                            value=value,
+                            unit=unit,
+                        )
+                    )
             t += timedelta(minutes=15)
         return out
 
@@ -93,17 +109,33 @@ class FakeBackend:
         for m in sorted(ids):
             for d in days(start, end):
                 hours = (local_midnight(d + timedelta(days=1), tz) - local_midnight(d, tz)).total_seconds() / 3600
-                rows.append(DailyConsumption(meter_id=f"{self.name}:{m}", date=d, consumption=hours * 0.5,
-                                             unit="kWh", complete=True, source="upstream"))
+                rows.append(
+                    DailyConsumption(
+                        meter_id=f"{self.name}:{m}",
+                        date=d,
+                        consumption=hours * 0.5,
+                        unit="kWh",
+                        complete=True,
+                        source="upstream",
+                    )
+                )
         return rows
 
     async def device_status(self, upstream_device_id: str) -> DeviceStatus:
         await self._enter("device_status")
         if upstream_device_id not in self.meter_ids:
             raise NotFound("no such device", backend=self.name)
-        return DeviceStatus(device_id=f"{self.name}:{upstream_device_id}", backend=self.name,  # type: ignore[arg-type]
-                            online=True, last_seen=None, battery_percent=80, battery_voltage=3.6,
-                            power_source="battery", rssi_dbm=-70.0, details={})
+        return DeviceStatus(
+            device_id=f"{self.name}:{upstream_device_id}",
+            backend=self.name,  # type: ignore[arg-type]
+            online=True,
+            last_seen=None,
+            battery_percent=80,
+            battery_voltage=3.6,
+            power_source="battery",
+            rssi_dbm=-70.0,
+            details={},
+        )
 
     async def changes(self, since, limit, cursor):  # type: ignore[no-untyped-def]
         await self._enter("changes")

@@ -59,7 +59,9 @@ def serve_in_thread(app: Any, port: int | None = None) -> Iterator[str]:
 
 
 @contextlib.contextmanager
-def serve_process(argv: list[str], health_url: str, env: dict[str, str] | None = None) -> Iterator[subprocess.Popen[bytes]]:
+def serve_process(
+    argv: list[str], health_url: str, env: dict[str, str] | None = None
+) -> Iterator[subprocess.Popen[bytes]]:
     """Start `argv` (e.g. `[sys.executable, "-m", "uvicorn", ...]`), wait for `health_url`, stop by PID."""
     proc = subprocess.Popen(argv, env={**os.environ, **(env or {})}, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     try:

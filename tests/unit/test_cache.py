@@ -9,7 +9,9 @@ from tests.support.clock import FakeClock
 
 
 def make(clock, **kw):
-    return SingleFlightCache("t", maxsize=kw.pop("maxsize", 100), timer=clock, stale_if_error=kw.pop("stale", 600), metrics=Metrics())
+    return SingleFlightCache(
+        "t", maxsize=kw.pop("maxsize", 100), timer=clock, stale_if_error=kw.pop("stale", 600), metrics=Metrics()
+    )
 
 
 async def test_concurrent_identical_misses_share_one_load():

@@ -27,8 +27,13 @@ async def run(statuses, policy=None, idempotent=True, raise_first=0):
         return httpx.Response(status, headers={"Retry-After": "2"} if status == 429 else {})
 
     response = await send_with_retries(
-        send, policy=policy or RetryPolicy(), sleep=clock.sleep, clock=clock, rng=random.Random(1),
-        idempotent=idempotent, on_retry=reasons.append,
+        send,
+        policy=policy or RetryPolicy(),
+        sleep=clock.sleep,
+        clock=clock,
+        rng=random.Random(1),
+        idempotent=idempotent,
+        on_retry=reasons.append,
     )
     return response.status_code, len(sent), clock.slept, reasons
 
@@ -52,7 +57,7 @@ async def test_500_retried_once_and_400_never():
 
 
 async def test_connection_errors_retried_with_backoff():
-    status, sent, slept, reasons = await run([200], raise_first=2)
+    status, sent, _slept, reasons = await run([200], raise_first=2)
     assert (status, sent, reasons) == (200, 3, ["connect", "connect"])
     with pytest.raises(httpx.ConnectError):
         await run([200], raise_first=10)

@@ -1,0 +1,592 @@
+"""`make bench`: how fast and how frugal the facade is, as ratios measured in one run.
+
+Starts on 127.0.0.1: both sandbox emulators as real HTTP servers, the facade (one uvicorn worker) in
+live mode pointed at them, and reference servers serving the same bytes; drives load with `wrk`
+(installed with apt-get if missing and possible) pinned to another core than the server. Every figure
+is a ratio or a difference against a reference measured in the same run, because absolute numbers on
+these shared machines drift by 20-30 %. Prints a table and writes bench/results.json.
+
+    .venv/bin/python bench/run.py [--rounds 3] [--duration 4]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import gc
+import json
+import os
+import platform
+import re
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+PY = sys.executable
+KEY = "bench-key-0123456789abcdef"
+CORES = os.cpu_count() or 1
+SERVER_CPU, LOAD_CPU = "0", str(min(1, CORES - 1))
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def pinned(cpu: str, argv: list[str]) -> list[str]:
+    return ["taskset", "-c", cpu, *argv] if shutil.which("taskset") and CORES > 1 else argv
+
+
+@contextlib.contextmanager
+def server(argv: list[str], health: str, env: dict[str, str] | None = None, cpu: str = SERVER_CPU) -> Iterator[int]:
+    log = tempfile.TemporaryFile()
+    proc = subprocess.Popen(pinned(cpu, argv), env={**os.environ, **(env or {})}, stdout=log, stderr=log, cwd=ROOT)
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                httpx.get(health, timeout=1, headers={"X-API-Key": KEY})
+                break
+            except httpx.TransportError:
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    log.seek(0)
+                    raise RuntimeError(f"{argv} did not start:\n{log.read().decode()[-3000:]}") from None
+                time.sleep(0.1)
+        yield proc.pid
+    finally:
+        os.kill(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            os.kill(proc.pid, signal.SIGKILL)
+            proc.wait()
+        log.close()
+
+
+def uvicorn(app: str, port: int, *extra: str) -> list[str]:
+    return [
+        PY,
+        "-m",
+        "uvicorn",
+        app,
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--no-access-log",
+        "--log-level",
+        "warning",
+        *extra,
+    ]
+
+
+def ensure_wrk() -> str | None:
+    if shutil.which("wrk"):
+        return shutil.which("wrk")
+    if os.geteuid() == 0 and shutil.which("apt-get"):
+        subprocess.run(["apt-get", "install", "-y", "-qq", "--no-install-recommends", "wrk"], capture_output=True)
+    return shutil.which("wrk")
+
+
+def wrk_rps(url: str, duration: float, connections: int = 64) -> float:
+    wrk = ensure_wrk()
+    if wrk is None:
+        return asyncio.run(python_rps(url, duration, connections))
+    out = subprocess.run(
+        pinned(LOAD_CPU, [wrk, "-t1", f"-c{connections}", f"-d{duration}s", "-H", f"X-API-Key: {KEY}", url]),
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    if "Non-2xx" in out:
+        raise RuntimeError(f"non-2xx answers under load from {url}:\n{out}")
+    return float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
+
+
+async def python_rps(url: str, duration: float, connections: int) -> float:
+    """Fallback load generator when wrk cannot be had (slower than the servers it measures)."""
+    done = 0
+    stop = time.monotonic() + duration
+    limits = httpx.Limits(max_connections=connections)
+    async with httpx.AsyncClient(limits=limits, headers={"X-API-Key": KEY}) as client:
+
+        async def worker() -> None:
+            nonlocal done
+            while time.monotonic() < stop:
+                (await client.get(url)).raise_for_status()
+                done += 1
+
+        await asyncio.gather(*(worker() for _ in range(connections)))
+    return done / duration
+
+
+def sandbox_env(io_port: int, wa_port: int, **extra: str) -> dict[str, str]:
+    from app.sandbox import iometer, waltero
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("FACADE_", "IOMETER_", "WALTERO_"))}
+    env.update(iometer.SANDBOX_SETTINGS)
+    env.update(waltero.SANDBOX_SETTINGS)
+    env.update(
+        {
+            "IOMETER_URL": f"http://127.0.0.1:{io_port}/api/v1/query",
+            "WALTERO_URL": f"http://127.0.0.1:{wa_port}",
+            "FACADE_API_KEYS": KEY,
+            "FACADE_CHANGES_POLL": "0",
+            "FACADE_LOG_LEVEL": "INFO",
+        }
+    )
+    env.update(extra)
+    return env
+
+
+@contextlib.contextmanager
+def emulators(token_ttl: int | None = None) -> Iterator[tuple[int, int]]:
+    io_port, wa_port = free_port(), free_port()
+    wa_args = ["--token-ttl", str(token_ttl)] if token_ttl else []
+    with (
+        server(
+            [PY, "-m", "app.sandbox.iometer", "--port", str(io_port)],
+            f"http://127.0.0.1:{io_port}/_sandbox/stats",
+            cpu=LOAD_CPU,
+        ),
+        server(
+            [PY, "-m", "app.sandbox.waltero", "--port", str(wa_port), *wa_args],
+            f"http://127.0.0.1:{wa_port}/_sandbox/stats",
+            cpu=LOAD_CPU,
+        ),
+    ):
+        yield io_port, wa_port
+
+
+@contextlib.contextmanager
+def facade(io_port: int, wa_port: int, **extra: str) -> Iterator[tuple[str, int]]:
+    port = free_port()
+    with server(
+        uvicorn("app.main:app", port), f"http://127.0.0.1:{port}/healthz", sandbox_env(io_port, wa_port, **extra)
+    ) as pid:
+        yield f"http://127.0.0.1:{port}", pid
+
+
+def stats(port: int) -> dict[str, int]:
+    return dict(httpx.get(f"http://127.0.0.1:{port}/_sandbox/stats", timeout=5).json())
+
+
+def rss_mib(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def day_window() -> tuple[str, str]:
+    today = datetime.now(UTC).date()
+    return str(today - timedelta(days=8)), str(today - timedelta(days=1))
+
+
+# --- 1. cache-hit throughput -------------------------------------------------------------------
+
+
+def measure_hits(rounds: int, duration: float) -> dict[str, Any]:
+    results: dict[str, Any] = {}
+    start, end = day_window()
+    with emulators() as (io_port, wa_port), facade(io_port, wa_port) as (base, _pid):
+        client = httpx.Client(base_url=base, headers={"X-API-Key": KEY}, timeout=30)
+        meter = client.get("/meters", params={"backend": "iometer"}).json()["items"][0]["id"]
+        targets = {
+            "GET /meters/{id}": f"/meters/{meter}",
+            "GET /consumption/daily": f"/consumption/daily?start={start}&end={end}&tz=Europe/Berlin&backend=waltero",
+        }
+        for name, path in targets.items():
+            body = client.get(path).content
+            assert client.get(path).headers["x-cache"] == "HIT", "the bench must measure warm hits"
+            with tempfile.NamedTemporaryFile(delete=False) as f:
+                f.write(body)
+            env = {"BENCH_BODY_FILE": f.name}
+            rows: dict[str, list[float]] = {"facade": [], "fastapi": [], "bare": []}
+            ref_ports = {"fastapi": free_port(), "bare": free_port()}
+            with (
+                server(
+                    uvicorn("bench.reference:fastapi_app", ref_ports["fastapi"]),
+                    f"http://127.0.0.1:{ref_ports['fastapi']}/x",
+                    env,
+                ),
+                server(
+                    uvicorn("bench.reference:bare_app", ref_ports["bare"]),
+                    f"http://127.0.0.1:{ref_ports['bare']}/x",
+                    env,
+                ),
+            ):
+                for _ in range(rounds):  # interleaved, so drift hits all three alike
+                    rows["facade"].append(wrk_rps(base + path, duration))
+                    rows["fastapi"].append(wrk_rps(f"http://127.0.0.1:{ref_ports['fastapi']}{path}", duration))
+                    rows["bare"].append(wrk_rps(f"http://127.0.0.1:{ref_ports['bare']}{path}", duration))
+            os.unlink(f.name)
+            med = {k: statistics.median(v) for k, v in rows.items()}
+            results[name] = {
+                "bytes": len(body),
+                "rps_median": med,
+                "vs_fastapi_route": med["facade"] / med["fastapi"],
+                "vs_bare_asgi": med["facade"] / med["bare"],
+            }
+    return results
+
+
+# --- 2. cache-miss added latency ------------------------------------------------------------------
+
+
+async def _latencies(
+    client: httpx.AsyncClient, urls: list[str], concurrency: int, headers: dict[str, str]
+) -> list[float]:
+    queue = list(urls)
+    out: list[float] = []
+
+    async def worker() -> None:
+        while queue:
+            url = queue.pop()
+            t0 = time.perf_counter()
+            r = await client.get(url, headers=headers)
+            out.append(time.perf_counter() - t0)
+            r.raise_for_status()
+
+    await asyncio.gather(*(worker() for _ in range(concurrency)))
+    return out
+
+
+def pct(values: list[float], p: float) -> float:
+    values = sorted(values)
+    return values[min(len(values) - 1, int(p / 100 * len(values)))]
+
+
+async def _miss_run(base: str, wa_port: int, n: int) -> dict[str, Any]:
+    async with httpx.AsyncClient(timeout=30) as client:
+        login = await client.post(f"http://127.0.0.1:{wa_port}/api/auth/login", json=_waltero_credentials())
+        token = login.json()["token"]
+        meters = (await client.get(f"{base}/meters", params={"backend": "waltero"}, headers={"X-API-Key": KEY})).json()[
+            "items"
+        ]
+        device = meters[0]["id"].split(":", 1)[1]
+        now = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
+        results: dict[str, Any] = {}
+        for concurrency in (1, 8):
+            facade_urls, direct_urls = [], []
+            for i in range(n):  # a distinct one-hour window per request: every facade call is a miss
+                t0 = now - timedelta(hours=i + 1 + concurrency * n)
+                t1 = t0 + timedelta(hours=1)
+                facade_urls.append(
+                    f"{base}/readings?meter_id=waltero:{device}&start={t0:%Y-%m-%dT%H:%M:%SZ}&end={t1:%Y-%m-%dT%H:%M:%SZ}"
+                )
+                direct_urls.append(
+                    f"http://127.0.0.1:{wa_port}/api/devices/{device}/telemetry?startDate={t0:%Y-%m-%dT%H:%M:%S.000Z}"
+                    f"&endDate={t1:%Y-%m-%dT%H:%M:%S.000Z}&fields=meter.value.processed"
+                )
+            await _latencies(client, direct_urls[:20], concurrency, {"Authorization": f"Bearer {token}"})  # warm
+            direct = await _latencies(client, direct_urls, concurrency, {"Authorization": f"Bearer {token}"})
+            via = await _latencies(client, facade_urls, concurrency, {"X-API-Key": KEY})
+            results[f"concurrency {concurrency}"] = {
+                "direct_p50_ms": pct(direct, 50) * 1000,
+                "direct_p99_ms": pct(direct, 99) * 1000,
+                "facade_p50_ms": pct(via, 50) * 1000,
+                "facade_p99_ms": pct(via, 99) * 1000,
+                "added_p50_ms": (pct(via, 50) - pct(direct, 50)) * 1000,
+                "added_p99_ms": (pct(via, 99) - pct(direct, 99)) * 1000,
+            }
+        return results
+
+
+def _waltero_credentials() -> dict[str, str]:
+    from app.sandbox import waltero
+
+    return {
+        "username": waltero.SANDBOX_SETTINGS["WALTERO_USERNAME"],
+        "password": waltero.SANDBOX_SETTINGS["WALTERO_PASSWORD"],
+    }
+
+
+def measure_misses(n: int) -> dict[str, Any]:
+    with emulators() as (io_port, wa_port), facade(io_port, wa_port) as (base, _pid):
+        return asyncio.run(_miss_run(base, wa_port, n))
+
+
+# --- 3. upstream amplification ----------------------------------------------------------------------
+
+
+async def _burst(base: str, paths: list[str], total: int, concurrency: int) -> list[int]:
+    statuses: list[int] = []
+    queue = [paths[i % len(paths)] for i in range(total)]
+    async with httpx.AsyncClient(
+        base_url=base, headers={"X-API-Key": KEY}, timeout=30, limits=httpx.Limits(max_connections=concurrency)
+    ) as client:
+
+        async def worker() -> None:
+            while queue:
+                statuses.append((await client.get(queue.pop())).status_code)
+
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
+    return statuses
+
+
+def measure_amplification() -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    start, end = day_window()
+    with emulators() as (io_port, wa_port), facade(io_port, wa_port) as (base, _pid):
+        meters = httpx.get(
+            f"{base}/meters", params={"backend": "waltero", "limit": 1000}, headers={"X-API-Key": KEY}
+        ).json()["items"]
+        device = meters[0]["id"]
+        now = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
+        hot = [
+            f"/readings?meter_id={device}&start={(now - timedelta(hours=h + 2)):%Y-%m-%dT%H:%M:%SZ}"
+            f"&end={(now - timedelta(hours=h + 1)):%Y-%m-%dT%H:%M:%SZ}"
+            for h in range(20)
+        ]
+        before = stats(wa_port)
+        statuses = asyncio.run(_burst(base, hot, 1000, 50))
+        after = stats(wa_port)
+        out["1000 requests, 20 hot keys, 50 clients"] = {
+            "client_errors": sum(1 for s in statuses if s != 200),
+            "upstream_telemetry_calls": after.get("telemetry", 0) - before.get("telemetry", 0),
+            "upstream_calls_all": after.get("requests", 0) - before.get("requests", 0),
+            "target": 20,
+        }
+        org = meters[0]["site_id"]
+        same_org = [m["id"] for m in meters if m["site_id"] == org]
+        paths = [f"/consumption/daily?start={start}&end={end}&meter_id={m}" for m in same_org]
+        before = stats(wa_port)
+        statuses = asyncio.run(_burst(base, paths, 50, 50))
+        after = stats(wa_port)
+        out["50 requests for the daily consumption of different meters of one organization"] = {
+            "distinct_meters": len(same_org),
+            "client_errors": sum(1 for s in statuses if s != 200),
+            "upstream_daily_calls": after.get("daily_consumption", 0) - before.get("daily_consumption", 0),
+            "target": 1,
+        }
+    ttl = 4
+    with (
+        emulators(token_ttl=ttl) as (io_port, wa_port),
+        facade(io_port, wa_port, FACADE_TTL_RECENT="0", FACADE_TTL_PAST="0") as (base, _pid),
+    ):
+        meters = httpx.get(f"{base}/meters", params={"backend": "waltero"}, headers={"X-API-Key": KEY}).json()["items"]
+        before = stats(wa_port)
+        seconds = 4 * ttl
+        stop = time.monotonic() + seconds
+        errors = 0
+
+        async def steady() -> None:
+            nonlocal errors
+            async with httpx.AsyncClient(base_url=base, headers={"X-API-Key": KEY}, timeout=30) as client:
+                i = 0
+                while time.monotonic() < stop:
+                    i += 1
+                    r = await client.get(
+                        f"/readings?meter_id={meters[i % len(meters)]['id']}&start={(datetime.now(UTC) - timedelta(hours=3)):%Y-%m-%dT%H:%M:%SZ}"
+                    )
+                    errors += r.status_code != 200
+                    await asyncio.sleep(0.02)
+
+        asyncio.run(steady())
+        after = stats(wa_port)
+        logins = after.get("login", 0) - before.get("login", 0)
+        out["steady load across token lifetimes"] = {
+            "token_lifetime_s": ttl,
+            "seconds": seconds,
+            "logins": logins,
+            "logins_per_lifetime": logins / (seconds / ttl),
+            "client_errors": errors,
+            "target": 1,
+        }
+    return out
+
+
+# --- 4. memory with full caches --------------------------------------------------------------------
+
+MEMORY_PROBE = r"""
+import asyncio, copy, json, sys
+from pathlib import Path
+sys.path.insert(0, sys.argv[1])
+from datetime import UTC, datetime, timedelta
+import httpx
+from app.config import Settings
+from app.factory import create_app
+from app.http_cache import StoredResponse, etag_of
+
+def rss():
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(("VmRSS:", "VmHWM:")):
+            yield line.split()[0][:-1], int(line.split()[1]) / 1024
+
+async def main():
+    app = create_app(Settings(FACADE_SANDBOX=True, FACADE_CHANGES_POLL=0))
+    async with app.router.lifespan_context(app):
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://f") as c:
+            today = datetime.now(UTC).date()
+            meters = (await c.get("/meters?limit=1000")).json()["items"]
+            io = next(m for m in meters if m["backend"] == "iometer")
+            wa = next(m for m in meters if m["backend"] == "waltero")
+            t1 = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
+            t0 = t1 - timedelta(hours=6)
+            await c.get(f"/readings?meter_id={io['id']}&start={t0:%Y-%m-%dT%H:%M:%SZ}&end={t1:%Y-%m-%dT%H:%M:%SZ}")
+            await c.get(f"/consumption/daily?start={today - timedelta(days=31)}&end={today - timedelta(days=1)}")
+            await c.get(f"/meters/{io['id']}")
+            await c.get(f"/devices/{wa['device_id']}/status")
+            await c.get(f"/changes?since={(datetime.now(UTC) - timedelta(days=30)):%Y-%m-%dT%H:%M:%SZ}")
+        service = app.state.service
+        responses = app.state.responses
+        base = dict(rss())
+        per_cache = {}
+        for name, cache in service.caches.items():
+            template = next(iter(cache._entries.items()), None)
+            if template is None:
+                continue
+            key, entry = template
+            before = dict(rss())["VmRSS"]
+            for i in range(len(cache), cache.maxsize):
+                clone = copy.copy(entry)
+                clone.value = copy.deepcopy(entry.value)
+                cache._entries[(key, i)] = clone
+            per_cache[name] = {"entries": len(cache), "kib_per_entry": (dict(rss())["VmRSS"] - before) * 1024 / cache.maxsize}
+        stored = next(iter(responses._entries.values()))
+        before = dict(rss())["VmRSS"]
+        for i in range(len(responses), responses._entries.maxsize):
+            body = bytes(stored.body[:-1]) + bytes([48 + i % 10])
+            responses.store(("/x", str(i).encode()), StoredResponse(body, etag_of(body), stored.route, stored.sources, stored.created, stored.fresh_until))
+        per_cache["responses"] = {"entries": len(responses), "kib_per_entry": (dict(rss())["VmRSS"] - before) * 1024 / responses._entries.maxsize}
+        final = dict(rss())
+        print(json.dumps({"idle_after_warmup_mib": base["VmRSS"], "full_rss_mib": final["VmRSS"], "peak_rss_mib": final["VmHWM"], "caches": per_cache}))
+
+asyncio.run(main())
+"""
+
+
+def measure_memory() -> dict[str, Any]:
+    done = subprocess.run(
+        [PY, "-c", MEMORY_PROBE, str(ROOT)],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env={k: v for k, v in os.environ.items() if not k.startswith(("FACADE_", "IOMETER_", "WALTERO_"))},
+    )
+    if done.returncode != 0:
+        raise RuntimeError(done.stderr[-3000:])
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    result["target_mib"] = 150
+    return result
+
+
+# --- 5. daily derivation CPU time ----------------------------------------------------------------------
+
+
+def measure_derivation() -> dict[str, Any]:
+    from bench.derivation import year_of_readings_cpu_seconds
+
+    runs = [year_of_readings_cpu_seconds(meters=10) for _ in range(5)]
+    return {
+        "meters": 10,
+        "readings_per_meter": 35040,
+        "cpu_ms_median": statistics.median(runs) * 1000,
+        "target_ms": 100,
+    }
+
+
+# --- profile of the hit path ------------------------------------------------------------------------------
+
+
+def profile_hits() -> str:
+    from bench.profile_hits import profile
+
+    return profile()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--duration", type=float, default=4.0)
+    parser.add_argument("--only", nargs="*", default=None)
+    args = parser.parse_args()
+    gc.collect()
+    report: dict[str, Any] = {
+        "machine": {
+            "cpus": CORES,
+            "python": platform.python_version(),
+            "platform": platform.platform(),
+            "load_generator": "wrk" if ensure_wrk() else "python",
+            "date": datetime.now(UTC).isoformat(timespec="seconds"),
+        },
+    }
+    steps = {
+        "cache_hit_throughput": lambda: measure_hits(args.rounds, args.duration),
+        "cache_miss_added_latency": lambda: measure_misses(300),
+        "upstream_amplification": measure_amplification,
+        "memory_full_caches": measure_memory,
+        "daily_derivation": measure_derivation,
+        "hit_path_profile": profile_hits,
+    }
+    for name, step in steps.items():
+        if args.only and name not in args.only:
+            continue
+        print(f"... {name}", file=sys.stderr, flush=True)
+        report[name] = step()
+    out = ROOT / "bench" / "results.json"
+    out.write_text(json.dumps(report, indent=2) + "\n")
+    print(render(report))
+    print(f"\nwritten to {out.relative_to(ROOT)}")
+
+
+def render(r: dict[str, Any]) -> str:
+    lines = ["| measurement | result | target | met |", "|---|---|---|---|"]
+    for name, row in r.get("cache_hit_throughput", {}).items():
+        lines.append(
+            f"| cache hit `{name}` ({row['bytes']} B) vs bare FastAPI route | {row['vs_fastapi_route']:.2f}x | >= 1.0x | {'yes' if row['vs_fastapi_route'] >= 1.0 else 'no'} |"
+        )
+        lines.append(f"| cache hit `{name}` vs bare ASGI app | {row['vs_bare_asgi']:.2f}x | (floor) | - |")
+    for name, row in r.get("cache_miss_added_latency", {}).items():
+        lines.append(
+            f"| cache miss added latency p50, {name} | {row['added_p50_ms']:.2f} ms (p99 {row['added_p99_ms']:.2f} ms) | <= 1 ms p50 | {'yes' if row['added_p50_ms'] <= 1 else 'no'} |"
+        )
+    amp = r.get("upstream_amplification", {})
+    for name, row in amp.items():
+        if "upstream_telemetry_calls" in row:
+            lines.append(
+                f"| {name} | {row['upstream_telemetry_calls']} upstream calls | 20 | {'yes' if row['upstream_telemetry_calls'] == 20 else 'no'} |"
+            )
+        elif "upstream_daily_calls" in row:
+            lines.append(
+                f"| {name} ({row['distinct_meters']} meters) | {row['upstream_daily_calls']} upstream call(s) | 1 | {'yes' if row['upstream_daily_calls'] == 1 else 'no'} |"
+            )
+        elif "logins" in row:
+            lines.append(
+                f"| logins per token lifetime, steady load ({row['token_lifetime_s']} s tokens, {row['seconds']} s) | {row['logins_per_lifetime']:.2f} ({row['client_errors']} client errors) | 1 | {'yes' if row['logins_per_lifetime'] <= 1.34 and row['client_errors'] == 0 else 'no'} |"
+            )
+    mem = r.get("memory_full_caches")
+    if mem:
+        lines.append(
+            f"| peak RSS with every cache at maxsize | {mem['peak_rss_mib']:.0f} MiB | <= {mem['target_mib']} MB | {'yes' if mem['peak_rss_mib'] * 1.048576 <= mem['target_mib'] else 'no'} |"
+        )
+        for name, row in mem["caches"].items():
+            lines.append(f"| per-entry cost, cache `{name}` | {row['kib_per_entry']:.1f} KiB | - | - |")
+    der = r.get("daily_derivation")
+    if der:
+        lines.append(
+            f"| derive a year of 15-min readings for 10 meters | {der['cpu_ms_median']:.0f} ms CPU | <= 100 ms | {'yes' if der['cpu_ms_median'] <= 100 else 'no'} |"
+        )
+    return "\n".join(lines) + (
+        "\n\nHit path profile (pyinstrument):\n" + r["hit_path_profile"] if r.get("hit_path_profile") else ""
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,481 @@
+"""The IOmeter backend: Partner GraphQL payloads → the facade's normalized models.
+
+Meters come from the partner's installations (offset pages until an empty page); readings from a
+meter's cursor chain (`partner.meter(id).readings`); daily consumption is derived from register
+`1-0:1.8.0` (`daily.py`); device status is found through the device's installation, located with a
+small device → installation index refreshed from the installations listing. IOmeter has no audit
+feed: `changes` raises `NotSupported`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from collections.abc import AsyncGenerator, Awaitable, Callable, Iterable
+from contextlib import aclosing
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+from typing import Any, Literal, TypeVar
+from zoneinfo import ZoneInfo
+
+from app.backends.base import (
+    DAILY_CONSUMPTION,
+    DEVICE_STATUS,
+    METERS,
+    READINGS,
+    AuthState,
+    ChangesPage,
+)
+from app.backends.http import upstream_operation
+from app.backends.iometer import documents as docs
+from app.backends.iometer.client import IometerClient
+from app.backends.iometer.daily import daily_from_register
+from app.backends.iometer.payloads import (
+    ReadingsPage,
+    TimeParser,
+    WireReading,
+    bad,
+    energy_import_kwh,
+    int_field,
+    list_field,
+    normalize,
+    obj_field,
+    readings_page,
+    req_obj,
+    req_str,
+)
+from app.errors import NotFound, NotSupported, UpstreamBadResponse
+from app.models import DailyConsumption, DeviceStatus, Meter, Reading
+from app.timeutil import Clock, days, local_midnight
+
+NAME = "iometer"
+_UUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
+INSTALLATIONS_PAGE = 100
+T = TypeVar("T")
+U = TypeVar("U")
+
+
+def prefixed(upstream_id: str) -> str:
+    return f"{NAME}:{upstream_id}"
+
+
+def upstream_time(value: datetime) -> str:
+    """`startTime` for the vendor: UTC to the second, rounded down (readings before it are dropped here)."""
+    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+@dataclass(frozen=True, slots=True)
+class Installation:
+    id: str
+    current_device_id: str | None
+    meters: list[tuple[str, str]]
+    """(meter id, meter number)"""
+    device_ids: list[str]
+
+
+def _installation(raw: Any) -> Installation:
+    current = obj_field(raw, "currentDevice", nullable=True)
+    return Installation(
+        id=req_str(raw, "id"),
+        current_device_id=req_str(current, "id") if current is not None else None,
+        meters=[(req_str(m, "id"), req_str(m, "number")) for m in list_field(raw, "meters")],
+        device_ids=[req_str(d, "id") for d in list_field(raw, "devices")],
+    )
+
+
+def _meter(meter_id: str, number: str, installation_id: str, device_id: str | None) -> Meter:
+    return Meter(
+        id=prefixed(meter_id),
+        backend=NAME,
+        serial_number=number,
+        name=None,
+        medium="electricity",
+        unit="kWh",
+        site_id=prefixed(installation_id),
+        device_id=prefixed(device_id) if device_id else None,
+    )
+
+
+def _device_status(device_id: str, device: dict[str, Any]) -> DeviceStatus:
+    bridge = req_obj(device, "bridge")
+    core = req_obj(device, "core")
+    bridge_connection = req_str(bridge, "connectionStatus")
+    core_connection = req_str(core, "connectionStatus")
+    attachment = req_str(core, "attachmentStatus")
+    battery = int_field(core, "batteryLevel")
+    power = req_str(core, "powerStatus")
+    pin = req_str(core, "pinStatus")
+    power_source: Literal["battery", "wired"] | None = (
+        "battery" if power == "battery" else "wired" if power == "wired" else None
+    )
+    return DeviceStatus(
+        device_id=prefixed(device_id),
+        backend=NAME,
+        online=bridge_connection == "connected" and core_connection == "connected" and attachment == "attached",
+        last_seen=None,
+        battery_percent=battery,
+        battery_voltage=None,
+        power_source=power_source,
+        rssi_dbm=None,
+        details={
+            "bridge": {"connectionStatus": bridge_connection},
+            "core": {
+                "connectionStatus": core_connection,
+                "attachmentStatus": attachment,
+                "batteryLevel": battery,
+                "powerStatus": power,
+                "pinStatus": pin,
+            },
+        },
+    )
+
+
+class IometerBackend:
+    """`Backend` over the IOmeter Partner API. Takes and checks upstream ids (UUIDs)."""
+
+    name = NAME
+    capabilities = frozenset({METERS, READINGS, DAILY_CONSUMPTION, DEVICE_STATUS})
+    daily_grain: Literal["meter", "backend"] = "meter"
+
+    def __init__(
+        self,
+        client: IometerClient,
+        *,
+        mode: Literal["live", "sandbox"],
+        clock: Clock,
+        max_gap: float,
+        concurrency: int = 4,
+        index_refresh: float = 5.0,
+    ) -> None:
+        self.mode = mode
+        self._client = client
+        self._clock = clock
+        self._max_gap = max_gap
+        self._limit = asyncio.Semaphore(max(1, concurrency))
+        self._index_refresh = index_refresh
+        self._device_index: dict[str, str] = {}
+        self._index_built_at: float | None = None
+        self._index_lock = asyncio.Lock()
+
+    def is_valid_id(self, upstream_id: str) -> bool:
+        return _UUID.fullmatch(upstream_id) is not None
+
+    # --- meters ---------------------------------------------------------------------------------
+
+    async def _installations(self) -> list[Installation]:
+        """Every installation, offset page by offset page until an empty page (a short page is not
+        the end: the server may cap a page below the asked limit). Refreshes the device index."""
+        installations: list[Installation] = []
+        seen: set[str] = set()
+        offset = 0
+        while True:
+            data = await self._client.query(
+                docs.INSTALLATIONS, {"pagination": {"limit": INSTALLATIONS_PAGE, "offset": offset}}
+            )
+            page = [_installation(raw) for raw in list_field(data, "installations")]
+            if not page:
+                break
+            fresh = [i for i in page if i.id not in seen]
+            if not fresh:  # a server ignoring `offset` would otherwise page forever
+                raise UpstreamBadResponse("IOmeter repeated a page of installations", backend=NAME)
+            seen.update(i.id for i in fresh)
+            installations.extend(fresh)
+            offset += len(page)
+        self._device_index = {d: i.id for i in installations for d in i.device_ids}
+        self._index_built_at = self._clock()
+        return installations
+
+    async def list_meters(self) -> list[Meter]:
+        with upstream_operation("meters"):
+            installations = await self._installations()
+        return [
+            _meter(meter_id, number, inst.id, inst.current_device_id)
+            for inst in installations
+            for meter_id, number in inst.meters
+        ]
+
+    async def get_meter(self, upstream_id: str) -> Meter:
+        upstream_id = upstream_id.lower()  # UUIDs are case-insensitive; the vendor answers in lower case
+        with upstream_operation("meter"):
+            data = await self._client.query(docs.METER, {"id": upstream_id})
+        meter = obj_field(req_obj(data, "partner"), "meter", nullable=True)
+        if meter is None:
+            raise NotFound(f"IOmeter meter {upstream_id} not found", backend=NAME)
+        installation = req_obj(meter, "installation")
+        current = obj_field(installation, "currentDevice", nullable=True)
+        return _meter(
+            req_str(meter, "id"),
+            req_str(meter, "number"),
+            req_str(installation, "id"),
+            req_str(current, "id") if current is not None else None,
+        )
+
+    # --- readings -------------------------------------------------------------------------------
+
+    async def _reading_pages(
+        self,
+        fetch: Callable[[str | None, int], Awaitable[ReadingsPage]],
+        stop_at: datetime,
+        parse_time: TimeParser,
+        first_limit: int = docs.PAGE_LIMIT_MAX,
+    ) -> AsyncGenerator[list[WireReading], None]:
+        """Follow one cursor chain until the cursor is null or a page ends at or after `stop_at`.
+
+        A short page is never taken as the end: only the cursor says whether more remain."""
+        cursor: str | None = None
+        limit = first_limit
+        while True:
+            page = await fetch(cursor, limit)
+            yield page.readings
+            if page.cursor is None:
+                return
+            if page.readings and parse_time(page.readings[-1].time) >= stop_at:
+                return
+            if page.cursor == cursor:
+                raise UpstreamBadResponse("IOmeter repeated a readings cursor", backend=NAME)
+            cursor = page.cursor
+            limit = min(docs.PAGE_LIMIT_MAX, limit * 4)
+
+    def _meter_chain(self, meter_id: str, start: datetime) -> Callable[[str | None, int], Awaitable[ReadingsPage]]:
+        async def fetch(cursor: str | None, limit: int) -> ReadingsPage:
+            data = await self._client.query(
+                docs.METER_READINGS,
+                {"meterId": meter_id, "startTime": upstream_time(start), "limit": limit, "cursor": cursor},
+            )
+            meter = obj_field(req_obj(data, "partner"), "meter", nullable=True)
+            if meter is None:
+                raise NotFound(f"IOmeter meter {meter_id} not found", backend=NAME)
+            return readings_page(req_obj(meter, "readings"), with_meter=False)
+
+        return fetch
+
+    def _partner_chain(self, start: datetime) -> Callable[[str | None, int], Awaitable[ReadingsPage]]:
+        async def fetch(cursor: str | None, limit: int) -> ReadingsPage:
+            data = await self._client.query(
+                docs.PARTNER_READINGS, {"startTime": upstream_time(start), "limit": limit, "cursor": cursor}
+            )
+            return readings_page(req_obj(data, "readings"), with_meter=True)
+
+        return fetch
+
+    async def readings(
+        self, upstream_meter_id: str, start: datetime, end: datetime, quantities: frozenset[str] | None, limit: int
+    ) -> list[Reading]:
+        upstream_meter_id = upstream_meter_id.lower()
+        meter_id = prefixed(upstream_meter_id)
+        parse_time = TimeParser()
+        items: list[Reading] = []
+        first_limit = min(docs.PAGE_LIMIT_MAX, max(1, limit))
+        chain = self._reading_pages(self._meter_chain(upstream_meter_id, start), end, parse_time, first_limit)
+        with upstream_operation("readings"):
+            async with aclosing(chain) as pages:
+                async for page in pages:
+                    for row in page:
+                        time = parse_time(row.time)
+                        if start <= time < end:
+                            items.extend(_readings(meter_id, time, row, quantities))
+                    if len(items) >= limit:  # pages hold whole readings, so every timestamp is complete
+                        break
+        items.sort(key=lambda r: (r.time, r.quantity))
+        return items
+
+    # --- daily consumption ----------------------------------------------------------------------
+
+    async def daily_consumption(
+        self, upstream_meter_ids: frozenset[str] | None, start: date, end: date, tz: ZoneInfo
+    ) -> list[DailyConsumption]:
+        day_list = days(start, end)
+        boundaries_dt = [local_midnight(d, tz) for d in day_list] + [local_midnight(end, tz)]
+        gap = timedelta(seconds=self._max_gap)
+        fetch_start, fetch_end = boundaries_dt[0] - gap, boundaries_dt[-1] + gap
+
+        with upstream_operation("daily_consumption"):
+            series: dict[str, tuple[list[float], list[float]]]
+            if upstream_meter_ids is None:
+                installations, series = await _both(self._installations(), self._partner_series(fetch_start, fetch_end))
+                meter_ids = {m for inst in installations for m, _ in inst.meters} | set(series)
+            else:
+                meter_ids = {m.lower() for m in upstream_meter_ids}
+                chains = await _bounded_gather(
+                    self._limit, [self._meter_series(m, fetch_start, fetch_end) for m in sorted(meter_ids)]
+                )
+                series = dict(zip(sorted(meter_ids), chains, strict=True))
+
+        boundaries = [b.timestamp() for b in boundaries_dt]
+        rows: list[DailyConsumption] = []
+        for meter_id in sorted(meter_ids):
+            times, values = series.get(meter_id, ([], []))
+            for day, result in zip(
+                day_list, daily_from_register(times, values, boundaries, self._max_gap), strict=True
+            ):
+                rows.append(
+                    DailyConsumption(
+                        meter_id=prefixed(meter_id),
+                        date=day,
+                        consumption=_kwh(result.consumption),
+                        unit="kWh",
+                        complete=result.complete,
+                        source="derived",
+                    )
+                )
+        return rows
+
+    async def _meter_series(self, meter_id: str, start: datetime, end: datetime) -> tuple[list[float], list[float]]:
+        """One meter's `1-0:1.8.0` in kWh over `[start, end]`, as ascending (epoch seconds, value)."""
+        parse_time = TimeParser()
+        series: dict[str, _Series] = {}
+        async with aclosing(self._reading_pages(self._meter_chain(meter_id, start), end, parse_time)) as pages:
+            async for page in pages:
+                _collect(series, page, start, end, parse_time, meter_id)
+        found = series.get(meter_id)
+        return found.done() if found else ([], [])
+
+    async def _partner_series(self, start: datetime, end: datetime) -> dict[str, tuple[list[float], list[float]]]:
+        """Every partner meter's `1-0:1.8.0` in kWh over `[start, end]` from ONE partner-wide chain."""
+        parse_time = TimeParser()
+        series: dict[str, _Series] = {}
+        async with aclosing(self._reading_pages(self._partner_chain(start), end, parse_time)) as pages:
+            async for page in pages:
+                _collect(series, page, start, end, parse_time, None)
+        return {meter_id: s.done() for meter_id, s in series.items()}
+
+    # --- device status --------------------------------------------------------------------------
+
+    async def _refresh_index(self) -> bool:
+        """Rebuild the device index unless it was built within `index_refresh` seconds; True if rebuilt."""
+        async with self._index_lock:
+            if self._index_built_at is not None and self._clock() - self._index_built_at < self._index_refresh:
+                return False
+            await self._installations()
+            return True
+
+    async def _device(self, installation_id: str, device_id: str) -> dict[str, Any] | None:
+        data = await self._client.query(docs.DEVICE_STATUS, {"installationId": installation_id, "deviceId": device_id})
+        installation = obj_field(data, "installation", nullable=True)
+        if installation is None:
+            return None
+        return obj_field(installation, "device", nullable=True)
+
+    async def device_status(self, upstream_device_id: str) -> DeviceStatus:
+        upstream_device_id = upstream_device_id.lower()
+        with upstream_operation("device_status"):
+            installation_id = self._device_index.get(upstream_device_id)
+            if installation_id is None and await self._refresh_index():
+                installation_id = self._device_index.get(upstream_device_id)
+            device = await self._device(installation_id, upstream_device_id) if installation_id else None
+            if device is None and installation_id is not None and await self._refresh_index():
+                # The device may have moved to another installation since the index was built.
+                moved_to = self._device_index.get(upstream_device_id)
+                if moved_to is not None and moved_to != installation_id:
+                    device = await self._device(moved_to, upstream_device_id)
+        if device is None:
+            raise NotFound(f"IOmeter device {upstream_device_id} not found", backend=NAME)
+        return _device_status(upstream_device_id, device)
+
+    # --- the rest of the protocol ---------------------------------------------------------------
+
+    async def changes(self, since: datetime, limit: int, cursor: str | None) -> ChangesPage:
+        raise NotSupported("IOmeter has no change feed", backend=NAME)
+
+    async def auth_state(self) -> AuthState:
+        return AuthState(authenticated=self._client.authenticated, token_expires_at=None)
+
+    async def check_ready(self) -> None:
+        with upstream_operation("ready"):
+            data = await self._client.query(docs.PARTNER_ID)
+        req_str(req_obj(data, "partner"), "id")
+
+    async def aclose(self) -> None:
+        await self._client.aclose()
+
+
+def _readings(meter_id: str, time: datetime, row: WireReading, quantities: frozenset[str] | None) -> list[Reading]:
+    """One vendor reading → a facade `Reading` per value (in facade units), filtered by quantity."""
+    out = []
+    for value in row.values:
+        quantity, obis, number, unit = normalize(value)
+        if quantities is None or quantity in quantities:
+            out.append(Reading(meter_id=meter_id, time=time, quantity=quantity, obis=obis, value=number, unit=unit))
+    return out
+
+
+def _kwh(value: float | None) -> float | None:
+    # A mWh-fine result: prefix-sum differences carry float noise in the 12th digit (6.2069999999985).
+    return None if value is None else round(value, 6)
+
+
+class _Series:
+    """Ascending (time, kWh) of one meter's import register, deduplicated by time."""
+
+    __slots__ = ("times", "values")
+
+    def __init__(self) -> None:
+        self.times: list[float] = []
+        self.values: list[float] = []
+
+    def add(self, t: float, v: float) -> None:
+        if self.times and t <= self.times[-1]:
+            if t == self.times[-1]:
+                self.values[-1] = v
+                return
+            raise bad("readings are not ascending by time")
+        self.times.append(t)
+        self.values.append(v)
+
+    def done(self) -> tuple[list[float], list[float]]:
+        return self.times, self.values
+
+
+def _collect(
+    series: dict[str, _Series],
+    page: Iterable[WireReading],
+    start: datetime,
+    end: datetime,
+    parse_time: TimeParser,
+    meter_id: str | None,
+) -> None:
+    lo, hi = start.timestamp(), end.timestamp()
+    for row in page:
+        t = parse_time(row.time).timestamp()
+        if not lo <= t <= hi:
+            continue
+        value = energy_import_kwh(row.values)
+        if value is None:
+            continue
+        key = meter_id if meter_id is not None else row.meter_id
+        if key is None:
+            raise bad("a reading lacks its meter")
+        s = series.get(key)
+        if s is None:
+            s = series[key] = _Series()
+        s.add(t, value)
+
+
+async def _both(a: Awaitable[T], b: Awaitable[U]) -> tuple[T, U]:
+    """Run two calls concurrently; the first failure cancels the other and is raised as itself."""
+    first, second = await _bounded_gather(None, [a, b])
+    return first, second
+
+
+async def _bounded_gather(limit: asyncio.Semaphore | None, calls: list[Awaitable[Any]]) -> list[Any]:
+    """Run `calls` concurrently (at most `limit` at a time); on the first failure cancel the rest
+    and raise that failure itself (not an ExceptionGroup)."""
+
+    async def run(call: Awaitable[Any]) -> Any:
+        if limit is None:
+            return await call
+        async with limit:
+            return await call
+
+    try:
+        async with asyncio.TaskGroup() as group:
+            tasks = [group.create_task(run(call)) for call in calls]
+    except ExceptionGroup as group_error:
+        raise _first_leaf(group_error) from None
+    return [task.result() for task in tasks]
+
+
+def _first_leaf(error: BaseException) -> BaseException:
+    while isinstance(error, BaseExceptionGroup):
+        error = error.exceptions[0]
+    return error

@@ -1,0 +1,350 @@
+"""The IOmeter emulator: a GraphQL-over-HTTP server at `/api/v1/query` plus `/_sandbox/*` controls.
+
+Request handling, in order: fault knobs (not on `/_sandbox/*`), authentication (WSSE or Basic, 401
+with `UNAUTHENTICATED`), request parsing (POST JSON body or GET query parameters), parsing and
+validation against the pinned schema (400, `GRAPHQL_PARSE_FAILED` / `GRAPHQL_VALIDATION_FAILED`),
+variable coercion (400, `BAD_USER_INPUT`), execution (200 with `data` and any field `errors`).
+
+Stats (`Emulator.stats`, a Counter): `requests` (every vendor-path request), one key per executed
+operation named by its operation name (`PartnerReadings`, `Installations`, ...; `anonymous` when
+unnamed), `field:<root field>` per root field executed, and `auth:<reason>` per rejected request.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+import time
+from collections import Counter
+from collections.abc import Awaitable, Callable
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any, TypeGuard
+
+from graphql import (
+    DocumentNode,
+    ExecutionResult,
+    FieldNode,
+    GraphQLError,
+    GraphQLSchema,
+    OperationDefinitionNode,
+    OperationType,
+    execute,
+    get_operation_ast,
+    parse,
+    validate,
+)
+from graphql.execution.values import get_variable_values
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from app.sandbox.iometer.auth import Authenticator, NonceStore
+from app.sandbox.iometer.data import DemoData
+from app.sandbox.iometer.schema import RequestContext, build_executable_schema
+
+QUERY_PATH = "/api/v1/query"
+
+
+@dataclass
+class Faults:
+    """Knobs that make the emulator misbehave; every vendor path obeys them, `/_sandbox/*` does not."""
+
+    latency: float = 0.0
+    """Max seconds of added delay (uniform 0..latency)."""
+    error_rate: float = 0.0
+    """Fraction of requests answered 500."""
+    rate_limit_rate: float = 0.0
+    """Fraction of requests answered 429 with `Retry-After`."""
+    retry_after: int = 1
+    outage: bool = False
+    """Every request 503."""
+    hang: bool = False
+    """Never answer (until the knob is reset or the client goes away)."""
+    fail_next: list[int] = field(default_factory=list)
+    """Statuses answered, in order, to the next requests."""
+
+    def reset(self) -> None:
+        """Back to defaults, in place (tests may hold a reference to this object)."""
+        fresh = Faults()
+        for f in fields(self):
+            setattr(self, f.name, getattr(fresh, f.name))
+
+
+def _errors(message: str, code: str, status: int, headers: dict[str, str] | None = None) -> JSONResponse:
+    return JSONResponse({"errors": [{"message": message, "extensions": {"code": code}}]}, status, headers=headers)
+
+
+_FAULT_CODES = {
+    429: "RATE_LIMITED",
+    500: "INTERNAL_SERVER_ERROR",
+    502: "BAD_GATEWAY",
+    503: "SERVICE_UNAVAILABLE",
+    504: "GATEWAY_TIMEOUT",
+    401: "UNAUTHENTICATED",
+}
+
+
+def _never_awaitable(_: Any) -> TypeGuard[Awaitable[Any]]:
+    return False
+
+
+class Emulator:
+    """One emulator instance: `.app` (ASGI), `.faults`, `.stats`, `.data` (see `data.DemoData`)."""
+
+    def __init__(
+        self, clock: Callable[[], float], *, seed: int, page_size: int | None = None, window_days: int = 90
+    ) -> None:
+        if page_size is not None and page_size < 1:
+            raise ValueError("page_size must be at least 1")
+        self.clock = clock
+        self.seed = seed
+        self.page_size = page_size
+        self.data = DemoData(seed, clock, window_days=window_days)
+        self.faults = Faults()
+        self.stats: Counter[str] = Counter()
+        self.nonces = NonceStore()
+        self.disabled_installations: set[str] = set()
+        self._rng = random.Random(seed)
+        self._auth = Authenticator({p.id: p.secret for p in self.data.partners.values()}, self.nonces)
+        self._schema: GraphQLSchema = build_executable_schema()
+        self._documents: dict[str, DocumentNode | list[GraphQLError]] = {}
+        self._hung: set[tuple[asyncio.AbstractEventLoop, asyncio.Event]] = set()
+        self.app = Starlette(
+            routes=[
+                Route(QUERY_PATH, self._query, methods=["GET", "POST"]),
+                Route("/_sandbox/faults", self._get_faults, methods=["GET"]),
+                Route("/_sandbox/faults", self._put_faults, methods=["PUT"]),
+                Route("/_sandbox/stats", self._get_stats, methods=["GET"]),
+                Route("/_sandbox/reset", self._reset, methods=["POST"]),
+                Route("/_sandbox/data", self._get_data, methods=["GET"]),
+            ]
+        )
+
+    def reset(self) -> None:
+        """Clear faults, stats and disabled installations; release hung requests."""
+        self.faults.reset()
+        self.stats.clear()
+        self.disabled_installations.clear()
+        self._release_hung()
+
+    def _release_hung(self) -> None:
+        # Thread-safe: a test may reset the emulator from outside the server's event loop.
+        for loop, event in list(self._hung):
+            loop.call_soon_threadsafe(event.set)
+
+    # --- faults ----------------------------------------------------------------------------------
+
+    async def _hang(self, request: Request) -> None:
+        """Wait until the knob is released or the client disconnects."""
+        await request.body()  # read (and keep) the body first: afterwards `receive` only reports a disconnect
+        event = asyncio.Event()
+        waiter = (asyncio.get_running_loop(), event)
+        self._hung.add(waiter)
+
+        async def disconnected() -> None:
+            while (await request.receive())["type"] != "http.disconnect":
+                pass
+
+        tasks = [asyncio.ensure_future(event.wait()), asyncio.ensure_future(disconnected())]
+        try:
+            await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in tasks:
+                task.cancel()
+            self._hung.discard(waiter)
+
+    async def _fault(self, request: Request) -> Response | None:
+        faults = self.faults
+        if faults.hang:
+            await self._hang(request)
+        if faults.outage:
+            return _errors("Service unavailable", "SERVICE_UNAVAILABLE", 503)
+        if faults.fail_next:
+            status = faults.fail_next.pop(0)
+            return self._fault_response(status)
+        if faults.latency > 0:
+            await asyncio.sleep(self._rng.uniform(0, faults.latency))
+        if faults.rate_limit_rate > 0 and self._rng.random() < faults.rate_limit_rate:
+            return self._fault_response(429)
+        if faults.error_rate > 0 and self._rng.random() < faults.error_rate:
+            return self._fault_response(500)
+        return None
+
+    def _fault_response(self, status: int) -> Response:
+        headers = {"Retry-After": str(self.faults.retry_after)} if status in (429, 503) else None
+        code = _FAULT_CODES.get(status, "INTERNAL_SERVER_ERROR")
+        return _errors("Too many requests" if status == 429 else f"Injected failure {status}", code, status, headers)
+
+    # --- the GraphQL endpoint --------------------------------------------------------------------
+
+    async def _query(self, request: Request) -> Response:
+        self.stats["requests"] += 1
+        fault = await self._fault(request)
+        if fault is not None:
+            return fault
+        partner_id, reason = self._auth.check(request.headers.get("authorization"), self.clock())
+        if partner_id is None:
+            self.stats[f"auth:{reason}"] += 1
+            return _errors("Unauthenticated", "UNAUTHENTICATED", 401, {"WWW-Authenticate": "UsernameToken"})
+        params = await self._params(request)
+        if isinstance(params, Response):
+            return params
+        query, variables, operation_name = params
+        document = self._document(query)
+        if isinstance(document, list):
+            code = (
+                "GRAPHQL_PARSE_FAILED"
+                if document and document[0].message.startswith("Syntax Error")
+                else "GRAPHQL_VALIDATION_FAILED"
+            )
+            return self._result(ExecutionResult(None, document), 400, code)
+        operation = get_operation_ast(document, operation_name)
+        if operation is None:
+            return _errors("Could not determine which operation to run", "BAD_REQUEST", 400)
+        if operation.operation == OperationType.SUBSCRIPTION:
+            return _errors("Subscriptions are served over WebSocket", "BAD_REQUEST", 400)
+        if operation.operation == OperationType.MUTATION and request.method == "GET":
+            return _errors("Mutations need POST", "BAD_REQUEST", 405, {"Allow": "POST"})
+        coerced = get_variable_values(self._schema, operation.variable_definitions or (), variables or {})
+        if isinstance(coerced, list):
+            return self._result(ExecutionResult(None, coerced), 400, "BAD_USER_INPUT")
+        self._count(operation)
+        context = RequestContext(self.data, partner_id, self.page_size, self.disabled_installations)
+        result = execute(
+            self._schema,
+            document,
+            context_value=context,
+            variable_values=variables,
+            operation_name=operation_name,
+            is_awaitable=_never_awaitable,  # every resolver is synchronous: skip graphql-core's probing
+        )
+        assert isinstance(result, ExecutionResult)  # every resolver is synchronous
+        return self._result(result, 200, None)
+
+    async def _params(self, request: Request) -> tuple[str, dict[str, Any] | None, str | None] | Response:
+        if request.method == "GET":
+            raw: dict[str, Any] = dict(request.query_params)
+            if "variables" in raw:
+                try:
+                    raw["variables"] = json.loads(raw["variables"])
+                except ValueError:
+                    return _errors("variables is not JSON", "BAD_REQUEST", 400)
+        else:
+            content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+            if content_type != "application/json":
+                return _errors("Content-Type must be application/json", "BAD_REQUEST", 415)
+            try:
+                raw = json.loads(await request.body())
+            except ValueError:
+                return _errors("Body is not JSON", "BAD_REQUEST", 400)
+            if not isinstance(raw, dict):
+                return _errors("Body must be a JSON object", "BAD_REQUEST", 400)
+        query, variables, operation_name = raw.get("query"), raw.get("variables"), raw.get("operationName")
+        if not isinstance(query, str) or not query:
+            return _errors("query must be a string", "BAD_REQUEST", 400)
+        if variables is not None and not isinstance(variables, dict):
+            return _errors("variables must be an object", "BAD_REQUEST", 400)
+        if operation_name is not None and not isinstance(operation_name, str):
+            return _errors("operationName must be a string", "BAD_REQUEST", 400)
+        return query, variables, operation_name
+
+    def _document(self, query: str) -> DocumentNode | list[GraphQLError]:
+        """Parsed and validated document, remembered by its text (a client repeats the same few)."""
+        cached = self._documents.get(query)
+        if cached is None:
+            try:
+                document = parse(query)
+            except GraphQLError as error:
+                cached = [error]
+            else:
+                errors = validate(self._schema, document)
+                cached = list(errors) if errors else document
+            if len(self._documents) > 256:
+                self._documents.clear()
+            self._documents[query] = cached
+        return cached
+
+    def _count(self, operation: OperationDefinitionNode) -> None:
+        self.stats[operation.name.value if operation.name else "anonymous"] += 1
+        for selection in operation.selection_set.selections:
+            if isinstance(selection, FieldNode):
+                self.stats[f"field:{selection.name.value}"] += 1
+
+    @staticmethod
+    def _result(result: ExecutionResult, status: int, code: str | None) -> Response:
+        body: dict[str, Any] = {}
+        if result.errors:
+            errors = []
+            for error in result.errors:
+                formatted = error.formatted
+                if code is not None:
+                    formatted["extensions"] = {**(formatted.get("extensions") or {}), "code": code}
+                errors.append(formatted)
+            body["errors"] = errors
+        if status == 200:
+            body["data"] = result.data
+        return JSONResponse(body, status)
+
+    # --- controls --------------------------------------------------------------------------------
+
+    async def _get_faults(self, _: Request) -> Response:
+        return JSONResponse(asdict(self.faults))
+
+    async def _put_faults(self, request: Request) -> Response:
+        try:
+            update = json.loads(await request.body())
+        except ValueError:
+            return JSONResponse({"detail": "body is not JSON"}, 400)
+        if not isinstance(update, dict):
+            return JSONResponse({"detail": "body must be an object"}, 400)
+        known = {f.name: f for f in fields(Faults)}
+        for name, value in update.items():
+            if name not in known:
+                return JSONResponse({"detail": f"unknown fault {name!r}"}, 400)
+            current = getattr(self.faults, name)
+            ok = (
+                (isinstance(current, bool) and isinstance(value, bool))
+                or (isinstance(current, list) and isinstance(value, list) and all(isinstance(v, int) for v in value))
+                or (
+                    not isinstance(current, bool | list)
+                    and isinstance(value, int | float)
+                    and not isinstance(value, bool)
+                    and value >= 0
+                )
+            )
+            if not ok:
+                return JSONResponse({"detail": f"bad value for {name!r}"}, 400)
+        for name, value in update.items():
+            setattr(self.faults, name, int(value) if name == "retry_after" else value)
+        if not self.faults.hang:
+            self._release_hung()
+        return JSONResponse(asdict(self.faults))
+
+    async def _get_stats(self, _: Request) -> Response:
+        return JSONResponse(dict(self.stats))
+
+    async def _reset(self, _: Request) -> Response:
+        self.reset()
+        return JSONResponse({"reset": True})
+
+    async def _get_data(self, _: Request) -> Response:
+        data = self.data
+        return JSONResponse(
+            {
+                "partner_id": data.partner.id,
+                "window_start": data.window_start.isoformat(),
+                "installations": [asdict(i) for i in data.installations],
+                "meters": [{"id": m.id, "number": m.number, "installation_id": m.installation_id} for m in data.meters],
+                "devices": [asdict(d) for d in data.devices],
+                "gaps": {k: [[a.isoformat(), b.isoformat()] for a, b in v] for k, v in data.gaps.items()},
+                "swaps": {k: v.isoformat() for k, v in data.swaps.items()},
+            }
+        )
+
+
+def create_emulator(clock: Callable[[], float] = time.time, *, seed: int = 7, **options: Any) -> Emulator:
+    """A fresh emulator. Options: `page_size` (int: cap every readings page below `limit`, so tests
+    can force many pages) and `window_days` (days of history before today, default 90)."""
+    return Emulator(clock, seed=seed, **options)

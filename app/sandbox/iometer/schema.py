@@ -1,0 +1,363 @@
+"""The emulator's executable schema: the adapter's SDL file with resolvers attached in Python.
+
+Built with graphql-core's `build_schema` from `app/backends/iometer/schema.graphql` (the one SDL the
+adapter's documents are validated against), so emulator and adapter cannot drift apart.
+
+Pinned behaviour served here (UPSTREAMS.md):
+- `readings(startTime, limit, cursor)`: `time >= startTime`, ascending by time (ties by meter), at most
+  `limit` (default 100, capped at 1000, and at most the emulator's `page_size`); `cursor` is opaque
+  and non-null exactly when more readings remain; it is only valid with the same `startTime` on the
+  same field it came from.
+- `Pagination{limit, offset}` for `installations` and `meters` (limit default 100, at most 1000).
+- Something the partner cannot see (another partner's installation, meter or device) is `null`.
+- `obisCode(format:)` honours `hex`, `decimal` (the default), `short` and `full`.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import re
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any, TypeAlias
+from urllib.parse import urlencode
+
+from graphql import GraphQLError, GraphQLObjectType, GraphQLResolveInfo, GraphQLScalarType, GraphQLSchema, build_schema
+
+from app.backends.iometer.documents import schema_sdl
+from app.sandbox.iometer.data import (
+    DemoData,
+    DeviceRecord,
+    InstallationRecord,
+    MeterRecord,
+    PartnerRecord,
+    ReadingRecord,
+    ValueRecord,
+    format_obis,
+)
+from app.timeutil import format_rfc3339, from_epoch, parse_rfc3339
+
+DEFAULT_LIMIT = 100
+MAX_LIMIT = 1000
+_UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}", re.IGNORECASE)
+
+
+@dataclass
+class RequestContext:
+    """Per request: who asks, the data, and emulator options."""
+
+    data: DemoData
+    partner_id: str
+    page_size: int | None
+    disabled: set[str] = field(default_factory=set)
+    """Installations the partner disabled (`disableInstallation`)."""
+
+    def visible_installation(self, installation_id: str | None) -> InstallationRecord | None:
+        if installation_id is None or installation_id in self.disabled:
+            return None
+        inst = self.data.installation(installation_id)
+        return inst if inst is not None and inst.partner_id == self.partner_id else None
+
+    def installations(self) -> list[InstallationRecord]:
+        return [i for i in self.data.partner_installations(self.partner_id) if i.id not in self.disabled]
+
+    def meters(self) -> list[MeterRecord]:
+        return [m for i in self.installations() for m in self.meters_of(i)]
+
+    def meters_of(self, inst: InstallationRecord) -> list[MeterRecord]:
+        return [m for mid in inst.meter_ids if (m := self.data.meter(mid)) is not None]
+
+    def devices_of(self, inst: InstallationRecord) -> list[DeviceRecord]:
+        return [d for did in inst.device_ids if (d := self.data.device(did)) is not None]
+
+
+Info: TypeAlias = "GraphQLResolveInfo[RequestContext]"
+
+
+def bad_input(message: str) -> GraphQLError:
+    return GraphQLError(message, extensions={"code": "BAD_USER_INPUT"})
+
+
+def _ctx(info: Info) -> RequestContext:
+    return info.context
+
+
+# --- scalars -------------------------------------------------------------------------------------
+
+
+def _uuid(value: Any) -> str:
+    if not isinstance(value, str) or not _UUID.fullmatch(value):
+        raise GraphQLError(f"Uuid cannot represent {value!r}")
+    return value.lower()
+
+
+def _datetime(value: Any) -> str:
+    if not isinstance(value, str):
+        raise GraphQLError(f"DateTime cannot represent {value!r}")
+    try:
+        parse_rfc3339(value)
+    except ValueError as exc:
+        raise GraphQLError(f"DateTime cannot represent {value!r}: {exc}") from exc
+    return value
+
+
+def _string(name: str) -> Callable[[Any], str]:
+    def coerce(value: Any) -> str:
+        if not isinstance(value, str):
+            raise GraphQLError(f"{name} cannot represent {value!r}")
+        return value
+
+    return coerce
+
+
+def _install_scalar(schema: GraphQLSchema, name: str, coerce: Callable[[Any], Any]) -> None:
+    scalar = schema.type_map[name]
+    assert isinstance(scalar, GraphQLScalarType)
+    # Instance attributes shadow the identity defaults that build_schema leaves on custom scalars.
+    scalar.coerce_input_value = coerce  # type: ignore[method-assign]
+    scalar.parse_value = coerce  # type: ignore[method-assign,assignment]
+
+
+# --- paging --------------------------------------------------------------------------------------
+
+
+def _limit(value: Any, default: int = DEFAULT_LIMIT) -> int:
+    if value is None:
+        return default
+    if value < 1:
+        raise bad_input("limit must be at least 1")
+    return min(int(value), MAX_LIMIT)
+
+
+def _paginate(items: list[Any], pagination: dict[str, Any] | None) -> list[Any]:
+    pagination = pagination or {}
+    limit = _limit(pagination.get("limit"))
+    offset = pagination.get("offset") or 0
+    if offset < 0:
+        raise bad_input("offset must not be negative")
+    return items[offset : offset + limit]
+
+
+def _encode_cursor(scope: str, start: str | None, last: ReadingRecord, order: int) -> str:
+    raw = json.dumps({"scope": scope, "start": start, "t": last.time, "m": order}, separators=(",", ":"))
+    return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
+
+
+def _decode_cursor(cursor: str, scope: str, start: str | None) -> tuple[float, int]:
+    try:
+        raw = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
+        position = (float(raw["t"]), int(raw["m"]))
+        same = raw["scope"] == scope and raw["start"] == start
+    except (ValueError, KeyError, TypeError, binascii.Error) as exc:
+        raise bad_input("invalid cursor") from exc
+    if not same:
+        raise bad_input("cursor does not belong to this query (pass the same startTime)")
+    return position
+
+
+def _readings_response(
+    ctx: RequestContext, scope: str, meters: list[MeterRecord], args: dict[str, Any]
+) -> dict[str, Any]:
+    start_text: str | None = args.get("startTime")
+    limit = _limit(args.get("limit"))
+    if ctx.page_size is not None:
+        limit = min(limit, ctx.page_size)
+    cursor = args.get("cursor")
+    after = _decode_cursor(cursor, scope, start_text) if cursor else None
+    start = parse_rfc3339(start_text).timestamp() if start_text else 0.0
+    stream: Iterator[ReadingRecord] = ctx.data.iter_readings(meters, start, after)
+    page: list[ReadingRecord] = []
+    more = False
+    for reading in stream:
+        if len(page) == limit:
+            more = True
+            break
+        page.append(reading)
+    next_cursor = None
+    if more:
+        last = page[-1]
+        next_cursor = _encode_cursor(scope, start_text, last, ctx.data.meter_order(last.meter_id))
+    return {"readings": page, "cursor": next_cursor}
+
+
+# --- resolvers -----------------------------------------------------------------------------------
+
+
+def _find_meter(ctx: RequestContext, candidates: list[MeterRecord], args: dict[str, Any]) -> MeterRecord | None:
+    meter_id, number = args.get("id"), args.get("number")
+    if meter_id is None and number is None:
+        raise bad_input("meter needs id or number")
+    found = [m for m in candidates if (meter_id is None or m.id == meter_id) and (number is None or m.number == number)]
+    # Several meters may share a number (a physical meter moved between installations): the most recent wins.
+    return found[-1] if found else None
+
+
+def _connect_url(partner: PartnerRecord, args: dict[str, Any]) -> str:
+    query = {"partner": partner.id, "redirect_uri": args["redirectUrl"]}
+    if args.get("state") is not None:
+        query["state"] = args["state"]
+    return "https://app.iometer.de/connect?" + urlencode(query)
+
+
+def _query_resolvers() -> dict[str, Callable[..., Any]]:
+    def partner(_: Any, info: Info) -> PartnerRecord:
+        return _ctx(info).data.partners[_ctx(info).partner_id]
+
+    def installation(_: Any, info: Info, id: str) -> InstallationRecord | None:
+        return _ctx(info).visible_installation(id)
+
+    def installations(_: Any, info: Info, pagination: dict[str, Any] | None = None) -> list[Any]:
+        return _paginate(_ctx(info).installations(), pagination)
+
+    def readings(_: Any, info: Info, **args: Any) -> dict[str, Any]:
+        ctx = _ctx(info)
+        return _readings_response(ctx, "partner", ctx.meters(), args)
+
+    def connect_url(_: Any, info: Info, **args: Any) -> str:
+        return _connect_url(partner(None, info), args)
+
+    return {
+        "partner": partner,
+        "installation": installation,
+        "installations": installations,
+        "readings": readings,
+        "connectUrl": connect_url,
+    }
+
+
+def _partner_resolvers(query: dict[str, Callable[..., Any]]) -> dict[str, Callable[..., Any]]:
+    def meters(_: PartnerRecord, info: Info, pagination: dict[str, Any] | None = None) -> list[Any]:
+        return _paginate(_ctx(info).meters(), pagination)
+
+    def meter(_: PartnerRecord, info: Info, **args: Any) -> MeterRecord | None:
+        return _find_meter(_ctx(info), _ctx(info).meters(), args)
+
+    return {
+        "id": lambda p, _: p.id,
+        "name": lambda p, _: p.name,
+        "installations": query["installations"],
+        "installation": query["installation"],
+        "meters": meters,
+        "meter": meter,
+        "connectUrl": query["connectUrl"],
+        "readings": query["readings"],
+    }
+
+
+def _installation_resolvers() -> dict[str, Callable[..., Any]]:
+    def meter(inst: InstallationRecord, info: Info, **args: Any) -> MeterRecord | None:
+        return _find_meter(_ctx(info), _ctx(info).meters_of(inst), args)
+
+    def device(inst: InstallationRecord, info: Info, id: str) -> DeviceRecord | None:
+        return next((d for d in _ctx(info).devices_of(inst) if d.id == id), None)
+
+    def current_meter(inst: InstallationRecord, info: Info) -> MeterRecord | None:
+        return _ctx(info).data.meter(inst.current_meter_id) if inst.current_meter_id else None
+
+    def current_device(inst: InstallationRecord, info: Info) -> DeviceRecord | None:
+        return _ctx(info).data.device(inst.current_device_id) if inst.current_device_id else None
+
+    def readings(inst: InstallationRecord, info: Info, **args: Any) -> dict[str, Any]:
+        ctx = _ctx(info)
+        return _readings_response(ctx, f"installation:{inst.id}", ctx.meters_of(inst), args)
+
+    return {
+        "externalId": lambda i, _: i.external_id,
+        "id": lambda i, _: i.id,
+        "meter": meter,
+        "meters": lambda i, info: _ctx(info).meters_of(i),
+        "currentMeter": current_meter,
+        "device": device,
+        "devices": lambda i, info: _ctx(info).devices_of(i),
+        "currentDevice": current_device,
+        "readings": readings,
+    }
+
+
+def _meter_resolvers() -> dict[str, Callable[..., Any]]:
+    def readings(meter: MeterRecord, info: Info, **args: Any) -> dict[str, Any]:
+        return _readings_response(_ctx(info), f"meter:{meter.id}", [meter], args)
+
+    return {
+        "id": lambda m, _: m.id,
+        "number": lambda m, _: m.number,
+        "installation": lambda m, info: _ctx(info).data.installation(m.installation_id),
+        "readings": readings,
+    }
+
+
+def _device_resolvers() -> dict[str, dict[str, Callable[..., Any]]]:
+    return {
+        "Device": {
+            "id": lambda d, _: d.id,
+            "bridge": lambda d, _: d,
+            "core": lambda d, _: d,
+        },
+        "DeviceBridge": {"connectionStatus": lambda d, _: d.bridge_connection},
+        "DeviceCore": {
+            "connectionStatus": lambda d, _: d.core_connection,
+            "attachmentStatus": lambda d, _: d.attachment,
+            "batteryLevel": lambda d, _: d.battery_level,
+            "powerStatus": lambda d, _: d.power,
+            "pinStatus": lambda d, _: d.pin,
+        },
+    }
+
+
+def _reading_resolvers() -> dict[str, dict[str, Callable[..., Any]]]:
+    def meter(reading: ReadingRecord, info: Info) -> MeterRecord | None:
+        return _ctx(info).data.meter(reading.meter_id)
+
+    def obis_code(value: ValueRecord, _: Info, format: str | None = None) -> str:
+        return format_obis(value.obis, format or "decimal")
+
+    return {
+        "MeterReading": {
+            "meter": meter,
+            "time": lambda r, _: format_rfc3339(from_epoch(r.time)),
+            "values": lambda r, _: r.values,
+        },
+        "MeterReadingValue": {
+            "obisCode": obis_code,
+            "value": lambda v, _: v.value,
+            "unit": lambda v, _: v.unit,
+        },
+    }
+
+
+def _mutation_resolvers() -> dict[str, Callable[..., Any]]:
+    def disable_installation(_: Any, info: Info, installationId: str) -> bool:
+        ctx = _ctx(info)
+        if ctx.visible_installation(installationId) is None:
+            return False
+        ctx.disabled.add(installationId)
+        return True
+
+    return {"disableInstallation": disable_installation}
+
+
+def build_executable_schema() -> GraphQLSchema:
+    """The pinned SDL with the emulator's resolvers and checking scalars."""
+    schema = build_schema(schema_sdl())
+    _install_scalar(schema, "Uuid", _uuid)
+    _install_scalar(schema, "DateTime", _datetime)
+    _install_scalar(schema, "ObisCode", _string("ObisCode"))
+    _install_scalar(schema, "MeterNumber", _string("MeterNumber"))
+    query = _query_resolvers()
+    resolvers: dict[str, dict[str, Callable[..., Any]]] = {
+        "Query": query,
+        "Mutation": _mutation_resolvers(),
+        "Partner": _partner_resolvers(query),
+        "Installation": _installation_resolvers(),
+        "Meter": _meter_resolvers(),
+        **_device_resolvers(),
+        **_reading_resolvers(),
+    }
+    for type_name, fields in resolvers.items():
+        graphql_type = schema.type_map[type_name]
+        assert isinstance(graphql_type, GraphQLObjectType)
+        for field_name, resolve in fields.items():
+            graphql_type.fields[field_name].resolve = resolve
+    return schema

@@ -1,0 +1,343 @@
+"""The Waltero backend: Waltero payloads -> the facade's normalized models.
+
+- Organizations: `WALTERO_ORGANIZATIONS`, or else every organization in `accessible_organizations` of
+  `/api/auth/me` (cached `ORGANIZATIONS_TTL` seconds).
+- Meters: one device is one meter (`mapping.meter_from_device`); `list_meters` pages every
+  organization's devices (`limit=100`, `offset` until `total`). A small device directory (metadata
+  only: unit, meter type, organization) is kept for unit scaling and refreshed after
+  `DIRECTORY_TTL` seconds or on a miss.
+- Readings: telemetry `meter.value.processed` in `[start, end)`, asked in `READINGS_CHUNK` windows,
+  stopping once `limit` readings are in hand; values scaled to kWh / m3; `obis` null.
+- Daily consumption (`source: upstream`): metering v3 with `resolution=day` from local midnight of
+  `start` to local midnight of `end` in `tz` (UTC, milliseconds), one call per organization, each bucket
+  labelled with the *local* date of its start. DST: Waltero's buckets are 24 h windows, which match
+  local days only while the UTC offset does not change; a range crossing a transition is split into
+  offset-stable segments at the local midnights around it, the transition day alone as its own segment
+  (one call per segment per organization); buckets that start on the same local date (the 25 h day's
+  24 h + 1 h) are summed null-aware. See `daily.py`. A null bucket -> `consumption: null`,
+  `complete: false`; a day that has not ended yet is `complete: false` too.
+- Device status: telemetry of the last 7 days (`battery.voltage`, `battery.percent`,
+  `connection.rssi`); `online` = a point in the last 24 h. A device with no point in 7 days is
+  `online: false` with `last_seen: null` (it exists but has been silent for a week; older history is
+  not fetched, so "never reported" and "silent for over a week" are not told apart).
+- Changes: every organization's data-audit feed merged into one (`feed.py`), with one opaque cursor.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import Coroutine
+from datetime import UTC, date, datetime, timedelta
+from typing import Any, Literal, TypeVar
+from zoneinfo import ZoneInfo
+
+from app.backends.base import (
+    CHANGES,
+    DAILY_CONSUMPTION,
+    DEVICE_STATUS,
+    METERS,
+    READINGS,
+    AuthState,
+    ChangesPage,
+)
+from app.backends.http import upstream_operation
+from app.backends.waltero import shapes
+from app.backends.waltero.client import WalteroClient
+from app.backends.waltero.daily import LocalDay, local_days_of_call, offset_stable_segments
+from app.backends.waltero.feed import ChangesCursor, OrgBatch, feed_key, merge_feeds
+from app.backends.waltero.mapping import change_from_audit, meter_from_device, prefixed, quantity, unit_scale
+from app.errors import NotFound
+from app.models import Change, DailyConsumption, DeviceStatus, Meter, Reading
+from app.timeutil import Clock, days, from_epoch, local_midnight
+
+T = TypeVar("T")
+
+ORGANIZATIONS_TTL = 300.0
+DIRECTORY_TTL = 300.0
+DIRECTORY_MISS_INTERVAL = 10.0
+"""A miss refreshes the directory at most this often (an unknown id must not trigger a listing per call)."""
+READINGS_CHUNK = timedelta(days=31)
+STATUS_WINDOW = timedelta(days=7)
+ONLINE_WITHIN = timedelta(hours=24)
+STATUS_FIELDS = (shapes.BATTERY_VOLTAGE, shapes.BATTERY_PERCENT, shapes.RSSI)
+MAX_FEED_PAGES = 50
+"""Per organization and call, a bound on following Waltero's `next_cursor` through rows already seen."""
+
+
+async def gather_all(calls: list[Coroutine[Any, Any, T]]) -> list[T]:
+    """Run `calls` concurrently; on the first failure cancel the rest and raise that failure itself."""
+    try:
+        async with asyncio.TaskGroup() as group:
+            tasks = [group.create_task(call) for call in calls]
+    except BaseExceptionGroup as failures:
+        first: BaseException = failures
+        while isinstance(first, BaseExceptionGroup):
+            first = first.exceptions[0]
+        raise first from None
+    return [task.result() for task in tasks]
+
+
+class WalteroBackend:
+    """`Backend` for Waltero. Takes upstream ids (canonical UUIDs), returns `waltero:`-prefixed ids."""
+
+    name = "waltero"
+    capabilities = frozenset({METERS, READINGS, DAILY_CONSUMPTION, DEVICE_STATUS, CHANGES})
+    daily_grain: Literal["meter", "backend"] = "backend"
+
+    def __init__(
+        self,
+        client: WalteroClient,
+        *,
+        clock: Clock,
+        mode: Literal["live", "sandbox"] = "live",
+        organizations: list[str] | None = None,
+    ) -> None:
+        self.client = client
+        self.mode = mode
+        self._clock = clock
+        self._configured_orgs = list(organizations or [])
+        self._orgs: list[str] | None = None
+        self._orgs_at = 0.0
+        self._directory: dict[str, shapes.Device] = {}
+        self._directory_at: float | None = None
+        self._directory_lock = asyncio.Lock()
+
+    def __repr__(self) -> str:
+        return f"WalteroBackend(mode={self.mode!r}, tokens={self.client.tokens!r})"
+
+    def is_valid_id(self, upstream_id: str) -> bool:
+        """A canonical UUID: lower-case hex, 8-4-4-4-12."""
+        try:
+            return str(uuid.UUID(upstream_id)) == upstream_id
+        except (ValueError, TypeError, AttributeError):
+            return False
+
+    # --- organizations and the device directory ------------------------------------------------------
+    async def organizations(self) -> list[str]:
+        """The organizations this backend serves (configured, or every accessible one)."""
+        if self._configured_orgs:
+            return self._configured_orgs
+        if self._orgs is None or self._clock() - self._orgs_at > ORGANIZATIONS_TTL:
+            me = await self.client.me()
+            self._orgs = [org.organization_id for org in me.accessible_organizations]
+            self._orgs_at = self._clock()
+        return self._orgs
+
+    async def _list_devices(self) -> list[shapes.Device]:
+        """Every device of every organization, fresh; refreshes the directory."""
+        orgs = await self.organizations()
+        pages = await gather_all([self.client.all_devices(org) for org in orgs])
+        devices = [device for page in pages for device in page]
+        self._directory = {device.id: device for device in devices}
+        self._directory_at = self._clock()
+        return devices
+
+    async def _refresh_directory(self, *, max_age: float) -> dict[str, shapes.Device]:
+        """The directory, re-listed when older than `max_age` seconds (one listing for concurrent callers)."""
+        async with self._directory_lock:
+            if self._directory_at is None or self._clock() - self._directory_at > max_age:
+                await self._list_devices()
+        return self._directory
+
+    async def _known_device(self, device_id: str) -> shapes.Device | None:
+        """A device from the directory, re-listing on a miss (at most every `DIRECTORY_MISS_INTERVAL`)."""
+        if device_id in self._directory:
+            return self._directory[device_id]
+        directory = await self._refresh_directory(max_age=DIRECTORY_MISS_INTERVAL)
+        return directory.get(device_id)
+
+    async def _device(self, device_id: str) -> shapes.Device:
+        """One device of our organizations, asked of Waltero; raises `NotFound`."""
+        device = await self.client.device(device_id)
+        if device.organization_id not in await self.organizations():
+            raise NotFound(f"Waltero has no device {device_id}", backend=self.name)
+        self._directory[device.id] = device
+        return device
+
+    # --- meters ----------------------------------------------------------------------------------------
+    async def list_meters(self) -> list[Meter]:
+        with upstream_operation("meters"):
+            devices = await self._list_devices()
+        return [meter_from_device(device) for device in devices]
+
+    async def get_meter(self, upstream_id: str) -> Meter:
+        with upstream_operation("meter"):
+            return meter_from_device(await self._device(upstream_id))
+
+    # --- readings --------------------------------------------------------------------------------------
+    async def readings(
+        self, upstream_meter_id: str, start: datetime, end: datetime, quantities: frozenset[str] | None, limit: int
+    ) -> list[Reading]:
+        """`meter.value.processed` as `volume` (water, gas) or `energy_import` (electricity, heat) in m3/kWh."""
+        with upstream_operation("readings"):
+            device = await self._device(upstream_meter_id)
+            kind = quantity(device.meter_type)
+            if kind is None or (quantities is not None and kind not in quantities):
+                return []
+            scale = unit_scale(device.unit)
+            meter_id = prefixed(device.id)
+            readings: list[Reading] = []
+            chunk_start = start
+            while chunk_start < end and len(readings) < limit:
+                chunk_end = min(end, chunk_start + READINGS_CHUNK)
+                answer = await self.client.telemetry(device.id, chunk_start, chunk_end, [shapes.PROCESSED])
+                for point in sorted(answer.data, key=lambda p: p.timestamp):
+                    value = scale.apply(point.number(shapes.PROCESSED))
+                    if value is None or not chunk_start <= point.timestamp < chunk_end:
+                        continue
+                    readings.append(
+                        Reading(
+                            meter_id=meter_id,
+                            time=point.timestamp,
+                            quantity=kind,
+                            obis=None,
+                            value=value,
+                            unit=scale.unit,
+                        )
+                    )
+                chunk_start = chunk_end
+            return readings
+
+    # --- daily consumption -----------------------------------------------------------------------------
+    async def daily_consumption(
+        self, upstream_meter_ids: frozenset[str] | None, start: date, end: date, tz: ZoneInfo
+    ) -> list[DailyConsumption]:
+        """Every local day of `[start, end)` in `tz` for every asked meter, ordered by meter_id, date."""
+        if end <= start:
+            return []
+        with upstream_operation("daily_consumption"):
+            directory = await self._refresh_directory(max_age=DIRECTORY_TTL)
+            if upstream_meter_ids is not None:
+                missing = [i for i in upstream_meter_ids if i not in directory]
+                if missing:
+                    directory = await self._refresh_directory(max_age=DIRECTORY_MISS_INTERVAL)
+                    missing = [i for i in upstream_meter_ids if i not in directory]
+                if missing:
+                    raise NotFound(f"Waltero has no meter {sorted(missing)[0]}", backend=self.name)
+                wanted = [directory[i] for i in upstream_meter_ids]
+            else:
+                wanted = list(directory.values())
+            wanted.sort(key=lambda device: device.id)
+            orgs = sorted({device.organization_id for device in wanted})
+            segments = offset_stable_segments(start, end, tz)
+
+            async def one_call(org: str, first: datetime, stop: datetime) -> dict[str, dict[date, LocalDay]]:
+                answer = await self.client.daily_consumption(org, first, stop, "day")
+                return local_days_of_call(answer.data, first, stop, tz)
+
+            calls = [one_call(org, *segment.utc_range(tz)) for org in orgs for segment in segments]
+            folded: dict[str, dict[date, LocalDay]] = {}
+            for result in await gather_all(calls):
+                for device_id, per_day in result.items():
+                    folded.setdefault(device_id, {}).update(per_day)
+
+        now = from_epoch(self._clock())
+        ended = {day: local_midnight(day + timedelta(days=1), tz) <= now for day in days(start, end)}
+        rows: list[DailyConsumption] = []
+        for device in wanted:
+            scale = unit_scale(device.unit)
+            per_day = folded.get(device.id, {})
+            for day in days(start, end):
+                local = per_day.get(day)
+                value = scale.apply(local.consumption) if local else None
+                rows.append(
+                    DailyConsumption(
+                        meter_id=prefixed(device.id),
+                        date=day,
+                        consumption=value,
+                        unit=scale.unit,
+                        complete=bool(local and local.complete and value is not None and ended[day]),
+                        source="upstream",
+                    )
+                )
+        return rows
+
+    # --- device status ---------------------------------------------------------------------------------
+    async def device_status(self, upstream_device_id: str) -> DeviceStatus:
+        with upstream_operation("device_status"):
+            device = await self._device(upstream_device_id)
+            now = from_epoch(self._clock())
+            # endDate is exclusive: a minute ahead so a point stamped "now" is not cut off.
+            answer = await self.client.telemetry(
+                device.id, now - STATUS_WINDOW, now + timedelta(minutes=1), STATUS_FIELDS
+            )
+        points = sorted(answer.data, key=lambda p: p.timestamp)
+
+        def newest(field: str) -> float | None:
+            for point in reversed(points):
+                value = point.number(field)
+                if value is not None:
+                    return value
+            return None
+
+        last_seen = points[-1].timestamp if points else None
+        voltage = newest(shapes.BATTERY_VOLTAGE)
+        percent = newest(shapes.BATTERY_PERCENT)
+        seen_fields = sorted({name for point in points for name in point.field_names()})
+        has_battery = any(name.startswith("battery.") for name in seen_fields)
+        return DeviceStatus(
+            device_id=prefixed(device.id),
+            backend="waltero",
+            online=last_seen is not None and now - last_seen <= ONLINE_WITHIN,
+            last_seen=last_seen,
+            battery_percent=round(percent) if percent is not None else None,
+            battery_voltage=voltage,
+            power_source="battery" if has_battery else None,
+            rssi_dbm=newest(shapes.RSSI),
+            details={
+                "points_7d": len(points),
+                "fields": seen_fields,
+                "meter_type": device.meter_type,
+                "organization_id": device.organization_id,
+            },
+        )
+
+    # --- changes ---------------------------------------------------------------------------------------
+    async def changes(self, since: datetime, limit: int, cursor: str | None) -> ChangesPage:
+        """Every organization's data-audit feed, merged ascending by (changed_at, id). Raises
+        `InvalidRequest` for a garbled cursor. A cursor carries its own `since`."""
+        position = ChangesCursor.decode(cursor) if cursor else ChangesCursor(since=since.astimezone(UTC))
+        limit = max(1, limit)
+        with upstream_operation("changes"):
+            orgs = await self.organizations()
+            batches = await gather_all([self._org_feed(org, position, limit) for org in orgs])
+            rows, next_position = merge_feeds(batches, limit, position)
+            items: list[Change] = []
+            for row in rows:
+                device = await self._known_device(row.device_id)
+                items.append(change_from_audit(row, device.unit if device else None))
+        return ChangesPage(items=items, next_cursor=next_position.encode() if next_position else None)
+
+    async def _org_feed(self, org: str, position: ChangesCursor, want: int) -> OrgBatch:
+        """At least `want` rows of one organization past its position (fewer when its feed ends)."""
+        after = position.after.get(org)
+        since = after[0] if after else position.since
+        items: list[shapes.AuditChange] = []
+        vendor_cursor: str | None = None
+        for _ in range(MAX_FEED_PAGES):
+            page = await self.client.changes(
+                org, since=since, limit=min(want, shapes.CHANGES_MAX_LIMIT), cursor=vendor_cursor
+            )
+            for row in page.data:
+                if row.changed_at < position.since or (after is not None and feed_key(row) <= after):
+                    continue
+                items.append(row)
+            vendor_cursor = page.next_cursor
+            if vendor_cursor is None or not page.data:
+                return OrgBatch(org, sorted(items, key=feed_key), more=False)
+            if len(items) >= want:
+                break
+        return OrgBatch(org, sorted(items, key=feed_key), more=True)
+
+    # --- auth ------------------------------------------------------------------------------------------
+    async def auth_state(self) -> AuthState:
+        tokens = self.client.tokens
+        return AuthState(authenticated=tokens.authenticated, token_expires_at=tokens.expires_at)
+
+    async def check_ready(self) -> None:
+        with upstream_operation("ready"):
+            await self.client.tokens.ensure_token()
+
+    async def aclose(self) -> None:
+        """Nothing of its own to release: the httpx client belongs to the app."""

@@ -1,0 +1,185 @@
+"""The Waltero HTTP client: auth, retries, error mapping, and one typed method per vendor call.
+
+Retry policy (`waltero_retry_policy`), following the vendor's guidance:
+- 429: wait `Retry-After` (seconds or HTTP date) when given, else exponential backoff with full
+  jitter; bounded attempts and a total waiting deadline; a `Retry-After` beyond the policy's
+  `max_retry_after` is not waited out (the caller gets a 503 carrying it at once);
+- 500: retried once ("retry once, then escalate");
+- 502/503/504 and connection errors: bounded retries with backoff (every data call is a GET);
+- 400/403/404: never retried; 401 is handled by the `TokenManager` (one re-login, one resend).
+Each retry calls `on_retry(reason)`. After the budget, answers map through `errors.error_for_response`.
+
+Every method returns a validated `shapes` model; a payload that does not fit raises
+`UpstreamBadResponse`, never a `KeyError`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections.abc import Sequence
+from datetime import datetime
+from typing import TypeVar
+
+import httpx
+from pydantic import BaseModel
+
+from app.backends.http import RetryHook, RetryPolicy, Sleep, send_with_retries
+from app.backends.waltero import shapes
+from app.backends.waltero.errors import error_for_response, error_for_transport
+from app.backends.waltero.token import TokenManager
+from app.timeutil import Clock
+
+M = TypeVar("M", bound=BaseModel)
+
+
+def waltero_retry_policy(max_attempts: int = 4, deadline: float = 8.0) -> RetryPolicy:
+    """Waltero's policy: 429 up to `max_attempts - 1` retries, 500 once, 502/503/504 bounded."""
+    retries = max(0, max_attempts - 1)
+    return RetryPolicy(
+        max_attempts=max_attempts,
+        deadline=deadline,
+        retries_per_status={
+            429: retries,
+            500: min(1, retries),
+            502: min(2, retries),
+            503: min(2, retries),
+            504: min(2, retries),
+        },
+        retry_transport_errors=True,
+    )
+
+
+class WalteroClient:
+    """Calls Waltero through the shared `http` client. Paths are joined onto `base_url` (which may end
+    in `/prod`); every request carries the `TokenManager` as its auth. At most `concurrency` requests
+    are in flight at once (httpx's pool degrades with many concurrent connections)."""
+
+    def __init__(
+        self,
+        http: httpx.AsyncClient,
+        base_url: str,
+        tokens: TokenManager,
+        *,
+        clock: Clock,
+        policy: RetryPolicy | None = None,
+        sleep: Sleep = asyncio.sleep,
+        rng: random.Random | None = None,
+        on_retry: RetryHook | None = None,
+        concurrency: int = 8,
+    ) -> None:
+        self._http = http
+        self._base_url = base_url
+        self.tokens = tokens
+        self._clock = clock
+        self._policy = policy or waltero_retry_policy()
+        self._sleep = sleep
+        self._rng = rng or random.Random()
+        self._on_retry = on_retry
+        self._slots = asyncio.Semaphore(concurrency)
+
+    def url(self, path: str) -> str:
+        return shapes.join_url(self._base_url, path)
+
+    async def _get(
+        self, path: str, params: dict[str, str], model: type[M], *, resource: str, organization_scoped: bool = False
+    ) -> M:
+        url = self.url(path)
+
+        async def send() -> httpx.Response:
+            async with self._slots:
+                return await self._http.get(url, params=params, auth=self.tokens)
+
+        try:
+            response = await send_with_retries(
+                send,
+                policy=self._policy,
+                sleep=self._sleep,
+                clock=self._clock,
+                rng=self._rng,
+                idempotent=True,
+                on_retry=self._on_retry,
+            )
+        except httpx.TransportError as exc:
+            raise error_for_transport(exc, resource=resource) from None
+        if not response.is_success:
+            raise error_for_response(
+                response, resource=resource, now=self._clock(), organization_scoped=organization_scoped
+            )
+        return shapes.parse_json(response.content, model, resource)
+
+    # --- platform-api --------------------------------------------------------------------------------
+    async def me(self) -> shapes.MeResponse:
+        return await self._get(shapes.ME_PATH, {}, shapes.MeResponse, resource="user record")
+
+    async def devices_page(self, org_id: str, *, limit: int, offset: int) -> shapes.DevicesPage:
+        params = {shapes.LIMIT: str(limit), shapes.OFFSET: str(offset)}
+        return await self._get(
+            shapes.devices_path(org_id),
+            params,
+            shapes.DevicesPage,
+            resource=f"organization {org_id}",
+            organization_scoped=True,
+        )
+
+    async def all_devices(self, org_id: str) -> list[shapes.Device]:
+        """Every device of an organization, following `limit`/`offset` until `total`."""
+        devices: list[shapes.Device] = []
+        offset = 0
+        while True:
+            page = await self.devices_page(org_id, limit=shapes.DEVICES_MAX_LIMIT, offset=offset)
+            devices.extend(page.data)
+            offset += len(page.data)
+            if not page.data or offset >= page.total:
+                return devices
+
+    async def device(self, device_id: str) -> shapes.Device:
+        return await self._get(shapes.device_path(device_id), {}, shapes.Device, resource=f"device {device_id}")
+
+    async def telemetry(
+        self, device_id: str, start: datetime, end: datetime, fields: Sequence[str]
+    ) -> shapes.TelemetryResponse:
+        """Points with `start <= timestamp < end`, ascending; only the named fields."""
+        params = {
+            shapes.START_DATE: shapes.format_wire_time(start),
+            shapes.END_DATE: shapes.format_wire_time(end),
+            shapes.FIELDS: ",".join(fields),
+        }
+        return await self._get(
+            shapes.telemetry_path(device_id), params, shapes.TelemetryResponse, resource=f"device {device_id}"
+        )
+
+    async def fields(self, device_id: str) -> shapes.DeviceFields:
+        return await self._get(shapes.fields_path(device_id), {}, shapes.DeviceFields, resource=f"device {device_id}")
+
+    async def changes(
+        self, org_id: str, *, since: datetime, limit: int, cursor: str | None = None
+    ) -> shapes.AuditChangesPage:
+        params = {shapes.SINCE: shapes.format_wire_time(since), shapes.LIMIT: str(limit)}
+        if cursor is not None:
+            params[shapes.CURSOR] = cursor
+        return await self._get(
+            shapes.changes_path(org_id),
+            params,
+            shapes.AuditChangesPage,
+            resource=f"organization {org_id}",
+            organization_scoped=True,
+        )
+
+    # --- metering application (always /v3/) ---------------------------------------------------------
+    async def daily_consumption(
+        self, org_id: str, start: datetime, end: datetime, resolution: str = "day"
+    ) -> shapes.DailyConsumptionResponse:
+        """Rows per (device, bucket): buckets are consecutive 24 h windows from `start` (UTC)."""
+        params = {
+            shapes.START_DATE: shapes.format_wire_time(start),
+            shapes.END_DATE: shapes.format_wire_time(end),
+            shapes.RESOLUTION: resolution,
+        }
+        return await self._get(
+            shapes.daily_consumption_path(org_id),
+            params,
+            shapes.DailyConsumptionResponse,
+            resource=f"organization {org_id}",
+            organization_scoped=True,
+        )

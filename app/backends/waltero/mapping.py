@@ -1,0 +1,111 @@
+"""Waltero payloads -> normalized models (pure functions).
+
+Units: the facade speaks kWh and m3. Waltero's display units map as
+`m3 -> m3 (x1)`, `L -> m3 (/1000)`, `kWh -> kWh (x1)`, `Wh -> kWh (/1000)`, `MWh -> kWh (x1000)`;
+any other unit is passed through unscaled. Media: `water_cold`/`water_hot` -> water, `gas`,
+`electricity`, `heat`; anything else -> unknown. `meter.value.processed` is a `volume` for water and
+gas and an `energy_import` for electricity and heat.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+from app.backends.waltero.shapes import AuditChange, Device
+from app.models import Change, Medium, Meter
+
+PREFIX = "waltero:"
+
+
+@dataclass(frozen=True, slots=True)
+class UnitScale:
+    """How to turn a value in the device's display unit into the facade's unit."""
+
+    unit: str | None
+    factor: float = 1.0
+    divide: bool = False
+    """Divide by `factor` instead of multiplying (keeps `1234.5 L` -> `1.2345 m3` free of float noise)."""
+
+    def apply(self, value: float | None) -> float | None:
+        if value is None:
+            return None
+        if self.factor == 1.0:
+            return value
+        return value / self.factor if self.divide else value * self.factor
+
+
+_UNITS: dict[str, UnitScale] = {
+    "m3": UnitScale("m3"),
+    "m³": UnitScale("m3"),
+    "L": UnitScale("m3", 1000.0, divide=True),
+    "l": UnitScale("m3", 1000.0, divide=True),
+    "kWh": UnitScale("kWh"),
+    "Wh": UnitScale("kWh", 1000.0, divide=True),
+    "MWh": UnitScale("kWh", 1000.0),
+}
+
+_MEDIA: dict[str, Medium] = {
+    "water_cold": "water",
+    "water_hot": "water",
+    "gas": "gas",
+    "electricity": "electricity",
+    "heat": "heat",
+}
+
+_ACTORS: dict[str, Literal["system", "user"]] = {"system": "system", "user": "user"}
+
+
+def unit_scale(unit: str | None) -> UnitScale:
+    """The normalized unit and scale for a Waltero display unit (unknown units pass through as sent)."""
+    if unit is None:
+        return UnitScale(None)
+    return _UNITS.get(unit, UnitScale(unit))
+
+
+def medium(meter_type: str) -> Medium:
+    return _MEDIA.get(meter_type, "unknown")
+
+
+def quantity(meter_type: str) -> Literal["volume", "energy_import"] | None:
+    """What `meter.value.processed` measures: None for a meter type we cannot place."""
+    kind = medium(meter_type)
+    if kind in ("water", "gas"):
+        return "volume"
+    if kind in ("electricity", "heat"):
+        return "energy_import"
+    return None
+
+
+def prefixed(upstream_id: str) -> str:
+    return PREFIX + upstream_id
+
+
+def meter_from_device(device: Device) -> Meter:
+    """One device is one meter; an empty name falls back to `external_id`."""
+    return Meter(
+        id=prefixed(device.id),
+        backend="waltero",
+        serial_number=device.serial_number or "",
+        name=device.name or device.external_id or None,
+        medium=medium(device.meter_type),
+        unit=unit_scale(device.unit).unit,
+        site_id=prefixed(device.organization_id),
+        device_id=prefixed(device.id),
+    )
+
+
+def change_from_audit(row: AuditChange, device_unit: str | None) -> Change:
+    """A data-audit row as a `Change`, values scaled from the device's display unit."""
+    scale = unit_scale(device_unit)
+    return Change(
+        id=prefixed(row.id),
+        backend="waltero",
+        meter_id=prefixed(row.device_id),
+        time=row.timestamp,
+        previous_value=scale.apply(row.previous_value),
+        new_value=scale.apply(row.new_value),
+        unit=scale.unit,
+        actor=_ACTORS.get(row.actor or ""),
+        changed_at=row.changed_at,
+    )

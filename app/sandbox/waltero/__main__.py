@@ -1,0 +1,24 @@
+"""`python -m app.sandbox.waltero --port N [--host 127.0.0.1]`: serve the emulator with the real clock."""
+
+from __future__ import annotations
+
+import argparse
+
+import uvicorn
+
+from app.sandbox.waltero.emulator import create_emulator
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m app.sandbox.waltero", description=__doc__)
+    parser.add_argument("--port", type=int, default=8092)
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--token-ttl", type=float, default=86400, help="token lifetime in seconds")
+    args = parser.parse_args(argv)
+    emulator = create_emulator(seed=args.seed, token_ttl=args.token_ttl)
+    uvicorn.run(emulator.app, host=args.host, port=args.port, log_level="warning")
+
+
+if __name__ == "__main__":
+    main()

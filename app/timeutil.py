@@ -27,18 +27,26 @@ def parse_rfc3339(text: str) -> datetime:
     return datetime.fromisoformat(text.replace("z", "Z").replace("t", "T")).astimezone(UTC)
 
 
+def _utc_seconds(value: datetime) -> str:
+    # Not strftime: glibc's %Y does not pad years below 1000 to four digits.
+    v = value.astimezone(UTC)
+    return f"{v.year:04d}-{v.month:02d}-{v.day:02d}T{v.hour:02d}:{v.minute:02d}:{v.second:02d}"
+
+
 def format_rfc3339(value: datetime) -> str:
     """UTC, seconds or microseconds, `Z` suffix."""
-    value = value.astimezone(UTC)
-    if value.microsecond:
-        return value.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-    return value.strftime("%Y-%m-%dT%H:%M:%SZ")
+    micro = value.microsecond
+    return _utc_seconds(value) + (f".{micro:06d}Z" if micro else "Z")
+
+
+def format_rfc3339_seconds(value: datetime) -> str:
+    """UTC to the second (fraction dropped), `Z` suffix."""
+    return _utc_seconds(value) + "Z"
 
 
 def format_millis(value: datetime) -> str:
     """UTC ISO-8601 with milliseconds, as Waltero wants: `2026-05-18T22:00:00.000Z`."""
-    value = value.astimezone(UTC)
-    return value.strftime("%Y-%m-%dT%H:%M:%S.") + f"{value.microsecond // 1000:03d}Z"
+    return _utc_seconds(value) + f".{value.microsecond // 1000:03d}Z"
 
 
 def from_epoch(seconds: float) -> datetime:

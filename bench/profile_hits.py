@@ -19,7 +19,7 @@ KEY = "profile-key"
 
 
 async def _run(n: int) -> Profiler:
-    configure_logging("INFO", stream=open(os.devnull, "w"))  # noqa: SIM115 - the log line is part of the cost
+    configure_logging("INFO", stream=open(os.devnull, "w"))
     app = create_app(Settings(FACADE_SANDBOX=True, FACADE_CHANGES_POLL=0, FACADE_API_KEYS=KEY))
     sent: list[Any] = []
 

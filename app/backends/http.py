@@ -69,9 +69,7 @@ class RetryPolicy:
     max_delay: float = 4.0
     max_retry_after: float = 5.0
     """A `Retry-After` longer than this is not waited out: the caller gets a 503 with it at once."""
-    retries_per_status: Mapping[int, int] = field(
-        default_factory=lambda: {429: 3, 500: 1, 502: 2, 503: 2, 504: 2}
-    )
+    retries_per_status: Mapping[int, int] = field(default_factory=lambda: {429: 3, 500: 1, 502: 2, 503: 2, 504: 2})
     retry_transport_errors: bool = True
 
     def backoff(self, attempt: int, rng: random.Random) -> float:

@@ -8,7 +8,7 @@ import time
 
 from fastapi import APIRouter, Request
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from starlette.responses import JSONResponse, Response
+from starlette.responses import JSONResponse, PlainTextResponse, Response
 
 from app.backends.base import Backend
 from app.deps import ServiceDep, problem_responses
@@ -104,7 +104,14 @@ async def readyz(request: Request) -> Response:
     return response
 
 
-@router.get("/metrics", summary="Prometheus metrics (text exposition format)", include_in_schema=True)
+@router.get(
+    "/metrics",
+    summary="Prometheus metrics (text exposition format)",
+    response_class=PlainTextResponse,
+    responses={
+        200: {"content": {"text/plain": {"schema": {"type": "string"}}}, "description": "Prometheus text format"}
+    },
+)
 async def metrics(request: Request) -> Response:
     service = request.app.state.service
     m = request.app.state.metrics

@@ -67,3 +67,10 @@ def test_local_midnight_and_dst_day_lengths():
         zone("Mars/Olympus")
     with pytest.raises(ValueError):
         zone("../../etc/passwd")
+
+
+def test_years_below_1000_are_padded_to_four_digits():
+    early = datetime(523, 8, 18, 11, 35, 49, 938294, tzinfo=UTC)
+    assert format_rfc3339(early) == "0523-08-18T11:35:49.938294Z"
+    assert format_millis(early) == "0523-08-18T11:35:49.938Z"
+    assert parse_rfc3339(format_rfc3339(early)) == early

@@ -14,7 +14,7 @@ import re
 from collections.abc import AsyncGenerator, Awaitable, Callable, Iterable
 from contextlib import aclosing
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, datetime, timedelta
 from typing import Any, Literal, TypeVar
 from zoneinfo import ZoneInfo
 
@@ -46,7 +46,7 @@ from app.backends.iometer.payloads import (
 )
 from app.errors import NotFound, NotSupported, UpstreamBadResponse
 from app.models import DailyConsumption, DeviceStatus, Meter, Reading
-from app.timeutil import Clock, days, local_midnight
+from app.timeutil import Clock, days, format_rfc3339_seconds, local_midnight
 
 NAME = "iometer"
 _UUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
@@ -61,7 +61,7 @@ def prefixed(upstream_id: str) -> str:
 
 def upstream_time(value: datetime) -> str:
     """`startTime` for the vendor: UTC to the second, rounded down (readings before it are dropped here)."""
-    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return format_rfc3339_seconds(value)
 
 
 @dataclass(frozen=True, slots=True)

@@ -17,14 +17,14 @@ from datetime import UTC, datetime
 import httpx
 from pydantic import SecretStr
 
-from app.timeutil import Clock
+from app.timeutil import Clock, format_rfc3339_seconds
 
 NonceSource = Callable[[], bytes]
 
 
 def wsse_created(epoch_seconds: float) -> str:
     """`Created` as the server wants it: UTC RFC 3339 to the second, `Z` suffix."""
-    return datetime.fromtimestamp(int(epoch_seconds), UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return format_rfc3339_seconds(datetime.fromtimestamp(int(epoch_seconds), UTC))
 
 
 def wsse_digest(nonce: str, created: str, secret: str) -> str:

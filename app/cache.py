@@ -65,6 +65,10 @@ class SingleFlightCache:
     def maxsize(self) -> int:
         return int(self._entries.maxsize)
 
+    def note_stale(self) -> None:
+        """Count a stale entry served by the caller after its own deadline ran out."""
+        self._lookups["stale"].inc()
+
     def note_hit(self) -> None:
         """Count a hit served from this cache's data by another path (e.g. one meter out of the list)."""
         self._lookups["hit"].inc()

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from app.errors import ConfigurationError
@@ -18,10 +18,12 @@ DEFAULT_IOMETER_URL = "https://partner.prod.iometer.cloud/api/v1/query"
 DEFAULT_WALTERO_URL = "https://qs0iya7cfk.execute-api.eu-central-1.amazonaws.com/prod"
 
 CommaList = Annotated[list[str], NoDecode]
+SANDBOX_REQUEST_DEADLINE = 30.0
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_file=None, extra="ignore", populate_by_name=True)
+    # Only the prefixed names below are read: field names like `sandbox` must never switch anything on.
+    model_config = SettingsConfigDict(env_file=None, extra="ignore", populate_by_name=False)
 
     # --- modes and client auth -------------------------------------------------------------
     sandbox: bool = Field(False, alias="FACADE_SANDBOX")
@@ -45,7 +47,13 @@ class Settings(BaseSettings):
     waltero_organizations: CommaList = Field(default_factory=list, alias="WALTERO_ORGANIZATIONS")
 
     # --- caching, coalescing, resilience ---------------------------------------------------------
-    cache_maxsize: int = Field(4096, alias="FACADE_CACHE_MAXSIZE", ge=1, description="entries per cache")
+    # Entries per cache. Sized so every cache full stays near 150 MB with realistic entries (README,
+    # "Performance", gives the measured cost per entry to size them differently).
+    cache_maxsize: int = Field(2048, alias="FACADE_CACHE_MAXSIZE", ge=1, description="meters, meter, device status")
+    cache_maxsize_readings: int = Field(512, alias="FACADE_CACHE_MAXSIZE_READINGS", ge=1)
+    cache_maxsize_daily: int = Field(128, alias="FACADE_CACHE_MAXSIZE_DAILY", ge=1)
+    cache_maxsize_changes: int = Field(128, alias="FACADE_CACHE_MAXSIZE_CHANGES", ge=1)
+    cache_maxsize_responses: int = Field(2048, alias="FACADE_CACHE_MAXSIZE_RESPONSES", ge=1)
     ttl_meters: float = Field(300, alias="FACADE_TTL_METERS", ge=0)
     ttl_device_status: float = Field(30, alias="FACADE_TTL_DEVICE_STATUS", ge=0)
     ttl_past: float = Field(3600, alias="FACADE_TTL_PAST", ge=0)
@@ -79,6 +87,23 @@ class Settings(BaseSettings):
     @classmethod
     def _lower(cls, value: object) -> object:
         return value.lower() if isinstance(value, str) else value
+
+    @model_validator(mode="after")
+    def _sandbox_deadline(self) -> Settings:
+        # The in-process GraphQL emulator executes every field with graphql-core (~1 s per 10 days of
+        # partner-wide readings), so long sandbox windows need more than the live default of 10 s.
+        if self.sandbox and "request_deadline" not in self.model_fields_set:
+            self.request_deadline = SANDBOX_REQUEST_DEADLINE
+        return self
+
+    def cache_size(self, cache: str) -> int:
+        """Configured entries for a cache by name (`readings`, `daily`, `changes`, `responses`, others)."""
+        return {
+            "readings": self.cache_maxsize_readings,
+            "daily": self.cache_maxsize_daily,
+            "changes": self.cache_maxsize_changes,
+            "responses": self.cache_maxsize_responses,
+        }.get(cache, self.cache_maxsize)
 
     @property
     def iometer_enabled(self) -> bool:

@@ -24,8 +24,19 @@ BackendName = Literal["iometer", "waltero"]
 Medium = Literal["electricity", "water", "gas", "heat", "unknown"]
 
 
+_SHARED_FIELDS_SETS: dict[frozenset[str], frozenset[str]] = {}
+
+
 class Resource(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
+
+    def model_post_init(self, context: Any, /) -> None:
+        # Thousands of these live in the caches. Pydantic gives each instance its own set of the
+        # field names it was built with (728 bytes for six names); one shared frozenset per shape
+        # brings a Reading from ~1.2 KB to ~0.5 KB. Resources are frozen and never copied with
+        # `update=`, so pydantic never needs to add to it.
+        names = frozenset(self.__pydantic_fields_set__)
+        object.__setattr__(self, "__pydantic_fields_set__", _SHARED_FIELDS_SETS.setdefault(names, names))
 
 
 class Meter(Resource):
@@ -84,7 +95,9 @@ class DeviceStatus(Resource):
     device_id: str = Field(examples=["iometer:9d0a6c1e-2f4b-4d8e-8a3b-5c7e9f1a2b3c"])
     backend: BackendName = Field(examples=["iometer"])
     online: bool | None = Field(description="Whether the device is reachable now; null when unknown.", examples=[True])
-    last_seen: UtcDateTime | None = Field(default=None, description="Newest data point, when known.")
+    last_seen: UtcDateTime | None = Field(
+        description="Newest data point, when known.", examples=["2026-05-19T06:00:00Z"]
+    )
     battery_percent: int | None = Field(description="0..100.", examples=[87])
     battery_voltage: float | None = Field(description="Volts.", examples=[3.61])
     power_source: Literal["battery", "wired"] | None = Field(examples=["battery"])

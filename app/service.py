@@ -23,7 +23,7 @@ from app.cache import CacheEntry, CacheResult, SingleFlightCache
 from app.circuit import CircuitBreaker
 from app.config import Settings
 from app.cursors import CursorCodec
-from app.errors import FacadeError, InvalidRequest, NotFound, NotSupported
+from app.errors import FacadeError, InvalidRequest, NotFound, NotSupported, UpstreamTimeout
 from app.ids import FacadeId, split_id
 from app.metrics import Metrics
 from app.models import BackendError, Change, DailyConsumption, DeviceStatus, Meter, Reading
@@ -81,10 +81,11 @@ class MeterService:
         self.metrics = metrics
         self.cursors = cursors
         self.default_tz = settings.timezone
+        self.backend_deadline = max(0.05, settings.request_deadline * 0.9)
         self.caches = {
             name: SingleFlightCache(
                 name,
-                maxsize=settings.cache_maxsize,
+                maxsize=settings.cache_size(name),
                 timer=clock,
                 stale_if_error=settings.stale_if_error,
                 metrics=metrics,
@@ -150,7 +151,19 @@ class MeterService:
         def ttl_of(pair: Any) -> float:
             return ttl(pair[0]) if callable(ttl) else ttl
 
-        entry, result = await cache.get_or_load((backend.name, key), guarded, ttl=ttl_of)
+        try:
+            # Each backend answers within its own deadline, a little inside the request's, so a slow
+            # vendor becomes its own `errors` entry (or a stale answer), not a 504 for the whole list.
+            async with asyncio.timeout(self.backend_deadline):
+                entry, result = await cache.get_or_load((backend.name, key), guarded, ttl=ttl_of)
+        except TimeoutError:
+            stale = cache.peek((backend.name, key))
+            if stale is None:
+                raise UpstreamTimeout(
+                    f"{backend.name} did not answer within {self.backend_deadline:g} s.", backend=backend.name
+                ) from None
+            cache.note_stale()
+            entry, result = stale, "STALE"
         value, entry_tags = entry.value
         if not entry.tags and entry_tags:
             entry.tags = entry_tags

@@ -24,7 +24,10 @@ def parse_rfc3339(text: str) -> datetime:
     frac = re.search(r"\.(\d+)", text)
     if frac and len(frac.group(1)) > 6:  # Python keeps microseconds; drop the rest
         text = text.replace(frac.group(0), "." + frac.group(1)[:6])
-    return datetime.fromisoformat(text.replace("z", "Z").replace("t", "T")).astimezone(UTC)
+    try:
+        return datetime.fromisoformat(text.replace("z", "Z").replace("t", "T")).astimezone(UTC)
+    except OverflowError:  # e.g. 0001-01-01T00:00:00+01:00 is before year 1 in UTC
+        raise ValueError("timestamp is out of range") from None
 
 
 def _utc_seconds(value: datetime) -> str:

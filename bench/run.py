@@ -108,7 +108,9 @@ def wrk_rps(url: str, duration: float, connections: int = 64) -> float:
     if wrk is None:
         return asyncio.run(python_rps(url, duration, connections))
     out = subprocess.run(
-        pinned(LOAD_CPU, [wrk, "-t1", f"-c{connections}", f"-d{duration}s", "-H", f"X-API-Key: {KEY}", url]),
+        pinned(
+            LOAD_CPU, [wrk, "-t1", f"-c{connections}", f"-d{max(1, round(duration))}s", "-H", f"X-API-Key: {KEY}", url]
+        ),
         capture_output=True,
         text=True,
         check=True,

@@ -8,15 +8,17 @@ become label values. Methods outside the standard set are counted as `OTHER`.
 from __future__ import annotations
 
 import logging
+import os
 import re
 import time
-import uuid
 from contextvars import ContextVar
 from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from app.logs import ACCESS_LOG
 from app.metrics import Metrics
+from app.problems import problem_body
 
 log = logging.getLogger("app.access")
 
@@ -32,6 +34,21 @@ class Observe:
     def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
         self.app = app
         self.metrics = metrics
+        # Label children resolved once per label set: `labels()` takes a lock and builds a tuple.
+        self._counted: dict[tuple[str, str, int], Any] = {}
+        self._timed: dict[tuple[str, str], Any] = {}
+
+    def _record(self, route: str, method: str, status: int, elapsed: float) -> None:
+        counter = self._counted.get((route, method, status))
+        if counter is None:
+            counter = self._counted[(route, method, status)] = self.metrics.http_requests.labels(
+                route, method, str(status)
+            )
+        counter.inc()
+        timer = self._timed.get((route, method))
+        if timer is None:
+            timer = self._timed[(route, method)] = self.metrics.http_duration.labels(route, method)
+        timer.observe(elapsed)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -45,46 +62,53 @@ class Observe:
                 if _VALID_REQUEST_ID.match(candidate):
                     request_id = candidate
                 break
-        request_id = request_id or uuid.uuid4().hex
+        request_id = request_id or os.urandom(16).hex()
         rid_token = request_id_var.set(request_id)
         calls = [0]
         calls_token = upstream_calls_var.set(calls)
         facade: dict[str, Any] = scope.setdefault("facade", {})
         status = 500
+        started_response = False
         rid_header = (b"x-request-id", request_id.encode())
 
         async def send_wrapper(message: Message) -> None:
-            nonlocal status
+            nonlocal status, started_response
             if message["type"] == "http.response.start":
                 status = message["status"]
+                started_response = True
                 message["headers"] = [*message.get("headers", []), rid_header]
             await send(message)
 
         self.metrics.http_in_flight.inc()
         try:
             await self.app(scope, receive, send_wrapper)
+        except Exception:
+            # Outermost layer: whatever escaped is logged once here, and the caller still gets a
+            # problem+json 500 if nothing was sent yet (FastAPI's own handler has usually answered).
+            log.error("unhandled error", exc_info=True, extra={"fields": {"request_id": request_id}})
+            if not started_response:
+                body = problem_body(500, "Internal error", "The service failed unexpectedly; it has been logged.")
+                await send_wrapper(
+                    {
+                        "type": "http.response.start",
+                        "status": 500,
+                        "headers": [
+                            (b"content-type", b"application/problem+json"),
+                            (b"content-length", b"%d" % len(body)),
+                        ],
+                    }
+                )
+                await send_wrapper({"type": "http.response.body", "body": body})
         finally:
             self.metrics.http_in_flight.dec()
             elapsed = time.perf_counter() - started
             route_obj = scope.get("route")
             route = getattr(route_obj, "path", None) or facade.get("route") or "unmatched"
             method = scope["method"] if scope["method"] in _METHODS else "OTHER"
-            self.metrics.http_requests.labels(route, method, str(status)).inc()
-            self.metrics.http_duration.labels(route, method).observe(elapsed)
-            if log.isEnabledFor(logging.INFO):
-                log.info(
-                    "request",
-                    extra={
-                        "fields": {
-                            "request_id": request_id,
-                            "method": method,
-                            "route": route,
-                            "status": status,
-                            "duration_ms": round(elapsed * 1000, 3),
-                            "cache": facade.get("cache"),
-                            "upstream_calls": calls[0],
-                        }
-                    },
+            self._record(route, method, status, elapsed)
+            if ACCESS_LOG.enabled:
+                ACCESS_LOG.request(
+                    request_id, method, route, status, round(elapsed * 1000, 3), facade.get("cache"), calls[0]
                 )
             request_id_var.reset(rid_token)
             upstream_calls_var.reset(calls_token)

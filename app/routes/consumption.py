@@ -10,6 +10,7 @@ from app.deps import UPSTREAM_ERRORS, BackendParam, ServiceDep, iso_date, proble
 from app.errors import InvalidRequest
 from app.http_cache import render
 from app.models import DailyConsumptionList
+from app.timeutil import local_midnight
 
 router = APIRouter(tags=["consumption"])
 MAX_DAYS = 366
@@ -64,6 +65,10 @@ async def daily_consumption(
         raise InvalidRequest("end must be after start", field="end")
     if (last - first).days > MAX_DAYS:
         raise InvalidRequest(f"at most {MAX_DAYS} days per request", field="end")
+    try:  # the day bounds must exist as UTC instants (not so near year 1 or 9999)
+        local_midnight(first, zone), local_midnight(last, zone)
+    except (OverflowError, ValueError):
+        raise InvalidRequest("dates out of range", field="start") from None
     if meter_id and len(meter_id) > 1000:
         raise InvalidRequest("at most 1000 meter_id values", field="meter_id")
     answer = await within_deadline(request, service.daily_consumption(meter_id or [], backend, first, last, zone))

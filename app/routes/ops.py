@@ -83,7 +83,7 @@ async def readyz(request: Request) -> Response:
     service = request.app.state.service
     memo = request.app.state.readiness
     now = time.monotonic()
-    if memo.get("at", -1e9) + READY_CACHE_SECONDS < now or memo.get("checks", {}).get("_circuit_changed"):
+    if memo.get("at", -1e9) + READY_CACHE_SECONDS < now:
         names = list(service.backends)
         results = await asyncio.gather(*(_check(service.backends[n], service.breakers[n].state, 5.0) for n in names))
         memo.update(at=now, checks=dict(zip(names, results, strict=True)))

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import re
+from datetime import timedelta
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Request
@@ -10,10 +11,12 @@ from app.deps import UPSTREAM_ERRORS, CursorParam, LimitParam, ServiceDep, probl
 from app.errors import InvalidRequest
 from app.http_cache import render
 from app.models import Page, Reading
+from app.timeutil import from_epoch
 
 router = APIRouter(tags=["readings"])
 
 QUANTITIES = ("energy_import", "energy_import_t1", "energy_import_t2", "energy_export", "power", "volume")
+MAX_WINDOW = timedelta(days=366)
 _OBIS = re.compile(r"^obis:[0-9A-Za-z:.*\-]{1,32}$")
 
 
@@ -60,6 +63,13 @@ async def list_readings(
     end_at = rfc3339(end, "end") if end is not None else None
     if end_at is not None and end_at <= start_at:
         raise InvalidRequest("end must be after start", field="end")
+    # Bounded like daily consumption: an open-ended window from year 1 would page through centuries of
+    # empty vendor history. Longer spans are read window by window.
+    if (end_at or from_epoch(service.clock())) - start_at > MAX_WINDOW:
+        raise InvalidRequest(
+            "at most 366 days between start and end (end defaults to now); read longer spans window by window",
+            field="start",
+        )
     quantities = None
     if quantity:
         for q in quantity:

@@ -33,6 +33,4 @@ def sandbox_settings(settings: Settings) -> Settings:
         overrides.update(module.SANDBOX_SETTINGS)
         overrides[url_var] = url
     overrides["WALTERO_ORGANIZATIONS"] = []
-    by_alias = {field.alias or name: name for name, field in Settings.model_fields.items()}
-    update = {by_alias[key]: value for key, value in overrides.items()}
-    return Settings.model_validate({**settings.model_dump(), **update})
+    return Settings.model_validate({**settings.model_dump(by_alias=True), **overrides})

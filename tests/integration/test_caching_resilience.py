@@ -152,3 +152,19 @@ async def test_429s_are_absorbed_and_persistent_ones_reported(clock):
         waltero.faults.rate_limit_rate = 1.0
         r = await c.get(f"/devices/{GAS}/status")
         assert r.status_code == 503 and r.headers["retry-after"] and r.json()["backend"] == "waltero"
+
+
+async def test_a_slow_backend_is_its_own_error_entry_not_a_504_for_the_list(clock):
+    app, iometer, _waltero = build(clock, FACADE_REQUEST_DEADLINE=0.5)
+    async with running(app, key=None) as c:
+        iometer.faults.hang = True
+        started = time.monotonic()
+        r = await c.get("/meters")
+        assert time.monotonic() - started < 2.0
+        assert r.status_code == 200
+        body = r.json()
+        assert {m["backend"] for m in body["items"]} == {"waltero"}
+        assert body["errors"][0]["backend"] == "iometer" and body["errors"][0]["status"] == 504
+        alone = await c.get("/meters", params={"backend": "iometer"})
+        assert alone.status_code == 504 and alone.json()["backend"] == "iometer"
+        iometer.faults.hang = False

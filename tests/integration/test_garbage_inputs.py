@@ -73,3 +73,22 @@ async def test_no_5xx_for_garbage_path_ids():
         for method in ("POST", "PUT", "DELETE", "PATCH"):
             r = await c.request(method, "/meters")
             assert r.status_code == 405 and r.headers["content-type"] == "application/problem+json"
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "/readings?meter_id=iometer:{m}&start=0001-01-01T00:00:00%2B01:00",
+        "/readings?meter_id=iometer:{m}&start=9999-12-31T23:59:59-01:00",
+        "/readings?meter_id=iometer:{m}&start=0001-01-01T00:00:00Z",
+        "/consumption/daily?start=0001-01-01&end=0001-01-03&tz=Europe/Berlin",
+        "/changes?since=0001-01-01T00:00:00%2B14:00",
+    ],
+)
+async def test_dates_at_the_edges_of_time_are_422(url):
+    io = FakeBackend("iometer")
+    app = fake_app({"iometer": io, "waltero": FakeBackend("waltero", changes=True)})
+    async with running(app) as c:
+        r = await c.get(url.format(m=io.meter_ids[0]))
+        assert r.status_code == 422, r.text
+        assert sum(io.calls.values()) == 0

@@ -31,3 +31,9 @@ def test_live_without_keys_refuses_and_never_prints_the_secret():
 def test_half_configured_backend_refuses():
     done = start({"IOMETER_PARTNER_ID": "p", "FACADE_ALLOW_ANONYMOUS": "true"})
     assert done.returncode == 2 and "IOMETER_PARTNER_SECRET" in done.stderr
+
+
+def test_an_invalid_value_names_the_variable_without_a_traceback():
+    done = start({"FACADE_SANDBOX": "true", "IOMETER_AUTH": "digest"})
+    assert done.returncode == 2
+    assert "IOMETER_AUTH" in done.stderr and "Traceback" not in done.stderr

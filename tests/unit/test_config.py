@@ -43,3 +43,27 @@ def test_environment_is_read(monkeypatch):
     assert s.waltero_organizations == ["o1", "o2"]
     assert s.iometer_auth == "basic"
     assert "k1" not in repr(s)
+
+
+def test_only_prefixed_variables_are_read(monkeypatch):
+    # field names without the prefix must never switch on the sandbox, anonymous access, or a zone
+    for name, value in {
+        "SANDBOX": "true",
+        "ALLOW_ANONYMOUS": "true",
+        "TIMEZONE": "Asia/Tokyo",
+        "API_KEYS": "k",
+    }.items():
+        monkeypatch.setenv(name, value)
+    s = Settings(WALTERO_USERNAME="u", WALTERO_PASSWORD="p")
+    assert (s.sandbox, s.allow_anonymous, s.timezone, s.api_keys) == (False, False, "UTC", [])
+    with pytest.raises(ConfigurationError):
+        s.validate_startup()
+
+
+def test_the_sandbox_gets_a_longer_default_deadline_unless_one_is_set(monkeypatch):
+    assert Settings(FACADE_SANDBOX=True).request_deadline == 30
+    assert Settings(FACADE_SANDBOX=True, FACADE_REQUEST_DEADLINE=5).request_deadline == 5
+    monkeypatch.setenv("FACADE_REQUEST_DEADLINE", "7")
+    assert Settings(FACADE_SANDBOX=True).request_deadline == 7
+    monkeypatch.delenv("FACADE_REQUEST_DEADLINE")
+    assert Settings(WALTERO_USERNAME="u", WALTERO_PASSWORD="p").request_deadline == 10

@@ -49,7 +49,9 @@ from app.models import DailyConsumption, DeviceStatus, Meter, Reading
 from app.timeutil import Clock, days, format_rfc3339_seconds, local_midnight
 
 NAME = "iometer"
-_UUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
+# Canonical lower-case only: the facade hands out ids exactly as the vendor sends them, and one
+# spelling per meter keeps cache keys, row filters and eviction tags in agreement.
+_UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 INSTALLATIONS_PAGE = 100
 T = TypeVar("T")
 U = TypeVar("U")

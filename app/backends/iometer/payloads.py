@@ -7,6 +7,7 @@ conversions (energy to kWh, power to W) live here and nowhere else.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, NamedTuple
@@ -137,7 +138,8 @@ def readings_page(response: Any, *, with_meter: bool) -> ReadingsPage:
                     or not isinstance(v.value, int | float)
                 ):
                     raise bad("a reading value is not (obisCode, value, unit)")
-            readings.append(WireReading(meter_id, time, values))
+            # JSON parsers accept NaN/Infinity; such a value is no reading, the others still are
+            readings.append(WireReading(meter_id, time, [v for v in values if math.isfinite(v.value)]))
     except (KeyError, TypeError) as exc:
         raise bad("a reading lacks a field") from exc
     return ReadingsPage(readings, cursor)

@@ -101,6 +101,7 @@ class WalteroBackend:
         self._orgs_at = 0.0
         self._directory: dict[str, shapes.Device] = {}
         self._directory_at: float | None = None
+        self._metadata_at: dict[str, float] = {}
         self._directory_lock = asyncio.Lock()
 
     def __repr__(self) -> str:
@@ -130,7 +131,8 @@ class WalteroBackend:
         pages = await gather_all([self.client.all_devices(org) for org in orgs])
         devices = [device for page in pages for device in page]
         self._directory = {device.id: device for device in devices}
-        self._directory_at = self._clock()
+        self._directory_at = now = self._clock()
+        self._metadata_at = dict.fromkeys(self._directory, now)
         return devices
 
     async def _refresh_directory(self, *, max_age: float) -> dict[str, shapes.Device]:
@@ -153,7 +155,16 @@ class WalteroBackend:
         if device.organization_id not in await self.organizations():
             raise NotFound(f"Waltero has no device {device_id}", backend=self.name)
         self._directory[device.id] = device
+        self._metadata_at[device.id] = self._clock()
         return device
+
+    async def _device_metadata(self, device_id: str) -> shapes.Device:
+        """A device's type, unit and organization: static, so a record younger than `DIRECTORY_TTL`
+        serves, and a data call costs one upstream request, not two; raises `NotFound`."""
+        seen = self._metadata_at.get(device_id)
+        if seen is not None and self._clock() - seen <= DIRECTORY_TTL:
+            return self._directory[device_id]
+        return await self._device(device_id)
 
     # --- meters ----------------------------------------------------------------------------------------
     async def list_meters(self) -> list[Meter]:
@@ -171,7 +182,7 @@ class WalteroBackend:
     ) -> list[Reading]:
         """`meter.value.processed` as `volume` (water, gas) or `energy_import` (electricity, heat) in m3/kWh."""
         with upstream_operation("readings"):
-            device = await self._device(upstream_meter_id)
+            device = await self._device_metadata(upstream_meter_id)
             kind = quantity(device.meter_type)
             if kind is None or (quantities is not None and kind not in quantities):
                 return []
@@ -256,7 +267,7 @@ class WalteroBackend:
     # --- device status ---------------------------------------------------------------------------------
     async def device_status(self, upstream_device_id: str) -> DeviceStatus:
         with upstream_operation("device_status"):
-            device = await self._device(upstream_device_id)
+            device = await self._device_metadata(upstream_device_id)
             now = from_epoch(self._clock())
             # endDate is exclusive: a minute ahead so a point stamped "now" is not cut off.
             answer = await self.client.telemetry(

@@ -32,7 +32,10 @@ class UnitScale:
             return None
         if self.factor == 1.0:
             return value
-        return value / self.factor if self.divide else value * self.factor
+        if self.divide:
+            return value / self.factor
+        # 105.595278 MWh * 1000 is 105595.27799999999 in binary floats: round the noise away
+        return round(value * self.factor, 9)
 
 
 _UNITS: dict[str, UnitScale] = {

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import math
 import re
 from typing import Annotated, Any, Final, TypeVar
 from urllib.parse import quote
@@ -256,9 +257,10 @@ class TelemetryPoint(BaseModel):
     timestamp: WireTime
 
     def number(self, field: str) -> float | None:
-        """The field's numeric value, or None when absent or not a number."""
+        """The field's numeric value, or None when absent, not a number, or not finite (JSON parsers
+        accept `NaN` and `Infinity`; neither is a reading)."""
         value = (self.model_extra or {}).get(field)
-        if isinstance(value, bool) or not isinstance(value, int | float):
+        if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
             return None
         return float(value)
 

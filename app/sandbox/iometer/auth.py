@@ -47,8 +47,10 @@ class NonceStore:
         self._expire(now)
         return nonce in self._expiry
 
-    def add(self, nonce: str, now: float) -> None:
-        expiry = now + self.window
+    def add(self, nonce: str, now: float, created: float | None = None) -> None:
+        # A header stays acceptable until `created + window` (Created may run ahead of our clock), so
+        # its nonce must be remembered at least that long or the header could be replayed.
+        expiry = max(now, created if created is not None else now) + self.window
         self._expiry[nonce] = expiry
         heapq.heappush(self._heap, (expiry, nonce))
         self._expire(now)
@@ -122,5 +124,5 @@ class Authenticator:
             return None, "bad_digest"
         if self._nonces.seen(nonce, now):
             return None, "replay"
-        self._nonces.add(nonce, now)
+        self._nonces.add(nonce, now, created_at)
         return partner_id, "ok"

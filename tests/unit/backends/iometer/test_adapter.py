@@ -96,7 +96,8 @@ def test_protocol_shape_and_ids() -> None:
     assert b.capabilities == frozenset({"meters", "readings", "consumption.daily", "device_status"})
     assert b.daily_grain == "meter"
     assert b.is_valid_id(M1)
-    assert b.is_valid_id(M1.upper())
+    assert b.is_valid_id("0cb1e29c-658c-4a14-95e6-0af593bd04cf")
+    assert not b.is_valid_id("0CB1E29C-658C-4A14-95E6-0AF593BD04CF")  # one spelling per id
     for bad in ("", "1", M1 + "0", M1.replace("-", ""), "zzzzzzzz-1111-4111-8111-111111111111", f"{M1}\n"):
         assert not b.is_valid_id(bad)
 

@@ -107,3 +107,16 @@ def test_time_parser_refuses_garbage_with_a_bad_response() -> None:
     assert parse("2026-05-01T02:15:00+02:00") == parse("2026-05-01T00:15:00Z")
     with pytest.raises(UpstreamBadResponse):
         parse("yesterday")
+
+
+def test_non_finite_values_are_dropped_not_served() -> None:
+    values = [
+        {"obisCode": "1-0:1.8.0", "value": float("nan"), "unit": "Wh"},
+        {"obisCode": "1-0:2.8.0", "value": float("inf"), "unit": "Wh"},
+        {"obisCode": "1-0:16.7.0", "value": 250, "unit": "W"},
+    ]
+    page = readings_page(
+        {"readings": [{"meter": {"id": "m"}, "time": "2026-05-01T00:00:00Z", "values": values}], "cursor": None},
+        with_meter=True,
+    )
+    assert [v.obis for v in page.readings[0].values] == ["1-0:16.7.0"]

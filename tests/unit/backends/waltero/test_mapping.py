@@ -103,3 +103,10 @@ def test_change_from_audit_scales_and_prefixes() -> None:
 
 def test_a_device_without_serial_number() -> None:
     assert mapping.meter_from_device(_device(serial_number=None)).serial_number == ""
+
+
+def test_mwh_to_kwh_leaves_no_float_noise() -> None:
+    from app.backends.waltero.mapping import unit_scale
+
+    assert unit_scale("MWh").apply(105.595278) == 105595.278
+    assert unit_scale("Wh").apply(1234.5) == 1.2345

@@ -200,3 +200,18 @@ def test_a_device_without_serial_number_or_multiplier_still_parses() -> None:
         "device",
     )
     assert device.serial_number is None and device.multiplier is None
+
+
+def test_telemetry_numbers_must_be_finite() -> None:
+    from app.backends.waltero.shapes import TelemetryPoint
+
+    point = TelemetryPoint.model_validate(
+        {
+            "timestamp": "2026-05-01T00:00:00.000Z",
+            "battery.percent": float("nan"),
+            "connection.rssi": float("-inf"),
+            "battery.voltage": 3.6,
+        }
+    )
+    assert point.number("battery.percent") is None and point.number("connection.rssi") is None
+    assert point.number("battery.voltage") == 3.6

@@ -58,6 +58,15 @@ async def test_a_replayed_nonce_is_refused_within_the_window(
     assert emulator.stats["auth:replay"] == 2
 
 
+async def test_a_header_created_ahead_of_the_clock_cannot_be_replayed_while_still_valid(
+    caller: Caller, clock: FakeClock
+) -> None:
+    header = wsse(clock, nonce="fedcba9876543210fedcba9876543210", created=wsse_created(clock() + 299))
+    assert (await caller.post(QUERY, authorization=header)).status_code == 200
+    clock.advance(301)  # Created is still within 300 s of the clock: the nonce must still be known
+    assert_unauthenticated(await caller.post(QUERY, authorization=header))
+
+
 @pytest.mark.parametrize(
     "mutate",
     [

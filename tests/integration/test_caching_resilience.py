@@ -168,3 +168,33 @@ async def test_a_slow_backend_is_its_own_error_entry_not_a_504_for_the_list(cloc
         alone = await c.get("/meters", params={"backend": "iometer"})
         assert alone.status_code == 504 and alone.json()["backend"] == "iometer"
         iometer.faults.hang = False
+
+
+async def test_two_spellings_of_one_time_share_one_cache_entry(clock):
+    app, _, waltero = build(clock)
+    async with running(app, key=None) as c:
+        t0 = datetime.fromtimestamp(clock.now, UTC).replace(minute=0) - timedelta(hours=5)
+        t1 = t0 + timedelta(hours=2)
+        first = await c.get("/readings", params={"meter_id": WATER, "start": f"{t0:%Y-%m-%dT%H:%M:%SZ}",
+                                                 "end": f"{t1:%Y-%m-%dT%H:%M:%SZ}"})
+        calls = waltero.stats["telemetry"]
+        berlin = await c.get("/readings", params={"meter_id": WATER, "start": f"{t0:%Y-%m-%dT%H:%M:%S}+00:00",
+                                                  "end": (t1 + timedelta(hours=1)).strftime("%Y-%m-%dT%H:%M:%S+01:00")})
+        assert first.headers["x-cache"] == "MISS" and berlin.headers["x-cache"] == "HIT"
+        assert berlin.json() == first.json() and waltero.stats["telemetry"] == calls
+
+
+async def test_a_changes_response_evicts_what_it_carries(clock):
+    app, _, waltero = build(clock)
+    day = (datetime.fromtimestamp(clock.now, UTC) - timedelta(days=3)).date()
+    params = {"meter_id": WATER, "start": str(day), "end": str(day + timedelta(days=1))}
+    async with running(app, key=None) as c:
+        assert (await c.get("/consumption/daily", params=params)).headers["x-cache"] == "MISS"
+        assert (await c.get("/consumption/daily", params=params)).headers["x-cache"] == "HIT"
+        noon = datetime(day.year, day.month, day.day, 12, tzinfo=UTC)
+        device = WATER.split(":")[1]
+        waltero.correct(device, noon, waltero.data.processed(device, waltero.data.index_at(noon)) + 1.0)
+        since = datetime.fromtimestamp(clock.now, UTC) - timedelta(minutes=1)
+        feed = (await c.get("/changes", params={"since": f"{since:%Y-%m-%dT%H:%M:%SZ}"})).json()["items"]
+        assert [ch["meter_id"] for ch in feed] == [WATER]
+        assert (await c.get("/consumption/daily", params=params)).headers["x-cache"] == "MISS"

@@ -150,3 +150,44 @@ def test_graceful_shutdown_finishes_in_flight_requests() -> None:
                 facade.wait()
             if facade.stdout:
                 facade.stdout.close()
+
+
+async def test_the_request_id_is_forwarded_to_the_vendor() -> None:
+    clock = FakeClock(datetime.now(UTC).replace(microsecond=0))
+    emulators = create_emulators(clock)
+    seen: list[tuple[str, str | None]] = []
+
+    def recording(app):  # type: ignore[no-untyped-def]
+        async def wrapper(scope, receive, send):  # type: ignore[no-untyped-def]
+            if scope["type"] == "http":
+                headers = dict(scope["headers"])
+                rid = headers.get(b"x-request-id")
+                seen.append((scope["path"], rid.decode() if rid else None))
+            await app(scope, receive, send)
+
+        return wrapper
+
+    transports = {name: httpx.ASGITransport(app=recording(e.app)) for name, e in emulators.items()}
+    app = create_app(Settings(FACADE_SANDBOX=True, FACADE_CHANGES_POLL=0), clock=clock, emulators=emulators,
+                     transports=transports)
+    async with running(app, key=None) as c:
+        r = await c.get("/meters", headers={"X-Request-ID": "trace-42"})
+        assert r.status_code == 200 and r.headers["x-request-id"] == "trace-42"
+    vendor_calls = [rid for path, rid in seen if not path.startswith("/_sandbox")]
+    assert vendor_calls and set(vendor_calls) == {"trace-42"}
+
+
+async def test_readyz_is_503_while_a_vendor_rejects_our_credentials() -> None:
+    from app.errors import UpstreamAuthFailed
+    from tests.support.apps import fake_app
+    from tests.support.fake_backend import FakeBackend
+
+    io, wa = FakeBackend("iometer"), FakeBackend("waltero")
+    app = fake_app({"iometer": io, "waltero": wa})
+    async with running(app) as c:
+        assert (await c.get("/readyz")).status_code == 200
+        app.state.readiness.clear()
+        wa.fail = UpstreamAuthFailed("Waltero rejected the login", backend="waltero")
+        r = await c.get("/readyz")
+        assert r.status_code == 503 and r.headers["content-type"] == "application/problem+json"
+        assert "waltero" in r.json()["detail"] and r.headers["retry-after"]

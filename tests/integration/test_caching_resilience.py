@@ -175,11 +175,19 @@ async def test_two_spellings_of_one_time_share_one_cache_entry(clock):
     async with running(app, key=None) as c:
         t0 = datetime.fromtimestamp(clock.now, UTC).replace(minute=0) - timedelta(hours=5)
         t1 = t0 + timedelta(hours=2)
-        first = await c.get("/readings", params={"meter_id": WATER, "start": f"{t0:%Y-%m-%dT%H:%M:%SZ}",
-                                                 "end": f"{t1:%Y-%m-%dT%H:%M:%SZ}"})
+        first = await c.get(
+            "/readings",
+            params={"meter_id": WATER, "start": f"{t0:%Y-%m-%dT%H:%M:%SZ}", "end": f"{t1:%Y-%m-%dT%H:%M:%SZ}"},
+        )
         calls = waltero.stats["telemetry"]
-        berlin = await c.get("/readings", params={"meter_id": WATER, "start": f"{t0:%Y-%m-%dT%H:%M:%S}+00:00",
-                                                  "end": (t1 + timedelta(hours=1)).strftime("%Y-%m-%dT%H:%M:%S+01:00")})
+        berlin = await c.get(
+            "/readings",
+            params={
+                "meter_id": WATER,
+                "start": f"{t0:%Y-%m-%dT%H:%M:%S}+00:00",
+                "end": (t1 + timedelta(hours=1)).strftime("%Y-%m-%dT%H:%M:%S+01:00"),
+            },
+        )
         assert first.headers["x-cache"] == "MISS" and berlin.headers["x-cache"] == "HIT"
         assert berlin.json() == first.json() and waltero.stats["telemetry"] == calls
 

@@ -168,8 +168,9 @@ async def test_the_request_id_is_forwarded_to_the_vendor() -> None:
         return wrapper
 
     transports = {name: httpx.ASGITransport(app=recording(e.app)) for name, e in emulators.items()}
-    app = create_app(Settings(FACADE_SANDBOX=True, FACADE_CHANGES_POLL=0), clock=clock, emulators=emulators,
-                     transports=transports)
+    app = create_app(
+        Settings(FACADE_SANDBOX=True, FACADE_CHANGES_POLL=0), clock=clock, emulators=emulators, transports=transports
+    )
     async with running(app, key=None) as c:
         r = await c.get("/meters", headers={"X-Request-ID": "trace-42"})
         assert r.status_code == 200 and r.headers["x-request-id"] == "trace-42"

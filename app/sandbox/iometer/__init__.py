@@ -7,7 +7,8 @@
 
 from __future__ import annotations
 
-from app.sandbox.iometer.app import QUERY_PATH, Emulator, Faults, create_emulator
+from app.sandbox.faults import Faults
+from app.sandbox.iometer.app import QUERY_PATH, Emulator, create_emulator
 from app.sandbox.iometer.data import DEMO_PARTNER_ID, DEMO_PARTNER_SECRET, DemoData
 
 SANDBOX_SETTINGS: dict[str, str] = {

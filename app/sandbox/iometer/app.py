@@ -18,7 +18,7 @@ import random
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict
 from typing import Any, TypeGuard
 
 from graphql import (
@@ -40,36 +40,12 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from app.sandbox.faults import Faults
 from app.sandbox.iometer.auth import Authenticator, NonceStore
 from app.sandbox.iometer.data import DemoData
 from app.sandbox.iometer.schema import RequestContext, build_executable_schema
 
 QUERY_PATH = "/api/v1/query"
-
-
-@dataclass
-class Faults:
-    """Knobs that make the emulator misbehave; every vendor path obeys them, `/_sandbox/*` does not."""
-
-    latency: float = 0.0
-    """Max seconds of added delay (uniform 0..latency)."""
-    error_rate: float = 0.0
-    """Fraction of requests answered 500."""
-    rate_limit_rate: float = 0.0
-    """Fraction of requests answered 429 with `Retry-After`."""
-    retry_after: int = 1
-    outage: bool = False
-    """Every request 503."""
-    hang: bool = False
-    """Never answer (until the knob is reset or the client goes away)."""
-    fail_next: list[int] = field(default_factory=list)
-    """Statuses answered, in order, to the next requests."""
-
-    def reset(self) -> None:
-        """Back to defaults, in place (tests may hold a reference to this object)."""
-        fresh = Faults()
-        for f in fields(self):
-            setattr(self, f.name, getattr(fresh, f.name))
 
 
 def _errors(message: str, code: str, status: int, headers: dict[str, str] | None = None) -> JSONResponse:
@@ -299,25 +275,10 @@ class Emulator:
             return JSONResponse({"detail": "body is not JSON"}, 400)
         if not isinstance(update, dict):
             return JSONResponse({"detail": "body must be an object"}, 400)
-        known = {f.name: f for f in fields(Faults)}
-        for name, value in update.items():
-            if name not in known:
-                return JSONResponse({"detail": f"unknown fault {name!r}"}, 400)
-            current = getattr(self.faults, name)
-            ok = (
-                (isinstance(current, bool) and isinstance(value, bool))
-                or (isinstance(current, list) and isinstance(value, list) and all(isinstance(v, int) for v in value))
-                or (
-                    not isinstance(current, bool | list)
-                    and isinstance(value, int | float)
-                    and not isinstance(value, bool)
-                    and value >= 0
-                )
-            )
-            if not ok:
-                return JSONResponse({"detail": f"bad value for {name!r}"}, 400)
-        for name, value in update.items():
-            setattr(self.faults, name, int(value) if name == "retry_after" else value)
+        try:
+            self.faults.update(update)
+        except ValueError as exc:
+            return JSONResponse({"detail": str(exc)}, 400)
         if not self.faults.hang:
             self._release_hung()
         return JSONResponse(asdict(self.faults))

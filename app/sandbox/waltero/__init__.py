@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+from app.sandbox.faults import Faults
 from app.sandbox.waltero.data import (
     EMPTY_NAME_DEVICE,
     GAPPY_DEVICES,
@@ -18,7 +19,7 @@ from app.sandbox.waltero.data import (
     ORG_SOUTH,
     SILENT_DEVICE,
 )
-from app.sandbox.waltero.emulator import DEMO_PASSWORD, DEMO_USERNAME, Emulator, Faults, create_emulator
+from app.sandbox.waltero.emulator import DEMO_PASSWORD, DEMO_USERNAME, Emulator, create_emulator
 
 SANDBOX_SETTINGS: dict[str, str] = {"WALTERO_USERNAME": DEMO_USERNAME, "WALTERO_PASSWORD": DEMO_PASSWORD}
 

@@ -54,7 +54,7 @@ import random
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict
 from datetime import datetime
 from typing import Any
 
@@ -66,6 +66,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
 
 from app.backends.waltero import shapes
+from app.sandbox.faults import Faults
 from app.sandbox.waltero import jwt
 from app.sandbox.waltero.data import DEMO_EMAIL, DEMO_USER_ID, DemoData
 from app.timeutil import from_epoch, parse_rfc3339
@@ -73,57 +74,6 @@ from app.timeutil import from_epoch, parse_rfc3339
 DEMO_USERNAME = "demo@waltero.example"
 DEMO_PASSWORD = "waltero-sandbox-password"  # noqa: S105 - the public demo credential of the sandbox
 HANG_POLL = 0.05
-
-
-@dataclass
-class Faults:
-    latency: float = 0.0
-    """Max seconds of added latency (uniform 0..latency)."""
-    error_rate: float = 0.0
-    """Fraction of requests answered 500."""
-    rate_limit_rate: float = 0.0
-    """Fraction of requests answered 429."""
-    retry_after: int = 1
-    """`Retry-After` seconds on 429 answers."""
-    outage: bool = False
-    """Every request 503."""
-    hang: bool = False
-    """Never answer while set."""
-    fail_next: list[int] = field(default_factory=list)
-    """Statuses answered, in order, to the next requests."""
-
-    def clear(self) -> None:
-        """Back to no faults, in place (holders of this object see the change)."""
-        default = Faults()
-        for spec in fields(self):
-            setattr(self, spec.name, getattr(default, spec.name))
-
-    def update(self, changes: dict[str, Any]) -> None:
-        """Apply a JSON subset; raises `ValueError` for an unknown knob or a value of the wrong type."""
-        known = {spec.name for spec in fields(self)}
-        staged: dict[str, Any] = {}
-        for name, value in changes.items():
-            if name not in known:
-                raise ValueError(f"unknown fault {name!r}")
-            if name in ("outage", "hang"):
-                if not isinstance(value, bool):
-                    raise ValueError(f"{name} must be true or false")
-            elif name == "fail_next":
-                if not (isinstance(value, list) and all(isinstance(v, int) and 400 <= v <= 599 for v in value)):
-                    raise ValueError("fail_next must be a list of HTTP error statuses")
-                value = list(value)
-            elif name == "retry_after":
-                if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-                    raise ValueError("retry_after must be a non-negative integer")
-            else:
-                if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
-                    raise ValueError(f"{name} must be a non-negative number")
-                if name != "latency" and value > 1:
-                    raise ValueError(f"{name} is a fraction between 0 and 1")
-                value = float(value)
-            staged[name] = value
-        for name, value in staged.items():
-            setattr(self, name, value)
 
 
 class VendorError(Exception):
@@ -252,7 +202,7 @@ class Emulator:
 
     def reset(self) -> None:
         """Clear faults (releasing hung requests) and stats."""
-        self.faults.clear()
+        self.faults.reset()
         self.stats.clear()
 
     # --- plumbing --------------------------------------------------------------------------------------

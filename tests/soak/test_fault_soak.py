@@ -60,8 +60,8 @@ def facade_process(io_port: int, wa_port: int, log_path: str) -> Iterator[tuple[
             "FACADE_ALLOW_ANONYMOUS": "true",
             "FACADE_CHANGES_POLL": "0",
             # Recovery within 2 s must survive an unlucky probe: the half-open probe may still draw one of
-        # the ongoing 429s (Retry-After 1 s) and up to 0.3 s of latency, so the circuit waits 0.5 s.
-        "FACADE_CIRCUIT_RESET": "0.5",
+            # the ongoing 429s (Retry-After 1 s) and up to 0.3 s of latency, so the circuit waits 0.5 s.
+            "FACADE_CIRCUIT_RESET": "0.5",
             "FACADE_TTL_RECENT": "3",
             "FACADE_TTL_DEVICE_STATUS": "3",
             "FACADE_TTL_CHANGES": "3",

@@ -9,7 +9,7 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
 
 WORKDIR /srv
 
-# Dependencies first (pinned by requirements.lock), so code changes do not reinstall them.
+# One install step, every dependency pinned by requirements.lock (used as pip constraints).
 COPY pyproject.toml requirements.lock README.md ./
 COPY app/ app/
 RUN pip install --no-cache-dir -c requirements.lock . \

@@ -83,10 +83,11 @@ class Observe:
         try:
             await self.app(scope, receive, send_wrapper)
         except Exception:
-            # Outermost layer: whatever escaped is logged once here, and the caller still gets a
-            # problem+json 500 if nothing was sent yet (FastAPI's own handler has usually answered).
-            log.error("unhandled error", exc_info=True, extra={"fields": {"request_id": request_id}})
+            # Outermost layer. An error FastAPI already answered (and its handler logged) ends here
+            # once more and is dropped; anything that escaped before a response is logged once and
+            # still answered with a problem+json 500.
             if not started_response:
+                log.error("unhandled error", exc_info=True, extra={"fields": {"request_id": request_id}})
                 body = problem_body(500, "Internal error", "The service failed unexpectedly; it has been logged.")
                 await send_wrapper(
                     {

@@ -112,3 +112,23 @@ async def test_promtool_accepts_the_exposition(tmp_path):
         text = (await c.get("/metrics")).text
     done = subprocess.run([promtool, "check", "metrics"], input=text, capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stdout + done.stderr
+
+
+async def test_an_unexpected_error_is_one_problem_500_and_one_log_line():
+    class Broken(FakeBackend):
+        async def device_status(self, upstream_device_id):  # type: ignore[no-untyped-def]
+            raise RuntimeError("boom with a secret-looking value s3cr3t")
+
+    stream = io.StringIO()
+    configure_logging("INFO", stream=stream)
+    try:
+        broken = Broken("iometer")
+        app = fake_app({"iometer": broken})
+        async with running(app) as c:
+            r = await c.get(f"/devices/iometer:{broken.meter_ids[0]}/status")
+    finally:
+        configure_logging("WARNING", stream=io.StringIO())
+    assert r.status_code == 500 and r.headers["content-type"] == "application/problem+json"
+    assert "boom" not in r.text and "Traceback" not in r.text
+    errors = [json.loads(line) for line in stream.getvalue().splitlines() if '"level":"error"' in line]
+    assert len(errors) == 1 and "RuntimeError" in errors[0]["exception"]

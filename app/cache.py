@@ -87,11 +87,13 @@ class SingleFlightCache:
         load: Callable[[], Awaitable[V]],
         *,
         ttl: float | Callable[[V], float],
-        tags: Iterable[str] = (),
+        tags: Iterable[str] | Callable[[V], Iterable[str]] = (),
     ) -> tuple[CacheEntry[V], CacheResult]:
         """The fresh entry for `key`, loading it once however many callers ask at the same time.
 
-        Raises what `load` raised, unless a stale entry can serve (then the result is `STALE`)."""
+        `ttl` and `tags` may be functions of the loaded value (a window in the past lives longer; a
+        daily answer is tagged with every meter it holds). Raises what `load` raised, unless a stale
+        entry can serve (then the result is `STALE`)."""
         entry = self._entries.get(key)
         if entry is not None and self._timer() < entry.fresh_until:
             self._lookups["hit"].inc()
@@ -101,7 +103,7 @@ class SingleFlightCache:
             self._lookups["miss"].inc()
             future = asyncio.get_running_loop().create_future()
             self._inflight[key] = future
-            task = asyncio.create_task(self._load(key, load, ttl, frozenset(tags), future))
+            task = asyncio.create_task(self._load(key, load, ttl, tags, future))
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
             outcome: CacheResult = "MISS"
@@ -123,7 +125,7 @@ class SingleFlightCache:
         key: Hashable,
         load: Callable[[], Awaitable[V]],
         ttl: float | Callable[[V], float],
-        tags: frozenset[str],
+        tags: Iterable[str] | Callable[[V], Iterable[str]],
         future: asyncio.Future[CacheEntry[Any]],
     ) -> None:
         try:
@@ -138,7 +140,8 @@ class SingleFlightCache:
         else:
             now = self._timer()
             seconds = ttl(value) if callable(ttl) else ttl
-            entry = CacheEntry(value, now, now + seconds, now + seconds + self._stale_if_error, tags)
+            labels = frozenset(tags(value) if callable(tags) else tags)
+            entry = CacheEntry(value, now, now + seconds, now + seconds + self._stale_if_error, labels)
             if seconds > 0:
                 self._entries[key] = entry
             if not future.done():

@@ -142,20 +142,12 @@ class MeterService:
         tags: Iterable[str] | Callable[[T], Iterable[str]] = (),
     ) -> _Served[T]:
         cache = self.caches[cache_name]
-        breaker = self.breakers[backend.name]
-
-        async def guarded() -> Any:
-            value = await breaker.call(load)
-            return (value, frozenset(tags(value) if callable(tags) else tags))
-
-        def ttl_of(pair: Any) -> float:
-            return ttl(pair[0]) if callable(ttl) else ttl
-
+        guarded = functools.partial(self.breakers[backend.name].call, load)
         try:
             # Each backend answers within its own deadline, a little inside the request's, so a slow
             # vendor becomes its own `errors` entry (or a stale answer), not a 504 for the whole list.
             async with asyncio.timeout(self.backend_deadline):
-                entry, result = await cache.get_or_load((backend.name, key), guarded, ttl=ttl_of)
+                entry, result = await cache.get_or_load((backend.name, key), guarded, ttl=ttl, tags=tags)
         except TimeoutError:
             stale = cache.peek((backend.name, key))
             if stale is None:
@@ -164,9 +156,7 @@ class MeterService:
                 ) from None
             cache.note_stale()
             entry, result = stale, "STALE"
-        value, entry_tags = entry.value
-        if not entry.tags and entry_tags:
-            entry.tags = entry_tags
+        value: T = entry.value
         return _Served(value, cache, (backend.name, key), entry, result)
 
     def _ttl_for_window(self, end: datetime | None) -> float:
@@ -227,10 +217,10 @@ class MeterService:
         backend, fid = self.resolve(meter_id, field="meter_id", in_path=True, capability=METERS)
         listing = self.caches["meters"].peek((backend.name, "all"))
         if listing is not None and self.clock() < listing.fresh_until:
-            for meter in listing.value[0]:
+            for meter in listing.value:
                 if meter.id == meter_id:
                     answer: Answer[Meter] = Answer(meter)
-                    answer.add(_Served(listing.value[0], self.caches["meters"], (backend.name, "all"), listing, "HIT"))
+                    answer.add(_Served(listing.value, self.caches["meters"], (backend.name, "all"), listing, "HIT"))
                     self.caches["meters"].note_hit()
                     return answer
         served = await self._cached(

@@ -5,6 +5,10 @@ with `UNAUTHENTICATED`), request parsing (POST JSON body or GET query parameters
 validation against the pinned schema (400, `GRAPHQL_PARSE_FAILED` / `GRAPHQL_VALIDATION_FAILED`),
 variable coercion (400, `BAD_USER_INPUT`), execution (200 with `data` and any field `errors`).
 
+Subscriptions are served on the same path over WebSocket with the `graphql-transport-ws` protocol:
+`connection_init` carries `{"Authorization": ...}`, checked like an HTTP request's (4403 when refused),
+then `subscribe` / `next` / `complete` / `error` per that protocol.
+
 Stats (`Emulator.stats`, a Counter): `requests` (every vendor-path request), one key per executed
 operation named by its operation name (`PartnerReadings`, `Installations`, ...; `anonymous` when
 unnamed), `field:<root field>` per root field executed, and `auth:<reason>` per rejected request.
@@ -13,6 +17,8 @@ unnamed), `field:<root field>` per root field executed, and `auth:<reason>` per 
 from __future__ import annotations
 
 import asyncio
+import functools
+import inspect
 import json
 import random
 import time
@@ -32,13 +38,15 @@ from graphql import (
     execute,
     get_operation_ast,
     parse,
+    subscribe,
     validate,
 )
 from graphql.execution.values import get_variable_values
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import Route
+from starlette.routing import Route, WebSocketRoute
+from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from app.sandbox.faults import Faults
 from app.sandbox.iometer.auth import Authenticator, NonceStore
@@ -46,6 +54,7 @@ from app.sandbox.iometer.data import DemoData
 from app.sandbox.iometer.schema import RequestContext, build_executable_schema
 
 QUERY_PATH = "/api/v1/query"
+SUBPROTOCOL = "graphql-transport-ws"
 
 
 def _errors(message: str, code: str, status: int, headers: dict[str, str] | None = None) -> JSONResponse:
@@ -70,7 +79,13 @@ class Emulator:
     """One emulator instance: `.app` (ASGI), `.faults`, `.stats`, `.data` (see `data.DemoData`)."""
 
     def __init__(
-        self, clock: Callable[[], float], *, seed: int, page_size: int | None = None, window_days: int = 90
+        self,
+        clock: Callable[[], float],
+        *,
+        seed: int,
+        page_size: int | None = None,
+        window_days: int = 90,
+        subscription_poll: float = 1.0,
     ) -> None:
         if page_size is not None and page_size < 1:
             raise ValueError("page_size must be at least 1")
@@ -84,12 +99,13 @@ class Emulator:
         self.disabled_installations: set[str] = set()
         self._rng = random.Random(seed)
         self._auth = Authenticator({p.id: p.secret for p in self.data.partners.values()}, self.nonces)
-        self._schema: GraphQLSchema = build_executable_schema()
+        self._schema: GraphQLSchema = build_executable_schema(subscription_poll)
         self._documents: dict[str, DocumentNode | list[GraphQLError]] = {}
         self._hung: set[tuple[asyncio.AbstractEventLoop, asyncio.Event]] = set()
         self.app = Starlette(
             routes=[
                 Route(QUERY_PATH, self._query, methods=["GET", "POST"]),
+                WebSocketRoute(QUERY_PATH, self._subscriptions),
                 Route("/_sandbox/faults", self._get_faults, methods=["GET"]),
                 Route("/_sandbox/faults", self._put_faults, methods=["PUT"]),
                 Route("/_sandbox/stats", self._get_stats, methods=["GET"]),
@@ -199,6 +215,101 @@ class Emulator:
         assert isinstance(result, ExecutionResult)  # every resolver is synchronous
         return self._result(result, 200, None)
 
+    # --- subscriptions: GraphQL over WebSocket, `graphql-transport-ws` ------------------------------------
+    async def _subscriptions(self, websocket: WebSocket) -> None:
+        """The `graphql-transport-ws` protocol on the query path. The `Authorization` value comes in the
+        `connection_init` payload and is checked like an HTTP request's (WSSE window, nonce replay)."""
+        if SUBPROTOCOL not in websocket.scope.get("subprotocols", []):
+            await websocket.close(code=4406, reason="Subprotocol not acceptable")
+            return
+        await websocket.accept(subprotocol=SUBPROTOCOL)
+        self.stats["ws:connections"] += 1
+        partner_id: str | None = None
+        running: dict[str, asyncio.Task[None]] = {}
+        try:
+            while True:
+                try:
+                    message = json.loads(await websocket.receive_text())
+                    kind = message["type"]
+                except (ValueError, KeyError, TypeError):
+                    await websocket.close(code=4400, reason="Invalid message")
+                    return
+                if kind == "connection_init":
+                    if partner_id is not None:
+                        await websocket.close(code=4429, reason="Too many initialisation requests")
+                        return
+                    payload = message.get("payload") or {}
+                    header = payload.get("Authorization") if isinstance(payload, dict) else None
+                    partner_id, reason = self._auth.check(header if isinstance(header, str) else None, self.clock())
+                    if partner_id is None:
+                        self.stats[f"auth:{reason}"] += 1
+                        await websocket.close(code=4403, reason="Forbidden")
+                        return
+                    await websocket.send_json({"type": "connection_ack"})
+                elif kind == "ping":
+                    await websocket.send_json({"type": "pong"})
+                elif kind == "subscribe":
+                    if partner_id is None:
+                        await websocket.close(code=4401, reason="Unauthorized")
+                        return
+                    sub_id = message.get("id")
+                    if not isinstance(sub_id, str) or sub_id in running:
+                        await websocket.close(code=4409, reason=f"Subscriber for {sub_id} already exists")
+                        return
+                    payload = message.get("payload") or {}
+                    task = asyncio.create_task(self._stream(websocket, sub_id, payload, partner_id))
+                    running[sub_id] = task
+                    task.add_done_callback(functools.partial(_forget, running, sub_id))
+                elif kind == "complete":
+                    finished = running.pop(str(message.get("id")), None)
+                    if finished is not None:
+                        finished.cancel()
+                elif kind != "pong":
+                    await websocket.close(code=4400, reason=f"Unknown message type {kind!r}")
+                    return
+        except WebSocketDisconnect:
+            pass
+        finally:
+            for task in list(running.values()):
+                task.cancel()
+
+    async def _stream(self, websocket: WebSocket, sub_id: str, payload: Any, partner_id: str) -> None:
+        """Run one subscription: `next` per event, `complete` at the end, `error` if it cannot start."""
+        query = payload.get("query") if isinstance(payload, dict) else None
+        variables = payload.get("variables") if isinstance(payload, dict) else None
+        document = self._document(query) if isinstance(query, str) else [GraphQLError("query is required")]
+        if isinstance(document, list):
+            await websocket.send_json({"type": "error", "id": sub_id, "payload": [e.formatted for e in document]})
+            return
+        operation = get_operation_ast(document, payload.get("operationName"))
+        if operation is None or operation.operation != OperationType.SUBSCRIPTION:
+            error = GraphQLError("only subscriptions are served over WebSocket")
+            await websocket.send_json({"type": "error", "id": sub_id, "payload": [error.formatted]})
+            return
+        self._count(operation)
+        context = RequestContext(self.data, partner_id, self.page_size, self.disabled_installations)
+        started = subscribe(
+            self._schema,
+            document,
+            context_value=context,
+            variable_values=variables,
+            operation_name=payload.get("operationName"),
+        )
+        stream = await started if inspect.isawaitable(started) else started
+        if isinstance(stream, ExecutionResult):  # it could not start: bad variables, unknown installation
+            await websocket.send_json({"type": "error", "id": sub_id, "payload": stream.formatted["errors"]})
+            return
+        try:
+            async for result in stream:
+                await websocket.send_json({"type": "next", "id": sub_id, "payload": result.formatted})
+            await websocket.send_json({"type": "complete", "id": sub_id})
+        except GraphQLError as exc:
+            await websocket.send_json({"type": "error", "id": sub_id, "payload": [exc.formatted]})
+        except WebSocketDisconnect:
+            pass
+        finally:
+            await stream.aclose()  # type: ignore[attr-defined]
+
     async def _params(self, request: Request) -> tuple[str, dict[str, Any] | None, str | None] | Response:
         if request.method == "GET":
             raw: dict[str, Any] = dict(request.query_params)
@@ -305,7 +416,13 @@ class Emulator:
         )
 
 
+def _forget(running: dict[str, asyncio.Task[None]], sub_id: str, task: asyncio.Task[None]) -> None:
+    if running.get(sub_id) is task:
+        del running[sub_id]
+
+
 def create_emulator(clock: Callable[[], float] = time.time, *, seed: int = 7, **options: Any) -> Emulator:
     """A fresh emulator. Options: `page_size` (int: cap every readings page below `limit`, so tests
-    can force many pages) and `window_days` (days of history before today, default 90)."""
+    can force many pages), `window_days` (days of history before today, default 90) and
+    `subscription_poll` (seconds between checks for new readings on a subscription, default 1)."""
     return Emulator(clock, seed=seed, **options)

@@ -15,11 +15,13 @@ Pinned behaviour served here (UPSTREAMS.md):
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 import json
+import math
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, TypeAlias
 from urllib.parse import urlencode
@@ -32,6 +34,7 @@ from app.sandbox.iometer.data import (
     DeviceRecord,
     InstallationRecord,
     MeterRecord,
+    Obis,
     PartnerRecord,
     ReadingRecord,
     ValueRecord,
@@ -327,6 +330,78 @@ def _reading_resolvers() -> dict[str, dict[str, Callable[..., Any]]]:
     }
 
 
+_OBIS_DECIMAL = re.compile(r"(\d{1,3})-(\d{1,3}):(\d{1,3})\.(\d{1,3})\.(\d{1,3})(?:\*255)?")
+_OBIS_HEX = re.compile(r"([0-9a-f]{2})-([0-9a-f]{2}):([0-9a-f]{2})\.([0-9a-f]{2})\.([0-9a-f]{2})\*ff", re.IGNORECASE)
+_OBIS_SHORT = re.compile(r"(\d{1,3})\.(\d{1,3})\.(\d{1,3})")
+
+
+def parse_obis(text: str) -> Obis:
+    """An OBIS code in any `ObisFormat` form (short codes are electricity, channel 0)."""
+    if m := _OBIS_DECIMAL.fullmatch(text):
+        a, b, c, d, e = (int(g) for g in m.groups())
+    elif m := _OBIS_HEX.fullmatch(text):
+        a, b, c, d, e = (int(g, 16) for g in m.groups())
+    elif m := _OBIS_SHORT.fullmatch(text):
+        a, b, (c, d, e) = 1, 0, (int(g) for g in m.groups())
+    else:
+        raise bad_input(f"not an OBIS code: {text!r}")
+    return (a, b, c, d, e)
+
+
+REPLAY_LIMIT = 24 * 3600.0
+"""`meterReadings(startTime)` replays at most this far back (UPSTREAMS.md: up to 24 h)."""
+
+
+def _subscription_resolvers(poll: float) -> dict[str, tuple[Callable[..., Any], Callable[..., Any]]]:
+    """`(subscribe, resolve)` per Subscription field. Readings are "received" when taken; new ones
+    appear as the emulator's clock passes each 15-minute slot, checked every `poll` seconds."""
+
+    async def follow(ctx: RequestContext, meters: list[MeterRecord], start: float) -> AsyncIterator[ReadingRecord]:
+        data = ctx.data
+        after: tuple[float, int] | None = None
+        while True:
+            for reading in data.iter_readings(meters, start, after):
+                after = (reading.time, data.meter_order(reading.meter_id))
+                yield reading
+            if after is not None:
+                start = after[0]
+            await asyncio.sleep(poll)
+
+    async def meter_readings(_: Any, info: Info, startTime: str | None = None) -> AsyncIterator[ReadingRecord]:
+        ctx = _ctx(info)
+        now = ctx.data.clock()
+        start = parse_rfc3339(startTime).timestamp() if startTime else now
+        async for reading in follow(ctx, ctx.meters(), max(start, now - REPLAY_LIMIT)):
+            yield reading
+
+    def live_readings(
+        _: Any, info: Info, installationId: str, obisCodes: list[str | None] | None = None
+    ) -> AsyncIterator[ReadingRecord]:
+        # checked before the stream starts, so an unknown installation is an `error`, not a silent stream
+        ctx = _ctx(info)
+        inst = ctx.visible_installation(str(installationId))
+        if inst is None:
+            raise GraphQLError("installation not found", extensions={"code": "NOT_FOUND"})
+        wanted = {parse_obis(code) for code in obisCodes or () if code} or None
+        return live(ctx, inst, wanted)
+
+    async def live(
+        ctx: RequestContext, inst: InstallationRecord, wanted: set[Obis] | None
+    ) -> AsyncIterator[ReadingRecord]:
+        # live: only readings taken from now on
+        async for reading in follow(ctx, ctx.meters_of(inst), math.floor(ctx.data.clock()) + 1):
+            if wanted is not None:
+                reading = ReadingRecord(
+                    reading.meter_id, reading.time, tuple(v for v in reading.values if v.obis in wanted)
+                )
+            yield reading
+
+    def event(reading: ReadingRecord, _: Info, **__: Any) -> ReadingRecord:
+        return reading
+
+    return {"meterReadings": (meter_readings, event), "liveReadings": (live_readings, event)}
+
+
 def _mutation_resolvers() -> dict[str, Callable[..., Any]]:
     def disable_installation(_: Any, info: Info, installationId: str) -> bool:
         ctx = _ctx(info)
@@ -338,7 +413,7 @@ def _mutation_resolvers() -> dict[str, Callable[..., Any]]:
     return {"disableInstallation": disable_installation}
 
 
-def build_executable_schema() -> GraphQLSchema:
+def build_executable_schema(subscription_poll: float = 1.0) -> GraphQLSchema:
     """The pinned SDL with the emulator's resolvers and checking scalars."""
     schema = build_schema(schema_sdl())
     _install_scalar(schema, "Uuid", _uuid)
@@ -360,4 +435,9 @@ def build_executable_schema() -> GraphQLSchema:
         assert isinstance(graphql_type, GraphQLObjectType)
         for field_name, resolve in fields.items():
             graphql_type.fields[field_name].resolve = resolve
+    subscription = schema.type_map["Subscription"]
+    assert isinstance(subscription, GraphQLObjectType)
+    for field_name, (subscribe, resolve) in _subscription_resolvers(subscription_poll).items():
+        subscription.fields[field_name].subscribe = subscribe
+        subscription.fields[field_name].resolve = resolve
     return schema

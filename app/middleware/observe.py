@@ -18,6 +18,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.logs import ACCESS_LOG
 from app.metrics import Metrics
+from app.middleware.client_auth import OPEN_PATHS
 from app.problems import problem_body
 
 log = logging.getLogger("app.access")
@@ -104,7 +105,13 @@ class Observe:
             self.metrics.http_in_flight.dec()
             elapsed = time.perf_counter() - started
             route_obj = scope.get("route")
-            route = getattr(route_obj, "path", None) or facade.get("route") or "unmatched"
+            # API routes leave their template in the scope; the docs and spec routes are a fixed set of
+            # paths, so their own path is a bounded label too; anything else is `unmatched`.
+            route = (
+                getattr(route_obj, "path", None)
+                or facade.get("route")
+                or (scope["path"] if scope["path"] in OPEN_PATHS else "unmatched")
+            )
             method = scope["method"] if scope["method"] in _METHODS else "OTHER"
             self._record(route, method, status, elapsed)
             if ACCESS_LOG.enabled:

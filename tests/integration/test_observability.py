@@ -73,6 +73,16 @@ async def test_labels_stay_bounded_whatever_the_caller_sends():
     assert methods <= {"GET", "OTHER"}
 
 
+async def test_docs_and_spec_are_counted_by_their_fixed_paths():
+    app = fake_app({"iometer": FakeBackend("iometer")})
+    async with running(app) as c:
+        for path in ("/docs", "/redoc", "/openapi.json"):
+            assert (await c.get(path)).status_code == 200
+        text = (await c.get("/metrics")).text
+    for path in ("/docs", "/redoc", "/openapi.json"):
+        assert f'facade_http_requests_total{{method="GET",route="{path}",status="200"}} 1.0' in text
+
+
 async def test_one_json_line_per_request_with_request_id():
     stream = io.StringIO()
     configure_logging("INFO", secrets=["waltero-password-value"], stream=stream)

@@ -80,6 +80,30 @@ class RetryPolicy:
 RETRYABLE_TRANSPORT_ERRORS = (httpx.ConnectError, httpx.ConnectTimeout, httpx.RemoteProtocolError, httpx.ReadError)
 
 
+@dataclass(frozen=True, slots=True)
+class Retrier:
+    """A retry policy bound to its clock, sleep, randomness and retry hook: what each vendor client
+    holds, so a call site only says what to send and whether it is idempotent."""
+
+    policy: RetryPolicy
+    sleep: Sleep
+    clock: Clock
+    rng: random.Random
+    on_retry: RetryHook | None = None
+
+    async def send(self, send: Callable[[], Awaitable[httpx.Response]], *, idempotent: bool = True) -> httpx.Response:
+        """`send_with_retries` with this retrier's parts."""
+        return await send_with_retries(
+            send,
+            policy=self.policy,
+            sleep=self.sleep,
+            clock=self.clock,
+            rng=self.rng,
+            idempotent=idempotent,
+            on_retry=self.on_retry,
+        )
+
+
 async def send_with_retries(
     send: Callable[[], Awaitable[httpx.Response]],
     *,

@@ -7,6 +7,8 @@ checks and the headers. Everything else (misses, errors, non-GETs) goes on to th
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from app.http_cache import ResponseCache, cache_headers, etag_matches
@@ -14,7 +16,9 @@ from app.timeutil import Clock
 
 
 class HitPath:
-    def __init__(self, app: ASGIApp, responses: ResponseCache, clock: Clock, on_hit: object = None) -> None:
+    def __init__(
+        self, app: ASGIApp, responses: ResponseCache, clock: Clock, on_hit: Callable[[str], None] | None = None
+    ) -> None:
         self.app = app
         self.responses = responses
         self.clock = clock
@@ -32,7 +36,7 @@ class HitPath:
         facade = scope.setdefault("facade", {})
         facade["route"] = stored.route
         facade["cache"] = "HIT"
-        if callable(self.on_hit):
+        if self.on_hit is not None:
             self.on_hit(stored.route)
         headers = cache_headers(stored.etag, max_age=stored.fresh_until - now, age=now - stored.created, result="HIT")
         if_none_match = next((v for k, v in scope["headers"] if k == b"if-none-match"), None)

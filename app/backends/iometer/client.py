@@ -27,7 +27,7 @@ from gql.transport.exceptions import TransportError, TransportQueryError
 from gql.transport.httpx import HTTPXAsyncTransport
 from graphql import ExecutionResult
 
-from app.backends.http import RetryPolicy, Sleep, parse_retry_after, send_with_retries
+from app.backends.http import Retrier, RetryPolicy, Sleep, parse_retry_after
 from app.errors import (
     UpstreamAuthFailed,
     UpstreamBadResponse,
@@ -80,11 +80,8 @@ class PartnerTransport(HTTPXAsyncTransport):
         super().__init__(url)
         self._http = http
         self._auth = auth
-        self._policy = policy
-        self._sleep = sleep
         self._clock = clock
-        self._rng = rng
-        self._on_retry = on_retry
+        self._retrier = Retrier(policy, sleep, clock, rng, on_retry)
         self.authenticated: bool | None = None
         """False after the server rejected the credentials, True after it accepted them."""
 
@@ -108,15 +105,7 @@ class PartnerTransport(HTTPXAsyncTransport):
             return await self._http.post(self.url, auth=self._auth, **post_args)
 
         try:
-            response = await send_with_retries(
-                send,
-                policy=self._policy,
-                sleep=self._sleep,
-                clock=self._clock,
-                rng=self._rng,
-                idempotent=True,  # every document we send is a query
-                on_retry=self._on_retry,
-            )
+            response = await self._retrier.send(send, idempotent=True)  # every document we send is a query
         except httpx.TimeoutException as exc:
             raise UpstreamTimeout("IOmeter did not answer in time", backend=BACKEND) from exc
         except httpx.TransportError as exc:

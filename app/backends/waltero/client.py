@@ -24,7 +24,7 @@ from typing import TypeVar
 import httpx
 from pydantic import BaseModel
 
-from app.backends.http import RetryHook, RetryPolicy, Sleep, send_with_retries
+from app.backends.http import Retrier, RetryHook, RetryPolicy, Sleep
 from app.backends.waltero import shapes
 from app.backends.waltero.errors import error_for_response, error_for_transport
 from app.backends.waltero.token import TokenManager
@@ -72,10 +72,7 @@ class WalteroClient:
         self._base_url = base_url
         self.tokens = tokens
         self._clock = clock
-        self._policy = policy or waltero_retry_policy()
-        self._sleep = sleep
-        self._rng = rng or random.Random()
-        self._on_retry = on_retry
+        self._retrier = Retrier(policy or waltero_retry_policy(), sleep, clock, rng or random.Random(), on_retry)
         self._slots = asyncio.Semaphore(concurrency)
 
     def url(self, path: str) -> str:
@@ -91,15 +88,7 @@ class WalteroClient:
                 return await self._http.get(url, params=params, auth=self.tokens)
 
         try:
-            response = await send_with_retries(
-                send,
-                policy=self._policy,
-                sleep=self._sleep,
-                clock=self._clock,
-                rng=self._rng,
-                idempotent=True,
-                on_retry=self._on_retry,
-            )
+            response = await self._retrier.send(send, idempotent=True)
         except httpx.TransportError as exc:
             raise error_for_transport(exc, resource=resource) from None
         if not response.is_success:

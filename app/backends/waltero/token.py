@@ -33,7 +33,7 @@ from datetime import datetime
 import httpx
 from pydantic import SecretStr
 
-from app.backends.http import RetryHook, RetryPolicy, Sleep, send_with_retries, upstream_operation
+from app.backends.http import Retrier, RetryHook, RetryPolicy, Sleep, upstream_operation
 from app.backends.waltero.errors import error_for_response, error_for_transport
 from app.backends.waltero.shapes import BACKEND, LOGIN_PATH, LoginRequest, LoginResponse, join_url, parse_json
 from app.errors import FacadeError, UpstreamAuthFailed
@@ -92,10 +92,7 @@ class TokenManager(httpx.Auth):
         self._username = username
         self._password = password
         self._clock = clock
-        self._policy = policy or RetryPolicy()
-        self._sleep = sleep
-        self._rng = rng or random.Random()
-        self._on_retry = on_retry
+        self._retrier = Retrier(policy or RetryPolicy(), sleep, clock, rng or random.Random(), on_retry)
         self._on_login = on_login
         self._lock = asyncio.Lock()
         self._token: str | None = None
@@ -167,15 +164,7 @@ class TokenManager(httpx.Auth):
                 return await self._http.post(self._login_url, json=body, auth=_NO_AUTH)
 
             try:
-                response = await send_with_retries(
-                    send,
-                    policy=self._policy,
-                    sleep=self._sleep,
-                    clock=self._clock,
-                    rng=self._rng,
-                    idempotent=True,  # a repeated login has no effect beyond a new token
-                    on_retry=self._on_retry,
-                )
+                response = await self._retrier.send(send, idempotent=True)  # a repeated login only issues a new token
             except httpx.TransportError as exc:
                 raise error_for_transport(exc, resource="login") from None
             if response.status_code in (401, 403):

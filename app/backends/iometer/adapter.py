@@ -212,6 +212,24 @@ class IometerBackend:
             req_str(current, "id") if current is not None else None,
         )
 
+    async def meters_by_serial(self, serial_number: str) -> list[Meter]:
+        """The meter with this printed number, through `meter(number:)`; empty when there is none."""
+        with upstream_operation("meter_by_number"):
+            data = await self._client.query(docs.METER_BY_NUMBER, {"number": serial_number})
+        meter = obj_field(req_obj(data, "partner"), "meter", nullable=True)
+        if meter is None or req_str(meter, "number") != serial_number:
+            return []
+        installation = req_obj(meter, "installation")
+        current = obj_field(installation, "currentDevice", nullable=True)
+        return [
+            _meter(
+                req_str(meter, "id"),
+                req_str(meter, "number"),
+                req_str(installation, "id"),
+                req_str(current, "id") if current is not None else None,
+            )
+        ]
+
     # --- readings -------------------------------------------------------------------------------
 
     async def _reading_pages(

@@ -65,6 +65,24 @@ METER = gql(
 )
 """One meter; `meter` is null when the partner cannot see it."""
 
+METER_BY_NUMBER = gql(
+    """
+    query MeterByNumber($number: MeterNumber!) {
+      partner {
+        meter(number: $number) {
+          id
+          number
+          installation {
+            id
+            currentDevice { id }
+          }
+        }
+      }
+    }
+    """
+)
+"""The meter with this printed number (`GET /meters?serial_number=`); null when there is none."""
+
 METER_READINGS = gql(
     """
     query MeterReadings($meterId: Uuid!, $startTime: DateTime, $limit: Int, $cursor: String) {

@@ -176,6 +176,14 @@ class WalteroBackend:
         with upstream_operation("meter"):
             return meter_from_device(await self._device(upstream_id))
 
+    async def meters_by_serial(self, serial_number: str) -> list[Meter]:
+        """Devices with this serial number, exact match, from the cached device directory (re-listed
+        when older than `DIRECTORY_TTL`); empty when there is none."""
+        with upstream_operation("meters"):
+            directory = await self._refresh_directory(max_age=DIRECTORY_TTL)
+        found = [d for d in directory.values() if d.serial_number == serial_number]
+        return [meter_from_device(d) for d in sorted(found, key=lambda d: d.id)]
+
     # --- readings --------------------------------------------------------------------------------------
     async def readings(
         self, upstream_meter_id: str, start: datetime, end: datetime, quantities: frozenset[str] | None, limit: int

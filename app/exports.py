@@ -140,15 +140,24 @@ def content_disposition(name: str) -> str:
     return f'attachment; filename="{name}"'
 
 
+CSV_MEDIA = "text/csv; charset=utf-8"
+
+
 def csv_response(
     items: Iterable[BaseModel], fields: Sequence[str], name: str, headers: dict[str, str] | None = None
 ) -> Response:
     body = to_csv(items, fields)
     return Response(
-        body,
-        media_type="text/csv; charset=utf-8",
-        headers={**(headers or {}), "content-disposition": content_disposition(name)},
+        body, media_type=CSV_MEDIA, headers={**(headers or {}), "content-disposition": content_disposition(name)}
     )
+
+
+def errors_header(errors: Sequence[Any]) -> dict[str, str]:
+    """CSV has no place for a list's `errors`: `X-Backend-Errors: waltero=503, ...` says which backend
+    is missing from a partial answer (the JSON and NDJSON forms carry the full entries)."""
+    if not errors:
+        return {}
+    return {"x-backend-errors": ", ".join(f"{e.backend}={e.status}" for e in errors)}
 
 
 # --- streaming -------------------------------------------------------------------------------------

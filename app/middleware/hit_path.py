@@ -29,6 +29,8 @@ class HitPath:
             await self.app(scope, receive, send)
             return
         stored = self.responses.lookup((scope["path"], scope["query_string"]))
+        if stored is not None and _wants_export(scope):
+            stored = None  # stored bytes are JSON; a CSV or NDJSON request goes to its route
         if stored is None:
             await self.app(scope, receive, send)
             return
@@ -47,3 +49,12 @@ class HitPath:
         headers += [(b"content-type", b"application/json"), (b"content-length", b"%d" % len(stored.body))]
         await send({"type": "http.response.start", "status": 200, "headers": headers})
         await send({"type": "http.response.body", "body": stored.body})
+
+
+def _wants_export(scope: Scope) -> bool:
+    """An `Accept` naming CSV or NDJSON (`app.exports.negotiate` decides the rest in the route)."""
+    for key, value in scope["headers"]:
+        if key == b"accept":
+            lowered = value.lower()
+            return b"csv" in lowered or b"ndjson" in lowered or b"jsonl" in lowered
+    return False

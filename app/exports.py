@@ -22,13 +22,18 @@ import io
 import json
 import re
 from collections.abc import AsyncIterable, AsyncIterator, Iterable, Sequence
-from typing import Any, Literal, TypeVar, cast
+from typing import Annotated, Any, Literal, TypeVar, cast
 
+from fastapi import Query
 from pydantic import BaseModel
+from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
 from app.errors import FacadeError, InvalidRequest
+from app.http_cache import cache_headers, etag_matches, etag_of
 from app.problems import problem_body
+from app.provenance import Answer
+from app.timeutil import Clock
 
 T = TypeVar("T")
 
@@ -48,6 +53,17 @@ _MEDIA: dict[str, Format] = {
     "application/*": "json",
     "*/*": "json",
 }
+
+
+FormatParam = Annotated[
+    str | None,
+    Query(
+        max_length=32,
+        description="`csv` (with `Content-Disposition`, for a browser link) or `ndjson`; overrides `Accept`. "
+        "Without it, `Accept: text/csv` answers CSV and `Accept: application/x-ndjson` streams NDJSON.",
+        examples=["csv"],
+    ),
+]
 
 
 # --- negotiation -----------------------------------------------------------------------------------
@@ -240,3 +256,47 @@ def ndjson_response(lines: AsyncIterator[bytes], name: str, headers: dict[str, s
             "x-content-type-options": "nosniff",
         },
     )
+
+
+# --- answering a route in the negotiated form ------------------------------------------------------
+
+
+def wanted(request: Request, format_param: str | None) -> Format:
+    return negotiate(request.headers.get("accept"), format_param)
+
+
+def render_csv(
+    request: Request, answer: Answer[Any], items: Iterable[BaseModel], fields: Sequence[str], name: str
+) -> Response:
+    """The CSV form of a route's answer, with the same caching headers as its JSON (an ETag of the CSV
+    bytes, 304 on a match). Not kept for the hit path, which serves JSON only."""
+    clock: Clock = request.app.clock  # type: ignore[attr-defined]
+    body = to_csv(items, fields)
+    etag = etag_of(body)
+    now = clock()
+    provenance = answer.provenance
+    fresh_until = provenance.fresh_until(now)
+    max_age = max(0.0, fresh_until - now) if not answer.errors else 0.0
+    result = provenance.cache_result
+    request.scope.setdefault("facade", {})["cache"] = result
+    headers = {
+        k.decode(): v.decode()
+        for k, v in cache_headers(etag, max_age=max_age, age=now - provenance.created(now), result=result)
+    }
+    headers.update(errors_header(answer.errors))
+    headers["content-disposition"] = content_disposition(name)
+    if etag_matches(request.headers.get("if-none-match"), etag):
+        return Response(status_code=304, headers=headers)
+    return Response(body, media_type=CSV_MEDIA, headers=headers)
+
+
+async def render_ndjson(
+    batches: AsyncIterator[Iterable[BaseModel]], name: str, errors: Sequence[Any] = ()
+) -> StreamingResponse:
+    """Stream `batches` as NDJSON. The first batch is read before the status line goes out."""
+    return ndjson_response(ndjson_lines(await primed(batches)), name, headers=errors_header(errors))
+
+
+async def one_batch(items: Sequence[T]) -> AsyncIterator[Sequence[T]]:
+    """An answer already whole in memory (bounded by the window limits) as a single batch."""
+    yield items

@@ -29,7 +29,20 @@ from app.provenance import Answer, Provenance
 from app.timeutil import Clock
 
 KEY_PARAMS = frozenset(
-    {"backend", "limit", "cursor", "meter_id", "start", "end", "quantity", "tz", "since", "resolution", "serial_number"}
+    {
+        "backend",
+        "limit",
+        "cursor",
+        "meter_id",
+        "start",
+        "end",
+        "quantity",
+        "tz",
+        "since",
+        "resolution",
+        "serial_number",
+        "format",
+    }
 )
 """Query parameters that select an answer. Any other parameter is ignored and never part of a key."""
 ResponseKey = tuple[str, tuple[tuple[str, str], ...]]

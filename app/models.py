@@ -152,6 +152,46 @@ class DailyConsumptionList(Resource):
     )
 
 
+def _local_rfc3339(value: datetime) -> str:
+    return value.isoformat()
+
+
+LocalDateTime = Annotated[
+    datetime,
+    PlainSerializer(_local_rfc3339, return_type=str, when_used="json"),
+    Field(
+        description="RFC 3339 with the local UTC offset of the requested `tz`.", examples=["2026-03-29T03:00:00+02:00"]
+    ),
+]
+
+
+class IntervalConsumption(Resource):
+    """Consumption of one meter over one local interval: a quarter-hour, an hour, a day or a month."""
+
+    meter_id: str = Field(examples=["iometer:578936dc-8020-4022-a560-2f59d2dca9ee"])
+    start: LocalDateTime = Field(examples=["2026-03-29T01:00:00+01:00"])
+    end: LocalDateTime = Field(description="Exclusive.", examples=["2026-03-29T03:00:00+02:00"])
+    consumption: float | None = Field(description="Consumption in `unit`; null when unknown.", examples=[0.412])
+    unit: str | None = Field(description="Normalized unit.", examples=["kWh"])
+    complete: bool = Field(
+        description="True when the whole interval is covered by data (a month: every one of its days).",
+        examples=[True],
+    )
+    source: Literal["upstream", "derived"] = Field(
+        description="`upstream`: the vendor's own daily figures (or their sum); `derived`: computed from register "
+        "readings.",
+        examples=["derived"],
+    )
+
+
+class IntervalConsumptionList(Resource):
+    items: list[IntervalConsumption]
+    next_cursor: None = Field(default=None, description="Always null: the whole window is one answer.")
+    errors: list[BackendError] | None = Field(
+        default=None, description="Present when one backend failed and another answered."
+    )
+
+
 class BackendInfo(Resource):
     name: BackendName = Field(examples=["waltero"])
     mode: Literal["live", "sandbox"] = Field(examples=["sandbox"])

@@ -8,10 +8,13 @@ and its `Provenance`, which the HTTP layer asks whether a stored response is sti
 
 from __future__ import annotations
 
+import asyncio
+import functools
 import logging
-from collections.abc import Iterable, Mapping
+import math
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -23,8 +26,10 @@ from app.errors import InvalidRequest, NotFound, NotSupported
 from app.fanout import fan_out
 from app.guard import GuardedBackend
 from app.ids import FacadeId, split_id
+from app.intervals import IntervalConsumption as Derived
+from app.intervals import boundaries, derive, epoch, group_sums
 from app.metrics import Metrics
-from app.models import Change, DailyConsumption, DeviceStatus, Meter, Reading
+from app.models import Change, DailyConsumption, DeviceStatus, IntervalConsumption, Meter, Reading
 from app.pagers import FeedPosition, Pager, after_id, feed_position, merge_feeds, time_and_count, time_position
 from app.provenance import Answer, Provenance
 from app.timeutil import Clock, format_rfc3339, from_epoch, local_midnight, parse_rfc3339
@@ -32,6 +37,18 @@ from app.timeutil import Clock, format_rfc3339, from_epoch, local_midnight, pars
 log = logging.getLogger("app.service")
 
 Page = tuple[list[Any], str | None]
+CHUNK_LIMIT = 1_000_000
+"""`limit` of one chunk's vendor read: the whole chunk (a chunk is a day or a week of one meter)."""
+CHUNKS_AT_ONCE = 4
+"""Chunks of one meter loaded concurrently (well inside `FACADE_MAX_LOADS`)."""
+REGISTER = {"water": "volume", "gas": "volume"}
+"""The cumulative register interval consumption is derived from, by medium (default `energy_import`)."""
+MAX_DAILY_PIECE = 366
+
+
+def _kwh6(value: float | None) -> float | None:
+    # Prefix-sum differences carry float noise in the 12th digit; a millionth of the unit is plenty.
+    return None if value is None else round(value, 6)
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,12 +123,31 @@ class MeterService:
     async def _all_meters(self, b: GuardedBackend) -> tuple[list[Meter], Provenance]:
         return await b.cached("meters", "all", b.backend.list_meters, ttl=self.settings.ttl_meters)
 
-    async def list_meters(self, backend: str | None, limit: int, cursor: str | None) -> Answer[Page]:
+    async def _meters_by_serial(self, b: GuardedBackend, serial_number: str) -> tuple[list[Meter], Provenance]:
+        """Exact matches of the printed number: the backend's own lookup when it has one, else its
+        cached listing filtered."""
+        find = getattr(b.backend, "meters_by_serial", None)
+        if find is None:
+            meters, provenance = await self._all_meters(b)
+            return [m for m in meters if m.serial_number == serial_number], provenance
+        return await b.cached(
+            "meters", ("serial_number", serial_number), lambda: find(serial_number), ttl=self.settings.ttl_meters
+        )
+
+    async def list_meters(
+        self, backend: str | None, limit: int, cursor: str | None, serial_number: str | None = None
+    ) -> Answer[Page]:
         after = ""
         if cursor:
-            query, state = self._meters_pager.decode(cursor, {"backend": backend} if backend else None)
+            given = {"backend": backend, "serial_number": serial_number}
+            query, state = self._meters_pager.decode(cursor, given if backend or serial_number else None)
             backend, after = query.get("backend"), str(state.get("after", ""))
-        good, errors = await fan_out(self.selected(backend, METERS), self._all_meters)
+            serial_number = query.get("serial_number")
+        if serial_number is not None:
+            number = serial_number
+            good, errors = await fan_out(self.selected(backend, METERS), lambda b: self._meters_by_serial(b, number))
+        else:
+            good, errors = await fan_out(self.selected(backend, METERS), self._all_meters)
         answer: Answer[Page] = Answer(([], None), errors=errors)
         merged: list[Meter] = []
         for meters, provenance in good:
@@ -119,7 +155,10 @@ class MeterService:
             merged.extend(meters)
         merged.sort(key=lambda m: m.id)
         page, last = after_id(merged, lambda m: m.id, after, limit)
-        next_cursor = self._meters_pager.encode({"backend": backend}, {"after": last}) if last else None
+        continues: dict[str, Any] = {"backend": backend}
+        if serial_number is not None:
+            continues["serial_number"] = serial_number
+        next_cursor = self._meters_pager.encode(continues, {"after": last}) if last else None
         answer.value = (page, next_cursor)
         return answer
 
@@ -174,25 +213,118 @@ class MeterService:
             raise InvalidRequest("meter_id and start are required (or a cursor)", field="meter_id")
         b, fid = self.resolve(meter_id, field="meter_id", in_path=False, capability=READINGS)
         want = skip + limit + 1
-        window_from = from_time
-
-        async def load() -> list[Reading]:
-            window_end = end or from_epoch(self.clock())
-            if window_from >= window_end:
-                return []
-            rows = await b.backend.readings(fid.upstream, window_from, window_end, quantities, want)
-            return sorted(rows, key=lambda r: (r.time, r.quantity, r.obis or ""))
-
-        rows, provenance = await b.cached(
-            "readings",
-            (fid.upstream, from_time, end, tuple(qkey) if qkey else None, want),
-            load,
-            ttl=self._ttl_for_window(end),
-            tags=(meter_id,),
-        )
+        rows: list[Reading] = []
+        provenance = Provenance()
+        window_end = end or from_epoch(self.clock())
+        async for batch, part in self._chunked(b, fid.upstream, meter_id, from_time, window_end, quantities):
+            rows.extend(batch)
+            provenance.extend(part)
+            if len(rows) >= want:
+                break
         page, position = time_and_count(rows, lambda r: r.time, from_time, skip, limit)
         next_cursor = self._readings_pager.encode(query, position) if position else None
         return Answer((page, next_cursor), provenance=provenance)
+
+    # --- readings in chunks ---------------------------------------------------------------------------
+    #
+    # Readings are read from the vendor and cached in aligned chunks of one meter (a UTC day; a week
+    # for backends with a `readings_chunk_days` attribute saying so), every quantity at once. `/readings`
+    # pages, `/consumption` at 15min/hour and the NDJSON export all read the same chunks, so one
+    # of them never repeats a vendor call another already made; a correction evicts the meter's chunks.
+
+    def _chunk_seconds(self, b: GuardedBackend) -> int:
+        return 86400 * max(1, int(getattr(b.backend, "readings_chunk_days", 1)))
+
+    def _chunk_starts(self, b: GuardedBackend, start: datetime, end: datetime) -> list[float]:
+        size = self._chunk_seconds(b)
+        first = math.floor(start.timestamp() / size) * size
+        return [float(c) for c in range(int(first), math.ceil(end.timestamp()), size)]
+
+    def _chunk_loader(self, b: GuardedBackend, upstream: str, c0: float) -> Callable[[], Awaitable[list[Reading]]]:
+        c1 = c0 + self._chunk_seconds(b)
+
+        async def load() -> list[Reading]:
+            rows = await b.backend.readings(upstream, from_epoch(c0), from_epoch(c1), None, CHUNK_LIMIT)
+            return sorted(rows, key=lambda r: (r.time, r.quantity, r.obis or ""))
+
+        return load
+
+    async def _chunk(
+        self, b: GuardedBackend, upstream: str, meter_id: str, c0: float, *, store: bool = True
+    ) -> tuple[list[Reading], Provenance]:
+        """One chunk's readings, from the cache (loading it on a miss). With `store=False` (exports) a
+        chunk not cached is read from the vendor but not kept, so a long export does not flood the cache."""
+        load = self._chunk_loader(b, upstream, c0)
+        if not store:
+            fresh = b.peek_fresh("readings", ("chunk", upstream, c0), self.clock())
+            if fresh is not None:
+                rows, provenance = fresh
+                return list(rows), provenance
+            async with asyncio.timeout(b.deadline):
+                return await b.call(load), Provenance()
+        c1 = from_epoch(c0 + self._chunk_seconds(b))
+        return await b.cached("readings", ("chunk", upstream, c0), load, ttl=self._ttl_for_window(c1), tags=(meter_id,))
+
+    async def _chunked(
+        self,
+        b: GuardedBackend,
+        upstream: str,
+        meter_id: str,
+        start: datetime,
+        end: datetime,
+        quantities: frozenset[str] | None,
+        *,
+        store: bool = True,
+    ) -> AsyncIterator[tuple[list[Reading], Provenance]]:
+        """The readings of `[start, end)` chunk by chunk, ascending, filtered by `quantities`; up to
+        `CHUNKS_AT_ONCE` chunks are read concurrently, the next group only when the caller asks."""
+        starts = self._chunk_starts(b, start, end) if start < end else []
+        for i in range(0, len(starts), CHUNKS_AT_ONCE):
+            group = starts[i : i + CHUNKS_AT_ONCE]
+            loaded = await asyncio.gather(*(self._chunk(b, upstream, meter_id, c, store=store) for c in group))
+            for rows, provenance in loaded:
+                yield (
+                    [r for r in rows if start <= r.time < end and (quantities is None or r.quantity in quantities)],
+                    provenance,
+                )
+
+    async def stream_readings(
+        self, meter_id: str, start: datetime, end: datetime | None, quantities: frozenset[str] | None
+    ) -> AsyncIterator[list[Reading]]:
+        """Every reading of `[start, end)` in batches (a chunk each), for exports: nothing is paged and
+        nothing new is cached, so memory stays at a few chunks however long the window."""
+        b, fid = self.resolve(meter_id, field="meter_id", in_path=False, capability=READINGS)
+        window_end = end or from_epoch(self.clock())
+
+        async def batches() -> AsyncIterator[list[Reading]]:
+            chunks = self._chunked(b, fid.upstream, meter_id, start, window_end, quantities, store=False)
+            async for rows, _ in chunks:
+                if rows:
+                    yield rows
+
+        return batches()
+
+    async def _register(
+        self, b: GuardedBackend, meter: Meter, start: datetime, end: datetime
+    ) -> tuple[list[float], list[float], Provenance]:
+        """The meter's cumulative register over `[start, end)` as strictly ascending (epoch, value),
+        from the cached chunks."""
+        quantity = REGISTER.get(meter.medium, "energy_import")
+        upstream = meter.id.split(":", 1)[1]
+        times: list[float] = []
+        values: list[float] = []
+        provenance = Provenance()
+        async for rows, part in self._chunked(b, upstream, meter.id, start, end, frozenset({quantity})):
+            provenance.extend(part)
+            for r in rows:
+                t = r.time.timestamp()
+                if times and t <= times[-1]:
+                    if t == times[-1]:
+                        values[-1] = r.value
+                    continue
+                times.append(t)
+                values.append(r.value)
+        return times, values, provenance
 
     # --- daily consumption -------------------------------------------------------------------------
 
@@ -234,6 +366,148 @@ class MeterService:
             answer.provenance.extend(provenance)
             rows.extend(part)
         rows.sort(key=lambda r: (r.meter_id, r.date))
+        answer.value = rows
+        return answer
+
+    # --- consumption at any resolution --------------------------------------------------------------
+
+    async def consumption(
+        self, meter_ids: list[str], backend: str | None, start: date, end: date, tz: ZoneInfo, resolution: str
+    ) -> Answer[list[IntervalConsumption]]:
+        """Every interval of `[start, end)` in `tz` at `resolution` for every requested meter, ordered by
+        (meter_id, start). `day` is `/consumption/daily`; `month` sums its local days; `15min` and `hour`
+        derive from the register readings (cached chunks) with the daily pair rule."""
+        if resolution == "day":
+            return self._as_intervals(await self.daily_consumption(meter_ids, backend, start, end, tz), tz)
+        if resolution == "month":
+            return await self._monthly(meter_ids, backend, start, end, tz)
+        return await self._finer(meter_ids, backend, start, end, tz, resolution)
+
+    @staticmethod
+    def _as_intervals(daily: Answer[list[DailyConsumption]], tz: ZoneInfo) -> Answer[list[IntervalConsumption]]:
+        rows = []
+        bounds: dict[date, tuple[datetime, datetime]] = {}
+        for row in daily.value:
+            if row.date not in bounds:
+                b = boundaries(row.date, row.date + timedelta(days=1), tz, "day")
+                bounds[row.date] = (b[0], b[-1])
+            first, last = bounds[row.date]
+            rows.append(
+                IntervalConsumption(
+                    meter_id=row.meter_id,
+                    start=first,
+                    end=last,
+                    consumption=row.consumption,
+                    unit=row.unit,
+                    complete=row.complete,
+                    source=row.source,
+                )
+            )
+        return Answer(rows, errors=daily.errors, provenance=daily.provenance)
+
+    async def _monthly(
+        self, meter_ids: list[str], backend: str | None, start: date, end: date, tz: ZoneInfo
+    ) -> Answer[list[IntervalConsumption]]:
+        """Months as null-aware sums of local days, read in pieces of at most 366 days (each piece the
+        cached `/consumption/daily` answer). A backend that fails in any piece is left out whole."""
+        answer: Answer[list[IntervalConsumption]] = Answer([])
+        per_meter: dict[str, dict[date, DailyConsumption]] = {}
+        failed: dict[str, Any] = {}
+        piece = start
+        while piece < end:
+            stop = min(end, piece + timedelta(days=MAX_DAILY_PIECE))
+            daily = await self.daily_consumption(meter_ids, backend, piece, stop, tz)
+            answer.provenance.extend(daily.provenance)
+            for error in daily.errors:
+                failed.setdefault(error.backend, error)
+            for row in daily.value:
+                per_meter.setdefault(row.meter_id, {})[row.date] = row
+            piece = stop
+        day_bounds = boundaries(start, end, tz, "day")
+        month_bounds = boundaries(start, end, tz, "month")
+        all_days = [start + timedelta(days=i) for i in range((end - start).days)]
+        rows: list[IntervalConsumption] = []
+        for meter_id in sorted(per_meter):
+            if meter_id.split(":", 1)[0] in failed:
+                continue
+            days_of = per_meter[meter_id]
+            parts = [
+                Derived(d.consumption, d.complete) if (d := days_of.get(day)) else Derived(None, False)
+                for day in all_days
+            ]
+            known = next(iter(days_of.values()))
+            for k, total in enumerate(group_sums(parts, day_bounds, month_bounds)):
+                rows.append(
+                    IntervalConsumption(
+                        meter_id=meter_id,
+                        start=month_bounds[k],
+                        end=month_bounds[k + 1],
+                        consumption=_kwh6(total.consumption),
+                        unit=known.unit,
+                        complete=total.complete,
+                        source=known.source,
+                    )
+                )
+        answer.value = rows
+        answer.errors = list(failed.values())
+        return answer
+
+    async def _finer(
+        self, meter_ids: list[str], backend: str | None, start: date, end: date, tz: ZoneInfo, resolution: str
+    ) -> Answer[list[IntervalConsumption]]:
+        wanted: dict[str, set[str]] = {}
+        for raw in meter_ids:
+            b, fid = self.resolve(raw, field="meter_id", in_path=False, capability=READINGS)
+            if backend is not None and b.name != backend:
+                raise InvalidRequest(f"meter_id {raw!r} is not a {backend} meter", field="meter_id")
+            wanted.setdefault(b.name, set()).add(f"{b.name}:{fid.upstream}")
+        chosen = [self.backends[n] for n in wanted] if wanted else self.selected(backend, READINGS)
+        bounds = boundaries(start, end, tz, resolution)
+        edges = epoch(bounds)
+        gap = float(self.settings.max_gap)
+        fetch_from, fetch_to = from_epoch(edges[0] - gap), from_epoch(edges[-1] + gap)
+
+        async def fetch(b: GuardedBackend) -> tuple[list[IntervalConsumption], Provenance]:
+            meters, provenance = await self._all_meters(b)
+            by_id = {m.id: m for m in meters}
+            ids = sorted(wanted.get(b.name) or by_id)
+            rows: list[IntervalConsumption] = []
+            for meter_id in ids:
+                listed = by_id.get(meter_id)
+                if listed is not None:
+                    meter = listed
+                else:  # not (yet) in the cached listing: ask for it alone (404 when unknown)
+                    upstream = meter_id.split(":", 1)[1]
+                    meter, found = await b.cached(
+                        "meter",
+                        upstream,
+                        functools.partial(b.backend.get_meter, upstream),
+                        ttl=self.settings.ttl_meters,
+                    )
+                    provenance.extend(found)
+                times, values, part = await self._register(b, meter, fetch_from, fetch_to)
+                provenance.extend(part)
+                for k, result in enumerate(derive(times, values, edges, gap)):
+                    rows.append(
+                        IntervalConsumption(
+                            meter_id=meter_id,
+                            start=bounds[k],
+                            end=bounds[k + 1],
+                            consumption=_kwh6(result.consumption),
+                            unit=meter.unit,
+                            complete=result.complete,
+                            source="derived",
+                        )
+                    )
+            return rows, provenance
+
+        good, errors = await fan_out(chosen, fetch)
+        answer: Answer[list[IntervalConsumption]] = Answer([], errors=errors)
+        rows: list[IntervalConsumption] = []
+        for part, provenance in good:
+            answer.provenance.extend(provenance)
+            rows.extend(part)
+        rows.sort(key=lambda r: (r.meter_id, r.start))
         answer.value = rows
         return answer
 
@@ -296,6 +570,22 @@ class MeterService:
         next_cursor = self._changes_pager.encode(query, {"p": positions}) if more else None
         answer.value = (merged, next_cursor)
         return answer
+
+    async def stream_changes(self, since: datetime, backend: str | None) -> AsyncIterator[list[Change]]:
+        """Every correction since `since`, page after page (1000 at a time), for exports. The first
+        page is read before returning, so a failure up front is raised here."""
+        first = await self.changes(since, backend, 1000, None)
+
+        async def pages() -> AsyncIterator[list[Change]]:
+            answer = first
+            for _ in range(10_000):
+                items, cursor = answer.value
+                yield items
+                if not cursor:
+                    return
+                answer = await self.changes(None, None, 1000, cursor)
+
+        return pages()
 
     def evict_for_changes(self, changes: Iterable[Change]) -> dict[str, int]:
         """Evict cached readings and daily consumption of every meter a correction touched; entries

@@ -16,6 +16,7 @@ from app.deps import (
     within_deadline,
 )
 from app.errors import InvalidRequest
+from app.exports import FormatParam, fields_of, filename, render_csv, render_ndjson, wanted
 from app.http_cache import render
 from app.models import Change, Page
 
@@ -44,10 +45,19 @@ async def list_changes(
     backend: BackendParam = None,
     limit: LimitParam = 100,
     cursor: CursorParam = None,
+    format: FormatParam = None,
 ) -> Response:
+    form = wanted(request, format)
     if since is None and cursor is None:
         raise InvalidRequest("since is required (or a cursor from a previous page)", field="since")
     since_at = rfc3339(since, "since") if since is not None else None
+    if form == "ndjson":  # every correction since `since`, page after page
+        if since_at is None:
+            raise InvalidRequest("an NDJSON export needs since (cursors page JSON and CSV)", field="since")
+        stream = await within_deadline(request, service.stream_changes(since_at, backend))
+        return await render_ndjson(stream, filename("changes", since or "", extension="ndjson"))
     answer = await within_deadline(request, service.changes(since_at, backend, limit, cursor))
     items, next_cursor = answer.value
+    if form == "csv":
+        return render_csv(request, answer, items, fields_of(Change), filename("changes", since or "", extension="csv"))
     return render(request, answer, Page[Change](items=items, next_cursor=next_cursor), exclude={"errors"})

@@ -1,19 +1,22 @@
 from __future__ import annotations
 
-from datetime import datetime, timedelta
-from typing import Annotated
+from datetime import date, datetime, timedelta
+from typing import Annotated, Literal
+from zoneinfo import ZoneInfo
 
 from fastapi import APIRouter, Query, Request
 from starlette.responses import Response
 
 from app.deps import UPSTREAM_ERRORS, BackendParam, ServiceDep, iso_date, problem_responses, time_zone, within_deadline
 from app.errors import InvalidRequest
+from app.exports import FormatParam, fields_of, filename, one_batch, render_csv, render_ndjson, wanted
 from app.http_cache import render
-from app.models import DailyConsumptionList
+from app.intervals import window_error
+from app.models import DailyConsumption, DailyConsumptionList, IntervalConsumption, IntervalConsumptionList
+from app.service import MeterService
 from app.timeutil import local_midnight
 
 router = APIRouter(tags=["consumption"])
-MAX_DAYS = 366
 
 
 @router.get(
@@ -54,7 +57,29 @@ async def daily_consumption(
         str | None,
         Query(description="IANA time zone; default `FACADE_TIMEZONE`, else UTC.", examples=["Europe/Berlin"]),
     ] = None,
+    format: FormatParam = None,
 ) -> Response:
+    form = wanted(request, format)
+    zone, first, last = _window(service, start, end, tz, meter_id, "day")
+    answer = await within_deadline(request, service.daily_consumption(meter_id or [], backend, first, last, zone))
+    name = filename("consumption-daily", str(first), str(last), extension=form)
+    if form == "ndjson":
+        return await render_ndjson(one_batch(answer.value), name, answer.errors)
+    if form == "csv":
+        return render_csv(request, answer, answer.value, fields_of(DailyConsumption), name)
+    body = DailyConsumptionList(items=answer.value, errors=answer.errors or None)
+    return render(request, answer, body, exclude=None if answer.errors else {"errors"})
+
+
+def _window(
+    service: MeterService,
+    start: str,
+    end: str | None,
+    tz: str | None,
+    meter_id: list[str] | None,
+    resolution: str,
+) -> tuple[ZoneInfo, date, date]:
+    """The checked zone and local days `[first, last)`; 422s name the field and, for a wide window, the limit."""
     zone = time_zone(tz if tz is not None else service.default_tz)
     first = iso_date(start, "start")
     if end is not None:
@@ -63,14 +88,74 @@ async def daily_consumption(
         last = datetime.fromtimestamp(service.clock(), zone).date() + timedelta(days=1)
     if last <= first:
         raise InvalidRequest("end must be after start", field="end")
-    if (last - first).days > MAX_DAYS:
-        raise InvalidRequest(f"at most {MAX_DAYS} days per request", field="end")
+    too_wide = window_error(first, last, resolution)
+    if too_wide is not None:
+        raise InvalidRequest(too_wide, field="end")
     try:  # the day bounds must exist as UTC instants (not so near year 1 or 9999)
         local_midnight(first, zone), local_midnight(last, zone)
     except (OverflowError, ValueError):
         raise InvalidRequest("dates out of range", field="start") from None
     if meter_id and len(meter_id) > 1000:
         raise InvalidRequest("at most 1000 meter_id values", field="meter_id")
-    answer = await within_deadline(request, service.daily_consumption(meter_id or [], backend, first, last, zone))
-    body = DailyConsumptionList(items=answer.value, errors=answer.errors or None)
+    return zone, first, last
+
+
+@router.get(
+    "/consumption",
+    response_model=IntervalConsumptionList,
+    summary="Consumption per meter at 15min, hour, day or month resolution",
+    description="One row per meter per local interval of `[start, end)` in `tz`, ordered by `meter_id`, `start`; "
+    "`start`/`end` carry the local UTC offset, so DST days have 23/25 hourly and 92/100 quarter-hourly rows. "
+    "`15min`/`hour`: derived from register readings with the daily pair rule (interpolation across boundaries "
+    "only within `FACADE_MAX_GAP`, meter swaps count zero), Waltero from its telemetry; at most 31 days. `day`: "
+    "as `/consumption/daily`; at most 366 days. `month`: calendar months in `tz` as sums of their local days "
+    "(the first and last cut at `start`/`end`); at most 10 years. The whole window is one answer "
+    "(`next_cursor` is always null).",
+    responses=problem_responses(404, *UPSTREAM_ERRORS),
+)
+async def consumption(
+    request: Request,
+    service: ServiceDep,
+    resolution: Annotated[
+        Literal["15min", "hour", "day", "month"],
+        Query(description="Interval length: `15min`, `hour`, `day` or `month`.", examples=["hour"]),
+    ],
+    start: Annotated[
+        str,
+        Query(
+            description="First local day, `YYYY-MM-DD`.", examples=["2026-03-29"], json_schema_extra={"format": "date"}
+        ),
+    ],
+    end: Annotated[
+        str | None,
+        Query(
+            description="Day after the last one (exclusive), `YYYY-MM-DD`. At most 31 days after `start` for "
+            "`15min` and `hour`, 366 for `day`, 10 years for `month`. Default: tomorrow in `tz`.",
+            examples=["2026-03-30"],
+            json_schema_extra={"format": "date"},
+        ),
+    ] = None,
+    meter_id: Annotated[
+        list[str] | None,
+        Query(
+            description="Repeatable; none = every meter.", examples=[["iometer:578936dc-8020-4022-a560-2f59d2dca9ee"]]
+        ),
+    ] = None,
+    backend: BackendParam = None,
+    tz: Annotated[
+        str | None,
+        Query(description="IANA time zone; default `FACADE_TIMEZONE`, else UTC.", examples=["Europe/Berlin"]),
+    ] = None,
+    format: FormatParam = None,
+) -> Response:
+    form = wanted(request, format)
+    zone, first, last = _window(service, start, end, tz, meter_id, resolution)
+    work = service.consumption(meter_id or [], backend, first, last, zone, resolution)
+    answer = await within_deadline(request, work)
+    name = filename("consumption", resolution, str(first), str(last), extension=form)
+    if form == "ndjson":
+        return await render_ndjson(one_batch(answer.value), name, answer.errors)
+    if form == "csv":
+        return render_csv(request, answer, answer.value, fields_of(IntervalConsumption), name)
+    body = IntervalConsumptionList(items=answer.value, errors=answer.errors or None)
     return render(request, answer, body, exclude=None if answer.errors else {"errors"})

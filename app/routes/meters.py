@@ -1,6 +1,8 @@
 from __future__ import annotations
 
-from fastapi import APIRouter, Path, Request
+from typing import Annotated
+
+from fastapi import APIRouter, Path, Query, Request
 from starlette.responses import Response
 
 from app.deps import (
@@ -12,6 +14,8 @@ from app.deps import (
     problem_responses,
     within_deadline,
 )
+from app.errors import InvalidRequest
+from app.exports import FormatParam, fields_of, filename, one_batch, render_csv, render_ndjson, wanted
 from app.http_cache import render
 from app.models import Meter, Page
 
@@ -32,9 +36,28 @@ async def list_meters(
     backend: BackendParam = None,
     limit: LimitParam = 100,
     cursor: CursorParam = None,
+    serial_number: Annotated[
+        str | None,
+        Query(
+            description="Only meters with exactly this number printed on them, across every vendor (none: an empty "
+            "list). IOmeter is asked with `meter(number:)`; Waltero devices are matched in the cached device "
+            "directory.",
+            examples=["1EMH0007058153"],
+        ),
+    ] = None,
+    format: FormatParam = None,
 ) -> Response:
-    answer = await within_deadline(request, service.list_meters(backend, limit, cursor))
+    form = wanted(request, format)
+    if serial_number is not None and not (1 <= len(serial_number) <= 64 and serial_number.isprintable()):
+        raise InvalidRequest("serial_number must be 1 to 64 printable characters", field="serial_number")
+    if form == "ndjson":  # the whole list, no paging
+        answer = await within_deadline(request, service.list_meters(backend, 100_000, None, serial_number))
+        items, _ = answer.value
+        return await render_ndjson(one_batch(items), filename("meters", extension="ndjson"), answer.errors)
+    answer = await within_deadline(request, service.list_meters(backend, limit, cursor, serial_number))
     items, next_cursor = answer.value
+    if form == "csv":
+        return render_csv(request, answer, items, fields_of(Meter), filename("meters", extension="csv"))
     page = Page[Meter](items=items, next_cursor=next_cursor, errors=answer.errors or None)
     return render(request, answer, page, exclude=None if answer.errors else {"errors"})
 

@@ -9,6 +9,7 @@ from starlette.responses import Response
 
 from app.deps import UPSTREAM_ERRORS, CursorParam, LimitParam, ServiceDep, problem_responses, rfc3339, within_deadline
 from app.errors import InvalidRequest
+from app.exports import FormatParam, fields_of, filename, render_csv, render_ndjson, wanted
 from app.http_cache import render
 from app.models import Page, Reading
 from app.timeutil import from_epoch
@@ -62,7 +63,9 @@ async def list_readings(
     ] = None,
     limit: LimitParam = 100,
     cursor: CursorParam = None,
+    format: FormatParam = None,
 ) -> Response:
+    form = wanted(request, format)
     if cursor is None and meter_id is None:
         raise InvalidRequest("meter_id is required (or a cursor from a previous page)", field="meter_id")
     if cursor is None and start is None:
@@ -85,6 +88,15 @@ async def list_readings(
             if q not in QUANTITIES and not _OBIS.match(q):
                 raise InvalidRequest(f"unknown quantity {q[:40]!r}", field="quantity")
         quantities = frozenset(quantity)
+    if form == "ndjson":  # the whole window, no paging, streamed chunk by chunk
+        if meter_id is None or start_at is None:
+            raise InvalidRequest("an NDJSON export needs meter_id and start (cursors page JSON and CSV)", field="start")
+        stream = await within_deadline(request, service.stream_readings(meter_id, start_at, end_at, quantities))
+        name = filename("readings", meter_id, start or "", extension="ndjson")
+        return await render_ndjson(stream, name)
     answer = await within_deadline(request, service.readings(meter_id, start_at, end_at, quantities, limit, cursor))
     items, next_cursor = answer.value
+    if form == "csv":
+        name = filename("readings", meter_id or "", start or "", extension="csv")
+        return render_csv(request, answer, items, fields_of(Reading), name)
     return render(request, answer, Page[Reading](items=items, next_cursor=next_cursor), exclude={"errors"})

@@ -84,6 +84,8 @@ class WalteroBackend:
     name = "waltero"
     capabilities = frozenset({METERS, READINGS, DAILY_CONSUMPTION, DEVICE_STATUS, CHANGES})
     daily_grain: Literal["meter", "backend"] = "backend"
+    readings_chunk_days = 7
+    """The facade caches readings in aligned chunks; hourly telemetry makes a week one small call."""
 
     def __init__(
         self,

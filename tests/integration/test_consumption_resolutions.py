@@ -68,12 +68,9 @@ async def test_hours_and_quarter_hours_sum_to_the_day_for_both_vendors(stack: tu
         assert set(rows) == set(daily)  # every meter present
         for meter_id, meter_rows in rows.items():
             assert len(meter_rows) == hours_in_day * per_hour
-            assert meter_rows[0]["start"] == f"{day}T00:00:00+01:00" if day == SPRING else f"{day}T00:00:00+02:00"
-            assert (
-                meter_rows[-1]["end"] == f"{day + NEXT}T00:00:00+02:00"
-                if day == SPRING
-                else f"{day + NEXT}T00:00:00+01:00"
-            )
+            before, after = ("+01:00", "+02:00") if day == SPRING else ("+02:00", "+01:00")
+            assert meter_rows[0]["start"] == f"{day}T00:00:00{before}"
+            assert meter_rows[-1]["end"] == f"{day + NEXT}T00:00:00{after}"
             assert all(a["end"] == b["start"] for a, b in itertools.pairwise(meter_rows))
             assert {r["unit"] for r in meter_rows} == {daily[meter_id]["unit"]}
             assert {r["source"] for r in meter_rows} == {"derived"}

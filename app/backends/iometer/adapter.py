@@ -299,6 +299,26 @@ class IometerBackend:
         items.sort(key=lambda r: (r.time, r.quantity))
         return items
 
+    async def readings_window(self, upstream_meter_id: str, start: datetime, end: datetime) -> list[Reading]:
+        """Every reading of `[start, end)` (all registers), the first page sized for the window at the
+        usual 15-minute cadence instead of 1000 readings (the facade reads a meter a day at a time, so
+        the vendor need not build ten days to serve one)."""
+        upstream_meter_id = upstream_meter_id.lower()
+        meter_id = prefixed(upstream_meter_id)
+        parse_time = TimeParser()
+        first_limit = max(8, min(docs.PAGE_LIMIT_MAX, int((end - start).total_seconds() // 900) + 8))
+        items: list[Reading] = []
+        chain = self._reading_pages(self._meter_chain(upstream_meter_id, start), end, parse_time, first_limit)
+        with upstream_operation("readings"):
+            async with aclosing(chain) as pages:
+                async for page in pages:
+                    for row in page:
+                        time = parse_time(row.time)
+                        if start <= time < end:
+                            items.extend(_readings(meter_id, time, row, None))
+        items.sort(key=lambda r: (r.time, r.quantity))
+        return items
+
     # --- daily consumption ----------------------------------------------------------------------
 
     async def daily_consumption(

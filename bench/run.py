@@ -520,6 +520,20 @@ def measure_derivation() -> dict[str, Any]:
     }
 
 
+# --- 6. NDJSON export throughput and memory ----------------------------------------------------------
+
+
+def measure_ndjson_export(days: int = 366) -> dict[str, Any]:
+    """Stream `days` days of one IOmeter meter's 15-minute readings as NDJSON from a facade process in
+    live mode against an emulator process: rows/s end to end and the facade's RSS before, at peak and
+    its growth (bench/ndjson_export.py; the emulator's GraphQL execution bounds the rows/s)."""
+    from bench.ndjson_export import measure
+
+    result = measure(days=days)
+    result["target_growth_mib"] = 20 / 1.048576
+    return result
+
+
 # --- profile of the hit path ------------------------------------------------------------------------------
 
 
@@ -534,7 +548,13 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--duration", type=float, default=4.0)
     parser.add_argument("--only", nargs="*", default=None)
+    parser.add_argument(
+        "--ndjson", action="store_true", help="only the NDJSON export measurement (same as --only ndjson_export)"
+    )
+    parser.add_argument("--ndjson-days", type=int, default=366, help="days of 15-minute readings to stream")
     args = parser.parse_args()
+    if args.ndjson:
+        args.only = ["ndjson_export"]
     gc.collect()
     report: dict[str, Any] = {
         "machine": {
@@ -551,6 +571,7 @@ def main() -> None:
         "upstream_amplification": measure_amplification,
         "memory_full_caches": measure_memory,
         "daily_derivation": measure_derivation,
+        "ndjson_export": lambda: measure_ndjson_export(args.ndjson_days),
         "hit_path_profile": profile_hits,
     }
     for name, step in steps.items():
@@ -603,6 +624,17 @@ def render(r: dict[str, Any]) -> str:
     if der:
         lines.append(
             f"| derive a year of 15-min readings for 10 meters | {der['cpu_ms_median']:.0f} ms CPU | <= 100 ms | {'yes' if der['cpu_ms_median'] <= 100 else 'no'} |"
+        )
+    exp = r.get("ndjson_export")
+    if exp:
+        lines.append(
+            f"| NDJSON export, {exp['rows']} rows ({exp['days']} days of 15-min readings of one meter) | "
+            f"{exp['rows_per_s']} rows/s | - | - |"
+        )
+        growth_met = "yes" if exp["rss_growth_mib"] <= exp["target_growth_mib"] else "no"
+        lines.append(
+            f"| NDJSON export RSS: before {exp['rss_before_mib']:.0f} MiB, peak {exp['rss_peak_mib']:.0f} MiB | "
+            f"growth {exp['rss_growth_mib']:.1f} MiB | < 20 MB | {growth_met} |"
         )
     return "\n".join(lines) + (
         "\n\nHit path profile (pyinstrument):\n" + r["hit_path_profile"] if r.get("hit_path_profile") else ""

@@ -66,6 +66,22 @@ FormatParam = Annotated[
 ]
 
 
+def export_responses(fields: Sequence[str]) -> dict[int | str, dict[str, Any]]:
+    """The 200 answer's CSV and NDJSON forms, for the OpenAPI (merged with the route's JSON)."""
+    header = ",".join(fields)
+    return {
+        200: {
+            "description": "The list as JSON; as CSV with `Accept: text/csv` or `format=csv` (a header row of "
+            "the item fields, `Content-Disposition: attachment`); as NDJSON with `Accept: application/x-ndjson` "
+            "(one item per line, the whole window streamed without paging).",
+            "content": {
+                CSV_TYPE: {"schema": {"type": "string"}, "example": header + "\r\n"},
+                NDJSON_TYPE: {"schema": {"type": "string", "description": "One JSON item per line."}},
+            },
+        }
+    }
+
+
 # --- negotiation -----------------------------------------------------------------------------------
 
 

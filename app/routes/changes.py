@@ -16,7 +16,7 @@ from app.deps import (
     within_deadline,
 )
 from app.errors import InvalidRequest
-from app.exports import FormatParam, fields_of, filename, render_csv, render_ndjson, wanted
+from app.exports import FormatParam, export_responses, fields_of, filename, render_csv, render_ndjson, wanted
 from app.http_cache import render
 from app.models import Change, Page
 
@@ -29,7 +29,7 @@ router = APIRouter(tags=["changes"])
     summary="Corrections to stored readings",
     description="Waltero's data-audit feed, ascending by `changed_at`: every post-hoc correction made since `since`. "
     "IOmeter has no such feed (`backend=iometer` is a 501).",
-    responses=problem_responses(501, *UPSTREAM_ERRORS),
+    responses={**export_responses(fields_of(Change)), **problem_responses(501, *UPSTREAM_ERRORS)},
 )
 async def list_changes(
     request: Request,

@@ -9,7 +9,7 @@ from starlette.responses import Response
 
 from app.deps import UPSTREAM_ERRORS, BackendParam, ServiceDep, iso_date, problem_responses, time_zone, within_deadline
 from app.errors import InvalidRequest
-from app.exports import FormatParam, fields_of, filename, one_batch, render_csv, render_ndjson, wanted
+from app.exports import FormatParam, export_responses, fields_of, filename, one_batch, render_csv, render_ndjson, wanted
 from app.http_cache import render
 from app.intervals import window_error
 from app.models import DailyConsumption, DailyConsumptionList, IntervalConsumption, IntervalConsumptionList
@@ -26,7 +26,7 @@ router = APIRouter(tags=["consumption"])
     description="One row per meter per local day of `[start, end)` in `tz`, ordered by `meter_id`, `date`; every "
     "requested day of every meter is present. Waltero rows come from the vendor (`source: upstream`); IOmeter rows "
     "are derived from register 1-0:1.8.0 (`source: derived`). Days are real local days (23 h / 25 h on DST changes).",
-    responses=problem_responses(404, *UPSTREAM_ERRORS),
+    responses={**export_responses(fields_of(DailyConsumption)), **problem_responses(404, *UPSTREAM_ERRORS)},
 )
 async def daily_consumption(
     request: Request,
@@ -111,7 +111,7 @@ def _window(
     "as `/consumption/daily`; at most 366 days. `month`: calendar months in `tz` as sums of their local days "
     "(the first and last cut at `start`/`end`); at most 10 years. The whole window is one answer "
     "(`next_cursor` is always null).",
-    responses=problem_responses(404, *UPSTREAM_ERRORS),
+    responses={**export_responses(fields_of(IntervalConsumption)), **problem_responses(404, *UPSTREAM_ERRORS)},
 )
 async def consumption(
     request: Request,

@@ -15,7 +15,7 @@ from app.deps import (
     within_deadline,
 )
 from app.errors import InvalidRequest
-from app.exports import FormatParam, fields_of, filename, one_batch, render_csv, render_ndjson, wanted
+from app.exports import FormatParam, export_responses, fields_of, filename, one_batch, render_csv, render_ndjson, wanted
 from app.http_cache import render
 from app.models import Meter, Page
 
@@ -28,7 +28,7 @@ router = APIRouter(tags=["meters"])
     summary="List meters of every backend",
     description="Meters of both vendors in one list ordered by `id`. If one backend fails, the others' meters "
     "are returned with an `errors` entry for the failed one.",
-    responses=problem_responses(*UPSTREAM_ERRORS),
+    responses={**export_responses(fields_of(Meter)), **problem_responses(*UPSTREAM_ERRORS)},
 )
 async def list_meters(
     request: Request,

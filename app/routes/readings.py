@@ -9,7 +9,7 @@ from starlette.responses import Response
 
 from app.deps import UPSTREAM_ERRORS, CursorParam, LimitParam, ServiceDep, problem_responses, rfc3339, within_deadline
 from app.errors import InvalidRequest
-from app.exports import FormatParam, fields_of, filename, render_csv, render_ndjson, wanted
+from app.exports import FormatParam, export_responses, fields_of, filename, render_csv, render_ndjson, wanted
 from app.http_cache import render
 from app.models import Page, Reading
 from app.timeutil import from_epoch
@@ -26,7 +26,7 @@ _OBIS = re.compile(r"^obis:[0-9A-Za-z:.*\-]{1,32}$")
     response_model=Page[Reading],
     summary="Register readings of one meter",
     description="Readings with `start <= time < end`, ascending by `time`. Energy in kWh, power in W, volume in m3.",
-    responses=problem_responses(404, 501, *UPSTREAM_ERRORS),
+    responses={**export_responses(fields_of(Reading)), **problem_responses(404, 501, *UPSTREAM_ERRORS)},
 )
 async def list_readings(
     request: Request,

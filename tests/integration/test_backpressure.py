@@ -26,7 +26,9 @@ class Counting(FakeBackend):
 
 
 def window(i: int) -> dict[str, str]:
-    return {"start": f"2026-05-10T{i:02d}:00:00Z", "end": f"2026-05-10T{i:02d}:30:00Z"}
+    # A different day each: readings are loaded (and coalesced) in chunks of a UTC day per meter, so
+    # windows within one day would share one load.
+    return {"start": f"2026-05-{10 + i:02d}T00:00:00Z", "end": f"2026-05-{10 + i:02d}T00:30:00Z"}
 
 
 async def test_past_the_cap_a_load_is_refused_at_once_and_the_circuit_does_not_count_it():

@@ -17,7 +17,7 @@ from fastapi import Depends, Query, Request
 
 from app.errors import InvalidRequest, UpstreamTimeout
 from app.service import MeterService
-from app.timeutil import parse_rfc3339, zone
+from app.timeutil import SUPPORTED_FROM, SUPPORTED_UNTIL, check_supported, parse_rfc3339, zone
 
 T = TypeVar("T")
 
@@ -38,7 +38,7 @@ CursorParam = Annotated[
 
 def rfc3339(value: str, field: str) -> datetime:
     try:
-        return parse_rfc3339(value)
+        return check_supported(parse_rfc3339(value))
     except ValueError as exc:
         raise InvalidRequest(str(exc), field=field) from None
 
@@ -50,9 +50,12 @@ def iso_date(value: str, field: str) -> date:
     try:
         if not _DATE.match(value):
             raise ValueError
-        return date.fromisoformat(value)
+        day = date.fromisoformat(value)
     except ValueError:
         raise InvalidRequest("must be a calendar date YYYY-MM-DD", field=field) from None
+    if not SUPPORTED_FROM.date() <= day < SUPPORTED_UNTIL.date():
+        raise InvalidRequest("is outside the supported range: years 1970 to 9998", field=field)
+    return day
 
 
 def time_zone(value: str, field: str = "tz") -> ZoneInfo:

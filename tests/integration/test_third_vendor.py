@@ -71,7 +71,9 @@ def acme() -> Iterator[Vendor]:
 
 
 def acme_only(**extra: str) -> Settings:
-    return Settings(ACME_USER="u", ACME_TOKEN="acme-token-value", FACADE_API_KEYS=API_KEY, FACADE_CHANGES_POLL=0, **extra)
+    return Settings(
+        ACME_USER="u", ACME_TOKEN="acme-token-value", FACADE_API_KEYS=API_KEY, FACADE_CHANGES_POLL=0, **extra
+    )
 
 
 def test_startup_validation_comes_from_the_registry(acme):

@@ -115,13 +115,20 @@ def create_app(
     `backend_factories` replaces the registry's vendors (tests with fake backends)."""
     settings.validate_startup()
     transports = dict(transports or {})
+    emulator_loop = None
     if settings.sandbox:
         from app import sandbox
+        from app.sandbox.threaded import EmulatorLoop, ThreadedASGITransport
 
-        emulators = dict(emulators or sandbox.create_emulators(clock))
         settings = sandbox.sandbox_settings(settings)
-        for name, emulator in emulators.items():
-            transports.setdefault(name, httpx.ASGITransport(app=emulator.app))
+        if emulators is None:  # the sandbox proper: emulators on a loop of their own, like remote vendors
+            emulators = sandbox.create_emulators(clock)
+            emulator_loop = EmulatorLoop()
+            for name, emulator in emulators.items():
+                transports.setdefault(name, ThreadedASGITransport(emulator.app, emulator_loop))
+        else:  # a test's own emulators, in-process, so its fake clock and knobs act at once
+            for name, emulator in emulators.items():
+                transports.setdefault(name, httpx.ASGITransport(app=emulator.app))
     mode: Literal["live", "sandbox"] = "sandbox" if settings.sandbox else "live"
     metrics = Metrics()
     rng = rng or random.Random()
@@ -147,6 +154,8 @@ def create_app(
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[dict[str, Runtime]]:
         async with contextlib.AsyncExitStack() as stack:
+            if emulator_loop is not None:
+                stack.callback(emulator_loop.close)
             built: dict[str, Backend] = {}
             for name in names:
                 client = build_client(name, settings, metrics, transports.get(name))

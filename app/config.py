@@ -6,7 +6,7 @@ refuses configurations that cannot work and says what to set.
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import Field, PrivateAttr, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -76,6 +76,7 @@ class Settings(BaseSettings):
     connect_timeout: float = Field(3, alias="FACADE_CONNECT_TIMEOUT", gt=0)
     read_timeout: float = Field(8, alias="FACADE_READ_TIMEOUT", gt=0)
     upstream_concurrency: int = Field(8, alias="FACADE_UPSTREAM_CONCURRENCY", ge=1)
+    upstream_transport: Literal["aiohttp", "httpx"] = Field("aiohttp", alias="FACADE_UPSTREAM_TRANSPORT")
     retry_attempts: int = Field(4, alias="FACADE_RETRY_ATTEMPTS", ge=1)
     circuit_failures: int = Field(5, alias="FACADE_CIRCUIT_FAILURES", ge=1)
     circuit_reset: float = Field(30, alias="FACADE_CIRCUIT_RESET", gt=0)

@@ -15,6 +15,8 @@ import time
 from collections.abc import Iterable
 from typing import Any
 
+from app.logwriter import LogWriter, WriterHandler
+
 
 class JsonFormatter(logging.Formatter):
     def __init__(self, secrets: Iterable[str] = ()) -> None:
@@ -62,7 +64,7 @@ class AccessLog:
 
     def __init__(self) -> None:
         self.enabled = True
-        self.stream: Any = sys.stderr
+        self.writer = LogWriter(sys.stderr)
         self._lines: list[str] = []
         self._scheduled = False
         self._second = -1
@@ -97,11 +99,7 @@ class AccessLog:
             return
         text = "\n".join(self._lines) + "\n"
         self._lines.clear()
-        try:
-            self.stream.write(text)
-            self.stream.flush()
-        except (OSError, ValueError):  # a closed stream must not break serving
-            pass
+        self.writer.write(text)
 
 
 ACCESS_LOG = AccessLog()
@@ -109,13 +107,14 @@ ACCESS_LOG = AccessLog()
 
 def configure_logging(level: str = "INFO", secrets: Iterable[str] = (), stream: Any = None) -> None:
     ACCESS_LOG.flush()
-    ACCESS_LOG.stream = stream or sys.stderr
+    ACCESS_LOG.writer.close()
+    ACCESS_LOG.writer = writer = LogWriter(stream or sys.stderr)
     ACCESS_LOG.enabled = logging.getLevelName(level.upper()) <= logging.INFO
     root = logging.getLogger()
     for handler in list(root.handlers):
         if getattr(handler, "_facade", False):
             root.removeHandler(handler)
-    handler = logging.StreamHandler(stream or sys.stderr)
+    handler = WriterHandler(writer)  # the loop formats; a thread writes (app/logwriter.py)
     handler.setFormatter(JsonFormatter(secrets))
     handler._facade = True  # type: ignore[attr-defined]
     root.addHandler(handler)

@@ -326,15 +326,16 @@ def measure_misses(n: int) -> dict[str, Any]:
         run = _measure_misses_with(n, transport)
         for name, row in run.items():
             out.setdefault(f"{name}, {transport} transport", []).append(row)
-    return {
-        name: {k: statistics.median(r[k] for r in rows) for k in rows[0]} for name, rows in out.items()
-    }
+    return {name: {k: statistics.median(r[k] for r in rows) for k in rows[0]} for name, rows in out.items()}
 
 
 def _measure_misses_with(n: int, transport: str) -> dict[str, Any]:
-    with emulators() as (io_port, wa_port), facade(io_port, wa_port, FACADE_UPSTREAM_TRANSPORT=transport) as (
-        base,
-        _pid,
+    with (
+        emulators() as (io_port, wa_port),
+        facade(io_port, wa_port, FACADE_UPSTREAM_TRANSPORT=transport) as (
+            base,
+            _pid,
+        ),
     ):
         # this process is the client of both paths: keep it off the facade's core, as wrk is
         previous = os.sched_getaffinity(0)
@@ -540,7 +541,9 @@ def measure_junk_attack(requests: int = 2500) -> dict[str, Any]:
                 async def worker() -> None:
                     while queue:
                         i = queue.pop()
-                        statuses.append((await c.get("/consumption/daily", params={**params, "junk": str(i)})).status_code)
+                        statuses.append(
+                            (await c.get("/consumption/daily", params={**params, "junk": str(i)})).status_code
+                        )
 
                 await asyncio.gather(*(worker() for _ in range(8)))
                 return statuses

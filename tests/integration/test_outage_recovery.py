@@ -26,7 +26,9 @@ def upstream_attempts(app) -> float:  # type: ignore[no-untyped-def]
     total = 0.0
     for metric in app.metrics.registry.collect():
         if metric.name == "facade_upstream_requests":
-            total += sum(s.value for s in metric.samples if s.name.endswith("_total") and s.labels["backend"] == "waltero")
+            total += sum(
+                s.value for s in metric.samples if s.name.endswith("_total") and s.labels["backend"] == "waltero"
+            )
     return total
 
 

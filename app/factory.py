@@ -18,10 +18,9 @@ from typing import Any, Literal
 
 import httpx
 from fastapi import FastAPI
-from fastapi.openapi.utils import get_openapi
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from app import problems
+from app import docs_ui, openapi, problems
 from app.backends.base import CHANGES, Backend
 from app.backends.http import Sleep
 from app.backends.registry import BackendContext, configured_vendors, create_backend
@@ -29,10 +28,9 @@ from app.config import Settings
 from app.cursors import CursorCodec
 from app.http_cache import ResponseCache
 from app.metrics import Metrics
-from app.middleware.client_auth import OPEN_PATHS, ClientAuth
+from app.middleware.client_auth import ClientAuth
 from app.middleware.hit_path import HitPath
 from app.middleware.observe import Observe
-from app.models import Problem
 from app.routes import changes, consumption, devices, meters, ops, readings
 from app.service import MeterService
 from app.timeutil import Clock, from_epoch
@@ -128,6 +126,8 @@ def create_app(
         description=DESCRIPTION,
         lifespan=lifespan,
         redirect_slashes=False,
+        docs_url=None,
+        redoc_url=None,
         openapi_tags=[
             {"name": "meters", "description": "Meters of both vendors"},
             {"name": "readings", "description": "Register readings"},
@@ -144,10 +144,11 @@ def create_app(
     app.state.readiness = {}
     app.state.emulators = emulators
     problems.install(app)
+    docs_ui.install(app)
     for module in (meters, readings, consumption, devices, changes, ops):
         app.include_router(module.router)
 
-    app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
+    app.openapi = lambda: openapi.build(app)  # type: ignore[method-assign]
     keys = [k.get_secret_value() for k in settings.api_keys]
     hits = metrics.cache_lookups.labels("responses", "hit")
     # The pure-ASGI front sits outside FastAPI: a cached answer never pays for FastAPI's own middleware
@@ -185,43 +186,3 @@ async def _poll_corrections(service: MeterService, every: float, clock: Clock) -
             watermark = await service.poll_changes_once(watermark)
         except Exception as exc:  # keep polling: an outage must not end invalidation for good
             log.warning("corrections poll failed", extra={"fields": {"error": type(exc).__name__}})
-
-
-def _openapi(app: FastAPI) -> dict[str, Any]:
-    """The spec, with problem+json for every error, the security schemes for Swagger's Authorize
-    button, and the open paths marked as needing no key."""
-    if app.openapi_schema:
-        return app.openapi_schema
-    spec = get_openapi(
-        title=app.title, version=app.version, description=app.description, routes=app.routes, tags=app.openapi_tags
-    )
-    components = spec.setdefault("components", {})
-    schemas = components.setdefault("schemas", {})
-    schemas["Problem"] = Problem.model_json_schema(ref_template="#/components/schemas/{model}")
-    for name in ("HTTPValidationError", "ValidationError"):
-        schemas.pop(name, None)
-    components["securitySchemes"] = {
-        "bearer": {"type": "http", "scheme": "bearer", "description": "An API key from FACADE_API_KEYS."},
-        "apiKey": {
-            "type": "apiKey",
-            "in": "header",
-            "name": "X-API-Key",
-            "description": "An API key from FACADE_API_KEYS.",
-        },
-    }
-    spec["security"] = [{"bearer": []}, {"apiKey": []}]
-    problem_ref = {"application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}}
-    for path, operations in spec.get("paths", {}).items():
-        for operation in operations.values():
-            if path in OPEN_PATHS:
-                operation["security"] = []
-            responses = operation.setdefault("responses", {})
-            if "422" in responses:
-                responses["422"] = {
-                    "description": "Invalid parameters; `errors` names each bad field.",
-                    "content": problem_ref,
-                }
-            if path not in OPEN_PATHS and "401" not in responses:
-                responses["401"] = {"description": "Missing or wrong API key.", "content": problem_ref}
-    app.openapi_schema = spec
-    return spec

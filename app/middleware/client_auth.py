@@ -14,9 +14,11 @@ from collections.abc import Iterable
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from app.docs_ui import DOCS_PATHS
 from app.problems import PROBLEM_JSON, problem_body
 
-OPEN_PATHS = frozenset({"/healthz", "/readyz", "/metrics", "/docs", "/docs/oauth2-redirect", "/redoc", "/openapi.json"})
+OPEN_PATHS = frozenset({"/healthz", "/readyz", "/metrics", "/openapi.json", *DOCS_PATHS})
+"""Paths served without a key: probes, metrics, the spec, and the docs pages with their assets."""
 
 
 class ClientAuth:

@@ -34,7 +34,7 @@ BackendParam = Annotated[
 LimitParam = Annotated[int, Query(ge=1, le=1000, description="Page size, 1..1000.", examples=[100])]
 CursorParam = Annotated[
     str | None,
-    Query(max_length=4096, description="Opaque: `next_cursor` of the previous page, unchanged.", examples=[None]),
+    Query(max_length=4096, description="Opaque: `next_cursor` of the previous page, unchanged."),
 ]
 
 

@@ -19,6 +19,7 @@ from app.problems import PROBLEM_JSON, problem_body
 
 OPEN_PATHS = frozenset({"/healthz", "/readyz", "/metrics", "/openapi.json", *DOCS_PATHS})
 """Paths served without a key: probes, metrics, the spec, and the docs pages with their assets."""
+UNAUTHORIZED_DETAIL = "Send a valid API key as 'Authorization: Bearer <key>' or 'X-API-Key: <key>'."
 
 
 class ClientAuth:
@@ -50,8 +51,7 @@ class ClientAuth:
         if self._accepted(presented):
             await self.app(scope, receive, send)
             return
-        detail = "Send a valid API key as 'Authorization: Bearer <key>' or 'X-API-Key: <key>'."
-        body = problem_body(401, "Unauthorized", detail, type_="/problems/unauthorized")
+        body = problem_body(401, "Unauthorized", UNAUTHORIZED_DETAIL, type_="/problems/unauthorized")
         await send(
             {
                 "type": "http.response.start",

@@ -22,6 +22,7 @@ _OBIS = re.compile(r"^obis:[0-9A-Za-z:.*\-]{1,32}$")
 
 @router.get(
     "/readings",
+    operation_id="listReadings",
     response_model=Page[Reading],
     summary="Register readings of one meter",
     description="Readings with `start <= time < end`, ascending by `time`. Energy in kWh, power in W, volume in m3.",
@@ -31,7 +32,7 @@ async def list_readings(
     request: Request,
     service: ServiceDep,
     meter_id: Annotated[
-        str, Query(description="`<backend>:<id>`", examples=["iometer:578936dc-8020-4022-a560-2f59d2dca9ee"])
+        str, Query(description="`<backend>:<id>`", examples=["iometer:8d116ece-1738-47d9-bd9c-172411e20b8f"])
     ],
     start: Annotated[
         str,

@@ -17,7 +17,7 @@ from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 
-from app.errors import FacadeError, InvalidRequest
+from app.errors import FacadeError, InvalidRequest, NotFound
 
 log = logging.getLogger("app.problems")
 PROBLEM_JSON = "application/problem+json"
@@ -115,6 +115,9 @@ def install(app: FastAPI) -> None:
     async def _http(_: Request, exc: StarletteHTTPException) -> Response:
         title = _HTTP_TITLES.get(exc.status_code, "Error")
         detail = exc.detail if isinstance(exc.detail, str) else title
+        if exc.status_code == 404:  # an unknown route is a 404 like an unknown id: one problem type
+            title, detail = NotFound.title, "No such path. The API's paths are listed on /docs."
+            return problem_response(404, title, detail, type_=NotFound("").type, headers=dict(exc.headers or {}))
         return problem_response(exc.status_code, title, detail, headers=dict(exc.headers or {}))
 
     @app.exception_handler(Exception)

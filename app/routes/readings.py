@@ -75,7 +75,11 @@ async def list_readings(
     if quantity:
         for q in quantity:
             if q not in QUANTITIES and not _OBIS.match(q):
-                raise InvalidRequest(f"unknown quantity {q[:40]!r}", field="quantity")
+                raise InvalidRequest(
+                    f"unknown quantity {q[:40]!r}; valid: {', '.join(QUANTITIES)}, "
+                    "or obis:<code> (e.g. obis:1-0:32.7.0)",
+                    field="quantity",
+                )
         quantities = frozenset(quantity)
     answer = await within_deadline(request, service.readings(meter_id, start_at, end_at, quantities, limit, cursor))
     items, next_cursor = answer.value

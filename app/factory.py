@@ -149,7 +149,7 @@ def create_app(
         app.include_router(module.router)
 
     app.openapi = lambda: openapi.build(app)  # type: ignore[method-assign]
-    keys = [k.get_secret_value() for k in settings.api_keys]
+    keys = settings.client_keys()
     hits = metrics.cache_lookups.labels("responses", "hit")
     # The pure-ASGI front sits outside FastAPI: a cached answer never pays for FastAPI's own middleware
     # and routing (PERF-NOTES.md: that, not the cache, is what a hit costs).

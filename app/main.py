@@ -23,7 +23,7 @@ def _build() -> ServiceApp:
         problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
         print(f"meter-facade cannot start: invalid configuration ({problems}).", file=sys.stderr)
         raise SystemExit(2) from None
-    secrets = [s.get_secret_value() for s in settings.api_keys]
+    secrets = [key for _, key in settings.client_keys()]
     for secret in (settings.iometer_partner_secret, settings.waltero_password, settings.cursor_secret):
         if secret is not None:
             secrets.append(secret.get_secret_value())

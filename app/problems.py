@@ -100,14 +100,22 @@ def validation_errors(exc: RequestValidationError) -> list[dict[str, Any]]:
     return out
 
 
+def _log_fields(request: Request, fields: list[str]) -> None:
+    """Hand a 422's field names (never their values) to the access log line."""
+    request.scope.setdefault("facade", {})["invalid_fields"] = sorted(set(fields))[:20]
+
+
 def install(app: FastAPI) -> None:
     @app.exception_handler(FacadeError)
-    async def _facade(_: Request, exc: FacadeError) -> Response:
+    async def _facade(request: Request, exc: FacadeError) -> Response:
+        if isinstance(exc, InvalidRequest):
+            _log_fields(request, [exc.field or "request"])
         return facade_error_response(exc)
 
     @app.exception_handler(RequestValidationError)
-    async def _validation(_: Request, exc: RequestValidationError) -> Response:
+    async def _validation(request: Request, exc: RequestValidationError) -> Response:
         errors = validation_errors(exc)
+        _log_fields(request, [e["field"] for e in errors])
         detail = "; ".join(f"{e['field']}: {e['message']}" for e in errors)
         return problem_response(422, "Invalid request", detail, type_="/problems/invalid-request", errors=errors)
 

@@ -6,14 +6,23 @@ than starting a service that fails on every request.
 
 from __future__ import annotations
 
+import logging
 import sys
+from typing import NoReturn
 
 from pydantic import ValidationError
 
 from app.config import Settings
 from app.errors import ConfigurationError
 from app.factory import ServiceApp, create_app
-from app.logs import configure_logging
+from app.logs import JsonFormatter, configure_logging
+
+
+def _refuse(message: str) -> NoReturn:
+    """Stop with exit code 2 and one JSON line saying why (the logs have one format, even this one)."""
+    record = logging.LogRecord("app", logging.CRITICAL, __file__, 0, message, None, None)
+    print(JsonFormatter().format(record), file=sys.stderr)
+    raise SystemExit(2)
 
 
 def _build() -> ServiceApp:
@@ -21,8 +30,7 @@ def _build() -> ServiceApp:
         settings = Settings()
     except ValidationError as exc:  # e.g. IOMETER_AUTH=digest: say which variable, not a traceback
         problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
-        print(f"meter-facade cannot start: invalid configuration ({problems}).", file=sys.stderr)
-        raise SystemExit(2) from None
+        _refuse(f"meter-facade cannot start: invalid configuration ({problems}).")
     secrets = [key for _, key in settings.client_keys()]
     for secret in (settings.iometer_partner_secret, settings.waltero_password, settings.cursor_secret):
         if secret is not None:
@@ -31,8 +39,7 @@ def _build() -> ServiceApp:
     try:
         return create_app(settings)
     except ConfigurationError as exc:
-        print(f"meter-facade cannot start: {exc}", file=sys.stderr)
-        raise SystemExit(2) from None
+        _refuse(f"meter-facade cannot start: {exc}")
 
 
 app = _build()

@@ -78,3 +78,14 @@ def test_uvicorn_with_access_log_and_info_writes_only_json_lines(tmp_path: Path)
     # uvicorn's own lifecycle lines came through as JSON too
     messages = {r["message"] for r in records if r["logger"].startswith("uvicorn")}
     assert "Application startup complete." in messages and "Shutting down" in messages
+
+
+def test_a_refused_start_is_one_json_line_too() -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("FACADE_", "IOMETER_", "WALTERO_"))}
+    argv = [sys.executable, "-m", "uvicorn", "app.main:app", "--port", str(free_port()), "--log-level", "info"]
+    done = subprocess.run(argv, cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2
+    lines = [line for line in (done.stderr + done.stdout).splitlines() if line.strip()]
+    assert len(lines) == 1, lines
+    record = json.loads(lines[0])
+    assert record["level"] == "critical" and "FACADE_SANDBOX=true" in record["message"]

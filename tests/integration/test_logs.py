@@ -89,3 +89,30 @@ def test_a_refused_start_is_one_json_line_too() -> None:
     assert len(lines) == 1, lines
     record = json.loads(lines[0])
     assert record["level"] == "critical" and "FACADE_SANDBOX=true" in record["message"]
+
+
+def test_with_workers_the_shipped_log_config_keeps_the_supervisor_json_too(tmp_path: Path) -> None:
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("FACADE_", "IOMETER_", "WALTERO_"))} | {
+        "FACADE_SANDBOX": "true",
+        "FACADE_CHANGES_POLL": "0",
+    }
+    out = (tmp_path / "out.log").open("w+b")
+    argv = [sys.executable, "-m", "uvicorn", "app.main:app", "--host", "127.0.0.1", "--port", str(port)]
+    argv += ["--workers", "2", "--log-config", "deploy/uvicorn-logging.json"]
+    proc = subprocess.Popen(argv, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
+    try:
+        wait_until_up(f"http://127.0.0.1:{port}/healthz", timeout=60)
+        assert httpx.get(f"http://127.0.0.1:{port}/meters", params={"q": MARKER}).status_code == 200
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=30)
+    out.seek(0)
+    text = out.read().decode()
+    out.close()
+    records = [json.loads(line) for line in text.splitlines() if line.strip()]  # every line is JSON
+    messages = [r["message"] for r in records]
+    assert any(m.startswith("Started parent process") for m in messages)  # the supervisor's own line
+    assert sum(m == "Application startup complete." for m in messages) == 2
+    assert MARKER not in text

@@ -46,7 +46,7 @@ export DEBIAN_FRONTEND=noninteractive
 if ! "${run[@]}" apt-get update -qq \
     || ! "${run[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}"; then
     echo "ensure-system-packages: apt failed; install them with:" >&2
-    echo "    sudo sh -c '$install_cmd'" >&2
+    echo "    ${run[*]:+${run[0]} }sh -c '$install_cmd'" >&2
     exit 1
 fi
 

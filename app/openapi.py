@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import copy
 import json
+import re
 from datetime import UTC, datetime, timedelta
 from types import UnionType
 from typing import Annotated, Any, Union, get_args, get_origin
@@ -45,17 +46,13 @@ from app.middleware.client_auth import OPEN_PATHS, UNAUTHORIZED_DETAIL
 from app.models import Problem
 from app.problems import PROBLEM_JSON
 
-SCHEMA_NAMES = {"Page_Meter_": "MeterPage", "Page_Reading_": "ReadingPage", "Page_Change_": "ChangePage"}
-"""FastAPI's names for generic models → the names clients see."""
+_GENERIC_NAME = re.compile(r"^(?P<generic>[A-Za-z]+)_(?P<arg>[A-Za-z]+)_$")
+"""FastAPI's name of a generic model, `Page_Meter_`; clients see `MeterPage`."""
 
 BACKEND_ENUM = ["iometer", "waltero"]
-CACHED_OPERATIONS = frozenset(
-    {"listMeters", "getMeter", "listReadings", "getDailyConsumption", "getDeviceStatus", "listChanges"}
-)
-"""Operations answered through the response cache: `ETag`, `Cache-Control`, `Age`, `X-Cache`, and 304."""
-
 NO_STORE_PATHS = frozenset({"/backends", "/healthz", "/readyz"})
-"""Answered with `Cache-Control: no-store`."""
+"""Answered with `Cache-Control: no-store`. Every other JSON GET goes through the response cache
+(`app.http_cache.render`): `ETag`, `Cache-Control`, `Age`, `X-Cache`, and a 304 on `If-None-Match`."""
 
 HEADERS: dict[str, dict[str, Any]] = {
     "ETag": {
@@ -239,14 +236,18 @@ def build(app: FastAPI) -> dict[str, Any]:
 
 
 def _rename_schemas(spec: dict[str, Any]) -> dict[str, Any]:
+    names = {}
+    for old in spec.get("components", {}).get("schemas", {}):
+        match = _GENERIC_NAME.match(old)
+        if match:
+            names[old] = match["arg"] + match["generic"]
     text = json.dumps(spec)
-    for old, new in SCHEMA_NAMES.items():
+    for old, new in names.items():
         text = text.replace(f'"#/components/schemas/{old}"', f'"#/components/schemas/{new}"')
     renamed: dict[str, Any] = json.loads(text)
     schemas = renamed.get("components", {}).get("schemas", {})
-    for old, new in SCHEMA_NAMES.items():
-        if old in schemas:
-            schemas[new] = {**schemas.pop(old), "title": new}
+    for old, new in names.items():
+        schemas[new] = {**schemas.pop(old), "title": new}
     return renamed
 
 
@@ -358,7 +359,7 @@ def _responses(path: str, operation: dict[str, Any], examples: dict[int, dict[st
     ok = responses.get("200")
     if ok is not None:
         names = ["X-Request-ID"]
-        if operation.get("operationId") in CACHED_OPERATIONS:
+        if path not in NO_STORE_PATHS and "application/json" in ok.get("content", {}):
             names = ["ETag", "Cache-Control", "Age", "X-Cache", "X-Request-ID"]
             responses["304"] = {
                 "description": "Not modified: `If-None-Match` named the current `ETag`. No body.",

@@ -204,7 +204,21 @@ def build(app: FastAPI) -> dict[str, Any]:
     spec = _rename_schemas(spec)
     components = spec.setdefault("components", {})
     schemas = components.setdefault("schemas", {})
-    schemas["Problem"] = Problem.model_json_schema(ref_template="#/components/schemas/{model}")
+    schemas["Problem"] = _problem_schema()
+    schemas["FieldError"] = {
+        "type": "object",
+        "title": "FieldError",
+        "description": "One refused parameter of a 422.",
+        "properties": {
+            "field": {"type": "string", "description": "The parameter's name.", "examples": ["limit"]},
+            "message": {
+                "type": "string",
+                "description": "What is wrong and how to fix it.",
+                "examples": ["Input should be less than or equal to 1000"],
+            },
+        },
+        "required": ["field", "message"],
+    }
     for name in ("HTTPValidationError", "ValidationError"):
         schemas.pop(name, None)
     schemas["BackendName"] = {"type": "string", "enum": BACKEND_ENUM, "title": "BackendName"}
@@ -233,6 +247,28 @@ def build(app: FastAPI) -> dict[str, Any]:
         sandbox_dates(spec, datetime.fromtimestamp(app.state.clock(), UTC))
     app.openapi_schema = spec
     return spec
+
+
+def _problem_schema() -> dict[str, Any]:
+    """`Problem`, with `backend` and `errors` as the service sends them: left out when they do not apply
+    (never null), `errors` a list of `FieldError`."""
+    schema = Problem.model_json_schema(ref_template="#/components/schemas/{model}")
+    props = schema["properties"]
+    props["backend"] = {
+        "type": "string",
+        "enum": BACKEND_ENUM,  # shared as BackendName below
+        "description": "The vendor to blame, when one is.",
+        "examples": ["waltero"],
+    }
+    props["errors"] = {
+        "type": "array",
+        "items": {"$ref": "#/components/schemas/FieldError"},
+        "description": "Each refused parameter (422 only).",
+    }
+    schema["description"] = (
+        "RFC 9457 problem details, `application/problem+json`. Branch on `type`; `detail` is for people."
+    )
+    return schema
 
 
 def _rename_schemas(spec: dict[str, Any]) -> dict[str, Any]:

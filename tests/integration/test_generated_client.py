@@ -108,6 +108,7 @@ def test_generated_client_reads_timestamps_and_parses_a_404_as_a_problem(
     models = importlib.import_module(f"{PACKAGE}.models")
     with client_package.Client(base_url=base_url) as client:
         detailed = get_meter.sync_detailed(client=client, meter_id="iometer:00000000-0000-4000-8000-000000000000")
+        refused = api(client_package, "meters.list_meters").sync_detailed(client=client, limit=5000)
         start = dt.datetime.now(dt.UTC).replace(minute=0, second=0, microsecond=0) - dt.timedelta(hours=3)
         readings = list_readings.sync(
             client=client,
@@ -120,6 +121,8 @@ def test_generated_client_reads_timestamps_and_parses_a_404_as_a_problem(
     problem = detailed.parsed
     assert isinstance(problem, models.Problem)
     assert problem.status == 404 and problem.type_ == "/problems/not-found" and problem.backend.value == "iometer"
+    assert refused.status_code == 422 and isinstance(refused.parsed, models.Problem)
+    assert [(e.field, type(e).__name__) for e in refused.parsed.errors] == [("limit", "FieldError")]
     assert isinstance(readings, models.ReadingPage), readings
     assert len(readings.items) == 4
     assert all(isinstance(r.time, dt.datetime) and r.time.tzinfo is not None for r in readings.items)

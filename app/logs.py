@@ -143,12 +143,14 @@ def take_over_uvicorn_logs() -> None:
 
     uvicorn configures its loggers before it imports the app: `uvicorn` and `uvicorn.error` print plain
     `INFO:     ...` lines, and `uvicorn.access` prints one line per request with the raw path and query
-    string. The error loggers lose their own handlers and go through the root's JSON handler; uvicorn's
-    access log is switched off, since `AccessLog` writes one JSON line per request without the query."""
+    string. The error loggers lose their own handlers and level and go through the root's JSON handler;
+    uvicorn's access log is switched off, since `AccessLog` writes one JSON line per request without the
+    query."""
     for name in ("uvicorn", "uvicorn.error", "uvicorn.asgi"):
         logger = logging.getLogger(name)
         for handler in list(logger.handlers):
             logger.removeHandler(handler)
+        logger.setLevel(logging.NOTSET)  # FACADE_LOG_LEVEL (the root's level) decides, not --log-level
         logger.propagate = True
     access = logging.getLogger("uvicorn.access")
     for handler in list(access.handlers):

@@ -116,3 +116,26 @@ def test_with_workers_the_shipped_log_config_keeps_the_supervisor_json_too(tmp_p
     assert any(m.startswith("Started parent process") for m in messages)  # the supervisor's own line
     assert sum(m == "Application startup complete." for m in messages) == 2
     assert MARKER not in text
+
+
+def test_facade_log_level_governs_uvicorns_lines_too(tmp_path: Path) -> None:
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("FACADE_", "IOMETER_", "WALTERO_"))} | {
+        "FACADE_SANDBOX": "true",
+        "FACADE_CHANGES_POLL": "0",
+        "FACADE_LOG_LEVEL": "WARNING",
+    }
+    out = (tmp_path / "out.log").open("w+b")
+    argv = [sys.executable, "-m", "uvicorn", "app.main:app", "--host", "127.0.0.1", "--port", str(port)]
+    proc = subprocess.Popen([*argv, "--log-level", "debug"], cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
+    try:
+        wait_until_up(f"http://127.0.0.1:{port}/healthz")
+        assert httpx.get(f"http://127.0.0.1:{port}/meters").status_code == 200
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=20)
+    out.seek(0)
+    text = out.read().decode()
+    out.close()
+    assert text.strip() == "", text[:2000]

@@ -83,9 +83,10 @@ async def test_every_operation_answers_with_data_from_its_examples(sandbox: http
             declared = op["responses"][str(r.status_code)]
             media = next(iter(declared.get("content", {"application/json": {}})))
             assert r.headers["content-type"].split(";")[0] == media.split(";")[0], op["operationId"]
-            body = r.json() if media == "application/json" else r.text
-            assert has_data(body), (op["operationId"], body)
-            if op["operationId"] == "getDailyConsumption":
+            if method != "head":  # a HEAD answer has the GET's headers and no body
+                body = r.json() if media == "application/json" else r.text
+                assert has_data(body), (op["operationId"], body)
+            if op["operationId"] == "getDailyConsumption" and method == "get":
                 assert any(row["consumption"] is not None for row in body["items"])
             # the declared headers are exactly the ones the service sends (of those the spec can declare)
             sent = {name.lower() for name in r.headers}

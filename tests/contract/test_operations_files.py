@@ -159,3 +159,10 @@ def test_dashboard_and_alerts_use_only_exported_metrics(exported: set[str]):
         "facade_circuit_state",
         "facade_token_expiry_timestamp_seconds",
     } <= used
+
+
+def test_the_readme_lists_exactly_the_shipped_alerts():
+    readme = (ROOT / "README.md").read_text()
+    listed = re.findall(r"^\| `(MeterFacade\w+)` \|.*\| (\d+[smh]) \| (page|ticket) \|$", readme, re.MULTILINE)
+    shipped = [(r["alert"], r["for"], r["labels"]["severity"]) for r in alert_rules()]
+    assert listed == shipped

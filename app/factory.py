@@ -23,7 +23,7 @@ import httpx
 from fastapi import FastAPI
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from app import problems, vendors
+from app import docs_ui, openapi, problems, vendors
 from app.backends.base import Backend
 from app.backends.http import Sleep
 from app.circuit import CircuitBreaker
@@ -37,7 +37,6 @@ from app.middleware.client_auth import ClientAuth
 from app.middleware.head import HeadAsGet
 from app.middleware.hit_path import HitPath
 from app.middleware.observe import Observe
-from app.openapi import build_openapi
 from app.routes import changes, consumption, devices, meters, ops, readings
 from app.service import MeterService
 from app.timeutil import Clock
@@ -103,7 +102,7 @@ class FacadeApp(FastAPI):
 
     def build_middleware_stack(self) -> ASGIApp:
         inner = super().build_middleware_stack()
-        keys = [k.get_secret_value() for k in self.settings.api_keys]
+        keys = self.settings.client_keys()
         hits = self.metrics.cache_lookups.labels("responses", "hit")
         hit_path = HitPath(inner, responses=self.responses, clock=self.clock, on_hit=lambda route: hits.inc())
         return Observe(HeadAsGet(ClientAuth(hit_path, keys=keys)), metrics=self.metrics)
@@ -216,6 +215,8 @@ def create_app(
         description=DESCRIPTION,
         lifespan=lifespan,
         redirect_slashes=False,
+        docs_url=None,
+        redoc_url=None,
         openapi_tags=[
             {"name": "meters", "description": "Meters of every backend"},
             {"name": "readings", "description": "Register readings"},
@@ -237,10 +238,11 @@ def create_app(
         max_entry_bytes=settings.cache_max_entry_bytes,
     )
     problems.install(facade)
+    docs_ui.install(facade)
     for module in (meters, readings, consumption, devices, changes, ops):
         facade.include_router(module.router)
     backend_names = list(names)
-    facade.openapi = lambda: build_openapi(facade, backend_names or vendors.names())  # type: ignore[method-assign]
+    facade.openapi = lambda: openapi.build(facade, backend_names or vendors.names())  # type: ignore[method-assign]
     return facade
 
 

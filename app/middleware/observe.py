@@ -106,7 +106,15 @@ class Observe:
             stats.record(route, method, status, elapsed)
             if ACCESS_LOG.enabled:
                 ACCESS_LOG.request(
-                    request_id, method, route, status, round(elapsed * 1000, 3), facade.get("cache"), calls[0]
+                    request_id,
+                    method,
+                    route,
+                    status,
+                    round(elapsed * 1000, 3),
+                    facade.get("cache"),
+                    calls[0],
+                    facade.get("client"),
+                    facade.get("invalid_fields"),
                 )
             request_id_var.reset(rid_token)
             upstream_calls_var.reset(calls_token)

@@ -22,8 +22,8 @@ from __future__ import annotations
 import copy
 import json
 import re
-from datetime import UTC, datetime, timedelta
 from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
 from types import UnionType
 from typing import Annotated, Any, Union, get_args, get_origin
 

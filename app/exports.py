@@ -59,9 +59,11 @@ FormatParam = Annotated[
     str | None,
     Query(
         max_length=32,
-        description="`csv` (with `Content-Disposition`, for a browser link) or `ndjson`; overrides `Accept`. "
-        "Without it, `Accept: text/csv` answers CSV and `Accept: application/x-ndjson` streams NDJSON.",
-        examples=["csv"],
+        description="`json` (the default), `csv` (with `Content-Disposition`, for a browser link) or `ndjson`; "
+        "overrides `Accept`. "
+        "Without it, `Accept: text/csv` answers CSV and `Accept: application/x-ndjson` streams NDJSON. "
+        "Unknown values are a 422.",
+        examples=["json"],
     ),
 ]
 

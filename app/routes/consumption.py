@@ -21,6 +21,7 @@ router = APIRouter(tags=["consumption"])
 
 @router.get(
     "/consumption/daily",
+    operation_id="getDailyConsumption",
     response_model=DailyConsumptionList,
     summary="Daily consumption per meter",
     description="One row per meter per local day of `[start, end)` in `tz`, ordered by `meter_id`, `date`; every "
@@ -102,6 +103,7 @@ def _window(
 
 @router.get(
     "/consumption",
+    operation_id="getConsumption",
     response_model=IntervalConsumptionList,
     summary="Consumption per meter at 15min, hour, day or month resolution",
     description="One row per meter per local interval of `[start, end)` in `tz`, ordered by `meter_id`, `start`; "
@@ -138,7 +140,7 @@ async def consumption(
     meter_id: Annotated[
         list[str] | None,
         Query(
-            description="Repeatable; none = every meter.", examples=[["iometer:578936dc-8020-4022-a560-2f59d2dca9ee"]]
+            description="Repeatable; none = every meter.", examples=[["waltero:11111111-1111-1111-1111-111111111101"]]
         ),
     ] = None,
     backend: BackendParam = None,

@@ -62,3 +62,20 @@ async def test_unknown_parameters_make_no_new_response_cache_entries():
         assert len(app.responses) == stored + 1
         await c.get("/meters?backend=iometer&limit=2&junk=1")
         assert len(app.responses) == stored + 1
+
+
+async def test_not_found_is_remembered_briefly_so_an_unknown_id_costs_one_vendor_call():
+    from tests.support.clock import FakeClock
+
+    clock = FakeClock()
+    backend = FakeBackend("waltero", meters=1)
+    app = fake_app({"waltero": backend}, clock=clock)
+    unknown = "waltero:00000000-0000-4000-8000-00000000dead"
+    async with running(app) as c:
+        for _ in range(20):
+            assert (await c.get(f"/meters/{unknown}")).status_code == 404
+            assert (await c.get(f"/devices/{unknown}/status")).status_code == 404
+        assert (backend.calls["get_meter"], backend.calls["device_status"]) == (1, 1)
+        clock.advance(31)  # FACADE_TTL_NOT_FOUND: 30 s by default
+        assert (await c.get(f"/meters/{unknown}")).status_code == 404
+        assert backend.calls["get_meter"] == 2

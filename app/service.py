@@ -48,6 +48,16 @@ REGISTER = {"water": "volume", "gas": "volume"}
 MAX_DAILY_PIECE = 366
 
 
+@dataclass(frozen=True, slots=True)
+class Chunk:
+    """One cached chunk of one meter's readings (every register), ascending."""
+
+    rows: list[Reading]
+    next_time: float | None = None
+    """Epoch of the first reading at or after the chunk's end, when the vendor showed it: every chunk
+    that ends by then is known to be empty and is not asked for."""
+
+
 def _kwh6(value: float | None) -> float | None:
     # Prefix-sum differences carry float noise in the 12th digit; a millionth of the unit is plenty.
     return None if value is None else round(value, 6)
@@ -242,31 +252,32 @@ class MeterService:
         first = math.floor(start.timestamp() / size) * size
         return [float(c) for c in range(int(first), math.ceil(end.timestamp()), size)]
 
-    def _chunk_loader(self, b: GuardedBackend, upstream: str, c0: float) -> Callable[[], Awaitable[list[Reading]]]:
+    def _chunk_loader(self, b: GuardedBackend, upstream: str, c0: float) -> Callable[[], Awaitable[Chunk]]:
         c1 = c0 + self._chunk_seconds(b)
-
         window = getattr(b.backend, "readings_window", None)  # a backend's cheaper whole-window read
 
-        async def load() -> list[Reading]:
+        async def load() -> Chunk:
+            next_time: datetime | None = None
             if window is not None:
-                rows = await window(upstream, from_epoch(c0), from_epoch(c1))
+                rows, next_time = await window(upstream, from_epoch(c0), from_epoch(c1))
             else:
                 rows = await b.backend.readings(upstream, from_epoch(c0), from_epoch(c1), None, CHUNK_LIMIT)
-            return sorted(rows, key=lambda r: (r.time, r.quantity, r.obis or ""))
+            rows = sorted(rows, key=lambda r: (r.time, r.quantity, r.obis or ""))
+            return Chunk(rows, next_time.timestamp() if next_time is not None else None)
 
         return load
 
     async def _chunk(
         self, b: GuardedBackend, upstream: str, meter_id: str, c0: float, *, store: bool = True
-    ) -> tuple[list[Reading], Provenance]:
-        """One chunk's readings, from the cache (loading it on a miss). With `store=False` (exports) a
-        chunk not cached is read from the vendor but not kept, so a long export does not flood the cache."""
+    ) -> tuple[Chunk, Provenance]:
+        """One chunk, from the cache (loading it on a miss). With `store=False` (exports) a chunk not
+        cached is read from the vendor but not kept, so a long export does not flood the cache."""
         load = self._chunk_loader(b, upstream, c0)
         if not store:
             fresh = b.peek_fresh("readings", ("chunk", upstream, c0), self.clock())
             if fresh is not None:
-                rows, provenance = fresh
-                return list(rows), provenance
+                chunk, provenance = fresh
+                return chunk, provenance
             async with asyncio.timeout(b.deadline):
                 return await b.call(load), Provenance()
         c1 = from_epoch(c0 + self._chunk_seconds(b))
@@ -284,14 +295,29 @@ class MeterService:
         store: bool = True,
     ) -> AsyncIterator[tuple[list[Reading], Provenance]]:
         """The readings of `[start, end)` chunk by chunk, ascending, filtered by `quantities`; up to
-        `CHUNKS_AT_ONCE` chunks are read concurrently, the next group only when the caller asks."""
+        `CHUNKS_AT_ONCE` chunks are read concurrently, the next group only when the caller asks.
+        Chunks that a loaded chunk's `next_time` shows to be empty are skipped without a vendor call,
+        so a long window over a meter with a short history costs a few calls, not one per day."""
+        size = self._chunk_seconds(b)
         starts = self._chunk_starts(b, start, end) if start < end else []
-        for i in range(0, len(starts), CHUNKS_AT_ONCE):
-            group = starts[i : i + CHUNKS_AT_ONCE]
+        empty_until = -math.inf
+        i = 0
+        while i < len(starts):
+            if starts[i] + size <= empty_until:
+                i += 1
+                continue
+            group = [c for c in starts[i : i + CHUNKS_AT_ONCE] if c + size > empty_until]
+            i += CHUNKS_AT_ONCE
             loaded = await asyncio.gather(*(self._chunk(b, upstream, meter_id, c, store=store) for c in group))
-            for rows, provenance in loaded:
+            for chunk, provenance in loaded:
+                if chunk.next_time is not None:
+                    empty_until = max(empty_until, chunk.next_time)
                 yield (
-                    [r for r in rows if start <= r.time < end and (quantities is None or r.quantity in quantities)],
+                    [
+                        r
+                        for r in chunk.rows
+                        if start <= r.time < end and (quantities is None or r.quantity in quantities)
+                    ],
                     provenance,
                 )
 

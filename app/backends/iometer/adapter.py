@@ -299,15 +299,20 @@ class IometerBackend:
         items.sort(key=lambda r: (r.time, r.quantity))
         return items
 
-    async def readings_window(self, upstream_meter_id: str, start: datetime, end: datetime) -> list[Reading]:
-        """Every reading of `[start, end)` (all registers), the first page sized for the window at the
-        usual 15-minute cadence instead of 1000 readings (the facade reads a meter a day at a time, so
-        the vendor need not build ten days to serve one)."""
+    async def readings_window(
+        self, upstream_meter_id: str, start: datetime, end: datetime
+    ) -> tuple[list[Reading], datetime | None]:
+        """Every reading of `[start, end)` (all registers), and the time of the first reading at or
+        after `end` when the vendor's last page showed one (so a caller knows nothing lies between).
+
+        The first page is sized for the window at the usual 15-minute cadence instead of 1000 readings
+        (the facade reads a meter a day at a time, so the vendor need not build ten days to serve one)."""
         upstream_meter_id = upstream_meter_id.lower()
         meter_id = prefixed(upstream_meter_id)
         parse_time = TimeParser()
         first_limit = max(8, min(docs.PAGE_LIMIT_MAX, int((end - start).total_seconds() // 900) + 8))
         items: list[Reading] = []
+        next_time: datetime | None = None
         chain = self._reading_pages(self._meter_chain(upstream_meter_id, start), end, parse_time, first_limit)
         with upstream_operation("readings"):
             async with aclosing(chain) as pages:
@@ -316,8 +321,10 @@ class IometerBackend:
                         time = parse_time(row.time)
                         if start <= time < end:
                             items.extend(_readings(meter_id, time, row, None))
+                        elif time >= end and (next_time is None or time < next_time):
+                            next_time = time
         items.sort(key=lambda r: (r.time, r.quantity))
-        return items
+        return items, next_time
 
     # --- daily consumption ----------------------------------------------------------------------
 

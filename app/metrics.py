@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
+from app.backends.tolerance import WireShapeCollector
+
 # Buckets from a 1 ms cache hit to a 10 s upstream deadline.
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 15.0)
 
@@ -16,6 +18,7 @@ LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0
 class Metrics:
     def __init__(self) -> None:
         self.registry = r = CollectorRegistry(auto_describe=True)
+        r.register(WireShapeCollector())  # facade_vendor_wire_shapes_total, process-wide (app.backends.tolerance)
         self.http_requests = Counter(
             "facade_http_requests",
             "Client requests answered, by route template, method and status.",

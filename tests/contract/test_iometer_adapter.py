@@ -109,6 +109,14 @@ def big_pages(clock: FakeClock, http_for: Any) -> Rig:
     return Rig(emulator, clock, http_for(emulator))
 
 
+def expected_device(inst: Any, meter_id: str) -> str | None:
+    """The device on a meter where the installation says so: the only meter's current device, or of
+    several meters the current meter's current device; otherwise unknown."""
+    if len(inst.meter_ids) == 1 or meter_id == inst.current_meter_id:
+        return f"iometer:{inst.current_device_id}" if inst.current_device_id else None
+    return None
+
+
 def expected_meters(emulator: Emulator) -> list[Meter]:
     out = []
     for inst in emulator.data.installations:
@@ -124,7 +132,7 @@ def expected_meters(emulator: Emulator) -> list[Meter]:
                     medium="electricity",
                     unit="kWh",
                     site_id=f"iometer:{inst.id}",
-                    device_id=f"iometer:{inst.current_device_id}" if inst.current_device_id else None,
+                    device_id=expected_device(inst, meter_id),
                 )
             )
     return out

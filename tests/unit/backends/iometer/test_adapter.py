@@ -80,12 +80,36 @@ def reading(t: datetime, kwh: float, meter: str | None = None) -> dict[str, Any]
     return row
 
 
+PROBE = {"readings": [{"values": [{"obisCode": "1-0:1.8.0"}]}]}
+"""A meter's first reading's OBIS codes (the medium probe of the Installations and Meter documents)."""
+
+
 def installation(inst: str, meters: list[str], devices: list[str]) -> dict[str, Any]:
     return {
         "id": inst,
         "currentDevice": {"id": devices[0]} if devices else None,
-        "meters": [{"id": m, "number": f"NR-{m[:4]}"} for m in meters],
+        "currentMeter": {"id": meters[0]} if meters else None,
+        "meters": [{"id": m, "number": f"NR-{m[:4]}", "readings": PROBE} for m in meters],
         "devices": [{"id": d} for d in devices],
+    }
+
+
+def meter_answer(meter: str, number: str, inst: str, device: str | None = None) -> dict[str, Any]:
+    return {
+        "partner": {
+            "meter": {
+                "id": meter,
+                "number": number,
+                "readings": PROBE,
+                "installation": {
+                    "id": inst,
+                    "currentDevice": {"id": device} if device else None,
+                    "currentMeter": {"id": meter},
+                    "meters": [{"id": meter}],
+                    "devices": [{"id": device}] if device else [],
+                },
+            }
+        }
     }
 
 
@@ -143,7 +167,7 @@ async def test_a_meter_missing_a_field_is_a_bad_response() -> None:
 async def test_get_meter_and_not_found() -> None:
     def script(op: str, v: dict[str, Any]) -> Any:
         if v["id"] == M1:
-            return {"partner": {"meter": {"id": M1, "number": "N1", "installation": {"id": I1, "currentDevice": None}}}}
+            return meter_answer(M1, "N1", I1)
         return {"partner": {"meter": None}}
 
     b, _ = backend(script)
@@ -301,7 +325,7 @@ async def test_every_upstream_call_is_labelled_with_its_operation() -> None:
         if op == "Installations":
             return {"installations": [] if v["pagination"]["offset"] else [installation(I1, [M1], [D1])]}
         if op == "Meter":
-            return {"partner": {"meter": {"id": M1, "number": "N", "installation": {"id": I1, "currentDevice": None}}}}
+            return meter_answer(M1, "N", I1)
         if op == "MeterReadings":
             return paged_readings(rows, 100)(op, v)
         if op == "PartnerReadings":

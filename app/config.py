@@ -45,6 +45,11 @@ class Settings(BaseSettings):
     waltero_username: str | None = Field(None, alias="WALTERO_USERNAME")
     waltero_password: SecretStr | None = Field(None, alias="WALTERO_PASSWORD")
     waltero_organizations: CommaList = Field(default_factory=list, alias="WALTERO_ORGANIZATIONS")
+    waltero_daily_buckets: Literal["rolling", "utc-calendar"] = Field(
+        "rolling",
+        alias="WALTERO_DAILY_BUCKETS",
+        description="rolling: 24 h windows from startDate (pinned); utc-calendar: UTC days cut to the range",
+    )
 
     # --- caching, coalescing, resilience ---------------------------------------------------------
     # Entries per cache. Sized so every cache full stays near 150 MB with realistic entries (README,

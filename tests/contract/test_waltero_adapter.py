@@ -55,7 +55,7 @@ async def rig() -> AsyncIterator[Rig]:
 def test_the_backend_satisfies_the_protocol(rig: Rig) -> None:
     backend = rig.backend
     assert isinstance(backend, Backend)
-    assert backend.name == "waltero" and backend.daily_grain == "backend" and backend.mode == "sandbox"
+    assert backend.name == "waltero" and backend.daily_grain == "meter" and backend.mode == "sandbox"
     assert backend.capabilities == {"meters", "readings", "consumption.daily", "device_status", "changes"}
     assert backend.is_valid_id(KITCHEN)
     assert backend.is_valid_id("a3657fc3-b038-4e95-99a8-d3e8d4f19dcb")

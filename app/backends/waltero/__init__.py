@@ -1,6 +1,6 @@
 """Waltero Metering REST API backend (`waltero:` ids).
 
-Layers: `shapes` (every pinned path and wire shape, shared with the sandbox emulator), `token`
+Layers: `shapes` (every pinned path and wire shape; the sandbox has its own), `token`
 (login and Bearer renewal as an `httpx.Auth`), `client` (retries and error mapping, one method per
 vendor call), `mapping`/`daily`/`feed` (pure translation to the normalized models) and `adapter`
 (the `Backend`).
@@ -55,4 +55,10 @@ def create_backend(ctx: BackendContext) -> WalteroBackend:
         on_retry=on_retry,
         concurrency=settings.upstream_concurrency,
     )
-    return WalteroBackend(client, clock=ctx.clock, mode=ctx.mode, organizations=list(settings.waltero_organizations))
+    return WalteroBackend(
+        client,
+        clock=ctx.clock,
+        mode=ctx.mode,
+        organizations=list(settings.waltero_organizations),
+        daily_buckets=settings.waltero_daily_buckets,
+    )

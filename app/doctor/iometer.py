@@ -351,8 +351,7 @@ def _rows(payload: dict[str, Any]) -> list[dict[str, Any]]:
 
 async def _id_case(probe: Probe) -> Finding:
     status, payload = await probe.post(
-        "query DoctorIds($p: Pagination) { installations(pagination: $p) { id meters { id } devices { id } } }",
-        {"p": {"limit": 10}},
+        "query DoctorIds { installations { id meters { id } devices { id } } }",
     )
     if not _ok(status, payload):
         return unknown(VENDOR, "id_case", f"installations refused: {_error(status, payload)}")

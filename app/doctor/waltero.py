@@ -163,7 +163,8 @@ async def check(settings: Settings, http: httpx.AsyncClient, clock: Clock) -> tu
     if not orgs:
         return findings + [unknown(VENDOR, n, "not probed: no organization") for n in CHECKS[2:]], probe.secrets
 
-    ids: list[str] = list(orgs)
+    user = me.get("user") if isinstance(me, dict) else None
+    ids: list[str] = list(orgs) + ([user["id"]] if isinstance(user, dict) and isinstance(user.get("id"), str) else [])
     devices, org = await _devices(probe, orgs, findings, ids)
     upper = [i for i in ids if i != i.lower()]
     if upper:
@@ -171,13 +172,13 @@ async def check(settings: Settings, http: httpx.AsyncClient, clock: Clock) -> tu
             failed(
                 VENDOR,
                 "id_case",
-                f"{len(upper)} of {len(ids)} organization and device ids are not lower case "
+                f"{len(upper)} of {len(ids)} user, organization and device ids are not lower case "
                 "(the adapter lower-cases them; correct the pin)",
                 f"{SHAPES} (WireId)",
             )
         )
     else:
-        findings.append(passed(VENDOR, "id_case", f"all {len(ids)} organization and device ids lower case"))
+        findings.append(passed(VENDOR, "id_case", f"all {len(ids)} user, organization and device ids lower case"))
     if not devices or org is None:
         return findings + [unknown(VENDOR, n, "not probed: no device") for n in CHECKS[5:]], probe.secrets
 

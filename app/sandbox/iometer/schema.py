@@ -457,6 +457,7 @@ def build_executable_schema(subscription_poll: float = 1.0, breaks: frozenset[st
         uuid_type = schema.type_map["Uuid"]
         assert isinstance(uuid_type, GraphQLScalarType)
         uuid_type.serialize = _upper_uuid  # type: ignore[method-assign]
+        uuid_type.coerce_output_value = _upper_uuid  # type: ignore[method-assign]
     query = _query_resolvers()
     resolvers: dict[str, dict[str, Callable[..., Any]]] = {
         "Query": query,

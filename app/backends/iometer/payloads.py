@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, NamedTuple
 
+from app.backends import tolerance
 from app.errors import UpstreamBadResponse
 from app.timeutil import parse_rfc3339
 
@@ -140,6 +141,9 @@ def readings_page(response: Any, *, with_meter: bool) -> ReadingsPage:
                 ):
                     raise bad("a reading value is not (obisCode, value, unit)")
             # JSON parsers accept NaN/Infinity; such a value is no reading, the others still are
+            if meter_id is not None and meter_id != meter_id.lower():  # one spelling per id: lower case
+                tolerance.record(BACKEND, "id_case", "upper", pinned=False)
+                meter_id = meter_id.lower()
             readings.append(WireReading(meter_id, time, [v for v in values if math.isfinite(v.value)]))
     except (KeyError, TypeError) as exc:
         raise bad("a reading lacks a field") from exc

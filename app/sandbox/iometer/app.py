@@ -52,7 +52,7 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from app.sandbox.faults import Faults
 from app.sandbox.iometer.auth import Authenticator, NonceStore
-from app.sandbox.iometer.data import DemoData
+from app.sandbox.iometer.data import DemoData, PartnerRecord
 from app.sandbox.iometer.schema import RequestContext, build_executable_schema
 
 QUERY_PATH = "/api/v1/query"
@@ -101,6 +101,7 @@ class Emulator:
         window_days: int = 90,
         subscription_poll: float = 1.0,
         breaks: frozenset[str] | set[str] = frozenset(),
+        partners: dict[str, str] | None = None,
     ) -> None:
         if page_size is not None and page_size < 1:
             raise ValueError("page_size must be at least 1")
@@ -112,6 +113,8 @@ class Emulator:
         self.seed = seed
         self.page_size = page_size
         self.data = DemoData(seed, clock, window_days=window_days)
+        for partner_id, secret in (partners or {}).items():  # e.g. the page's example partners, no installations
+            self.data.partners[partner_id] = PartnerRecord(partner_id, "Example Partner", secret)
         self.faults = Faults()
         self.stats: Counter[str] = Counter()
         self.nonces = NonceStore()
@@ -460,5 +463,6 @@ def create_emulator(clock: Callable[[], float] = time.time, *, seed: int = 7, **
     """A fresh emulator. Options: `page_size` (int: cap every readings page below `limit`, so tests
     can force many pages), `window_days` (days of history before today, default 90) and
     `subscription_poll` (seconds between checks for new readings on a subscription, default 1) and
-    `breaks` (variants that each break one pinned assumption, see `BREAKS`)."""
+    `breaks` (variants that each break one pinned assumption, see `BREAKS`) and `partners` (extra
+    partner id → secret, without installations: the vendor page's example credentials)."""
     return Emulator(clock, seed=seed, **options)

@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import math
 import re
+from collections import Counter
 from dataclasses import dataclass
 from datetime import datetime
+from functools import lru_cache
 from typing import Any, NamedTuple
 
 from app.backends import tolerance
@@ -147,6 +149,9 @@ def readings_page(response: Any, *, with_meter: bool) -> ReadingsPage:
             readings.append(WireReading(meter_id, time, [v for v in values if math.isfinite(v.value)]))
     except (KeyError, TypeError) as exc:
         raise bad("a reading lacks a field") from exc
+    forms = Counter(obis_form(v.obis) for reading in readings for v in reading.values)
+    for form, count in forms.items():
+        tolerance.record(BACKEND, "obis_format", form, pinned=form == "decimal", count=count)
     return ReadingsPage(readings, cursor)
 
 
@@ -177,6 +182,7 @@ _OBIS_SHORT = re.compile(r"(\d{1,3})\.(\d{1,3})\.(\d{1,3})")
 Obis = tuple[int, int, int, int, int]
 
 
+@lru_cache(maxsize=4096)  # a partner sends a handful of distinct codes, millions of times
 def parse_obis(code: str) -> tuple[Obis, str] | None:
     """(value groups A..E, form) of an OBIS code in any `ObisFormat` form, or None.
 
@@ -198,6 +204,7 @@ def parse_obis(code: str) -> tuple[Obis, str] | None:
     return None
 
 
+@lru_cache(maxsize=4096)
 def decimal_obis(code: str) -> str:
     """Any form of an OBIS code in decimal (`01-00:01.08.00*ff`, `1-0:1.8.0*255` → `1-0:1.8.0`);
     a code that is not OBIS is returned as sent."""
@@ -260,19 +267,27 @@ def _scale(value: float, exponent: int) -> float:
 _VOLUME_TO_M3 = {"m3": 0, "L": -3, "l": -3, "dm3": -3}
 
 
+_MEDIUM_OF_REGISTER = {code: medium for medium, code in REGISTER_BY_MEDIUM.items()}
+
+
 def register_value(values: list[WireValue]) -> tuple[float, str] | None:
     """The reading's cumulative register for daily consumption, in facade units: `1-0:1.8.0` (kWh)
-    for electricity, else the first of gas `7-0:3.0.0`, heat `6-0:1.0.0` (kWh) or water `8-0:1.0.0`
-    (m3). None when the reading has none of them (or in a unit we cannot convert)."""
-    by_code = {decimal_obis(v.obis): v for v in values}
-    for medium, code in REGISTER_BY_MEDIUM.items():
-        v = by_code.get(code)
-        if v is None:
-            continue
-        unit = UNIT_BY_MEDIUM[medium]
-        exponent = (_ENERGY_TO_KWH if unit == "kWh" else _VOLUME_TO_M3).get(v.unit)
-        return None if exponent is None else (_scale(v.value, exponent), unit)
-    return None
+    for electricity, else the first of heat `6-0:1.0.0` (kWh), gas `7-0:3.0.0` or water `8-0:1.0.0`
+    (m3) in the reading. None when the reading has none of them (or in a unit we cannot convert)."""
+    found: tuple[WireValue, str] | None = None
+    for v in values:
+        medium = _MEDIUM_OF_REGISTER.get(decimal_obis(v.obis))
+        if medium == "electricity":
+            found = (v, medium)
+            break
+        if medium is not None and found is None:
+            found = (v, medium)
+    if found is None:
+        return None
+    v, medium = found
+    unit = UNIT_BY_MEDIUM[medium]
+    exponent = (_ENERGY_TO_KWH if unit == "kWh" else _VOLUME_TO_M3).get(v.unit)
+    return None if exponent is None else (_scale(v.value, exponent), unit)
 
 
 def energy_import_kwh(values: list[WireValue]) -> float | None:

@@ -292,12 +292,8 @@ class TelemetryPoint(BaseModel):
     @classmethod
     def _flatten(cls, value: object) -> object:
         """Nested keys (`{"meter": {"value": {"processed": 1}}}`) become the dotted names the page uses."""
-        if not isinstance(value, dict):
+        if not isinstance(value, dict) or not _is_nested(value):
             return value
-        if not any(isinstance(v, dict) for k, v in value.items() if k != "timestamp"):
-            tolerance.record(BACKEND, "telemetry_keys", "flat", pinned=True)
-            return value
-        tolerance.record(BACKEND, "telemetry_keys", "nested", pinned=False)
         flat: dict[str, object] = {}
 
         def walk(prefix: str, node: dict[str, object]) -> None:
@@ -326,11 +322,25 @@ class TelemetryPoint(BaseModel):
         return self.model_dump(mode="json")
 
 
+def _is_nested(point: dict[str, object]) -> bool:
+    return any(isinstance(v, dict) for k, v in point.items() if k != "timestamp")
+
+
 class TelemetryResponse(WireModel):
     """`GET /api/devices/{id}/telemetry?startDate=&endDate=&fields=a,b`, ascending by `timestamp`."""
 
     device_id: WireId | None = Field(default=None, alias="deviceId")
     data: list[TelemetryPoint]
+
+    @model_validator(mode="before")
+    @classmethod
+    def _count_key_shape(cls, value: object) -> object:
+        """Once per answer (not per point): were the points' keys flat (pinned) or nested?"""
+        points = value.get("data") if isinstance(value, dict) else None
+        if isinstance(points, list) and points:
+            nested = any(isinstance(p, dict) and _is_nested(p) for p in points)
+            tolerance.record(BACKEND, "telemetry_keys", "nested" if nested else "flat", pinned=not nested)
+        return value
 
 
 class DeviceFields(WireModel):

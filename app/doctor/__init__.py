@@ -27,7 +27,7 @@ import argparse
 import asyncio
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Sequence
 
 import httpx
 
@@ -48,29 +48,26 @@ async def run(
     timeout = httpx.Timeout(settings.read_timeout * 2, connect=settings.connect_timeout)
     async with httpx.AsyncClient(timeout=timeout, transport=transport) as http:
         if settings.iometer_enabled:
-            findings += await _guarded("iometer", iometer.check(settings, http, clock))
+            await _guarded("iometer", iometer.check(settings, http, clock, findings), findings)
         else:
             findings.append(unknown("iometer", "configured", "IOMETER_PARTNER_ID / IOMETER_PARTNER_SECRET not set"))
         if settings.waltero_enabled:
-            try:
-                found, seen = await waltero.check(settings, http, clock)
-            except httpx.HTTPError as exc:
-                found, seen = (
-                    [unknown("waltero", "reachable", f"no answer from WALTERO_URL ({type(exc).__name__})")],
-                    [],
-                )
-            findings += found
-            secrets += seen
+            await _guarded("waltero", waltero.check(settings, http, clock, findings, secrets), findings)
         else:
             findings.append(unknown("waltero", "configured", "WALTERO_USERNAME / WALTERO_PASSWORD not set"))
     return findings, secrets
 
 
-async def _guarded(vendor: str, probes: object) -> list[Finding]:
+async def _guarded(vendor: str, probes: Awaitable[None], findings: list[Finding]) -> None:
+    """Run one vendor's probes (which append to `findings` as they go); a vendor that stops answering,
+    or answers something the probes cannot read, ends that vendor's checks with an UNKNOWN, never a
+    stack trace."""
     try:
-        return await probes  # type: ignore[no-any-return,misc]
+        await probes
     except httpx.HTTPError as exc:
-        return [unknown(vendor, "reachable", f"no answer from the vendor URL ({type(exc).__name__})")]
+        findings.append(unknown(vendor, "reachable", f"the vendor stopped answering ({type(exc).__name__})"))
+    except (KeyError, IndexError, TypeError, AttributeError, ValueError) as exc:
+        findings.append(unknown(vendor, "readable", f"an answer had an unexpected shape ({type(exc).__name__})"))
 
 
 def _secret(value: object) -> str:

@@ -89,9 +89,9 @@ def _ok(status: int, payload: dict[str, Any]) -> bool:
     return status == 200 and not payload.get("errors") and isinstance(payload.get("data"), dict)
 
 
-async def check(settings: Settings, http: httpx.AsyncClient, clock: Clock) -> list[Finding]:
+async def check(settings: Settings, http: httpx.AsyncClient, clock: Clock, findings: list[Finding]) -> None:
+    """Append one finding per check to `findings`, in order (partial results survive an exception)."""
     probe = Probe(settings, http, clock)
-    findings: list[Finding] = []
 
     status, payload = await probe.post("query DoctorPartner { partner { id name } }")
     if not _ok(status, payload):
@@ -103,16 +103,16 @@ async def check(settings: Settings, http: httpx.AsyncClient, clock: Clock) -> li
                 "IOMETER_PARTNER_ID / IOMETER_PARTNER_SECRET / IOMETER_AUTH (the settings)",
             )
         )
-        return findings + [unknown(VENDOR, name, "not probed: authentication failed") for name in CHECKS[1:]]
+        findings.extend(unknown(VENDOR, name, "not probed: authentication failed") for name in CHECKS[1:])
+        return
     partner = payload["data"]["partner"]
-    findings.append(passed(VENDOR, "auth", f"{probe.mode.upper()} accepted; partner {partner.get('id')}"))
+    findings.append(passed(VENDOR, "auth", f"{probe.mode.upper()} accepted; partner {partner['id']}"))
 
     findings.append(await _schema(probe))
     findings.extend(await _obis(probe, clock))
     findings.append(await _pagination(probe))
     findings.extend(await _readings(probe, clock))
     findings.append(await _id_case(probe))
-    return findings
 
 
 # --- schema -----------------------------------------------------------------------------------------

@@ -95,10 +95,13 @@ def _wire(value: datetime) -> str:
     return shapes.format_wire_time(value)
 
 
-async def check(settings: Settings, http: httpx.AsyncClient, clock: Clock) -> tuple[list[Finding], list[str]]:
-    """The findings, and the secrets seen (for the report to blank)."""
+async def check(
+    settings: Settings, http: httpx.AsyncClient, clock: Clock, findings: list[Finding], secrets: list[str]
+) -> None:
+    """Append one finding per check to `findings`, in order, and every token seen to `secrets` (for
+    the report to blank); partial results survive an exception."""
     probe = Probe(settings, http)
-    findings: list[Finding] = []
+    probe.secrets = secrets
     password = settings.waltero_password.get_secret_value() if settings.waltero_password else ""
     response = await http.post(
         probe.url(shapes.LOGIN_PATH), json={"username": settings.waltero_username, "password": password}
@@ -116,7 +119,8 @@ async def check(settings: Settings, http: httpx.AsyncClient, clock: Clock) -> tu
         else:
             fix = f"{SHAPES} (LoginResponse)"
         findings.append(failed(VENDOR, "login", f"login: {_said(response.status_code, body)}, no `token`", fix))
-        return findings + [unknown(VENDOR, n, "not probed: no token") for n in CHECKS[1:]], probe.secrets
+        findings.extend(unknown(VENDOR, n, "not probed: no token") for n in CHECKS[1:])
+        return
     probe.token = token
     expires = token_expiry(token)
     keys = ", ".join(sorted(body)) if isinstance(body, dict) else ""
@@ -161,7 +165,8 @@ async def check(settings: Settings, http: httpx.AsyncClient, clock: Clock) -> tu
             )
         )
     if not orgs:
-        return findings + [unknown(VENDOR, n, "not probed: no organization") for n in CHECKS[2:]], probe.secrets
+        findings.extend(unknown(VENDOR, n, "not probed: no organization") for n in CHECKS[2:])
+        return
 
     user = me.get("user") if isinstance(me, dict) else None
     ids: list[str] = list(orgs) + ([user["id"]] if isinstance(user, dict) and isinstance(user.get("id"), str) else [])
@@ -180,13 +185,13 @@ async def check(settings: Settings, http: httpx.AsyncClient, clock: Clock) -> tu
     else:
         findings.append(passed(VENDOR, "id_case", f"all {len(ids)} user, organization and device ids lower case"))
     if not devices or org is None:
-        return findings + [unknown(VENDOR, n, "not probed: no device") for n in CHECKS[5:]], probe.secrets
+        findings.extend(unknown(VENDOR, n, "not probed: no device") for n in CHECKS[5:])
+        return
 
     now = from_epoch(clock())
     device = await _telemetry(probe, devices, now, findings)
     await _daily(probe, org, device, now, findings)
     findings.append(await _audit(probe, org, now))
-    return findings, probe.secrets
 
 
 async def _devices(

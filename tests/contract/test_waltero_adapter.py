@@ -558,3 +558,11 @@ async def test_calendar_buckets_read_as_rolling_ones_are_wrong_which_the_setting
     expected = [expected_day(emulator, KITCHEN, row.date, BERLIN) for row in right]
     assert [r.consumption for r in right] == pytest.approx(expected, abs=1e-6)
     assert [r.consumption for r in misread] != pytest.approx(expected, abs=1e-6)
+
+
+async def test_daily_for_many_unknown_meters_lists_the_directory_once(rig: Rig) -> None:
+    ids = frozenset(d.id for d in rig.emulator.devices(ORG_NORTH)[:6])
+    rows = await rig.backend.daily_consumption(ids, date(2026, 5, 1), date(2026, 5, 3), UTC_ZONE)
+    stats = rig.emulator.stats
+    assert (stats["devices"], stats["device"], stats["daily_consumption"]) == (2, 0, 1)  # both orgs listed once
+    assert {r.meter_id for r in rows} == {f"waltero:{i}" for i in ids}

@@ -64,6 +64,8 @@ ORGANIZATIONS_TTL = 300.0
 DIRECTORY_TTL = 300.0
 DIRECTORY_MISS_INTERVAL = 10.0
 """A miss refreshes the directory at most this often (an unknown id must not trigger a listing per call)."""
+DIRECT_LOOKUPS = 4
+"""Daily consumption of at most this many meters missing from the directory looks each one up."""
 READINGS_CHUNK = timedelta(days=31)
 STATUS_WINDOW = timedelta(days=7)
 ONLINE_WITHIN = timedelta(hours=24)
@@ -229,8 +231,11 @@ class WalteroBackend:
             return []
         with upstream_operation("daily_consumption"):
             if upstream_meter_ids is not None:
-                # Known devices come from the directory; an unknown one costs one device lookup (its
-                # organization), never a listing of every organization.
+                # Known devices come from the directory; a few unknown ones cost one device lookup each
+                # (which names its organization), many of them one listing of the directory.
+                unknown = [i for i in upstream_meter_ids if i not in self._metadata_at]
+                if len(unknown) > DIRECT_LOOKUPS:
+                    await self._refresh_directory(max_age=DIRECTORY_MISS_INTERVAL)
                 wanted = list(await gather_all([self._device_metadata(i) for i in sorted(upstream_meter_ids)]))
             else:
                 wanted = list((await self._refresh_directory(max_age=DIRECTORY_TTL)).values())

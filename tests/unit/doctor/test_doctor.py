@@ -11,11 +11,12 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
+import httpx
 import pytest
 
 from app.config import Settings
 from app.doctor import run
-from app.doctor.report import Finding
+from app.doctor.report import Finding, render
 from app.sandbox import iometer as iometer_sandbox
 from app.sandbox import waltero as waltero_sandbox
 from app.sandbox.iometer.app import BREAKS as IOMETER_BREAKS
@@ -211,3 +212,49 @@ def test_nothing_configured_is_exit_two_saying_what_to_set() -> None:
     done = doctor_process({})
     assert done.returncode == 2
     assert "IOMETER_PARTNER_ID" in done.stderr and "FACADE_SANDBOX=true make doctor" in done.stderr
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        {"data": {"partner": None}},
+        {"data": {"partner": {"id": "p"}, "installations": "nope", "readings": 3}},
+        ["not", "an", "object"],
+    ],
+)
+async def test_a_vendor_answering_nonsense_is_unknown_never_a_crash(answer: object) -> None:
+    def iometer_server(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, json=answer)
+
+    def waltero_server(request: httpx.Request) -> httpx.Response:
+        if request.url.path.endswith("/api/auth/login"):
+            return httpx.Response(200, json={"token": "a.b.c"})
+        return httpx.Response(200, json=answer)
+
+    def server(request: httpx.Request) -> httpx.Response:
+        return iometer_server(request) if request.url.host == "io.test" else waltero_server(request)
+
+    settings = Settings(
+        IOMETER_PARTNER_ID="p",
+        IOMETER_PARTNER_SECRET="s3cret-value",
+        IOMETER_URL="http://io.test/api/v1/query",
+        WALTERO_USERNAME="u",
+        WALTERO_PASSWORD="pa55word",
+        WALTERO_URL="http://wa.test/prod",
+    )
+    findings, secrets = await run(settings, transport=httpx.MockTransport(server))
+    assert {f.vendor for f in findings} == {"iometer", "waltero"}
+    assert all(f.status in ("PASS", "FAIL", "UNKNOWN") for f in findings)
+    assert {"s3cret-value", "pa55word", "a.b.c"} <= set(secrets)
+    text = render(findings, secrets)
+    assert "s3cret-value" not in text and "pa55word" not in text and "a.b.c" not in text
+
+
+async def test_an_unreachable_vendor_is_unknown() -> None:
+    def server(request: httpx.Request) -> httpx.Response:
+        raise httpx.ConnectError("refused", request=request)
+
+    settings = Settings(IOMETER_PARTNER_ID="p", IOMETER_PARTNER_SECRET="s", IOMETER_URL="http://io.test/q")
+    findings, _ = await run(settings, transport=httpx.MockTransport(server))
+    io = [f for f in findings if f.vendor == "iometer"]
+    assert [(f.check, f.status) for f in io] == [("reachable", "UNKNOWN")]

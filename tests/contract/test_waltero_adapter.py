@@ -566,3 +566,19 @@ async def test_daily_for_many_unknown_meters_lists_the_directory_once(rig: Rig) 
     stats = rig.emulator.stats
     assert (stats["devices"], stats["device"], stats["daily_consumption"]) == (2, 0, 1)  # both orgs listed once
     assert {r.meter_id for r in rows} == {f"waltero:{i}" for i in ids}
+
+
+def test_the_bucket_rule_is_a_setting_defaulting_to_the_pinned_reading() -> None:
+    from pydantic import ValidationError
+
+    from tests.unit.backends.waltero.harness import waltero_settings
+
+    assert waltero_settings().waltero_daily_buckets == "rolling"
+    assert waltero_settings(WALTERO_DAILY_BUCKETS="utc-calendar").waltero_daily_buckets == "utc-calendar"
+    with pytest.raises(ValidationError):
+        waltero_settings(WALTERO_DAILY_BUCKETS="weekly")
+
+
+async def test_the_setting_reaches_the_backend() -> None:
+    async with waltero_rig(WALTERO_DAILY_BUCKETS="utc-calendar") as rig:
+        assert rig.backend.daily_buckets == "utc-calendar"

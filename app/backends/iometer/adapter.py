@@ -1,10 +1,13 @@
 """The IOmeter backend: Partner GraphQL payloads → the facade's normalized models.
 
-Meters come from the partner's installations (offset pages until an empty page); readings from a
-meter's cursor chain (`partner.meter(id).readings`); daily consumption is derived from register
-`1-0:1.8.0` (`daily.py`); device status is found through the device's installation, located with a
-small device → installation index refreshed from the installations listing. IOmeter has no audit
-feed: `changes` raises `NotSupported`.
+Meters come from the partner's installations (offset pages until an empty page); a meter's medium and
+unit from the OBIS medium group (A) of its first reading, its `device_id` only where the installation
+says which device it has (`meter_device`). Readings come from a meter's cursor chain
+(`partner.meter(id).readings`), sorted and de-duplicated whatever order the vendor sends them in;
+daily consumption is derived from the medium's cumulative register (`daily.py`). Device status is
+found through the device's installation, located with a small device → installation index refreshed
+from the installations listing (single-flight: concurrent lookups wait for the listing in flight).
+Ids are lower-cased on arrival. IOmeter has no audit feed: `changes` raises `NotSupported`.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Waltero's wire: every path, query parameter and payload shape, in one place.
 
-Only the adapter uses this module: the sandbox emulator serves JSON written from the vendor's page
+Only the adapter (and the doctor) use this module: the sandbox emulator serves JSON written from the vendor's page
 (`app/sandbox/waltero/wire.py`), so the two can disagree and the doctor (`python -m app.doctor`) can
 tell. Everything here follows `UPSTREAMS.md`; the parts marked *pinned* there are this project's reading
 of a vendor page that left them out, so when a real server disagrees, this is the one module to correct.

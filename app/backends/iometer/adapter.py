@@ -52,7 +52,7 @@ from app.backends.iometer.payloads import (
     req_str,
 )
 from app.errors import NotFound, NotSupported, UpstreamBadResponse
-from app.models import DailyConsumption, DeviceStatus, Meter, Reading
+from app.models import DailyConsumption, DeviceStatus, Medium, Meter, Reading
 from app.timeutil import Clock, days, format_rfc3339_seconds, local_midnight
 
 NAME = "iometer"
@@ -88,7 +88,7 @@ def _optional_id(raw: Any, key: str) -> str | None:
     return _id(found) if found is not None else None
 
 
-def _medium(meter: Any) -> str:
+def _medium(meter: Any) -> Medium:
     """What a meter measures, from the OBIS group A of its first reading (`MEDIUM_PROBE`)."""
     rows = list_field(req_obj(meter, "readings"), "readings")
     codes = [req_str(v, "obisCode") for row in rows[:1] for v in list_field(row, "values")]
@@ -115,7 +115,7 @@ def meter_device(
 class InstallationMeter:
     id: str
     number: str
-    medium: str
+    medium: Medium
     device_id: str | None
 
 
@@ -147,13 +147,13 @@ def _installation(raw: Any) -> Installation:
     )
 
 
-def _meter(meter_id: str, number: str, installation_id: str, device_id: str | None, medium: str) -> Meter:
+def _meter(meter_id: str, number: str, installation_id: str, device_id: str | None, medium: Medium) -> Meter:
     return Meter(
         id=prefixed(meter_id),
         backend=NAME,
         serial_number=number,
         name=None,
-        medium=medium if medium in ("electricity", "gas", "heat", "water") else "unknown",  # type: ignore[arg-type]
+        medium=medium,
         unit=UNIT_BY_MEDIUM.get(medium),
         site_id=prefixed(installation_id),
         device_id=prefixed(device_id) if device_id else None,

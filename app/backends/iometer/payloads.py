@@ -17,6 +17,7 @@ from typing import Any, NamedTuple
 
 from app.backends import tolerance
 from app.errors import UpstreamBadResponse
+from app.models import Medium
 from app.timeutil import parse_rfc3339
 
 BACKEND = "iometer"
@@ -215,7 +216,7 @@ def decimal_obis(code: str) -> str:
     return f"{a}-{b}:{c}.{d}.{e}"
 
 
-MEDIUM_BY_GROUP_A: dict[int, str] = {1: "electricity", 6: "heat", 7: "gas", 8: "water", 9: "water"}
+MEDIUM_BY_GROUP_A: dict[int, Medium] = {1: "electricity", 6: "heat", 7: "gas", 8: "water", 9: "water"}
 """OBIS value group A (IEC 62056-6-1): 1 electricity, 6 heat, 7 gas, 8 cold water, 9 hot water."""
 
 UNIT_BY_MEDIUM: dict[str, str] = {"electricity": "kWh", "heat": "kWh", "gas": "m3", "water": "m3"}
@@ -229,7 +230,7 @@ REGISTER_BY_MEDIUM: dict[str, str] = {
 """The cumulative register daily consumption is derived from, per medium (energy, or volume)."""
 
 
-def medium_of(codes: list[str]) -> str:
+def medium_of(codes: list[str]) -> Medium:
     """The medium an OBIS code list measures (the first code with a known group A); `unknown` if none."""
     for code in codes:
         parsed = parse_obis(code)

@@ -115,6 +115,7 @@ class WalteroBackend:
         self._directory_at: float | None = None
         self._metadata_at: dict[str, float] = {}
         self._directory_lock = asyncio.Lock()
+        self._orgs_lock = asyncio.Lock()
 
     def __repr__(self) -> str:
         return f"WalteroBackend(mode={self.mode!r}, tokens={self.client.tokens!r})"
@@ -131,11 +132,14 @@ class WalteroBackend:
         """The organizations this backend serves (configured, or every accessible one)."""
         if self._configured_orgs:
             return self._configured_orgs
-        if self._orgs is None or self._clock() - self._orgs_at > ORGANIZATIONS_TTL:
-            me = await self.client.me()
-            self._orgs = [org.organization_id for org in me.accessible_organizations]
-            self._orgs_at = self._clock()
-        return self._orgs
+        if self._orgs is not None and self._clock() - self._orgs_at <= ORGANIZATIONS_TTL:
+            return self._orgs
+        async with self._orgs_lock:  # single-flight: concurrent cold callers share one /api/auth/me
+            if self._orgs is None or self._clock() - self._orgs_at > ORGANIZATIONS_TTL:
+                me = await self.client.me()
+                self._orgs = [org.organization_id for org in me.accessible_organizations]
+                self._orgs_at = self._clock()
+            return self._orgs
 
     async def _list_devices(self) -> list[shapes.Device]:
         """Every device of every organization, fresh; refreshes the directory."""
@@ -148,7 +152,9 @@ class WalteroBackend:
         return devices
 
     async def _refresh_directory(self, *, max_age: float) -> dict[str, shapes.Device]:
-        """The directory, re-listed when older than `max_age` seconds (one listing for concurrent callers)."""
+        """The directory, re-listed when older than `max_age` seconds. Single-flight: concurrent callers
+        wait for the listing in flight and then read the directory it built (they never conclude "not
+        found" from a listing they only waited for)."""
         async with self._directory_lock:
             if self._directory_at is None or self._clock() - self._directory_at > max_age:
                 await self._list_devices()

@@ -614,3 +614,36 @@ async def test_a_gas_meter_is_gas_in_m3(clock: FakeClock) -> None:
             ("7-0:3.0.0", "obis:7-0:3.0.0", 1000.0, "L"),
             ("7-0:3.0.0", "obis:7-0:3.0.0", 1500.0, "L"),
         ]
+
+
+async def test_daily_for_many_meters_reads_the_partner_feed_once(
+    clock: FakeClock, http_for: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from app.backends.iometer import adapter
+
+    monkeypatch.setattr(adapter, "PARTNER_WIDE_FROM", 3)
+    emulator = create_emulator(clock)
+    big = Rig(emulator, clock, http_for(emulator), auth="basic")
+    wanted = [m.id for m in emulator.data.meters[:3]]
+    start, end = emulator.data.today - timedelta(days=4), emulator.data.today - timedelta(days=1)
+    rows = await big.backend.daily_consumption(frozenset(wanted), start, end, BERLIN)
+    assert_daily_matches(rows, emulator, wanted, start, end, BERLIN)
+    assert {r.meter_id for r in rows} == {f"iometer:{m}" for m in wanted}
+    assert emulator.stats["MeterReadings"] == 0
+    assert emulator.stats["PartnerReadings"] >= 1
+    with pytest.raises(NotFound):
+        await big.backend.daily_consumption(
+            frozenset([*wanted, "00000000-0000-4000-8000-00000000beef"]), start, end, BERLIN
+        )
+
+
+async def test_a_failing_meter_among_many_cancels_the_rest_cleanly(clock: FakeClock, http_for: Any) -> None:
+    emulator = create_emulator(clock)
+    big = Rig(emulator, clock, http_for(emulator), auth="basic")
+    wanted = [emulator.data.meters[0].id, "00000000-0000-4000-8000-00000000beef"]
+    start, end = emulator.data.today - timedelta(days=2), emulator.data.today
+    with pytest.raises(NotFound):  # and no "coroutine was never awaited" warning (warnings are errors)
+        await big.backend.daily_consumption(frozenset(wanted), start, end, BERLIN)
+    import gc
+
+    gc.collect()

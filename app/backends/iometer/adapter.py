@@ -31,6 +31,7 @@ from app.backends.base import (
     AuthState,
     ChangesPage,
 )
+from app.backends.concurrency import both, gather_first_error
 from app.backends.http import upstream_operation
 from app.backends.iometer import documents as docs
 from app.backends.iometer.client import IometerClient
@@ -193,6 +194,9 @@ def _device_status(device_id: str, device: dict[str, Any]) -> DeviceStatus:
         },
     )
 
+
+PARTNER_WIDE_FROM = 8
+"""Daily consumption of this many meters or more reads the partner-wide feed once instead of each meter."""
 
 class IometerBackend:
     """`Backend` over the IOmeter Partner API. Takes and checks upstream ids (UUIDs)."""
@@ -363,15 +367,22 @@ class IometerBackend:
 
         with upstream_operation("daily_consumption"):
             series: dict[str, tuple[list[float], list[float], str]]
-            if upstream_meter_ids is None:
-                installations, series = await _both(self._installations(), self._partner_series(fetch_start, fetch_end))
-                meter_ids = {m.id for inst in installations for m in inst.meters} | set(series)
+            if upstream_meter_ids is None or len(upstream_meter_ids) >= PARTNER_WIDE_FROM:
+                # every meter, or so many that one partner-wide read costs less than one read per meter
+                installations, series = await both(self._installations(), self._partner_series(fetch_start, fetch_end))
+                known = {m.id for inst in installations for m in inst.meters} | set(series)
                 units = {m.id: UNIT_BY_MEDIUM.get(m.medium, "kWh") for inst in installations for m in inst.meters}
+                meter_ids = known
+                if upstream_meter_ids is not None:
+                    meter_ids = {m.lower() for m in upstream_meter_ids}
+                    unknown = meter_ids - known
+                    if unknown:
+                        raise NotFound(f"No meter {prefixed(min(unknown))!r} exists.", backend=self.name)
             else:
                 meter_ids = {m.lower() for m in upstream_meter_ids}
                 units = {}
-                chains = await _bounded_gather(
-                    self._limit, [self._meter_series(m, fetch_start, fetch_end) for m in sorted(meter_ids)]
+                chains = await gather_first_error(
+                    [self._meter_series(m, fetch_start, fetch_end) for m in sorted(meter_ids)], self._limit
                 )
                 series = dict(zip(sorted(meter_ids), chains, strict=True))
 
@@ -535,33 +546,3 @@ def _collect(
         if s is None:
             s = series[key] = _Series(unit)
         s.add(t, value)
-
-
-async def _both(a: Awaitable[T], b: Awaitable[U]) -> tuple[T, U]:
-    """Run two calls concurrently; the first failure cancels the other and is raised as itself."""
-    first, second = await _bounded_gather(None, [a, b])
-    return first, second
-
-
-async def _bounded_gather(limit: asyncio.Semaphore | None, calls: list[Awaitable[Any]]) -> list[Any]:
-    """Run `calls` concurrently (at most `limit` at a time); on the first failure cancel the rest
-    and raise that failure itself (not an ExceptionGroup)."""
-
-    async def run(call: Awaitable[Any]) -> Any:
-        if limit is None:
-            return await call
-        async with limit:
-            return await call
-
-    try:
-        async with asyncio.TaskGroup() as group:
-            tasks = [group.create_task(run(call)) for call in calls]
-    except ExceptionGroup as group_error:
-        raise _first_leaf(group_error) from None
-    return [task.result() for task in tasks]
-
-
-def _first_leaf(error: BaseException) -> BaseException:
-    while isinstance(error, BaseExceptionGroup):
-        error = error.exceptions[0]
-    return error

@@ -33,9 +33,8 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import Coroutine
 from datetime import UTC, date, datetime, timedelta
-from typing import Any, Literal, TypeVar
+from typing import Literal, TypeVar
 from zoneinfo import ZoneInfo
 
 from app.backends import tolerance
@@ -48,6 +47,7 @@ from app.backends.base import (
     AuthState,
     ChangesPage,
 )
+from app.backends.concurrency import gather_first_error
 from app.backends.http import upstream_operation
 from app.backends.waltero import shapes
 from app.backends.waltero.client import WalteroClient
@@ -72,19 +72,6 @@ ONLINE_WITHIN = timedelta(hours=24)
 STATUS_FIELDS = (shapes.BATTERY_VOLTAGE, shapes.BATTERY_PERCENT, shapes.RSSI)
 MAX_FEED_PAGES = 50
 """Per organization and call, a bound on following Waltero's `next_cursor` through rows already seen."""
-
-
-async def gather_all(calls: list[Coroutine[Any, Any, T]]) -> list[T]:
-    """Run `calls` concurrently; on the first failure cancel the rest and raise that failure itself."""
-    try:
-        async with asyncio.TaskGroup() as group:
-            tasks = [group.create_task(call) for call in calls]
-    except BaseExceptionGroup as failures:
-        first: BaseException = failures
-        while isinstance(first, BaseExceptionGroup):
-            first = first.exceptions[0]
-        raise first from None
-    return [task.result() for task in tasks]
 
 
 class WalteroBackend:
@@ -144,7 +131,7 @@ class WalteroBackend:
     async def _list_devices(self) -> list[shapes.Device]:
         """Every device of every organization, fresh; refreshes the directory."""
         orgs = await self.organizations()
-        pages = await gather_all([self.client.all_devices(org) for org in orgs])
+        pages = await gather_first_error([self.client.all_devices(org) for org in orgs])
         devices = [device for page in pages for device in page]
         self._directory = {device.id: device for device in devices}
         self._directory_at = now = self._clock()
@@ -242,7 +229,7 @@ class WalteroBackend:
                 unknown = [i for i in upstream_meter_ids if i not in self._metadata_at]
                 if len(unknown) > DIRECT_LOOKUPS:
                     await self._refresh_directory(max_age=DIRECTORY_MISS_INTERVAL)
-                wanted = list(await gather_all([self._device_metadata(i) for i in sorted(upstream_meter_ids)]))
+                wanted = list(await gather_first_error([self._device_metadata(i) for i in sorted(upstream_meter_ids)]))
             else:
                 wanted = list((await self._refresh_directory(max_age=DIRECTORY_TTL)).values())
             wanted.sort(key=lambda device: device.id)
@@ -255,7 +242,7 @@ class WalteroBackend:
 
             calls = [one_call(org, *segment.utc_range(tz)) for org in orgs for segment in segments]
             folded: dict[str, dict[date, LocalDay]] = {}
-            for result in await gather_all(calls):
+            for result in await gather_first_error(calls):
                 for device_id, per_day in result.items():
                     folded.setdefault(device_id, {}).update(per_day)
 
@@ -328,7 +315,7 @@ class WalteroBackend:
         limit = max(1, limit)
         with upstream_operation("changes"):
             orgs = await self.organizations()
-            batches = await gather_all([self._org_feed(org, position, limit) for org in orgs])
+            batches = await gather_first_error([self._org_feed(org, position, limit) for org in orgs])
             rows, next_position = merge_feeds(batches, limit, position)
             items: list[Change] = []
             for row in rows:

@@ -28,12 +28,15 @@ from app.backends.registry import BackendContext, configured_vendors, create_bac
 from app.config import Settings
 from app.cursors import CursorCodec
 from app.http_cache import ResponseCache
+from app.live import demo as live_demo
+from app.live.metrics import LiveMetrics
+from app.live.wiring import create_hub
 from app.metrics import Metrics
 from app.middleware.client_auth import OPEN_PATHS, ClientAuth
 from app.middleware.hit_path import HitPath
 from app.middleware.observe import Observe
 from app.models import Problem
-from app.routes import changes, consumption, devices, meters, ops, readings
+from app.routes import changes, consumption, devices, live, meters, ops, readings
 from app.service import MeterService
 from app.timeutil import Clock, from_epoch
 from app.upstream import build_client
@@ -80,6 +83,7 @@ def create_app(
     secret = settings.cursor_secret.get_secret_value().encode() if settings.cursor_secret else None
     cursors = CursorCodec(secret)
     rng = rng or random.Random()
+    live_metrics = LiveMetrics(metrics.registry)  # live readings (issue 13)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -104,6 +108,16 @@ def create_app(
                 backends[name] = create_backend(name, ctx)
         service = MeterService(backends, settings=settings, clock=clock, metrics=metrics, cursors=cursors)
         app.state.service = service
+        # --- live readings (issue 13): the hub binds to the service only through app/live/wiring.py
+        app.state.live = create_hub(
+            settings,
+            service,
+            clock=clock,
+            metrics=live_metrics,
+            rng=rng,
+            emulators=emulators if mode == "sandbox" else None,
+        )
+        # --- end live readings
         poller = None
         if settings.changes_poll > 0 and any(CHANGES in b.capabilities for b in backends.values()):
             poller = asyncio.create_task(_poll_corrections(service, settings.changes_poll, clock))
@@ -115,6 +129,7 @@ def create_app(
                 poller.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await poller
+            await app.state.live.aclose()  # live readings (issue 13)
             await service.aclose()
             for backend in backends.values():
                 await backend.aclose()
@@ -144,7 +159,7 @@ def create_app(
     app.state.readiness = {}
     app.state.emulators = emulators
     problems.install(app)
-    for module in (meters, readings, consumption, devices, changes, ops):
+    for module in (meters, live, readings, consumption, devices, changes, ops):
         app.include_router(module.router)
 
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
@@ -152,10 +167,12 @@ def create_app(
     hits = metrics.cache_lookups.labels("responses", "hit")
     # The pure-ASGI front sits outside FastAPI: a cached answer never pays for FastAPI's own middleware
     # and routing (PERF-NOTES.md: that, not the cache, is what a hit costs).
-    front = Observe(
-        ClientAuth(HitPath(app, responses=responses, clock=clock, on_hit=lambda route: hits.inc()), keys=keys),
-        metrics=metrics,
+    authed: ASGIApp = ClientAuth(
+        HitPath(app, responses=responses, clock=clock, on_hit=lambda route: hits.inc()), keys=keys
     )
+    if settings.sandbox:
+        authed = live_demo.LiveDemo(authed)  # live readings (issue 13): `/live-demo`, sandbox only, no key
+    front = Observe(authed, metrics=metrics)
     return ServiceApp(app, front)
 
 

@@ -82,6 +82,7 @@ async def live_readings(
         Header(
             alias="Last-Event-ID",
             description="The `id` of the last event received (browsers send it on reconnect); wins over `since`.",
+            examples=["2026-05-19T06:15:00Z"],
         ),
     ] = None,
 ) -> Response:

@@ -405,6 +405,7 @@ async def test_errors_before_the_stream_are_problems() -> None:
             assert r.status_code == status, (params, r.text)
             assert r.headers["content-type"] == "application/problem+json"
             assert r.json()["status"] == status
+        assert (await s.http.get("/live-demo")).status_code == 404  # the demo page is sandbox-only
         reader = await s.open(meter)
         try:
             r = await s.http.get("/readings/live", params={"meter_id": meter})

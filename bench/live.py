@@ -82,60 +82,79 @@ def run_emulator(port: int) -> None:
 # --- the client process ----------------------------------------------------------------------------
 
 
+class _StreamClient(asyncio.Protocol):
+    """One SSE client as a bare protocol: the receive time is taken in `data_received`, before any
+    parsing, so the load generator's own overhead adds as little as possible to the delay."""
+
+    def __init__(self, request: bytes, samples: list[tuple[str, str, float]], state: dict[str, Any]) -> None:
+        self.request = request
+        self.samples = samples
+        self.state = state
+        self.up: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self.head = True
+        self.rest = b""
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        transport.write(self.request)
+
+    def data_received(self, data: bytes) -> None:
+        now = time.time()
+        data = self.rest + data
+        if self.head:
+            if b"\r\n\r\n" not in data:
+                self.rest = data
+                return
+            head, data = data.split(b"\r\n\r\n", 1)
+            self.head = False
+            if not head.startswith(b"HTTP/1.1 200") and not self.up.done():
+                self.up.set_exception(RuntimeError(head.decode(errors="replace")))
+                return
+            if not self.up.done():
+                self.up.set_result(None)
+        cut = data.rfind(b"\n\n")
+        if cut < 0:
+            self.rest = data
+            return
+        block, self.rest = data[:cut], data[cut + 2 :]
+        if self.state["recording"]:
+            for m in _EVENT.finditer(block):
+                self.samples.append((m.group(1).decode(), m.group(2).decode(), now))
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if not self.up.done():
+            self.up.set_exception(exc or ConnectionError("closed"))
+
+
 async def run_clients(url: str, meters: list[str], clients: int, seconds: float, key: str) -> None:
     host, port = url.removeprefix("http://").split(":")
     samples: list[tuple[str, str, float]] = []
-    recording = False
-    connected = 0
-
-    async def one(i: int, up: asyncio.Event) -> None:
-        nonlocal connected
-        reader, writer = await asyncio.open_connection(host, int(port))
-        meter = meters[i % len(meters)]
-        writer.write(
-            f"GET /readings/live?meter_id=iometer:{meter}&quantity=power HTTP/1.1\r\nHost: {host}\r\n"
-            f"X-API-Key: {key}\r\n\r\n".encode()
-        )
-        head = await reader.readuntil(b"\r\n\r\n")
-        if not head.startswith(b"HTTP/1.1 200"):
-            raise RuntimeError(head.decode(errors="replace"))
-        connected += 1
-        up.set()
-        rest = b""
-        while data := await reader.read(65536):
-            now = time.time()
-            rest += data
-            cut = rest.rfind(b"\n\n")
-            if cut < 0:
-                continue
-            block, rest = rest[:cut], rest[cut + 2 :]
-            if recording:
-                for m in _EVENT.finditer(block):
-                    samples.append((m.group(1).decode(), m.group(2).decode(), now))
-
+    state = {"recording": False}
+    loop = asyncio.get_running_loop()
+    transports: list[asyncio.BaseTransport] = []
     gate = asyncio.Semaphore(50)
-    tasks: list[asyncio.Task[None]] = []
 
-    async def started(i: int) -> None:
+    async def start(i: int) -> None:
+        request = (
+            f"GET /readings/live?meter_id=iometer:{meters[i % len(meters)]}&quantity=power HTTP/1.1\r\n"
+            f"Host: {host}\r\nX-API-Key: {key}\r\n\r\n"
+        ).encode()
         async with gate:
-            up = asyncio.Event()
-            task = asyncio.create_task(one(i, up))
-            tasks.append(task)
-            waiting = asyncio.create_task(up.wait())
-            await asyncio.wait({task, waiting}, timeout=60, return_when=asyncio.FIRST_COMPLETED)
-            waiting.cancel()
-            if task.done():
-                task.result()  # it failed: say why
+            transport, protocol = await loop.create_connection(
+                lambda: _StreamClient(request, samples, state), host, int(port)
+            )
+            transports.append(transport)
+            await asyncio.wait_for(protocol.up, 60)
 
-    await asyncio.gather(*(started(i) for i in range(clients)))
-    print("ready", connected, flush=True)
-    recording = True
+    await asyncio.gather(*(start(i) for i in range(clients)))
+    print("ready", len(transports), flush=True)
+    state["recording"] = True
     await asyncio.sleep(seconds)
-    recording = False
+    state["recording"] = False
     print("done", flush=True)
-    print(json.dumps({"connected": connected, "samples": samples}), flush=True)
-    for task in tasks:
-        task.cancel()
+    print(json.dumps({"connected": len(transports), "samples": samples}), flush=True)
+    for transport in transports:
+        transport.close()
 
 
 # --- the orchestration -----------------------------------------------------------------------------
@@ -239,6 +258,12 @@ def measure_live(clients: int = 1000, seconds: float = 20.0) -> dict[str, Any]:
         if f"{meter}|{at}" in emits
     )
     deliveries = len(result["samples"])
+    per_instant: dict[str, list[float]] = {}
+    for meter, at, received in result["samples"]:
+        if f"{meter}|{at}" in emits:
+            per_instant.setdefault(f"{meter}|{at}", []).append((received - emits[f"{meter}|{at}"]) * 1000)
+    firsts = sorted(min(v) for v in per_instant.values())
+    spreads = sorted(max(v) - min(v) for v in per_instant.values())
 
     def pct(p: float) -> float:
         return delays[min(len(delays) - 1, int(p / 100 * len(delays)))] if delays else float("nan")
@@ -257,6 +282,8 @@ def measure_live(clients: int = 1000, seconds: float = 20.0) -> dict[str, Any]:
         "delay_p50_ms": round(pct(50), 2),
         "delay_p99_ms": round(pct(99), 2),
         "delay_max_ms": round(delays[-1], 2) if delays else None,
+        "first_client_delay_median_ms": round(firsts[len(firsts) // 2], 2) if firsts else None,
+        "fan_out_spread_median_ms": round(spreads[len(spreads) // 2], 2) if spreads else None,
         "cpu_ms_per_1000_events": round((cpu1 - cpu0) * 1000 / max(1, deliveries) * 1000, 2),
         "facade_live_clients": sample("facade_live_clients"),
         "upstream_streams": sample('facade_live_upstream_streams{backend="iometer"}'),

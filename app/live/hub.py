@@ -26,6 +26,7 @@ import contextlib
 import contextvars
 import logging
 import random
+import time
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -76,10 +77,12 @@ class Subscriber:
         "last",
         "maxsize",
         "overflowed",
+        "ping_due",
         "quantities",
         "queue",
         "target",
-        "wake",
+        "waiter",
+        "written",
     )
 
     def __init__(self, target: LiveTarget, quantities: frozenset[str] | None, maxsize: int) -> None:
@@ -87,7 +90,11 @@ class Subscriber:
         self.quantities = quantities
         self.maxsize = maxsize
         self.queue: deque[tuple[datetime | None, bytes]] = deque()
-        self.wake = asyncio.Event()
+        self.waiter: asyncio.Future[None] | None = None
+        self.ping_due = False
+        self.written = time.monotonic()
+        """When the client was last written to (the hub's ticker pings it before it has been silent
+        for the ping interval)."""
         self.last: datetime | None = None
         """The newest instant this client has been sent (or its resume point)."""
         self.channel: Channel | None = None
@@ -96,13 +103,26 @@ class Subscriber:
         self.abort: Callable[[], None] | None = None
         """Set by the response: ends the client's connection when it will not take its last event."""
 
-    def offer(self, time: datetime | None, chunk: bytes) -> bool:
+    def offer(self, at: datetime | None, chunk: bytes) -> bool:
         """Queue an event; False (and nothing queued) when the queue is full."""
         if len(self.queue) >= self.maxsize:
             return False
-        self.queue.append((time, chunk))
-        self.wake.set()
+        self.queue.append((at, chunk))
+        self.wake()
         return True
+
+    def wake(self) -> None:
+        waiter = self.waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    async def wait(self) -> None:
+        """Until `wake()`: a bare future, cheaper than an `asyncio.Event` per client per event."""
+        self.waiter = waiter = asyncio.get_running_loop().create_future()
+        try:
+            await waiter
+        finally:
+            self.waiter = None
 
     def select(self, readings: Sequence[Reading]) -> list[Reading]:
         if self.quantities is None:
@@ -286,6 +306,8 @@ class Hub:
         self.rng = rng or random.Random()
         self.channels: dict[tuple[str, str], Channel] = {}
         self.clients = 0
+        self.subscribers: set[Subscriber] = set()
+        self._ticker: asyncio.Task[None] | None = None
         for name in self.sources:
             metrics.upstream_streams.labels(name).set(0)
             metrics.events.labels(name)
@@ -326,6 +348,9 @@ class Hub:
         sub = Subscriber(target, quantities, self.queue_size)
         sub.channel = channel
         channel.subscribers.setdefault(target.meter_id, set()).add(sub)
+        self.subscribers.add(sub)
+        if self._ticker is None or self._ticker.done():
+            self._ticker = asyncio.create_task(self._tick(), name="live:pings", context=contextvars.Context())
         self.clients += 1
         self.metrics.clients.set(self.clients)
         if channel.state == "reconnecting":
@@ -337,6 +362,7 @@ class Hub:
         channel, sub.channel = sub.channel, None
         if channel is None:
             return
+        self.subscribers.discard(sub)
         watchers = channel.subscribers.get(sub.target.meter_id)
         if watchers is not None:
             watchers.discard(sub)
@@ -356,9 +382,22 @@ class Hub:
         sub.overflowed = True
         sub.queue.clear()
         sub.queue.append((None, sse.status_event("overflow")))
-        sub.wake.set()
+        sub.wake()
         # A client that does not even take that event within the grace is cut off.
         asyncio.get_running_loop().call_later(self.overflow_grace, self._abort, sub)
+
+    async def _tick(self) -> None:
+        """Keep-alives for every client from one timer: a third of the interval apart, each client
+        is pinged at the last tick before it would have been silent for the whole interval (one
+        timer per client per event would cost more than the events themselves)."""
+        tick = self.ping_interval / 3
+        while self.subscribers:
+            await asyncio.sleep(tick)
+            due = time.monotonic() - self.ping_interval + tick * 1.01
+            for sub in self.subscribers:
+                if sub.written <= due:
+                    sub.ping_due = True
+                    sub.wake()
 
     @staticmethod
     def _abort(sub: Subscriber) -> None:
@@ -394,16 +433,19 @@ class Hub:
                 found.setdefault(instant.time, instant)
         chunks: list[bytes] = []
         last = since
-        for time in sorted(found):
-            chunk = sub.encode(found[time])
+        for moment in sorted(found):
+            chunk = sub.encode(found[moment])
             if chunk is not None:
                 chunks.append(chunk)
-            last = time
+            last = moment
         sub.last = last if sub.last is None else max(sub.last, last)
         return chunks
 
     async def aclose(self) -> None:
         tasks = []
+        if self._ticker is not None:
+            self._ticker.cancel()
+            tasks.append(self._ticker)
         for channel in self.channels.values():
             if channel.linger is not None:
                 channel.linger.cancel()

@@ -2,7 +2,7 @@
 
 A plain ASGI response rather than Starlette's `StreamingResponse`: it needs three things at once,
 each cheap for a thousand clients:
-- it waits on its subscriber's queue with the ping interval as a timeout (no task per wait);
+- it waits on its subscriber's queue (a bare future; the hub's one ticker wakes it for keep-alives);
 - a small watcher task notices the client going away (`http.disconnect`), since a server's `send`
   to a closed connection does not fail;
 - after an overflow it sends the last `status: overflow` and completes the response; a client that
@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
@@ -64,34 +65,34 @@ class EventStream(Response):
                 await watcher
 
     async def _pump(self, send: Send) -> None:
-        sub, ping = self._sub, self._hub.ping_interval
+        sub = self._sub
         await send({"type": "http.response.start", "status": 200, "headers": self.raw_headers})
         opening = b"".join([sse.retry_hint(3000), *self._replay])
         self._replay = []
         await send({"type": "http.response.body", "body": opening, "more_body": True})
+        sub.written = time.monotonic()
         while not sub.closed:
-            if not sub.queue:
-                sub.wake.clear()
-                try:
-                    async with asyncio.timeout(ping):
-                        await sub.wake.wait()
-                except TimeoutError:
-                    await send({"type": "http.response.body", "body": sse.PING, "more_body": True})
-                    continue
+            if not sub.queue and not sub.ping_due:
+                await sub.wait()
                 if sub.closed:
                     break
             chunks = []
             last = sub.last
             while sub.queue:
-                time, chunk = sub.queue.popleft()
-                if time is not None:
-                    if last is not None and time <= last:
+                at, chunk = sub.queue.popleft()
+                if at is not None:
+                    if last is not None and at <= last:
                         continue  # already replayed
-                    last = time
+                    last = at
                 chunks.append(chunk)
             sub.last = last
+            if sub.ping_due:
+                sub.ping_due = False
+                if not chunks:
+                    chunks.append(sse.PING)
             if chunks:
                 await send({"type": "http.response.body", "body": b"".join(chunks), "more_body": True})
+                sub.written = time.monotonic()
             if sub.overflowed and not sub.queue:
                 break
         if not sub.closed:
@@ -107,5 +108,5 @@ async def _watch_disconnect(receive: Receive, sub: Subscriber) -> None:
         message = await receive()
         if message["type"] == "http.disconnect":
             sub.closed = True
-            sub.wake.set()
+            sub.wake()
             return

@@ -74,6 +74,7 @@ class Subscriber:
         "abort",
         "channel",
         "closed",
+        "ending",
         "last",
         "maxsize",
         "overflowed",
@@ -99,6 +100,8 @@ class Subscriber:
         """The newest instant this client has been sent (or its resume point)."""
         self.channel: Channel | None = None
         self.overflowed = False
+        self.ending = False
+        """The server is stopping: send what is queued, then end the response."""
         self.closed = False
         self.abort: Callable[[], None] | None = None
         """Set by the response: ends the client's connection when it will not take its last event."""
@@ -308,6 +311,7 @@ class Hub:
         self.clients = 0
         self.subscribers: set[Subscriber] = set()
         self._ticker: asyncio.Task[None] | None = None
+        self.cleanups: list[Callable[[], None]] = []
         for name in self.sources:
             metrics.upstream_streams.labels(name).set(0)
             metrics.events.labels(name)
@@ -441,7 +445,16 @@ class Hub:
         sub.last = last if sub.last is None else max(sub.last, last)
         return chunks
 
+    def end_streams(self) -> None:
+        """End every client's response cleanly (the server is stopping); clients resume elsewhere."""
+        for sub in list(self.subscribers):
+            sub.ending = True
+            sub.wake()
+
     async def aclose(self) -> None:
+        for cleanup in self.cleanups:
+            cleanup()
+        self.end_streams()
         tasks = []
         if self._ticker is not None:
             self._ticker.cancel()

@@ -72,7 +72,7 @@ class EventStream(Response):
         await send({"type": "http.response.body", "body": opening, "more_body": True})
         sub.written = time.monotonic()
         while not sub.closed:
-            if not sub.queue and not sub.ping_due:
+            if not sub.queue and not sub.ping_due and not sub.ending:
                 await sub.wait()
                 if sub.closed:
                     break
@@ -93,7 +93,7 @@ class EventStream(Response):
             if chunks:
                 await send({"type": "http.response.body", "body": b"".join(chunks), "more_body": True})
                 sub.written = time.monotonic()
-            if sub.overflowed and not sub.queue:
+            if (sub.overflowed or sub.ending) and not sub.queue:
                 break
         if not sub.closed:
             await send({"type": "http.response.body", "body": b"", "more_body": False})

@@ -20,6 +20,7 @@ from app.config import Settings
 from app.errors import NotSupported
 from app.live.hub import Hub
 from app.live.metrics import LiveMetrics
+from app.live.shutdown import on_exit_signal
 from app.live.types import LiveSource, LiveTarget
 from app.models import Reading
 from app.service import MeterService
@@ -85,7 +86,7 @@ def create_hub(
         backend, fid = service.resolve(meter_id, field="meter_id", in_path=False, capability=READINGS)
         return await backend.readings(fid.upstream, start, end, None, HISTORY_LIMIT)
 
-    return Hub(
+    hub = Hub(
         sources,
         resolve=resolve,
         history=history,
@@ -99,3 +100,5 @@ def create_hub(
         overflow_grace=settings.live_overflow_grace,
         rng=rng,
     )
+    hub.cleanups.append(on_exit_signal(hub.end_streams))
+    return hub

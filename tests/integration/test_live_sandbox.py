@@ -4,7 +4,10 @@ stopped by its PID: the live stream works end to end against the in-process emul
 
 from __future__ import annotations
 
+import os
 import re
+import signal
+import time
 from datetime import UTC, datetime, timedelta
 
 import httpx
@@ -52,3 +55,22 @@ def test_the_sandbox_streams_live_readings_and_serves_the_demo_page() -> None:
         assert pings >= 2
         assert re.search(r"^facade_live_clients 1\.0$", metrics, re.M)
         assert re.search(r'^facade_live_upstream_streams\{backend="iometer"\} 1\.0$', metrics, re.M)
+
+
+def test_sigterm_ends_open_streams_cleanly_and_the_server_stops_at_once() -> None:
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    argv = [PYTHON, "-m", "uvicorn", "app.main:app", "--host", "127.0.0.1", "--port", str(port), "--no-access-log"]
+    env = {"FACADE_SANDBOX": "true", "FACADE_CHANGES_POLL": "0"}
+    with serve_process(argv, f"{base}/healthz", env=env) as proc, httpx.Client(base_url=base, timeout=30) as http:
+        meter = http.get("/meters", params={"backend": "waltero"}).json()["items"][0]["id"]
+        with http.stream("GET", "/readings/live", params={"meter_id": meter}) as stream:
+            chunks = stream.iter_bytes()
+            assert next(chunks).startswith(b"retry:")
+            os.kill(proc.pid, signal.SIGTERM)
+            started = time.monotonic()
+            rest = b"".join(chunks)  # the response ends (a clean chunked end, no error)
+        assert b"event: status" not in rest
+        proc.wait(timeout=10)
+        assert time.monotonic() - started < 5
+        assert proc.returncode in (0, -signal.SIGTERM)  # uvicorn re-raises the signal it caught

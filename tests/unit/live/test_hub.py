@@ -336,3 +336,15 @@ async def test_pings_keep_an_idle_stream_open() -> None:
     assert 4 <= pings <= 9  # every 2/3 to 3/3 of the interval
     await client.leave()
     await hub.aclose()
+
+
+async def test_ending_the_streams_completes_every_response() -> None:
+    hub, _ = make_hub(ScriptedSource([CONNECTED]), History([]), FakeClock())
+    clients = [Client(hub, hub.subscribe(target(), None), []) for _ in range(3)]
+    await asyncio.sleep(0.01)
+    hub.end_streams()
+    async with asyncio.timeout(5):
+        await asyncio.gather(*(c.task for c in clients))
+    assert all(c.complete for c in clients)
+    assert hub.clients == 0
+    await hub.aclose()

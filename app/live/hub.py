@@ -151,7 +151,12 @@ class Channel:
         self.watermarks: dict[str, datetime] = {}
         self.recent: dict[str, deque[Instant]] = {}
         self.complete_since: datetime | None = None
-        """From this time on every instant of the stream has passed through (set at first connect)."""
+        """When the stream first connected."""
+        self.coverage: dict[str, datetime] = {}
+        """Per meter: memory (`recent`) holds every instant of the meter after this time."""
+        self.default_coverage: datetime | None = None
+        """The same for a meter not in `coverage`: the first connect, or the end of the last outage (a
+        meter nobody watched during an outage was not caught up, so memory has a hole before it)."""
         self.state: ChannelState = "connecting"
         self.task: asyncio.Task[None] | None = None
         self.linger: asyncio.TimerHandle | None = None
@@ -201,8 +206,10 @@ class Channel:
                     self.hub.overflow(sub)
 
     def covers(self, meter_id: str, since: datetime) -> bool:
-        """Whether memory holds every instant of `meter_id` after `since`."""
-        if self.complete_since is None or since < self.complete_since:
+        """Whether memory holds every instant of `meter_id` after `since` (never while the stream is
+        down: what it is missing is not known yet)."""
+        start = self.coverage.get(meter_id, self.default_coverage)
+        if self.state != "live" or start is None or since < start:
             return False
         ring = self.recent.get(meter_id)
         return ring is None or len(ring) < (ring.maxlen or 0) or ring[0].time <= since
@@ -249,17 +256,31 @@ class Channel:
     async def _connected(self) -> None:
         now = from_epoch(self.hub.clock())
         if self.complete_since is None:
-            self.complete_since = now
-        elif not self.source.resumable:
-            await self._catch_up(now)
+            self.complete_since = self.default_coverage = now
+        else:
+            caught = set(self.subscribers)  # a resumable source resumes from their watermarks itself
+            if not self.source.resumable:
+                await self._catch_up(now, caught)
+            self._after_outage(now, caught)
         if self.state == "reconnecting":
             self.broadcast("live")
         self.state = "live"
 
-    async def _catch_up(self, now: datetime) -> None:
+    def _after_outage(self, now: datetime, caught: set[str]) -> None:
+        """Memory stays complete for the meters caught up (within the 24 h replay bound); for every
+        other meter it is complete only from now on."""
+        before = self.default_coverage or now
+        for meter_id in caught:
+            self.coverage[meter_id] = max(self.coverage.get(meter_id, before), now - REPLAY_LIMIT)
+        for meter_id in list(self.coverage):
+            if meter_id not in caught:
+                self.coverage[meter_id] = now
+        self.default_coverage = now
+
+    async def _catch_up(self, now: datetime, meters: set[str]) -> None:
         """Replay, for every watched meter, what the stream carried while it was down."""
         assert self.complete_since is not None
-        for meter_id in list(self.subscribers):
+        for meter_id in sorted(meters):
             since = max(self.watermarks.get(meter_id, self.complete_since), now - REPLAY_LIMIT)
             rows = await self.hub.history(meter_id, since, now + HISTORY_SLACK)
             self.publish(r for r in rows if r.time > since and r.meter_id == meter_id)

@@ -348,3 +348,26 @@ async def test_ending_the_streams_completes_every_response() -> None:
     assert all(c.complete for c in clients)
     assert hub.clients == 0
     await hub.aclose()
+
+
+async def test_a_meter_nobody_watched_during_an_outage_is_resumed_from_history_not_from_memory() -> None:
+    clock = FakeClock(at(0).timestamp())
+    history = History([r for k in range(0, 5) for m in (METER, OTHER) for r in instant(k, m)])
+    source = ScriptedSource([CONNECTED, instant(1) + instant(1, OTHER), ConnectionError("dropped")], [CONNECTED])
+    hub, _ = make_hub(source, history, clock)
+    watcher = Client(hub, hub.subscribe(target(), None), [])  # watches METER only
+    await until(lambda: len(watcher.times()) == 1)
+    clock.advance(3 * 900)  # 2 and 3 happen while the stream is down
+    await until(lambda: len(watcher.times()) == 3)  # caught up: METER only
+    channel = next(iter(hub.channels.values()))
+    await until(lambda: channel.state == "live")
+    await source.pushed.put(instant(4) + instant(4, OTHER))
+    await until(lambda: len(watcher.times()) == 4)
+    assert [call[0] for call in history.calls] == [METER]
+    late = hub.subscribe(target(OTHER), None)
+    chunks = await hub.replay(late, at(1))
+    assert [call[0] for call in history.calls] == [METER, OTHER]  # memory has a hole for OTHER
+    assert [e.data["time"] for e in parse_events(b"".join(chunks).decode())[0]] == [stamp(2), stamp(3), stamp(4)]
+    hub.unsubscribe(late)
+    await watcher.leave()
+    await hub.aclose()

@@ -363,6 +363,7 @@ class Hub:
         key = (source.name, source.channel_key(target))
         channel = self.channels.get(key)
         if channel is None:
+            self._make_room()
             channel = self.channels[key] = Channel(self, source, key[1])
             # A fresh context: the stream outlives the request that opened it (request id, call counter).
             channel.task = asyncio.create_task(channel.run(), name=f"live:{source.name}", context=contextvars.Context())
@@ -381,6 +382,19 @@ class Hub:
         if channel.state == "reconnecting":
             sub.offer(None, sse.status_event("reconnecting"))
         return sub
+
+    def _make_room(self) -> None:
+        """Upstream streams are bounded like clients: past `max_clients` open streams the oldest one
+        lingering without clients is closed now (a client hopping across meters cannot pile them up)."""
+        if len(self.channels) < max(1, self.max_clients):
+            return
+        for channel in list(self.channels.values()):
+            if not channel.subscribers:
+                if channel.linger is not None:
+                    channel.linger.cancel()
+                self._close_idle(channel)
+                return
+        raise LiveOverloaded(f"{len(self.channels)} upstream streams are open on this replica; retry shortly.")
 
     def unsubscribe(self, sub: Subscriber) -> None:
         """Idempotent. The channel lingers `linger` seconds after its last client."""

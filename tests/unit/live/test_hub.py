@@ -371,3 +371,20 @@ async def test_a_meter_nobody_watched_during_an_outage_is_resumed_from_history_n
     hub.unsubscribe(late)
     await watcher.leave()
     await hub.aclose()
+
+
+async def test_upstream_streams_are_bounded_a_lingering_one_makes_room() -> None:
+    class PerMeter(ScriptedSource):
+        def channel_key(self, target: LiveTarget) -> str:
+            return target.meter_id
+
+    source = PerMeter()
+    hub, _ = make_hub(source, History([]), FakeClock(), max_clients=2, linger=30)
+    first = hub.subscribe(target("fake:a"), None)
+    hub.unsubscribe(first)  # lingers
+    second = hub.subscribe(target("fake:b"), None)
+    third = hub.subscribe(target("fake:c"), None)  # closes the lingering one instead of a third stream
+    assert sorted(key for _, key in hub.channels) == ["fake:b", "fake:c"]
+    hub.unsubscribe(second)
+    hub.unsubscribe(third)
+    await hub.aclose()

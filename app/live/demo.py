@@ -97,6 +97,7 @@ async function loadMeters() {
   for (const m of body.items) {
     const o = document.createElement("option"); o.value = o.textContent = m.id; $("meter").append(o);
   }
+  if (body.items.length && !controller) $("go").click();
 }
 $("go").onclick = () => { points = []; lastId = null; draw(); stream($("meter").value); };
 $("key").onchange = loadMeters;

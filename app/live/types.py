@@ -33,7 +33,7 @@ class LiveTarget:
 @dataclass(frozen=True, slots=True)
 class Connected:
     """Yielded by `LiveSource.stream` once the upstream accepted the subscription (or answered its
-    first poll): everything yielded after it is live."""
+    first poll, after that poll's points): everything yielded after it is live."""
 
 
 CONNECTED = Connected()

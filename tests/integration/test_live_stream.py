@@ -385,6 +385,38 @@ async def test_twenty_clients_on_one_waltero_device_share_one_poll_per_interval(
             await close_all(readers)
 
 
+async def test_a_waltero_outage_reports_status_and_the_poll_resumes_from_the_last_point() -> None:
+    async with stack(FACADE_LIVE_POLL=0.2, FACADE_RETRY_ATTEMPTS=1) as s:
+        reader = await s.open(f"waltero:{HEAT_PUMP}")
+        try:
+            await s.until(lambda: s.waltero.stats["telemetry"] >= 1)
+            s.clock.advance(3600 - s.clock() % 3600)
+            await reader.wait(lambda r: len(r.readings()) == 1)
+            s.waltero.faults.outage = True
+            await reader.wait(lambda r: r.events[-1].event == "status")
+            for _ in range(2):  # two hourly points taken while the vendor is down
+                s.clock.advance(3600)
+            await asyncio.sleep(0.3)
+            s.waltero.faults.outage = False
+            await reader.wait(lambda r: r.events[-1].event == "status" and r.events[-1].data["upstream"] == "live")
+            s.clock.advance(3600)
+            await reader.wait(lambda r: len(r.readings()) == 4)
+            await asyncio.sleep(0.3)
+            first = datetime.fromisoformat(reader.times()[0])
+            sequence = [(e.event, e.data.get("time") or e.data.get("upstream")) for e in reader.events]
+            hours = [format_rfc3339(first + timedelta(hours=h)) for h in range(4)]
+            assert sequence == [
+                ("readings", hours[0]),
+                ("status", "reconnecting"),
+                ("readings", hours[1]),
+                ("readings", hours[2]),
+                ("status", "live"),
+                ("readings", hours[3]),
+            ]
+        finally:
+            await reader.close()
+
+
 # --- errors before the stream ------------------------------------------------------------------------
 
 

@@ -46,11 +46,11 @@ class WalteroLiveSource:
         connected = False
         while True:
             readings = await self._fetch(key, last, from_epoch(self._clock()) + AHEAD)
-            if not connected:
-                connected = True
-                yield CONNECTED
             fresh = [r for r in readings if r.time > last]
             if fresh:
                 last = max(r.time for r in fresh)
                 yield fresh
+            if not connected:  # after the first poll's points: what a reconnect missed comes before `live`
+                connected = True
+                yield CONNECTED
             await self._sleep(self.interval)

@@ -43,8 +43,10 @@ def test_the_sandbox_streams_live_readings_and_serves_the_demo_page() -> None:
             for chunk in stream.iter_text():
                 text += chunk
                 if text.count(": ping") >= 2:
+                    # while the stream is open: leaving the loop closes the response's iterator, and
+                    # with it the connection
+                    metrics = http.get("/metrics").text
                     break
-            metrics = http.get("/metrics").text
         events, pings, _ = parse_events(text)
         times = [e.data["time"] for e in events if e.event == "readings"]
         assert 7 <= len(times) <= 9  # every 15-minute instant of the last two hours, once, in order

@@ -60,7 +60,8 @@ class EventStream(Response):
         finally:
             sub.closed = True
             hub.unsubscribe(sub)
-            watcher.cancel()
+            for task in (pump, watcher):
+                task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await watcher
 

@@ -164,3 +164,21 @@ async def test_the_stream_ends_by_raising(server_says: dict[str, Any] | None, er
     assert kinds == ["connection_init", "pong", "subscribe", "pong"]
     assert conn.sent[0]["payload"]["Authorization"].startswith("UsernameToken ")
     assert conn.sent[2]["payload"]["variables"] == {"installationId": "inst-1"}
+
+
+async def test_over_a_real_socket_rejected_credentials_are_an_auth_failure_too() -> None:
+    from app.backends.iometer.live import websockets_connect
+    from tests.support.servers import serve_in_thread
+
+    clock = FakeClock()
+    emulator = create_emulator(clock)
+
+    def bad() -> str:
+        return wsse_header(PARTNER, "wrong", nonce=os.urandom(16).hex(), created=wsse_created(clock()))
+
+    with serve_in_thread(emulator.app) as url:
+        source = IometerLiveSource(f"{url}/api/v1/query", bad, connect=websockets_connect, ack_timeout=5)
+        with pytest.raises(UpstreamAuthFailed):
+            async with contextlib.aclosing(source.stream(emulator.data.installations[0].id, None)) as stream:
+                await anext(stream)
+    assert emulator.stats["auth:bad_digest"] == 1

@@ -17,13 +17,20 @@ from graphql import build_schema, parse, validate
 
 from app.backends.iometer import documents as docs
 from app.backends.iometer.auth import wsse_created, wsse_header
-from app.backends.iometer.live import LIVE_READINGS, IometerLiveSource, parse_next, websocket_url
+from app.backends.iometer.live import (
+    LIVE_READINGS,
+    IometerLiveSource,
+    parse_next,
+    websocket_url,
+    websockets_connect,
+)
 from app.backends.iometer.payloads import TimeParser
 from app.errors import UpstreamAuthFailed, UpstreamBadResponse
 from app.live.asgi_websocket import AsgiWebSocketConnector
 from app.live.types import CONNECTED, LiveTarget
 from app.sandbox.iometer import SANDBOX_SETTINGS, create_emulator
 from tests.support.clock import FakeClock
+from tests.support.servers import serve_in_thread
 
 PARTNER = SANDBOX_SETTINGS["IOMETER_PARTNER_ID"]
 SECRET = SANDBOX_SETTINGS["IOMETER_PARTNER_SECRET"]
@@ -167,9 +174,6 @@ async def test_the_stream_ends_by_raising(server_says: dict[str, Any] | None, er
 
 
 async def test_over_a_real_socket_rejected_credentials_are_an_auth_failure_too() -> None:
-    from app.backends.iometer.live import websockets_connect
-    from tests.support.servers import serve_in_thread
-
     clock = FakeClock()
     emulator = create_emulator(clock)
 

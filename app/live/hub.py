@@ -165,9 +165,6 @@ class Channel:
     def backend(self) -> str:
         return self.source.name
 
-    def count(self) -> int:
-        return sum(len(s) for s in self.subscribers.values())
-
     # --- fan-out ------------------------------------------------------------------------------------
 
     def publish(self, readings: Iterable[Reading]) -> int:

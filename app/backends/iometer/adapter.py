@@ -198,6 +198,7 @@ def _device_status(device_id: str, device: dict[str, Any]) -> DeviceStatus:
 PARTNER_WIDE_FROM = 8
 """Daily consumption of this many meters or more reads the partner-wide feed once instead of each meter."""
 
+
 class IometerBackend:
     """`Backend` over the IOmeter Partner API. Takes and checks upstream ids (UUIDs)."""
 

@@ -2,9 +2,10 @@
 
 The presented key is hashed first (SHA-256), then its digest is looked up in a dict of the configured
 keys' digests: what the lookup's timing could depend on is the digest, which says nothing usable about
-the key's content or length, and the cost stays one hash and one lookup however many keys there are. Open paths need no key. With no keys
-configured the API is open (the factory allows that only in sandbox mode or with
-`FACADE_ALLOW_ANONYMOUS=true`).
+the key's content or length, and the cost stays one hash and one lookup however many keys there are.
+
+Open paths need no key. With no keys configured the API is open (the factory allows that only in
+sandbox mode or with `FACADE_ALLOW_ANONYMOUS=true`).
 
 Each key has a label (`FACADE_API_KEYS=app1:KEY1,...`, see `app.config.parse_api_keys`); the label of
 the key a request presented goes to `scope["facade"]["client"]`, for the access log.

@@ -32,12 +32,16 @@ from app.corrections import CorrectionsPoller
 from app.cursors import CursorCodec
 from app.guard import GuardedBackend, build_caches
 from app.http_cache import ResponseCache
+from app.live.demo import LiveDemo
+from app.live.hub import Hub
+from app.live.metrics import LiveMetrics
+from app.live.wiring import create_hub
 from app.metrics import Metrics
 from app.middleware.client_auth import ClientAuth
 from app.middleware.head import HeadAsGet
 from app.middleware.hit_path import HitPath
 from app.middleware.observe import Observe
-from app.routes import changes, consumption, devices, meters, ops, readings
+from app.routes import changes, consumption, devices, live, meters, ops, readings
 from app.service import MeterService
 from app.timeutil import Clock
 from app.upstream import build_client
@@ -64,6 +68,7 @@ class Runtime:
     service: MeterService
     backends: dict[str, Backend]
     poller: CorrectionsPoller | None = None
+    live: Hub | None = None
     readiness: dict[str, Any] = field(default_factory=dict)
 
 
@@ -105,7 +110,10 @@ class FacadeApp(FastAPI):
         keys = self.settings.client_keys()
         hits = self.metrics.cache_lookups.labels("responses", "hit")
         hit_path = HitPath(inner, responses=self.responses, clock=self.clock, on_hit=lambda route: hits.inc())
-        return Observe(HeadAsGet(ClientAuth(hit_path, keys=keys)), metrics=self.metrics)
+        authed: ASGIApp = ClientAuth(hit_path, keys=keys)
+        if self.settings.sandbox:
+            authed = LiveDemo(authed)  # `/live-demo`, sandbox only, no key
+        return Observe(HeadAsGet(authed), metrics=self.metrics)
 
 
 def create_app(
@@ -146,6 +154,7 @@ def create_app(
     cursors = CursorCodec(secret)
     names = list(backend_factories) if backend_factories is not None else settings.configured_vendors()
     backend_deadline = _backend_deadline(settings)
+    live_metrics = LiveMetrics(metrics.registry)
 
     def build_backend(name: str, http: httpx.AsyncClient) -> Backend:
         ctx = backend_context(
@@ -200,7 +209,11 @@ def create_app(
             poller = CorrectionsPoller(
                 list(guarded.values()), service.evict_for_changes, every=settings.changes_poll, clock=clock, sleep=sleep
             )
-            runtime = Runtime(service=service, backends=built, poller=poller if poller.active else None)
+            hub = create_hub(
+                settings, service, clock=clock, metrics=live_metrics, rng=rng, emulators=facade.emulators or None
+            )
+            stack.push_async_callback(hub.aclose)
+            runtime = Runtime(service=service, backends=built, poller=poller if poller.active else None, live=hub)
             if runtime.poller is not None:
                 task = asyncio.create_task(runtime.poller.run())
                 stack.push_async_callback(_cancel, task)
@@ -239,7 +252,7 @@ def create_app(
     )
     problems.install(facade)
     docs_ui.install(facade)
-    for module in (meters, readings, consumption, devices, changes, ops):
+    for module in (meters, live, readings, consumption, devices, changes, ops):
         facade.include_router(module.router)
     backend_names = list(names)
     facade.openapi = lambda: openapi.build(facade, backend_names or vendors.names())  # type: ignore[method-assign]

@@ -341,22 +341,29 @@ class MeterService:
         self, b: GuardedBackend, meter: Meter, start: datetime, end: datetime
     ) -> tuple[list[float], list[float], Provenance]:
         """The meter's cumulative register over `[start, end)` as strictly ascending (epoch, value),
-        from the cached chunks."""
+        from the cached chunks. The register is what the backend's `register_value(meter, reading)`
+        picks, if it has one (IOmeter: the register its daily derivation uses), else the readings of
+        quantity `volume` (water, gas) or `energy_import` (the rest)."""
+        pick = getattr(b.backend, "register_value", None)
         quantity = REGISTER.get(meter.medium, "energy_import")
+        wanted = None if pick is not None else frozenset({quantity})
         upstream = meter.id.split(":", 1)[1]
         times: list[float] = []
         values: list[float] = []
         provenance = Provenance()
-        async for rows, part in self._chunked(b, upstream, meter.id, start, end, frozenset({quantity})):
+        async for rows, part in self._chunked(b, upstream, meter.id, start, end, wanted):
             provenance.extend(part)
             for r in rows:
+                value = pick(meter, r) if pick is not None else r.value
+                if value is None:
+                    continue
                 t = r.time.timestamp()
                 if times and t <= times[-1]:
                     if t == times[-1]:
-                        values[-1] = r.value
+                        values[-1] = value
                     continue
                 times.append(t)
-                values.append(r.value)
+                values.append(value)
         return times, values, provenance
 
     # --- daily consumption -------------------------------------------------------------------------

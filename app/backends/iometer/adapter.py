@@ -48,6 +48,7 @@ from app.backends.iometer.payloads import (
     normalize,
     obj_field,
     readings_page,
+    register_of_reading,
     register_value,
     req_obj,
     req_str,
@@ -382,6 +383,12 @@ class IometerBackend:
                             next_time = time
         items.sort(key=lambda r: (r.time, r.quantity))
         return items, next_time
+
+    def register_value(self, meter: Meter, reading: Reading) -> float | None:
+        """The reading's value when it is the meter's cumulative register (the one daily consumption is
+        derived from: 1-0:1.8.0 for electricity, 6-0:1.0.0 heat, 7-0:3.0.0 gas, 8-0:1.0.0 water), in
+        kWh or m3; else None. `/consumption` at 15min/hour derives from exactly these values."""
+        return register_of_reading(meter.medium, reading.obis, reading.value, reading.unit)
 
     # --- daily consumption ----------------------------------------------------------------------
 

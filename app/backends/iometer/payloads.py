@@ -291,6 +291,18 @@ def register_value(values: list[WireValue]) -> tuple[float, str] | None:
     return None if exponent is None else (_scale(v.value, exponent), unit)
 
 
+def register_of_reading(medium: str, obis: str | None, value: float, unit: str | None) -> float | None:
+    """A facade reading's value if it is `medium`'s cumulative register (`REGISTER_BY_MEDIUM`), in the
+    unit daily consumption uses (kWh or m3), else None: what `/consumption` at 15min/hour derives from,
+    so that it agrees with the daily derivation (`register_value`)."""
+    code = REGISTER_BY_MEDIUM.get(medium)
+    if code is None or obis != code or unit is None:
+        return None
+    facade_unit = UNIT_BY_MEDIUM[medium]
+    exponent = (_ENERGY_TO_KWH if facade_unit == "kWh" else _VOLUME_TO_M3).get(unit)
+    return None if exponent is None else _scale(value, exponent)
+
+
 def energy_import_kwh(values: list[WireValue]) -> float | None:
     """The `1-0:1.8.0` register of one reading in kWh, or None when the reading lacks it."""
     for v in values:

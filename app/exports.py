@@ -284,10 +284,16 @@ def wanted(request: Request, format_param: str | None) -> Format:
 
 
 def render_csv(
-    request: Request, answer: Answer[Any], items: Iterable[BaseModel], fields: Sequence[str], name: str
+    request: Request,
+    answer: Answer[Any],
+    items: Iterable[BaseModel],
+    fields: Sequence[str],
+    name: str,
+    next_cursor: str | None = None,
 ) -> Response:
     """The CSV form of a route's answer, with the same caching headers as its JSON (an ETag of the CSV
-    bytes, 304 on a match). Not kept for the hit path, which serves JSON only."""
+    bytes, 304 on a match). CSV has no place for `next_cursor`: when there is more, `Link: <url>;
+    rel="next"` is the same request with that cursor. Not kept for the hit path, which serves JSON only."""
     clock: Clock = request.app.clock  # type: ignore[attr-defined]
     body = to_csv(items, fields)
     etag = etag_of(body)
@@ -303,6 +309,9 @@ def render_csv(
     }
     headers.update(errors_header(answer.errors))
     headers["content-disposition"] = content_disposition(name)
+    if next_cursor:
+        headers["link"] = f'<{request.url.include_query_params(cursor=next_cursor)}>; rel="next"'
+
     if etag_matches(request.headers.get("if-none-match"), etag):
         return Response(status_code=304, headers=headers)
     return Response(body, media_type=CSV_MEDIA, headers=headers)

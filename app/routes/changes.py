@@ -60,5 +60,6 @@ async def list_changes(
     answer = await within_deadline(request, service.changes(since_at, backend, limit, cursor))
     items, next_cursor = answer.value
     if form == "csv":
-        return render_csv(request, answer, items, fields_of(Change), filename("changes", since or "", extension="csv"))
+        name = filename("changes", since or "", extension="csv")
+        return render_csv(request, answer, items, fields_of(Change), name, next_cursor)
     return render(request, answer, Page[Change](items=items, next_cursor=next_cursor), exclude={"errors"})

@@ -58,7 +58,7 @@ async def list_meters(
     answer = await within_deadline(request, service.list_meters(backend, limit, cursor, serial_number))
     items, next_cursor = answer.value
     if form == "csv":
-        return render_csv(request, answer, items, fields_of(Meter), filename("meters", extension="csv"))
+        return render_csv(request, answer, items, fields_of(Meter), filename("meters", extension="csv"), next_cursor)
     page = Page[Meter](items=items, next_cursor=next_cursor, errors=answer.errors or None)
     return render(request, answer, page, exclude=None if answer.errors else {"errors"})
 

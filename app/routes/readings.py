@@ -103,5 +103,5 @@ async def list_readings(
     items, next_cursor = answer.value
     if form == "csv":
         name = filename("readings", meter_id or "", start or "", extension="csv")
-        return render_csv(request, answer, items, fields_of(Reading), name)
+        return render_csv(request, answer, items, fields_of(Reading), name, next_cursor)
     return render(request, answer, Page[Reading](items=items, next_cursor=next_cursor), exclude={"errors"})

@@ -190,3 +190,17 @@ async def test_serial_number_finds_a_meter_of_each_vendor(client: httpx.AsyncCli
         assert none.json() == {"items": [], "next_cursor": None}
     bad = await client.get("/meters", params={"serial_number": "x" * 65})
     assert bad.status_code == 422
+
+
+async def test_csv_pages_like_the_json_and_links_the_next_page(client: httpx.AsyncClient) -> None:
+    first = await client.get("/meters", params={"limit": 4, "format": "csv"})
+    link = first.headers["link"]
+    assert link.endswith('>; rel="next"')
+    url = link[1 : link.index(">")]
+    second = await client.get(url)
+    assert second.headers["content-type"].startswith("text/csv")
+    json_first = (await client.get("/meters", params={"limit": 4})).json()
+    json_second = (await client.get("/meters", params={"cursor": json_first["next_cursor"], "limit": 4})).json()
+    assert parse_csv(second.text) == [as_cells(i) for i in json_second["items"]]
+    every = await client.get("/meters", params={"limit": 1000, "format": "csv"})
+    assert "link" not in every.headers  # the last page has no next

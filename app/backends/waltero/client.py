@@ -82,11 +82,11 @@ class WalteroClient:
     async def _get(
         self, path: str, params: dict[str, str], model: type[M], *, resource: str, organization_scoped: bool = False
     ) -> M:
-        url = self.url(path)
+        url = httpx.URL(self.url(path), params=params)  # parsed once, not again on each retry
 
         async def send() -> httpx.Response:
             async with self._slots:
-                return await self._http.get(url, params=params, auth=self.tokens)
+                return await self._http.get(url, auth=self.tokens)
 
         try:
             response = await self._retrier.send(send, idempotent=True)

@@ -150,7 +150,8 @@ async def test_finer_resolutions_cost_no_vendor_call_that_readings_already_made(
             rows = await s.items(
                 "/consumption", resolution=resolution, meter_id=meter, start=str(day), end=str(day + NEXT), tz=TZ
             )
-            assert rows and all(r["complete"] for r in rows)
+            assert rows
+            assert all(r["complete"] for r in rows)
     assert s.iometer.stats["MeterReadings"] == io_calls
     assert s.waltero.stats["telemetry"] == wa_calls
     # and the other way round: readings of a window the consumption already read cost nothing either

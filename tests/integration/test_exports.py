@@ -90,7 +90,8 @@ async def test_csv_rows_equal_the_json_rows(client: httpx.AsyncClient, name: str
         assert response.status_code == 200, response.text
         assert response.headers["content-type"] == "text/csv; charset=utf-8"
         disposition = response.headers["content-disposition"]
-        assert disposition.startswith('attachment; filename="') and disposition.endswith('.csv"')
+        assert disposition.startswith('attachment; filename="')
+        assert disposition.endswith('.csv"')
         assert response.headers["etag"]
         rows = parse_csv(response.text)
         assert list(rows[0]) == list(items[0])  # header row: the JSON fields, in order

@@ -1,0 +1,210 @@
+"""`FleetFlight`: one vendor call per key for the whole fleet, whatever replica is asked.
+
+On an in-process miss, `load(kind, key, loader, ...)`:
+1. one script reads the shared entry and, if there is none (or only a stale one), takes the key's lock
+   (`SET NX PX lock_ttl`) in the same round trip;
+2. a fresh shared entry is returned as is (`shared`);
+3. the lock holder calls the vendor, stores the entry (TTL = fresh + stale window), releases the lock
+   and publishes "filled" (`loaded`). While it loads, it renews the lock every `lock_ttl / 3`, so a
+   slow vendor keeps its lock and a holder that died loses it within `lock_ttl`;
+4. a replica that finds the lock taken waits: woken by the "filled" broadcast, polling as a fallback
+   (20 ms doubling to 200 ms), re-trying the lock each time (so a dead holder's expired lock is taken
+   over). It waits at most `wait_share` of the caller's remaining budget, then calls the vendor itself
+   (`local`): nobody waits past the deadline for a peer;
+5. Redis unavailable at any point → the vendor is called locally (`local`) and the entry stored if
+   Redis takes it.
+
+When the load fails with an `UpstreamError` and a stale shared entry was seen, that entry is returned
+(`stale`) so stale-if-error works across replicas.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable, Hashable, Iterable
+from typing import Any, Literal, TypeVar
+
+from app.errors import UpstreamError
+from app.shared.bus import Broadcast
+from app.shared.entries import EntryKind, SharedEntries, SharedEntry
+from app.shared.locks import FleetLock
+from app.shared.tier import SharedUnavailable
+from app.timeutil import Clock
+
+log = logging.getLogger("app.shared")
+
+V = TypeVar("V")
+FlightOutcome = Literal["shared", "loaded", "local", "stale"]
+FILLED = "filled"
+"""Broadcast topic: a lock holder finished (the message is the entry's key)."""
+
+_LOOKUP = """
+local v = redis.call('GET', KEYS[1])
+if v then return {1, v} end
+if redis.call('SET', KEYS[2], ARGV[1], 'NX', 'PX', ARGV[2]) then return {2, ''} end
+return {0, ''}
+"""
+_LOOKUP_OUTCOMES = {0: "busy", 1: "hit", 2: "acquired"}
+
+
+class FleetFlight:
+    def __init__(
+        self,
+        entries: SharedEntries,
+        broadcast: Broadcast | None,
+        *,
+        clock: Clock,
+        lock_ttl: float = 3.0,
+        wait_share: float = 0.5,
+        first_poll: float = 0.02,
+        max_poll: float = 0.2,
+    ) -> None:
+        self.entries = entries
+        self.tier = entries.tier
+        self._broadcast = broadcast
+        self._clock = clock
+        self._wait_share = wait_share
+        self._first_poll = first_poll
+        self._max_poll = max_poll
+        self._lock_ttl = lock_ttl
+        self._wakeups: dict[str, asyncio.Event] = {}
+        if broadcast is not None:
+            broadcast.on(FILLED, self._on_filled)
+
+    def lock_key(self, kind: EntryKind[Any], key: Hashable) -> str:
+        return self.entries.key(kind, key).replace(":e:", ":lock:", 1)
+
+    def _on_filled(self, message: bytes) -> None:
+        event = self._wakeups.pop(message.decode(errors="replace"), None)
+        if event is not None:
+            event.set()
+
+    async def load(
+        self,
+        kind: EntryKind[V],
+        key: Hashable,
+        loader: Callable[[], Awaitable[V]],
+        *,
+        ttl: float | Callable[[V], float],
+        tags: Iterable[str] | Callable[[V], Iterable[str]] = (),
+        stale_if_error: float = 0.0,
+        budget: float,
+    ) -> tuple[SharedEntry[V], FlightOutcome]:
+        """The entry for `key`, loaded by at most one replica at a time.
+
+        `budget` is how many seconds the caller may spend (its deadline); waiting for a peer uses at
+        most `wait_share` of it. Raises what `loader` raised (unless a stale shared entry serves)."""
+        loop = asyncio.get_running_loop()
+        give_up = loop.time() + max(0.0, budget * self._wait_share)
+        name = self.entries.key(kind, key)
+        lock = FleetLock(self.tier, self.lock_key(kind, key), ttl=self._lock_ttl)
+        stale: SharedEntry[V] | None = None
+        poll = self._first_poll
+        while True:
+            event = self._wakeups.setdefault(name, asyncio.Event())
+            try:
+                state, blob = await self._lookup_once(name, lock)
+            except SharedUnavailable:
+                return await self._local(kind, key, loader, ttl, tags, stale_if_error, stale), "local"
+            if state == 1:
+                try:
+                    entry = kind.decode(blob)
+                except ValueError:
+                    self.tier.note("lookup", "corrupt")
+                    entry = None
+                if entry is not None and self._clock() < entry.fresh_until:
+                    return entry, "shared"
+                stale = entry or stale
+                # Present but stale (or unreadable): take the lock to refresh it.
+                try:
+                    taken = await lock.acquire()
+                except SharedUnavailable:
+                    return await self._local(kind, key, loader, ttl, tags, stale_if_error, stale), "local"
+                state = 2 if taken else 0
+            if state == 2:
+                return await self._hold(kind, key, loader, ttl, tags, stale_if_error, stale, lock)
+            remaining = give_up - loop.time()
+            if remaining <= 0:
+                self.tier.note("flight_wait", "deadline")
+                return await self._local(kind, key, loader, ttl, tags, stale_if_error, stale), "local"
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(min(poll, remaining)):
+                    await event.wait()
+            poll = min(poll * 2, self._max_poll)
+
+    async def _lookup_once(self, name: str, lock: FleetLock) -> tuple[int, bytes]:
+        """One round trip: the entry if present, else an attempt at the lock."""
+        result = await self.tier.call(
+            "lookup",
+            lambda r: self.tier.script(_LOOKUP)(keys=[name, lock.key], args=[lock.token, lock.ttl_ms]),
+            classify=lambda res: _LOOKUP_OUTCOMES.get(int(res[0]), "error"),
+        )
+        return int(result[0]), bytes(result[1])
+
+    def _entry(
+        self,
+        value: V,
+        ttl: float | Callable[[V], float],
+        tags: Iterable[str] | Callable[[V], Iterable[str]],
+        stale_if_error: float,
+    ) -> SharedEntry[V]:
+        now = self._clock()
+        seconds = ttl(value) if callable(ttl) else ttl
+        labels = frozenset(tags(value) if callable(tags) else tags)
+        return SharedEntry(value, now, now + seconds, now + seconds + stale_if_error, labels)
+
+    async def _store(self, kind: EntryKind[V], key: Hashable, entry: SharedEntry[V]) -> None:
+        if entry.fresh_until <= entry.created:
+            return  # ttl 0: not cacheable
+        with contextlib.suppress(SharedUnavailable):
+            await self.entries.put(kind, key, entry)
+
+    async def _local(
+        self,
+        kind: EntryKind[V],
+        key: Hashable,
+        loader: Callable[[], Awaitable[V]],
+        ttl: float | Callable[[V], float],
+        tags: Iterable[str] | Callable[[V], Iterable[str]],
+        stale_if_error: float,
+        stale: SharedEntry[V] | None,
+    ) -> SharedEntry[V]:
+        try:
+            value = await loader()
+        except UpstreamError:
+            if stale is not None and self._clock() < stale.stale_until:
+                return stale
+            raise
+        entry = self._entry(value, ttl, tags, stale_if_error)
+        await self._store(kind, key, entry)
+        return entry
+
+    async def _hold(
+        self,
+        kind: EntryKind[V],
+        key: Hashable,
+        loader: Callable[[], Awaitable[V]],
+        ttl: float | Callable[[V], float],
+        tags: Iterable[str] | Callable[[V], Iterable[str]],
+        stale_if_error: float,
+        stale: SharedEntry[V] | None,
+        lock: FleetLock,
+    ) -> tuple[SharedEntry[V], FlightOutcome]:
+        try:
+            async with lock.renewed():
+                try:
+                    value = await loader()
+                except UpstreamError:
+                    if stale is not None and self._clock() < stale.stale_until:
+                        return stale, "stale"
+                    raise
+                entry = self._entry(value, ttl, tags, stale_if_error)
+                await self._store(kind, key, entry)
+                return entry, "loaded"
+        finally:
+            # Success or failure, wake the waiters: they read the entry, or one of them takes the lock.
+            if self._broadcast is not None:
+                with contextlib.suppress(SharedUnavailable):
+                    await self._broadcast.publish(FILLED, self.entries.key(kind, key).encode())

@@ -25,7 +25,9 @@ MISSING = "redis-server is not installed: install the Debian package redis-serve
 
 
 def redis_server_binary() -> str:
-    found = shutil.which("redis-server") or ("/usr/bin/redis-server" if os.access("/usr/bin/redis-server", os.X_OK) else None)
+    found = shutil.which("redis-server") or (
+        "/usr/bin/redis-server" if os.access("/usr/bin/redis-server", os.X_OK) else None
+    )
     if found is None:
         pytest.fail(MISSING, pytrace=False)
     return found

@@ -25,33 +25,37 @@ async def test_values_round_trip_with_their_times_and_tags(make_tier):
     tier = await make_tier()
     entries = SharedEntries(tier, clock)
     now = clock()
+    daily = DailyConsumption(
+        meter_id="waltero:w", date=date(2026, 5, 19), consumption=None, unit="m3", complete=False, source="upstream"
+    )
+    status = DeviceStatus(
+        device_id="iometer:d",
+        backend="iometer",
+        online=True,
+        last_seen=T0,
+        battery_percent=80,
+        battery_voltage=None,
+        power_source="battery",
+        rssi_dbm=-70.5,
+        details={"bridge": {"ok": True}},
+    )
+    change = Change(
+        id="waltero:c",
+        backend="waltero",
+        meter_id="waltero:w",
+        time=T0,
+        previous_value=1.0,
+        new_value=2.0,
+        unit="m3",
+        actor="user",
+        changed_at=T0,
+    )
     cases = [
         (EntryKind("readings", list[Reading]), readings()),
-        (
-            EntryKind("daily", list[DailyConsumption]),
-            [
-                DailyConsumption(
-                    meter_id="waltero:w", date=date(2026, 5, 19), consumption=None, unit="m3", complete=False,
-                    source="upstream",
-                )  # fmt: skip
-            ],
-        ),
-        (
-            EntryKind("device_status", DeviceStatus),
-            DeviceStatus(
-                device_id="iometer:d", backend="iometer", online=True, last_seen=T0, battery_percent=80,
-                battery_voltage=None, power_source="battery", rssi_dbm=-70.5, details={"bridge": {"ok": True}},
-            ),
-        ),
-        (
-            EntryKind("changes", ChangesPage),
-            ChangesPage(
-                [Change(id="waltero:c", backend="waltero", meter_id="waltero:w", time=T0, previous_value=1.0,
-                        new_value=2.0, unit="m3", actor="user", changed_at=T0)],
-                "next-token",
-            ),
-        ),
-    ]  # fmt: skip
+        (EntryKind("daily", list[DailyConsumption]), [daily]),
+        (EntryKind("device_status", DeviceStatus), status),
+        (EntryKind("changes", ChangesPage), ChangesPage([change], "next-token")),
+    ]
     for kind, value in cases:
         entry = SharedEntry(value, now, now + 60, now + 660, frozenset({"iometer:m1", "iometer:*"}))
         await entries.put(kind, ("iometer", "k"), entry)

@@ -6,24 +6,39 @@ refuses configurations that cannot work and says what to set.
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated
 
-from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic import Field, PrivateAttr, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from app import vendors
 from app.errors import ConfigurationError
 from app.timeutil import zone
-
-DEFAULT_IOMETER_URL = "https://partner.prod.iometer.cloud/api/v1/query"
-DEFAULT_WALTERO_URL = "https://qs0iya7cfk.execute-api.eu-central-1.amazonaws.com/prod"
+from app.vendors import VendorSettings
 
 CommaList = Annotated[list[str], NoDecode]
+
+
+def split_commas(value: object) -> object:
+    """`"a, b,"` → `["a", "b"]` for list settings given as one environment string."""
+    if isinstance(value, str):
+        return [k.strip() for k in value.split(",") if k.strip()]
+    return value
+
+
 SANDBOX_REQUEST_DEADLINE = 30.0
+CACHE_BYTE_SHARES = {"responses": 0.3, "readings": 0.25, "daily": 0.2, "changes": 0.05, "other": 0.05}
+"""Shares of the byte budget; `other` is each of meters, meter, device_status."""
 
 
 class Settings(BaseSettings):
     # Only the prefixed names below are read: field names like `sandbox` must never switch anything on.
-    model_config = SettingsConfigDict(env_file=None, extra="ignore", populate_by_name=False)
+    # Vendor variables (`IOMETER_*`, `WALTERO_*`, ...) are each vendor's own settings class's (see
+    # `vendor_settings`); given explicitly here (tests, the sandbox) they are kept as extras and win
+    # over the environment.
+    model_config = SettingsConfigDict(env_file=None, extra="allow", populate_by_name=False)
+
+    _vendor_cache: dict[str, VendorSettings] = PrivateAttr(default_factory=dict)
 
     # --- modes and client auth -------------------------------------------------------------
     sandbox: bool = Field(False, alias="FACADE_SANDBOX")
@@ -34,18 +49,6 @@ class Settings(BaseSettings):
     cursor_secret: SecretStr | None = Field(None, alias="FACADE_CURSOR_SECRET")
     log_level: str = Field("INFO", alias="FACADE_LOG_LEVEL")
 
-    # --- IOmeter ------------------------------------------------------------------------------
-    iometer_url: str = Field(DEFAULT_IOMETER_URL, alias="IOMETER_URL")
-    iometer_partner_id: str | None = Field(None, alias="IOMETER_PARTNER_ID")
-    iometer_partner_secret: SecretStr | None = Field(None, alias="IOMETER_PARTNER_SECRET")
-    iometer_auth: Literal["wsse", "basic"] = Field("wsse", alias="IOMETER_AUTH")
-
-    # --- Waltero ------------------------------------------------------------------------------
-    waltero_url: str = Field(DEFAULT_WALTERO_URL, alias="WALTERO_URL")
-    waltero_username: str | None = Field(None, alias="WALTERO_USERNAME")
-    waltero_password: SecretStr | None = Field(None, alias="WALTERO_PASSWORD")
-    waltero_organizations: CommaList = Field(default_factory=list, alias="WALTERO_ORGANIZATIONS")
-
     # --- caching, coalescing, resilience ---------------------------------------------------------
     # Entries per cache. Sized so every cache full stays near 150 MB with realistic entries (README,
     # "Performance", gives the measured cost per entry to size them differently).
@@ -54,6 +57,14 @@ class Settings(BaseSettings):
     cache_maxsize_daily: int = Field(128, alias="FACADE_CACHE_MAXSIZE_DAILY", ge=1)
     cache_maxsize_changes: int = Field(128, alias="FACADE_CACHE_MAXSIZE_CHANGES", ge=1)
     cache_maxsize_responses: int = Field(2048, alias="FACADE_CACHE_MAXSIZE_RESPONSES", ge=1)
+    # Bytes, for every cache together (split by CACHE_BYTE_SHARES); a client controls what it asks
+    # for, so entry counts alone do not bound memory (README, "Performance").
+    cache_max_bytes: int = Field(48 * 1024 * 1024, alias="FACADE_CACHE_MAX_BYTES", ge=1024 * 1024)
+    cache_max_entry_bytes: int = Field(
+        1024 * 1024, alias="FACADE_CACHE_MAX_ENTRY_BYTES", ge=1024, description="larger responses are not stored"
+    )
+    negative_ttl: float = Field(30, alias="FACADE_TTL_NOT_FOUND", ge=0)
+    max_loads: int = Field(32, alias="FACADE_MAX_LOADS", ge=1, description="vendor loads in flight per backend")
     ttl_meters: float = Field(300, alias="FACADE_TTL_METERS", ge=0)
     ttl_device_status: float = Field(30, alias="FACADE_TTL_DEVICE_STATUS", ge=0)
     ttl_past: float = Field(3600, alias="FACADE_TTL_PAST", ge=0)
@@ -72,21 +83,7 @@ class Settings(BaseSettings):
     @field_validator("api_keys", mode="before")
     @classmethod
     def _split_keys(cls, value: object) -> object:
-        if isinstance(value, str):
-            return [k.strip() for k in value.split(",") if k.strip()]
-        return value
-
-    @field_validator("waltero_organizations", mode="before")
-    @classmethod
-    def _split_orgs(cls, value: object) -> object:
-        if isinstance(value, str):
-            return [k.strip() for k in value.split(",") if k.strip()]
-        return value
-
-    @field_validator("iometer_auth", mode="before")
-    @classmethod
-    def _lower(cls, value: object) -> object:
-        return value.lower() if isinstance(value, str) else value
+        return split_commas(value)
 
     @model_validator(mode="after")
     def _sandbox_deadline(self) -> Settings:
@@ -105,26 +102,54 @@ class Settings(BaseSettings):
             "responses": self.cache_maxsize_responses,
         }.get(cache, self.cache_maxsize)
 
-    @property
-    def iometer_enabled(self) -> bool:
-        return bool(self.iometer_partner_id and self.iometer_partner_secret)
+    def cache_bytes(self, cache: str) -> int:
+        """This cache's share of `FACADE_CACHE_MAX_BYTES`."""
+        return int(self.cache_max_bytes * CACHE_BYTE_SHARES.get(cache, CACHE_BYTE_SHARES["other"]))
 
-    @property
-    def waltero_enabled(self) -> bool:
-        return bool(self.waltero_username and self.waltero_password)
+    def vendor_settings(self, name: str) -> VendorSettings:
+        """The settings of vendor `name`: its env-prefixed variables, explicit values given to this
+        object winning over the environment."""
+        cached = self._vendor_cache.get(name)
+        if cached is None:
+            vendor = vendors.vendors()[name]
+            prefix = str(vendor.settings.model_config.get("env_prefix", "")).upper()
+            given = {
+                k[len(prefix) :].lower(): v
+                for k, v in (self.model_extra or {}).items()
+                if prefix and k.upper().startswith(prefix)
+            }
+            try:
+                cached = self._vendor_cache[name] = vendor.settings(**given)
+            except ValidationError as exc:  # name the variable, e.g. IOMETER_AUTH, not the field
+                wrong = "; ".join(f"{prefix}{'.'.join(map(str, e['loc'])).upper()}: {e['msg']}" for e in exc.errors())
+                raise ConfigurationError(f"invalid configuration ({wrong}).") from None
+        return cached
+
+    def configured_vendors(self) -> list[str]:
+        """Vendors whose enabling variables are all set (every registered one in sandbox mode)."""
+        return [n for n in vendors.names() if self.vendor_settings(n).configured()]
+
+    def secrets(self) -> list[str]:
+        """Every configured secret value (API keys, cursor key, each vendor's `SecretStr`s), for redaction."""
+        found = [k.get_secret_value() for k in self.api_keys]
+        if self.cursor_secret is not None:
+            found.append(self.cursor_secret.get_secret_value())
+        for name in vendors.names():
+            found.extend(self.vendor_settings(name).secrets())
+        return found
 
     def validate_startup(self) -> None:
         """Raise `ConfigurationError` saying what to set when the service could not work."""
         problems: list[str] = []
-        if bool(self.iometer_partner_id) != bool(self.iometer_partner_secret):
-            problems.append("IOmeter is half configured: set both IOMETER_PARTNER_ID and IOMETER_PARTNER_SECRET.")
-        if bool(self.waltero_username) != bool(self.waltero_password):
-            problems.append("Waltero is half configured: set both WALTERO_USERNAME and WALTERO_PASSWORD.")
-        live = self.iometer_enabled or self.waltero_enabled
+        for vendor in vendors.iter_vendors():
+            missing = self.vendor_settings(vendor.name).missing()
+            if missing:
+                problems.append(f"{vendor.name} is half configured: also set {' and '.join(missing)}.")
+        live = bool(self.configured_vendors())
         if not self.sandbox and not live and not problems:
+            hints = "; or ".join(v.setup_hint for v in vendors.iter_vendors() if v.setup_hint)
             problems.append(
-                "No backend is configured: set IOMETER_PARTNER_ID and IOMETER_PARTNER_SECRET, and/or "
-                "WALTERO_USERNAME and WALTERO_PASSWORD, or set FACADE_SANDBOX=true to serve the built-in emulators."
+                f"No backend is configured: set {hints}; or set FACADE_SANDBOX=true to serve the built-in emulators."
             )
         if not self.sandbox and live and not self.api_keys and not self.allow_anonymous:
             problems.append(

@@ -10,7 +10,7 @@ import asyncio
 import re
 from collections.abc import Awaitable
 from datetime import date, datetime
-from typing import Annotated, Any, Literal, TypeVar
+from typing import Annotated, Any, TypeVar
 from zoneinfo import ZoneInfo
 
 from fastapi import Depends, Query, Request
@@ -23,14 +23,12 @@ T = TypeVar("T")
 
 
 def get_service(request: Request) -> MeterService:
-    service: MeterService = request.app.state.service
+    service: MeterService = request.app.service
     return service
 
 
 ServiceDep = Annotated[MeterService, Depends(get_service)]
-BackendParam = Annotated[
-    Literal["iometer", "waltero"] | None, Query(description="Only this backend.", examples=["waltero"])
-]
+BackendParam = Annotated[str | None, Query(max_length=64, description="Only this backend.", examples=["waltero"])]
 LimitParam = Annotated[int, Query(ge=1, le=1000, description="Page size, 1..1000.", examples=[100])]
 CursorParam = Annotated[
     str | None,
@@ -69,7 +67,7 @@ def time_zone(value: str, field: str = "tz") -> ZoneInfo:
 async def within_deadline(request: Request, work: Awaitable[T]) -> T:
     """No client waits past `FACADE_REQUEST_DEADLINE`; the shared upstream call itself goes on and
     still fills the cache for the next caller."""
-    deadline: float = request.app.state.settings.request_deadline
+    deadline: float = request.app.settings.request_deadline
     try:
         async with asyncio.timeout(deadline):
             return await work

@@ -9,6 +9,7 @@
         ├── UpstreamBadResponse   502  vendor 5xx, GraphQL errors, unparseable payload, our bad request
         ├── UpstreamRateLimited   503  still 429 after the retry budget; has `retry_after`
         ├── UpstreamUnavailable   503  circuit open / connection refused; has `retry_after`
+        ├── Overloaded            503  too many vendor loads in flight here; has `retry_after`
         └── UpstreamTimeout       504  the vendor or the request deadline ran out
 
 Vendor clients map lower-layer errors (httpx, gql) into this tree once, `raise ... from exc`,
@@ -64,20 +65,26 @@ class UpstreamBadResponse(UpstreamError):
     status, title, slug = 502, "Bad upstream response", "upstream-bad-response"
 
 
-class UpstreamRateLimited(UpstreamError):
+class _RetryLater(UpstreamError):
+    def __init__(self, detail: str, *, backend: str | None = None, retry_after: float | None = None) -> None:
+        super().__init__(detail, backend=backend)
+        self.retry_after = retry_after if retry_after is not None else 1.0
+
+
+class UpstreamRateLimited(_RetryLater):
     status, title, slug = 503, "Upstream rate limit", "upstream-rate-limited"
 
-    def __init__(self, detail: str, *, backend: str | None = None, retry_after: float | None = None) -> None:
-        super().__init__(detail, backend=backend)
-        self.retry_after = retry_after if retry_after is not None else 1.0
 
-
-class UpstreamUnavailable(UpstreamError):
+class UpstreamUnavailable(_RetryLater):
     status, title, slug = 503, "Upstream unavailable", "upstream-unavailable"
 
-    def __init__(self, detail: str, *, backend: str | None = None, retry_after: float | None = None) -> None:
-        super().__init__(detail, backend=backend)
-        self.retry_after = retry_after if retry_after is not None else 1.0
+
+class Overloaded(_RetryLater):
+    """The backend's cap of vendor loads in flight is reached: we shed load rather than queue it. Says
+    nothing about the vendor's health, so the circuit breaker does not count it."""
+
+    status, title, slug = 503, "Overloaded", "overloaded"
+    counts_as_failure = False
 
 
 class UpstreamTimeout(UpstreamError):

@@ -1,9 +1,11 @@
 """`create_app(settings)`: the whole service, wired.
 
-Built eagerly (pure, in memory): metrics, the response cache, the middleware stack, the routes.
-Built in the lifespan (I/O): one httpx client per backend, the backends, the service, and the
-corrections poller; closed in reverse order on shutdown, after in-flight requests finish (uvicorn
-drains them before the lifespan ends).
+Built eagerly (pure, in memory): metrics, the response cache, the routes, and the pure-ASGI front
+(`Observe` → `HeadAsGet` → `ClientAuth` → `HitPath`), which `FacadeApp.build_middleware_stack` puts
+outside FastAPI's own stack so a cached answer never pays for FastAPI's routing.
+Built in the lifespan (I/O), owned by one `AsyncExitStack` and closed in reverse order on shutdown
+(after uvicorn drained in-flight requests): one httpx client per backend, the backends, their guards,
+the service and the corrections poller, handed to the routes as a typed `Runtime`.
 """
 
 from __future__ import annotations
@@ -14,29 +16,33 @@ import logging
 import random
 import time
 from collections.abc import AsyncIterator, Callable, Mapping
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import httpx
 from fastapi import FastAPI
-from fastapi.openapi.utils import get_openapi
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import ASGIApp
 
-from app import problems
-from app.backends.base import CHANGES, Backend
+from app import problems, vendors
+from app.backends.base import Backend
 from app.backends.http import Sleep
-from app.backends.registry import BackendContext, configured_vendors, create_backend
+from app.circuit import CircuitBreaker
 from app.config import Settings
+from app.corrections import CorrectionsPoller
 from app.cursors import CursorCodec
+from app.guard import GuardedBackend, build_caches
 from app.http_cache import ResponseCache
 from app.metrics import Metrics
-from app.middleware.client_auth import OPEN_PATHS, ClientAuth
+from app.middleware.client_auth import ClientAuth
+from app.middleware.head import HeadAsGet
 from app.middleware.hit_path import HitPath
 from app.middleware.observe import Observe
-from app.models import Problem
+from app.openapi import build_openapi
 from app.routes import changes, consumption, devices, meters, ops, readings
 from app.service import MeterService
-from app.timeutil import Clock, from_epoch
+from app.timeutil import Clock
 from app.upstream import build_client
+from app.vendors import BackendContext, Emulator
 
 log = logging.getLogger("app")
 
@@ -49,6 +55,48 @@ Authenticate with `Authorization: Bearer <key>` or `X-API-Key: <key>` (the **Aut
 Successful GETs carry `ETag`, `Cache-Control`, `Age` and `X-Cache: HIT|MISS|STALE`.
 """
 
+BackendFactory = Callable[[BackendContext], Backend]
+
+
+@dataclass(slots=True)
+class Runtime:
+    """What the lifespan builds and the routes use."""
+
+    service: MeterService
+    backends: dict[str, Backend]
+    poller: CorrectionsPoller | None = None
+    readiness: dict[str, Any] = field(default_factory=dict)
+
+
+class FacadeApp(FastAPI):
+    """FastAPI with the pure-ASGI front outside its own middleware stack, and typed state."""
+
+    settings: Settings
+    metrics: Metrics
+    responses: ResponseCache
+    clock: Clock
+    mode: Literal["live", "sandbox"]
+    emulators: Mapping[str, Emulator]
+    _runtime: Runtime | None = None
+
+    @property
+    def runtime(self) -> Runtime:
+        """Set by the lifespan; a route never runs without it."""
+        if self._runtime is None:
+            raise RuntimeError("the app's lifespan has not started")
+        return self._runtime
+
+    @property
+    def service(self) -> MeterService:
+        return self.runtime.service
+
+    def build_middleware_stack(self) -> ASGIApp:
+        inner = super().build_middleware_stack()
+        keys = [k.get_secret_value() for k in self.settings.api_keys]
+        hits = self.metrics.cache_lookups.labels("responses", "hit")
+        hit_path = HitPath(inner, responses=self.responses, clock=self.clock, on_hit=lambda route: hits.inc())
+        return Observe(HeadAsGet(ClientAuth(hit_path, keys=keys)), metrics=self.metrics)
+
 
 def create_app(
     settings: Settings,
@@ -57,9 +105,9 @@ def create_app(
     sleep: Sleep = asyncio.sleep,
     rng: random.Random | None = None,
     transports: Mapping[str, httpx.AsyncBaseTransport] | None = None,
-    emulators: Mapping[str, Any] | None = None,
-    backend_factories: Mapping[str, Callable[[BackendContext], Backend]] | None = None,
-) -> ServiceApp:
+    emulators: Mapping[str, Emulator] | None = None,
+    backend_factories: Mapping[str, BackendFactory] | None = None,
+) -> FacadeApp:
     """The ASGI app. Raises `ConfigurationError` (saying what to set) when `settings` cannot work.
 
     `transports` replaces the network transport per backend (tests); in sandbox mode the emulators'
@@ -76,60 +124,80 @@ def create_app(
             transports.setdefault(name, httpx.ASGITransport(app=emulator.app))
     mode: Literal["live", "sandbox"] = "sandbox" if settings.sandbox else "live"
     metrics = Metrics()
-    responses = ResponseCache(settings.cache_size("responses"), clock)
+    rng = rng or random.Random()
     secret = settings.cursor_secret.get_secret_value().encode() if settings.cursor_secret else None
     cursors = CursorCodec(secret)
-    rng = rng or random.Random()
+    names = list(backend_factories) if backend_factories is not None else settings.configured_vendors()
+    backend_deadline = _backend_deadline(settings)
+
+    def build_backend(name: str, http: httpx.AsyncClient) -> Backend:
+        ctx = backend_context(
+            settings,
+            http,
+            clock=clock,
+            sleep=sleep,
+            rng=rng,
+            mode=mode,
+            on_retry=lambda backend, reason: metrics.upstream_retries.labels(backend, reason).inc(),
+        )
+        if backend_factories is not None:
+            return backend_factories[name](ctx)
+        return vendors.vendors()[name].create_backend(ctx, settings.vendor_settings(name))
 
     @contextlib.asynccontextmanager
-    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        clients: list[httpx.AsyncClient] = []
-        backends: dict[str, Backend] = {}
-        names = list(backend_factories) if backend_factories is not None else configured_vendors(settings)
-        for name in names:
-            client = build_client(name, settings, metrics, transports.get(name))
-            clients.append(client)
-            ctx = BackendContext(
-                settings=settings,
-                http=client,
-                clock=clock,
-                sleep=sleep,
-                rng=rng,
-                mode=mode,
-                on_retry=lambda backend, reason: metrics.upstream_retries.labels(backend, reason).inc(),
+    async def lifespan(app: FastAPI) -> AsyncIterator[dict[str, Runtime]]:
+        async with contextlib.AsyncExitStack() as stack:
+            built: dict[str, Backend] = {}
+            for name in names:
+                client = build_client(name, settings, metrics, transports.get(name))
+                stack.push_async_callback(client.aclose)
+                built[name] = backend = build_backend(name, client)
+                stack.push_async_callback(backend.aclose)
+            caches = build_caches(settings, clock, metrics)
+            guarded = {
+                name: GuardedBackend(
+                    backend,
+                    caches=caches,
+                    breaker=CircuitBreaker(
+                        name,
+                        failure_threshold=settings.circuit_failures,
+                        reset_after=settings.circuit_reset,
+                        clock=clock,
+                        on_change=metrics.circuit_state.labels(name).set,
+                    ),
+                    deadline=backend_deadline,
+                    max_loads=settings.max_loads,
+                    slots=settings.upstream_concurrency,
+                )
+                for name, backend in built.items()
+            }
+            for name in guarded:
+                metrics.circuit_state.labels(name).set(0)
+            service = MeterService(
+                guarded, caches=caches, settings=settings, clock=clock, metrics=metrics, cursors=cursors
             )
-            if backend_factories is not None:
-                backends[name] = backend_factories[name](ctx)
-            else:
-                backends[name] = create_backend(name, ctx)
-        service = MeterService(backends, settings=settings, clock=clock, metrics=metrics, cursors=cursors)
-        app.state.service = service
-        poller = None
-        if settings.changes_poll > 0 and any(CHANGES in b.capabilities for b in backends.values()):
-            poller = asyncio.create_task(_poll_corrections(service, settings.changes_poll, clock))
-        log.info("started", extra={"fields": {"mode": mode, "backends": sorted(backends)}})
-        try:
-            yield
-        finally:
-            if poller:
-                poller.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await poller
-            await service.aclose()
-            for backend in backends.values():
-                await backend.aclose()
-            for client in clients:
-                await client.aclose()
-            responses.clear()
+            stack.push_async_callback(service.aclose)
+            stack.callback(facade.responses.clear)
+            poller = CorrectionsPoller(
+                list(guarded.values()), service.evict_for_changes, every=settings.changes_poll, clock=clock, sleep=sleep
+            )
+            runtime = Runtime(service=service, backends=built, poller=poller if poller.active else None)
+            if runtime.poller is not None:
+                task = asyncio.create_task(runtime.poller.run())
+                stack.push_async_callback(_cancel, task)
+            facade._runtime = runtime
+            stack.callback(setattr, facade, "_runtime", None)
+            log.info("started", extra={"fields": {"mode": mode, "backends": sorted(built)}})
+            yield {"runtime": runtime}
 
-    app = FastAPI(
+    facade = FacadeApp(
         title="Meter facade",
-        version="0.1.0",
+        version="0.2.0",
         description=DESCRIPTION,
         lifespan=lifespan,
         redirect_slashes=False,
         openapi_tags=[
-            {"name": "meters", "description": "Meters of both vendors"},
+            {"name": "meters", "description": "Meters of every backend"},
             {"name": "readings", "description": "Register readings"},
             {"name": "consumption", "description": "Daily consumption"},
             {"name": "devices", "description": "Device health"},
@@ -137,91 +205,56 @@ def create_app(
             {"name": "operations", "description": "Health, readiness, backends, metrics"},
         ],
     )
-    app.state.settings = settings
-    app.state.clock = clock
-    app.state.metrics = metrics
-    app.state.responses = responses
-    app.state.readiness = {}
-    app.state.emulators = emulators
-    problems.install(app)
+    facade.settings = settings
+    facade.metrics = metrics
+    facade.clock = clock
+    facade.mode = mode
+    facade.emulators = dict(emulators or {})
+    facade.responses = ResponseCache(
+        settings.cache_size("responses"),
+        clock,
+        max_bytes=settings.cache_bytes("responses"),
+        max_entry_bytes=settings.cache_max_entry_bytes,
+    )
+    problems.install(facade)
     for module in (meters, readings, consumption, devices, changes, ops):
-        app.include_router(module.router)
+        facade.include_router(module.router)
+    backend_names = list(names)
+    facade.openapi = lambda: build_openapi(facade, backend_names or vendors.names())  # type: ignore[method-assign]
+    return facade
 
-    app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
-    keys = [k.get_secret_value() for k in settings.api_keys]
-    hits = metrics.cache_lookups.labels("responses", "hit")
-    # The pure-ASGI front sits outside FastAPI: a cached answer never pays for FastAPI's own middleware
-    # and routing (PERF-NOTES.md: that, not the cache, is what a hit costs).
-    front = Observe(
-        ClientAuth(HitPath(app, responses=responses, clock=clock, on_hit=lambda route: hits.inc()), keys=keys),
-        metrics=metrics,
+
+def _backend_deadline(settings: Settings) -> float:
+    """A little inside the request's, so a slow vendor is its own error entry, not the whole list's 504."""
+    return max(0.05, settings.request_deadline * 0.9)
+
+
+def backend_context(
+    settings: Settings,
+    http: httpx.AsyncClient,
+    *,
+    clock: Clock,
+    sleep: Sleep,
+    rng: random.Random,
+    mode: Literal["live", "sandbox"],
+    on_retry: Callable[[str, str], None] = lambda backend, reason: None,
+) -> BackendContext:
+    """What a vendor's `create_backend` gets, from the service settings."""
+    return BackendContext(
+        http=http,
+        clock=clock,
+        sleep=sleep,
+        rng=rng,
+        mode=mode,
+        deadline=_backend_deadline(settings),
+        max_gap=settings.max_gap,
+        upstream_concurrency=settings.upstream_concurrency,
+        retry_attempts=settings.retry_attempts,
+        on_retry=on_retry,
     )
-    return ServiceApp(app, front)
 
 
-class ServiceApp:
-    """The ASGI app uvicorn serves: `Observe` → `ClientAuth` → `HitPath` → FastAPI.
-
-    Everything else (`state`, `router`, `openapi()`, ...) is the FastAPI app's, so tests and tools use
-    it as they would the FastAPI app itself."""
-
-    def __init__(self, api: FastAPI, front: ASGIApp) -> None:
-        self.api = api
-        self._front = front
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        await self._front(scope, receive, send)
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self.api, name)
-
-
-async def _poll_corrections(service: MeterService, every: float, clock: Clock) -> None:
-    """Evict cached readings and daily consumption of meters the vendors corrected."""
-    watermark = from_epoch(clock())
-    while True:
-        await asyncio.sleep(every)
-        try:
-            watermark = await service.poll_changes_once(watermark)
-        except Exception as exc:  # keep polling: an outage must not end invalidation for good
-            log.warning("corrections poll failed", extra={"fields": {"error": type(exc).__name__}})
-
-
-def _openapi(app: FastAPI) -> dict[str, Any]:
-    """The spec, with problem+json for every error, the security schemes for Swagger's Authorize
-    button, and the open paths marked as needing no key."""
-    if app.openapi_schema:
-        return app.openapi_schema
-    spec = get_openapi(
-        title=app.title, version=app.version, description=app.description, routes=app.routes, tags=app.openapi_tags
-    )
-    components = spec.setdefault("components", {})
-    schemas = components.setdefault("schemas", {})
-    schemas["Problem"] = Problem.model_json_schema(ref_template="#/components/schemas/{model}")
-    for name in ("HTTPValidationError", "ValidationError"):
-        schemas.pop(name, None)
-    components["securitySchemes"] = {
-        "bearer": {"type": "http", "scheme": "bearer", "description": "An API key from FACADE_API_KEYS."},
-        "apiKey": {
-            "type": "apiKey",
-            "in": "header",
-            "name": "X-API-Key",
-            "description": "An API key from FACADE_API_KEYS.",
-        },
-    }
-    spec["security"] = [{"bearer": []}, {"apiKey": []}]
-    problem_ref = {"application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}}
-    for path, operations in spec.get("paths", {}).items():
-        for operation in operations.values():
-            if path in OPEN_PATHS:
-                operation["security"] = []
-            responses = operation.setdefault("responses", {})
-            if "422" in responses:
-                responses["422"] = {
-                    "description": "Invalid parameters; `errors` names each bad field.",
-                    "content": problem_ref,
-                }
-            if path not in OPEN_PATHS and "401" not in responses:
-                responses["401"] = {"description": "Missing or wrong API key.", "content": problem_ref}
-    app.openapi_schema = spec
-    return spec
+async def _cancel(task: asyncio.Task[Any]) -> None:
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task

@@ -1,31 +1,46 @@
 """HTTP caching of successful GETs: `ETag`, `Cache-Control`, `Age`, `X-Cache`, 304s, and the
 pre-serialized response cache the hit path answers from.
 
-A `StoredResponse` keeps the exact bytes of a 200 answer together with the data-cache entries it was
-built from; it is served only while every one of those entries is still the current, fresh entry under
-its key. So a correction that evicts data, or data expiring, invalidates every response built from it
-without any bookkeeping here, and a hit costs a dict lookup and a few identity checks, never a
-pydantic model.
+A `StoredResponse` keeps the exact bytes of a 200 answer with the `Provenance` of the data it was built
+from, and is served only while that provenance `is_current()`. So a correction that evicts data, or
+data expiring, invalidates every response built from it without any bookkeeping here, and a hit costs a
+dict lookup and a few identity checks, never a pydantic model.
+
+Keys are the path plus the query parameters the API knows, sorted: an unknown parameter (`&junk=1`)
+is ignored, by the routes and by this cache alike, so it never makes a new entry. Only requests that
+validated are stored. The cache is bounded in bytes as well as entries, and a body larger than
+`max_entry_bytes` is served but never stored.
 """
 
 from __future__ import annotations
 
 import hashlib
 import math
-from collections.abc import Hashable
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import parse_qsl
 
 from cachetools import LRUCache
 from pydantic import BaseModel
 from starlette.requests import Request
 from starlette.responses import Response
 
-from app.cache import CacheEntry, SingleFlightCache
-from app.service import Answer
+from app.provenance import Answer, Provenance
 from app.timeutil import Clock
 
-Source = tuple[SingleFlightCache, Hashable, CacheEntry[Any]]
+KEY_PARAMS = frozenset(
+    {"backend", "limit", "cursor", "meter_id", "start", "end", "quantity", "tz", "since", "resolution", "serial_number"}
+)
+"""Query parameters that select an answer. Any other parameter is ignored and never part of a key."""
+ResponseKey = tuple[str, tuple[tuple[str, str], ...]]
+ENTRY_OVERHEAD = 400  # the StoredResponse, its key and the LRU's bookkeeping
+
+
+def response_key(path: str, query_string: bytes) -> ResponseKey:
+    if not query_string:
+        return (path, ())
+    pairs = parse_qsl(query_string.decode("latin-1"), keep_blank_values=True)
+    return (path, tuple(sorted(p for p in pairs if p[0] in KEY_PARAMS)))
 
 
 @dataclass(slots=True, eq=False)
@@ -33,14 +48,12 @@ class StoredResponse:
     body: bytes
     etag: bytes
     route: str
-    sources: tuple[Source, ...]
+    provenance: Provenance
     created: float
     fresh_until: float
 
     def is_current(self, now: float) -> bool:
-        if now >= self.fresh_until:
-            return False
-        return all(cache.is_current(key, entry) for cache, key, entry in self.sources)
+        return now < self.fresh_until and self.provenance.is_current()
 
 
 def etag_of(body: bytes) -> bytes:
@@ -69,16 +82,25 @@ def cache_headers(etag: bytes, *, max_age: float, age: float, result: str) -> li
 
 
 class ResponseCache:
-    """Bounded LRU of pre-serialized 200 answers keyed by (path, raw query string)."""
+    """Bounded LRU of pre-serialized 200 answers (entries and bytes)."""
 
-    def __init__(self, maxsize: int, clock: Clock) -> None:
-        self._entries: LRUCache[tuple[str, bytes], StoredResponse] = LRUCache(maxsize)
+    def __init__(self, maxsize: int, clock: Clock, *, max_bytes: int, max_entry_bytes: int) -> None:
+        self._floor = max(1, max_bytes // maxsize)
+        self.max_entry_bytes = max_entry_bytes
+        self._entries: LRUCache[ResponseKey, StoredResponse] = LRUCache(max_bytes, getsizeof=self._weight)
         self._clock = clock
+
+    def _weight(self, stored: StoredResponse) -> int:
+        return max(len(stored.body) + ENTRY_OVERHEAD, self._floor)
 
     def __len__(self) -> int:
         return len(self._entries)
 
-    def lookup(self, key: tuple[str, bytes]) -> StoredResponse | None:
+    @property
+    def bytes(self) -> int:
+        return int(self._entries.currsize)
+
+    def lookup(self, key: ResponseKey) -> StoredResponse | None:
         stored = self._entries.get(key)
         if stored is None:
             return None
@@ -87,32 +109,44 @@ class ResponseCache:
         self._entries.pop(key, None)
         return None
 
-    def store(self, key: tuple[str, bytes], stored: StoredResponse) -> None:
+    def store(self, key: ResponseKey, stored: StoredResponse) -> bool:
+        """Keep `stored` unless it is larger than the per-entry limit; whether it was kept."""
+        if len(stored.body) + ENTRY_OVERHEAD > min(self.max_entry_bytes, self._entries.maxsize):
+            return False
         self._entries[key] = stored
+        return True
 
     def clear(self) -> None:
         self._entries.clear()
 
 
-def render(request: Request, answer: Answer[Any], model: BaseModel, *, exclude: set[str] | None = None) -> Response:
+def render(
+    request: Request,
+    answer: Answer[Any],
+    model: BaseModel,
+    *,
+    exclude: set[str] | None = None,
+) -> Response:
     """Serialize `model` once, answer 200 or 304, and keep the bytes for the hit path when the
     answer is whole (no backend errors) and came from cache entries that are still fresh."""
+    responses: ResponseCache = request.app.responses
+    clock: Clock = request.app.clock
     body = model.model_dump_json(exclude=exclude).encode()
     etag = etag_of(body)
-    clock: Clock = request.app.state.clock
     now = clock()
-    fresh_until = min((e.fresh_until for _, _, e in answer.sources), default=now)
-    created = min((e.created for _, _, e in answer.sources), default=now)
-    result = answer.cache_result
+    provenance = answer.provenance
+    fresh_until = provenance.fresh_until(now)
+    created = provenance.created(now)
+    result = provenance.cache_result
     scope = request.scope
     route = scope.get("route")
     template = getattr(route, "path", "unmatched")
     facade = scope.setdefault("facade", {})
     facade["cache"] = result
-    if not answer.errors and answer.sources and fresh_until > now and result != "STALE":
-        request.app.state.responses.store(
-            (scope["path"], scope["query_string"]),
-            StoredResponse(body, etag, template, tuple(answer.sources), created, fresh_until),
+    if not answer.errors and provenance.cached and fresh_until > now and result != "STALE":
+        responses.store(
+            response_key(scope["path"], scope["query_string"]),
+            StoredResponse(body, etag, template, provenance, created, fresh_until),
         )
     max_age = max(0.0, fresh_until - now) if not answer.errors else 0.0
     headers = dict(

@@ -12,23 +12,19 @@ from pydantic import ValidationError
 
 from app.config import Settings
 from app.errors import ConfigurationError
-from app.factory import ServiceApp, create_app
+from app.factory import FacadeApp, create_app
 from app.logs import configure_logging
 
 
-def _build() -> ServiceApp:
+def _build() -> FacadeApp:
     try:
         settings = Settings()
     except ValidationError as exc:  # e.g. IOMETER_AUTH=digest: say which variable, not a traceback
         problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
         print(f"meter-facade cannot start: invalid configuration ({problems}).", file=sys.stderr)
         raise SystemExit(2) from None
-    secrets = [s.get_secret_value() for s in settings.api_keys]
-    for secret in (settings.iometer_partner_secret, settings.waltero_password, settings.cursor_secret):
-        if secret is not None:
-            secrets.append(secret.get_secret_value())
-    configure_logging(settings.log_level, secrets)
     try:
+        configure_logging(settings.log_level, settings.secrets())
         return create_app(settings)
     except ConfigurationError as exc:
         print(f"meter-facade cannot start: {exc}", file=sys.stderr)

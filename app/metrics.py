@@ -66,6 +66,12 @@ class Metrics:
             ["cache"],
             registry=r,
         )
+        self.cache_bytes = Gauge(
+            "facade_cache_bytes",
+            "Estimated bytes held per cache (sampled at scrape); bounded by FACADE_CACHE_MAX_BYTES.",
+            ["cache"],
+            registry=r,
+        )
         self.coalesced = Counter(
             "facade_coalesced_requests",
             "Requests that waited on an identical in-flight upstream call instead of making their own.",

@@ -20,7 +20,8 @@ UtcDateTime = Annotated[
     Field(description="RFC 3339 timestamp in UTC, ending in `Z`.", examples=["2026-05-19T06:15:00Z"]),
 ]
 
-BackendName = Literal["iometer", "waltero"]
+BackendName = str
+"""A registered vendor's name (`app.vendors`); the OpenAPI lists the configured ones as an enum."""
 Medium = Literal["electricity", "water", "gas", "heat", "unknown"]
 
 

@@ -90,10 +90,9 @@ def build_client(
         pool=settings.request_deadline,
     )
     inner = transport or httpx.AsyncHTTPTransport(limits=limits, retries=0)
-    return httpx.AsyncClient(
+    return httpx.AsyncClient(  # the pool limits are the transport's: httpx ignores `limits=` beside `transport=`
         transport=InstrumentedTransport(inner, backend, metrics),
         timeout=timeout,
-        limits=limits,
         headers={"User-Agent": "meter-facade/0.1"},
         follow_redirects=False,
     )

@@ -1,8 +1,9 @@
-"""The hit path: answer a GET whose exact response is cached, before FastAPI routing.
+"""The hit path: answer a GET (or HEAD) whose exact response is cached, before FastAPI routing.
 
 Measured on this stack (PERF-NOTES.md), FastAPI's routing and dependency machinery, not the cache
 lookup, is what a hit pays for; answering from stored bytes here costs one dict lookup, a few identity
-checks and the headers. Everything else (misses, errors, non-GETs) goes on to the app unchanged.
+checks and the headers. Everything else (misses, errors, other methods, other representations such as
+CSV) goes on to the app unchanged.
 """
 
 from __future__ import annotations
@@ -11,8 +12,10 @@ from collections.abc import Callable
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from app.http_cache import ResponseCache, cache_headers, etag_matches
+from app.http_cache import ResponseCache, cache_headers, etag_matches, response_key
 from app.timeutil import Clock
+
+_OTHER_REPRESENTATIONS = (b"text/csv", b"ndjson", b"text/event-stream")
 
 
 class HitPath:
@@ -25,13 +28,20 @@ class HitPath:
         self.on_hit = on_hit
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["method"] != "GET":
+        if scope["type"] != "http" or scope["method"] not in ("GET", "HEAD"):
             await self.app(scope, receive, send)
             return
-        stored = self.responses.lookup((scope["path"], scope["query_string"]))
+        stored = self.responses.lookup(response_key(scope["path"], scope["query_string"]))
         if stored is None:
             await self.app(scope, receive, send)
             return
+        if_none_match = None
+        for name, value in scope["headers"]:
+            if name == b"if-none-match":
+                if_none_match = value
+            elif name == b"accept" and any(r in value for r in _OTHER_REPRESENTATIONS):
+                await self.app(scope, receive, send)
+                return
         now = self.clock()
         facade = scope.setdefault("facade", {})
         facade["route"] = stored.route
@@ -39,11 +49,10 @@ class HitPath:
         if self.on_hit is not None:
             self.on_hit(stored.route)
         headers = cache_headers(stored.etag, max_age=stored.fresh_until - now, age=now - stored.created, result="HIT")
-        if_none_match = next((v for k, v in scope["headers"] if k == b"if-none-match"), None)
         if etag_matches(if_none_match, stored.etag):
             await send({"type": "http.response.start", "status": 304, "headers": headers})
             await send({"type": "http.response.body", "body": b""})
             return
         headers += [(b"content-type", b"application/json"), (b"content-length", b"%d" % len(stored.body))]
         await send({"type": "http.response.start", "status": 200, "headers": headers})
-        await send({"type": "http.response.body", "body": stored.body})
+        await send({"type": "http.response.body", "body": stored.body if scope["method"] == "GET" else b""})

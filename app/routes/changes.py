@@ -15,6 +15,7 @@ from app.deps import (
     rfc3339,
     within_deadline,
 )
+from app.errors import InvalidRequest
 from app.http_cache import render
 from app.models import Change, Page
 
@@ -33,17 +34,20 @@ async def list_changes(
     request: Request,
     service: ServiceDep,
     since: Annotated[
-        str,
+        str | None,
         Query(
-            description="RFC 3339; corrections made at or after it.",
+            description="RFC 3339; corrections made at or after it. Required, unless `cursor` is given alone.",
             examples=["2026-05-25T00:00:00Z"],
             json_schema_extra={"format": "date-time"},
         ),
-    ],
+    ] = None,
     backend: BackendParam = None,
     limit: LimitParam = 100,
     cursor: CursorParam = None,
 ) -> Response:
-    answer = await within_deadline(request, service.changes(rfc3339(since, "since"), backend, limit, cursor))
+    if since is None and cursor is None:
+        raise InvalidRequest("since is required (or a cursor from a previous page)", field="since")
+    since_at = rfc3339(since, "since") if since is not None else None
+    answer = await within_deadline(request, service.changes(since_at, backend, limit, cursor))
     items, next_cursor = answer.value
     return render(request, answer, Page[Change](items=items, next_cursor=next_cursor), exclude={"errors"})

@@ -10,11 +10,11 @@ from fastapi import APIRouter, Request
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 
-from app.backends.base import Backend
 from app.deps import ServiceDep, problem_responses
 from app.errors import FacadeError
 from app.models import BackendInfo, BackendList
 from app.problems import problem_response
+from app.service import MeterService
 
 router = APIRouter(tags=["operations"])
 READY_CACHE_SECONDS = 10.0
@@ -36,22 +36,19 @@ def _status(circuit: str, authenticated: bool | None) -> str:
     responses=problem_responses(401),
 )
 async def backends(service: ServiceDep) -> Response:
-    items = []
-    for name, backend in service.backends.items():
-        breaker = service.breakers[name]
-        auth = await backend.auth_state()
-        items.append(
-            BackendInfo(
-                name=name,  # type: ignore[arg-type]
-                mode=backend.mode,
-                capabilities=sorted(backend.capabilities),
-                status=_status(breaker.state, auth.authenticated),  # type: ignore[arg-type]
-                circuit=breaker.state,
-                circuit_retry_after=breaker.retry_after(),
-                token_expires_at=auth.token_expires_at,
-                cache={n: c.count_backend(name) for n, c in service.caches.items()},
-            )
+    items = [
+        BackendInfo(
+            name=h.name,
+            mode=h.mode,  # type: ignore[arg-type]
+            capabilities=sorted(h.capabilities),
+            status=_status(h.circuit, h.auth.authenticated),  # type: ignore[arg-type]
+            circuit=h.circuit,  # type: ignore[arg-type]
+            circuit_retry_after=h.circuit_retry_after,
+            token_expires_at=h.auth.token_expires_at,
+            cache=h.cache_entries,
         )
+        for h in await service.health()
+    ]
     body = BackendList(items=items).model_dump_json().encode()
     return Response(body, media_type="application/json", headers={"Cache-Control": "no-store"})
 
@@ -61,12 +58,12 @@ async def healthz() -> JSONResponse:
     return JSONResponse({"status": "ok"}, headers={"Cache-Control": "no-store"})
 
 
-async def _check(backend: Backend, service_breaker_state: str, seconds: float) -> str:
-    if service_breaker_state == "open":
+async def _check(service: MeterService, name: str, circuit: str, seconds: float) -> str:
+    if circuit == "open":
         return "circuit open"
     try:
         async with asyncio.timeout(seconds):
-            await backend.check_ready()
+            await service.check_ready(name)
     except FacadeError as exc:
         return exc.title
     except TimeoutError:
@@ -80,17 +77,15 @@ async def _check(backend: Backend, service_breaker_state: str, seconds: float) -
     responses={200: {"description": "Ready"}, **problem_responses(503)},
 )
 async def readyz(request: Request) -> Response:
-    service = request.app.state.service
-    memo = request.app.state.readiness
+    service: MeterService = request.app.service
+    memo = request.app.runtime.readiness
     now = time.monotonic()
+    circuits = {h.name: h.circuit for h in await service.health()}
     if memo.get("at", -1e9) + READY_CACHE_SECONDS < now:
-        names = list(service.backends)
-        results = await asyncio.gather(*(_check(service.backends[n], service.breakers[n].state, 5.0) for n in names))
+        names = list(circuits)
+        results = await asyncio.gather(*(_check(service, n, circuits[n], 5.0) for n in names))
         memo.update(at=now, checks=dict(zip(names, results, strict=True)))
-    checks = {
-        n: ("circuit open" if service.breakers[n].state == "open" else memo["checks"].get(n, "unknown"))
-        for n in service.backends
-    }
+    checks = {n: ("circuit open" if c == "open" else memo["checks"].get(n, "unknown")) for n, c in circuits.items()}
     if all(v == "ok" for v in checks.values()):
         return JSONResponse({"status": "ready", "backends": checks}, headers={"Cache-Control": "no-store"})
     failing = ", ".join(f"{n}: {v}" for n, v in checks.items() if v != "ok")
@@ -113,12 +108,15 @@ async def readyz(request: Request) -> Response:
     },
 )
 async def metrics(request: Request) -> Response:
-    service = request.app.state.service
-    m = request.app.state.metrics
-    for name, cache in service.caches.items():
-        m.cache_entries.labels(name).set(len(cache))
-    m.cache_entries.labels("responses").set(len(request.app.state.responses))
-    for name, backend in service.backends.items():
-        auth = await backend.auth_state()
-        m.token_expiry.labels(name).set(auth.token_expires_at.timestamp() if auth.token_expires_at else 0)
+    service: MeterService = request.app.service
+    m = request.app.metrics
+    for name, (entries, size) in service.cache_sizes().items():
+        m.cache_entries.labels(name).set(entries)
+        m.cache_bytes.labels(name).set(size)
+    responses = request.app.responses
+    m.cache_entries.labels("responses").set(len(responses))
+    m.cache_bytes.labels("responses").set(responses.bytes)
+    for h in await service.health():
+        expiry = h.auth.token_expires_at
+        m.token_expiry.labels(h.name).set(expiry.timestamp() if expiry else 0)
     return Response(generate_latest(m.registry), media_type=CONTENT_TYPE_LATEST)

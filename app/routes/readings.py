@@ -31,16 +31,20 @@ async def list_readings(
     request: Request,
     service: ServiceDep,
     meter_id: Annotated[
-        str, Query(description="`<backend>:<id>`", examples=["iometer:578936dc-8020-4022-a560-2f59d2dca9ee"])
-    ],
-    start: Annotated[
-        str,
+        str | None,
         Query(
-            description="RFC 3339, inclusive.",
+            description="`<backend>:<id>`. Required, unless `cursor` is given alone.",
+            examples=["iometer:578936dc-8020-4022-a560-2f59d2dca9ee"],
+        ),
+    ] = None,
+    start: Annotated[
+        str | None,
+        Query(
+            description="RFC 3339, inclusive. Required, unless `cursor` is given alone.",
             examples=["2026-05-19T00:00:00Z"],
             json_schema_extra={"format": "date-time"},
         ),
-    ],
+    ] = None,
     end: Annotated[
         str | None,
         Query(
@@ -59,17 +63,22 @@ async def list_readings(
     limit: LimitParam = 100,
     cursor: CursorParam = None,
 ) -> Response:
-    start_at = rfc3339(start, "start")
+    if cursor is None and meter_id is None:
+        raise InvalidRequest("meter_id is required (or a cursor from a previous page)", field="meter_id")
+    if cursor is None and start is None:
+        raise InvalidRequest("start is required (or a cursor from a previous page)", field="start")
+    start_at = rfc3339(start, "start") if start is not None else None
     end_at = rfc3339(end, "end") if end is not None else None
-    if end_at is not None and end_at <= start_at:
-        raise InvalidRequest("end must be after start", field="end")
-    # Bounded like daily consumption: an open-ended window from year 1 would page through centuries of
-    # empty vendor history. Longer spans are read window by window.
-    if (end_at or from_epoch(service.clock())) - start_at > MAX_WINDOW:
-        raise InvalidRequest(
-            "at most 366 days between start and end (end defaults to now); read longer spans window by window",
-            field="start",
-        )
+    if start_at is not None:
+        if end_at is not None and end_at <= start_at:
+            raise InvalidRequest("end must be after start", field="end")
+        # Bounded like daily consumption: an open-ended window from year 1 would page through centuries of
+        # empty vendor history. Longer spans are read window by window.
+        if (end_at or from_epoch(service.clock())) - start_at > MAX_WINDOW:
+            raise InvalidRequest(
+                "at most 366 days between start and end (end defaults to now); read longer spans window by window",
+                field="start",
+            )
     quantities = None
     if quantity:
         for q in quantity:

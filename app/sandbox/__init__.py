@@ -1,4 +1,4 @@
-"""The sandbox: faithful emulators of both vendors, served in-process behind `httpx.ASGITransport`.
+"""The sandbox: faithful emulators of every registered vendor, served in-process.
 
 Only the app factory imports this package, and only when `FACADE_SANDBOX=true`. The adapters run
 unchanged against it: they get demo credentials and URLs on hosts that only the emulators answer.
@@ -6,31 +6,22 @@ unchanged against it: they get demo credentials and URLs on hosts that only the 
 
 from __future__ import annotations
 
-import importlib
 from typing import Any
 
+from app import vendors
 from app.config import Settings
 from app.timeutil import Clock
-
-SANDBOX_URLS = {
-    "iometer": ("IOMETER_URL", "http://iometer.sandbox/api/v1/query"),
-    "waltero": ("WALTERO_URL", "http://waltero.sandbox"),
-}
+from app.vendors import Emulator
 
 
-def create_emulators(clock: Clock, *, seed: int = 7) -> dict[str, Any]:
-    """One emulator per vendor, all on the same injected clock."""
-    return {
-        name: importlib.import_module(f"app.sandbox.{name}").create_emulator(clock, seed=seed) for name in SANDBOX_URLS
-    }
+def create_emulators(clock: Clock, *, seed: int = 7) -> dict[str, Emulator]:
+    """One emulator per vendor that has one, all on the same injected clock."""
+    return {v.name: v.create_emulator(clock, seed) for v in vendors.iter_vendors() if v.create_emulator is not None}
 
 
 def sandbox_settings(settings: Settings) -> Settings:
     """`settings` with every vendor pointed at its emulator and its demo credentials."""
     overrides: dict[str, Any] = {}
-    for name, (url_var, url) in SANDBOX_URLS.items():
-        module = importlib.import_module(f"app.sandbox.{name}")
-        overrides.update(module.SANDBOX_SETTINGS)
-        overrides[url_var] = url
-    overrides["WALTERO_ORGANIZATIONS"] = []
+    for vendor in vendors.iter_vendors():
+        overrides.update(vendor.sandbox_settings())
     return Settings.model_validate({**settings.model_dump(by_alias=True), **overrides})

@@ -16,11 +16,11 @@ import httpx
 import pytest
 
 from app.backends.base import AuthState
-from app.backends.iometer import create_backend, is_configured
+from app.backends.iometer import create_backend
 from app.backends.iometer.adapter import IometerBackend
-from app.backends.registry import BackendContext
 from app.config import Settings
 from app.errors import NotFound, NotSupported, UpstreamAuthFailed, UpstreamRateLimited, UpstreamTimeout
+from app.factory import backend_context
 from app.models import DailyConsumption, Meter, Reading
 from app.sandbox.iometer import SANDBOX_SETTINGS, Emulator, create_emulator
 from app.sandbox.iometer.data import BERLIN, ReadingRecord
@@ -61,16 +61,17 @@ class Rig:
     ) -> None:
         self.emulator, self.clock, self.http = emulator, clock, http
         self.retries: list[tuple[str, str]] = []
-        ctx = BackendContext(
-            settings=settings(auth, secret, **extra),
-            http=http,
+        configured = settings(auth, secret, **extra)
+        ctx = backend_context(
+            configured,
+            http,
             clock=clock,
             sleep=clock.sleep,
             rng=random.Random(0),
             mode="sandbox",
             on_retry=lambda backend, reason: self.retries.append((backend, reason)),
         )
-        backend = create_backend(ctx)
+        backend = create_backend(ctx, configured.vendor_settings("iometer"))
         assert isinstance(backend, IometerBackend)
         self.backend = backend
 
@@ -150,8 +151,8 @@ def as_tuples(readings: list[Reading]) -> list[tuple[datetime, str, str | None, 
 
 
 def test_is_configured() -> None:
-    assert is_configured(settings())
-    assert not is_configured(Settings())
+    assert settings().vendor_settings("iometer").configured()
+    assert not Settings().vendor_settings("iometer").configured()
 
 
 async def test_meters_value_by_value(rig: Rig) -> None:

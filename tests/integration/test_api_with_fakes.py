@@ -91,9 +91,9 @@ async def test_one_backend_failing_keeps_the_other(fakes, clock):
         daily = (await c.get("/consumption/daily", params={"start": "2026-05-10", "end": "2026-05-12"})).json()
         assert {row["meter_id"].split(":")[0] for row in daily["items"]} == {"iometer"} and daily["errors"]
         io.fail = UpstreamBadResponse("IOmeter sent garbage.", backend="iometer")
-        io_cache = app.state.service.caches["meters"]
+        io_cache = app.service.caches["meters"]
         io_cache.clear()
-        app.state.responses.clear()
+        app.responses.clear()
         r = await c.get("/meters")
         assert r.status_code == 503 and r.headers["retry-after"] == "7"
         assert r.headers["content-type"] == "application/problem+json" and r.json()["backend"] == "waltero"

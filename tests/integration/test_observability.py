@@ -124,7 +124,7 @@ async def test_promtool_accepts_the_exposition(tmp_path):
     assert done.returncode == 0, done.stdout + done.stderr
 
 
-async def test_an_unexpected_error_is_one_problem_500_and_one_log_line():
+async def test_an_unexpected_error_in_a_backend_is_one_problem_502_and_one_log_line():
     class Broken(FakeBackend):
         async def device_status(self, upstream_device_id):  # type: ignore[no-untyped-def]
             raise RuntimeError("boom with a secret-looking value s3cr3t")
@@ -138,7 +138,10 @@ async def test_an_unexpected_error_is_one_problem_500_and_one_log_line():
             r = await c.get(f"/devices/iometer:{broken.meter_ids[0]}/status")
     finally:
         configure_logging("WARNING", stream=io.StringIO())
-    assert r.status_code == 500 and r.headers["content-type"] == "application/problem+json"
+    # A bug in an adapter is that backend failing (502, naming it), never a 500 for the whole service.
+    assert r.status_code == 502, r.text
+    assert r.headers["content-type"] == "application/problem+json"
+    assert r.json()["backend"] == "iometer"
     assert "boom" not in r.text and "Traceback" not in r.text
     errors = [json.loads(line) for line in stream.getvalue().splitlines() if '"level":"error"' in line]
     assert len(errors) == 1 and "RuntimeError" in errors[0]["exception"]

@@ -44,8 +44,8 @@ async def test_no_secret_or_token_in_any_log_line_or_response() -> None:
     full = sandbox_settings(settings)
     secrets = [
         KEY,
-        full.iometer_partner_secret.get_secret_value(),  # type: ignore[union-attr]
-        full.waltero_password.get_secret_value(),  # type: ignore[union-attr]
+        *full.vendor_settings("iometer").secrets(),
+        *full.vendor_settings("waltero").secrets(),
     ]
     # Log everything, DEBUG included, and without the formatter's safety net: redaction must be at the source.
     configure_logging("DEBUG", secrets=[], stream=stream)
@@ -187,7 +187,7 @@ async def test_readyz_is_503_while_a_vendor_rejects_our_credentials() -> None:
     app = fake_app({"iometer": io, "waltero": wa})
     async with running(app) as c:
         assert (await c.get("/readyz")).status_code == 200
-        app.state.readiness.clear()
+        app.runtime.readiness.clear()
         wa.fail = UpstreamAuthFailed("Waltero rejected the login", backend="waltero")
         r = await c.get("/readyz")
         assert r.status_code == 503 and r.headers["content-type"] == "application/problem+json"

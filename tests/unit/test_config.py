@@ -40,8 +40,8 @@ def test_environment_is_read(monkeypatch):
     monkeypatch.setenv("IOMETER_AUTH", "BASIC")
     s = Settings()
     assert [k.get_secret_value() for k in s.api_keys] == ["k1", "k2"]
-    assert s.waltero_organizations == ["o1", "o2"]
-    assert s.iometer_auth == "basic"
+    assert s.vendor_settings("waltero").organizations == ["o1", "o2"]  # type: ignore[attr-defined]
+    assert s.vendor_settings("iometer").auth == "basic"  # type: ignore[attr-defined]
     assert "k1" not in repr(s)
 
 

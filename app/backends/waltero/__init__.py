@@ -1,43 +1,63 @@
 """Waltero Metering REST API backend (`waltero:` ids).
 
-Layers: `shapes` (every pinned path and wire shape, shared with the sandbox emulator), `token`
-(login and Bearer renewal as an `httpx.Auth`), `client` (retries and error mapping, one method per
-vendor call), `mapping`/`daily`/`feed` (pure translation to the normalized models) and `adapter`
-(the `Backend`).
+Layers: `shapes` (every pinned path and wire shape), `token` (login and Bearer renewal as an
+`httpx.Auth`), `client` (retries and error mapping, one method per vendor call),
+`mapping`/`daily`/`feed` (pure translation to the normalized models) and `adapter` (the `Backend`).
 """
 
 from __future__ import annotations
 
-from app.backends.registry import BackendContext
+from typing import Annotated, Any, ClassVar
+
+from pydantic import SecretStr, field_validator
+from pydantic_settings import NoDecode, SettingsConfigDict
+
 from app.backends.waltero.adapter import WalteroBackend
 from app.backends.waltero.client import WalteroClient, waltero_retry_policy
 from app.backends.waltero.token import TokenManager
-from app.config import Settings
+from app.config import split_commas
 from app.errors import ConfigurationError
+from app.timeutil import Clock
+from app.vendors import BackendContext, Emulator, Vendor, VendorSettings
 
-__all__ = ["TokenManager", "WalteroBackend", "WalteroClient", "create_backend", "is_configured"]
+__all__ = ["VENDOR", "TokenManager", "WalteroBackend", "WalteroClient", "WalteroSettings", "create_backend"]
+
+DEFAULT_URL = "https://qs0iya7cfk.execute-api.eu-central-1.amazonaws.com/prod"
+SANDBOX_URL = "http://waltero.sandbox"
 
 
-def is_configured(settings: Settings) -> bool:
-    """Both `WALTERO_USERNAME` and `WALTERO_PASSWORD` are set."""
-    return settings.waltero_enabled
+class WalteroSettings(VendorSettings):
+    """`WALTERO_URL`, `WALTERO_USERNAME`, `WALTERO_PASSWORD`, `WALTERO_ORGANIZATIONS` (comma-separated;
+    default every organization the user can access)."""
+
+    model_config = SettingsConfigDict(env_prefix="WALTERO_", env_file=None, extra="ignore")
+    enabled_by: ClassVar[tuple[str, ...]] = ("username", "password")
+
+    url: str = DEFAULT_URL
+    username: str | None = None
+    password: SecretStr | None = None
+    organizations: Annotated[list[str], NoDecode] = []
+
+    @field_validator("organizations", mode="before")
+    @classmethod
+    def _split(cls, value: object) -> object:
+        return split_commas(value)
 
 
-def create_backend(ctx: BackendContext) -> WalteroBackend:
+def create_backend(ctx: BackendContext, settings: WalteroSettings) -> WalteroBackend:
     """The Waltero backend over the app's shared httpx client, clock, sleep and randomness."""
-    settings = ctx.settings
-    if not (settings.waltero_username and settings.waltero_password):
+    if not (settings.username and settings.password):
         raise ConfigurationError("Waltero needs WALTERO_USERNAME and WALTERO_PASSWORD.")
-    policy = waltero_retry_policy(max_attempts=settings.retry_attempts, deadline=settings.request_deadline)
+    policy = waltero_retry_policy(max_attempts=ctx.retry_attempts, deadline=ctx.deadline)
 
     def on_retry(reason: str) -> None:
         ctx.on_retry("waltero", reason)
 
     tokens = TokenManager(
         ctx.http,
-        settings.waltero_url,
-        settings.waltero_username,
-        settings.waltero_password,
+        settings.url,
+        settings.username,
+        settings.password,
         clock=ctx.clock,
         policy=policy,
         sleep=ctx.sleep,
@@ -46,13 +66,36 @@ def create_backend(ctx: BackendContext) -> WalteroBackend:
     )
     client = WalteroClient(
         ctx.http,
-        settings.waltero_url,
+        settings.url,
         tokens,
         clock=ctx.clock,
         policy=policy,
         sleep=ctx.sleep,
         rng=ctx.rng,
         on_retry=on_retry,
-        concurrency=settings.upstream_concurrency,
+        concurrency=ctx.upstream_concurrency,
     )
-    return WalteroBackend(client, clock=ctx.clock, mode=ctx.mode, organizations=list(settings.waltero_organizations))
+    return WalteroBackend(client, clock=ctx.clock, mode=ctx.mode, organizations=list(settings.organizations))
+
+
+def _emulator(clock: Clock, seed: int) -> Emulator:
+    from app.sandbox.waltero import create_emulator
+
+    emulator: Any = create_emulator(clock, seed=seed)
+    return emulator  # type: ignore[no-any-return]
+
+
+def _sandbox_settings() -> dict[str, str]:
+    from app.sandbox.waltero import SANDBOX_SETTINGS
+
+    return {**SANDBOX_SETTINGS, "WALTERO_URL": SANDBOX_URL, "WALTERO_ORGANIZATIONS": ""}
+
+
+VENDOR = Vendor(
+    name="waltero",
+    settings=WalteroSettings,
+    create_backend=create_backend,
+    create_emulator=_emulator,
+    sandbox_settings=_sandbox_settings,
+    setup_hint="WALTERO_USERNAME and WALTERO_PASSWORD",
+)

@@ -10,10 +10,10 @@ from typing import Any
 
 import httpx
 
-from app.backends.registry import BackendContext
 from app.backends.waltero import create_backend
 from app.backends.waltero.adapter import WalteroBackend
 from app.config import Settings
+from app.factory import backend_context
 from app.sandbox.waltero import SANDBOX_SETTINGS, Emulator, create_emulator
 from tests.support.clock import FakeClock
 
@@ -60,14 +60,15 @@ async def waltero_rig(
     transport = transport or httpx.ASGITransport(app=emulator.app)
     async with httpx.AsyncClient(transport=transport, timeout=timeout) as http:
         retries: list[tuple[str, str]] = []
-        ctx = BackendContext(
-            settings=waltero_settings(url, **settings),
-            http=http,
+        configured = waltero_settings(url, **settings)
+        ctx = backend_context(
+            configured,
+            http,
             clock=clock,
             sleep=clock.sleep,
             rng=random.Random(3),
             mode="sandbox",
             on_retry=lambda backend, reason: retries.append((backend, reason)),
         )
-        backend = create_backend(ctx)
+        backend = create_backend(ctx, configured.vendor_settings("waltero"))
         yield Rig(emulator, clock, http, backend, retries)

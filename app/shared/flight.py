@@ -1,44 +1,38 @@
 """`FleetFlight`: one vendor call per key for the whole fleet, whatever replica is asked.
 
-On an in-process miss, `load(kind, key, loader, ...)`:
+On an in-process miss, `load(kind, key, make, budget=...)`:
 1. one script reads the shared entry and, if there is none (or only a stale one), takes the key's lock
    (`SET NX PX lock_ttl`) in the same round trip;
 2. a fresh shared entry is returned as is (`shared`);
-3. the lock holder calls the vendor, stores the entry (TTL = fresh + stale window), releases the lock
-   and publishes "filled" (`loaded`). While it loads, it renews the lock every `lock_ttl / 3`, so a
-   slow vendor keeps its lock and a holder that died loses it within `lock_ttl`;
+3. the lock holder runs `make()` (the vendor call), stores the entry (TTL = fresh + stale window),
+   releases the lock and publishes "filled" (`loaded`). While it loads, it renews the lock every
+   `lock_ttl / 3`, so a slow vendor keeps its lock and a holder that died loses it within `lock_ttl`;
 4. a replica that finds the lock taken waits: woken by the "filled" broadcast, polling as a fallback
-   (20 ms doubling to 200 ms), re-trying the lock each time (so a dead holder's expired lock is taken
-   over). It waits at most `wait_share` of the caller's remaining budget, then calls the vendor itself
+   (20 ms doubling to 200 ms), trying the lock again each time (so a dead holder's expired lock is
+   taken over). It waits at most `wait_share` of the caller's budget, then calls the vendor itself
    (`local`): nobody waits past the deadline for a peer;
-5. Redis unavailable at any point → the vendor is called locally (`local`) and the entry stored if
-   Redis takes it.
+5. Redis unavailable at any point → `make()` runs locally (`local`), stored if Redis takes it.
 
-When the load fails with an `UpstreamError` and a stale shared entry was seen, that entry is returned
-(`stale`) so stale-if-error works across replicas.
+An entry whose `fresh_until` is not after its `created` (ttl 0) is returned but never stored.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
-from collections.abc import Awaitable, Callable, Hashable, Iterable
+from collections.abc import Awaitable, Callable, Hashable
 from typing import Any, Literal, TypeVar
 
-from app.errors import UpstreamError
 from app.shared.bus import Broadcast
-from app.shared.entries import EntryKind, SharedEntries, SharedEntry
+from app.shared.entries import EntryKind, SharedEntries, SharedEntry, key_digest
 from app.shared.locks import FleetLock
 from app.shared.tier import SharedUnavailable
 from app.timeutil import Clock
 
-log = logging.getLogger("app.shared")
-
 V = TypeVar("V")
-FlightOutcome = Literal["shared", "loaded", "local", "stale"]
+FlightOutcome = Literal["shared", "loaded", "local"]
 FILLED = "filled"
-"""Broadcast topic: a lock holder finished (the message is the entry's key)."""
+"""Broadcast topic: a lock holder finished (the message is the entry's Redis key)."""
 
 _LOOKUP = """
 local v = redis.call('GET', KEYS[1])
@@ -65,16 +59,16 @@ class FleetFlight:
         self.tier = entries.tier
         self._broadcast = broadcast
         self._clock = clock
+        self._lock_ttl = lock_ttl
         self._wait_share = wait_share
         self._first_poll = first_poll
         self._max_poll = max_poll
-        self._lock_ttl = lock_ttl
         self._wakeups: dict[str, asyncio.Event] = {}
         if broadcast is not None:
             broadcast.on(FILLED, self._on_filled)
 
     def lock_key(self, kind: EntryKind[Any], key: Hashable) -> str:
-        return self.entries.key(kind, key).replace(":e:", ":lock:", 1)
+        return self.tier.key("lock", kind.version, kind.name, key_digest(key))
 
     def _on_filled(self, message: bytes) -> None:
         event = self._wakeups.pop(message.decode(errors="replace"), None)
@@ -85,56 +79,47 @@ class FleetFlight:
         self,
         kind: EntryKind[V],
         key: Hashable,
-        loader: Callable[[], Awaitable[V]],
+        make: Callable[[], Awaitable[SharedEntry[V]]],
         *,
-        ttl: float | Callable[[V], float],
-        tags: Iterable[str] | Callable[[V], Iterable[str]] = (),
-        stale_if_error: float = 0.0,
         budget: float,
     ) -> tuple[SharedEntry[V], FlightOutcome]:
-        """The entry for `key`, loaded by at most one replica at a time.
+        """The entry for `key`, made by at most one replica at a time.
 
         `budget` is how many seconds the caller may spend (its deadline); waiting for a peer uses at
-        most `wait_share` of it. Raises what `loader` raised (unless a stale shared entry serves)."""
+        most `wait_share` of it. Raises what `make` raised."""
         loop = asyncio.get_running_loop()
         give_up = loop.time() + max(0.0, budget * self._wait_share)
         name = self.entries.key(kind, key)
         lock = FleetLock(self.tier, self.lock_key(kind, key), ttl=self._lock_ttl)
-        stale: SharedEntry[V] | None = None
         poll = self._first_poll
         while True:
             event = self._wakeups.setdefault(name, asyncio.Event())
             try:
-                state, blob = await self._lookup_once(name, lock)
+                state, blob = await self._lookup(name, lock)
+                if state == 1:
+                    try:
+                        entry = kind.decode(blob)
+                    except ValueError:
+                        self.tier.note("lookup", "corrupt")
+                    else:
+                        if self._clock() < entry.fresh_until:
+                            return entry, "shared"
+                    # Present but stale (or unreadable): whoever takes the lock refreshes it.
+                    state = 2 if await lock.acquire() else 0
             except SharedUnavailable:
-                return await self._local(kind, key, loader, ttl, tags, stale_if_error, stale), "local"
-            if state == 1:
-                try:
-                    entry = kind.decode(blob)
-                except ValueError:
-                    self.tier.note("lookup", "corrupt")
-                    entry = None
-                if entry is not None and self._clock() < entry.fresh_until:
-                    return entry, "shared"
-                stale = entry or stale
-                # Present but stale (or unreadable): take the lock to refresh it.
-                try:
-                    taken = await lock.acquire()
-                except SharedUnavailable:
-                    return await self._local(kind, key, loader, ttl, tags, stale_if_error, stale), "local"
-                state = 2 if taken else 0
+                return await self._local(kind, key, make), "local"
             if state == 2:
-                return await self._hold(kind, key, loader, ttl, tags, stale_if_error, stale, lock)
+                return await self._hold(kind, key, make, lock), "loaded"
             remaining = give_up - loop.time()
             if remaining <= 0:
                 self.tier.note("flight_wait", "deadline")
-                return await self._local(kind, key, loader, ttl, tags, stale_if_error, stale), "local"
+                return await self._local(kind, key, make), "local"
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(min(poll, remaining)):
                     await event.wait()
             poll = min(poll * 2, self._max_poll)
 
-    async def _lookup_once(self, name: str, lock: FleetLock) -> tuple[int, bytes]:
+    async def _lookup(self, name: str, lock: FleetLock) -> tuple[int, bytes]:
         """One round trip: the entry if present, else an attempt at the lock."""
         result = await self.tier.call(
             "lookup",
@@ -143,18 +128,6 @@ class FleetFlight:
         )
         return int(result[0]), bytes(result[1])
 
-    def _entry(
-        self,
-        value: V,
-        ttl: float | Callable[[V], float],
-        tags: Iterable[str] | Callable[[V], Iterable[str]],
-        stale_if_error: float,
-    ) -> SharedEntry[V]:
-        now = self._clock()
-        seconds = ttl(value) if callable(ttl) else ttl
-        labels = frozenset(tags(value) if callable(tags) else tags)
-        return SharedEntry(value, now, now + seconds, now + seconds + stale_if_error, labels)
-
     async def _store(self, kind: EntryKind[V], key: Hashable, entry: SharedEntry[V]) -> None:
         if entry.fresh_until <= entry.created:
             return  # ttl 0: not cacheable
@@ -162,47 +135,20 @@ class FleetFlight:
             await self.entries.put(kind, key, entry)
 
     async def _local(
-        self,
-        kind: EntryKind[V],
-        key: Hashable,
-        loader: Callable[[], Awaitable[V]],
-        ttl: float | Callable[[V], float],
-        tags: Iterable[str] | Callable[[V], Iterable[str]],
-        stale_if_error: float,
-        stale: SharedEntry[V] | None,
+        self, kind: EntryKind[V], key: Hashable, make: Callable[[], Awaitable[SharedEntry[V]]]
     ) -> SharedEntry[V]:
-        try:
-            value = await loader()
-        except UpstreamError:
-            if stale is not None and self._clock() < stale.stale_until:
-                return stale
-            raise
-        entry = self._entry(value, ttl, tags, stale_if_error)
+        entry = await make()
         await self._store(kind, key, entry)
         return entry
 
     async def _hold(
-        self,
-        kind: EntryKind[V],
-        key: Hashable,
-        loader: Callable[[], Awaitable[V]],
-        ttl: float | Callable[[V], float],
-        tags: Iterable[str] | Callable[[V], Iterable[str]],
-        stale_if_error: float,
-        stale: SharedEntry[V] | None,
-        lock: FleetLock,
-    ) -> tuple[SharedEntry[V], FlightOutcome]:
+        self, kind: EntryKind[V], key: Hashable, make: Callable[[], Awaitable[SharedEntry[V]]], lock: FleetLock
+    ) -> SharedEntry[V]:
         try:
             async with lock.renewed():
-                try:
-                    value = await loader()
-                except UpstreamError:
-                    if stale is not None and self._clock() < stale.stale_until:
-                        return stale, "stale"
-                    raise
-                entry = self._entry(value, ttl, tags, stale_if_error)
+                entry = await make()
                 await self._store(kind, key, entry)
-                return entry, "loaded"
+                return entry
         finally:
             # Success or failure, wake the waiters: they read the entry, or one of them takes the lock.
             if self._broadcast is not None:

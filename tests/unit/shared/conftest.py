@@ -36,6 +36,9 @@ async def make_tier(redis_server: RedisServer) -> AsyncIterator[Callable[..., Re
     async def factory(**kw: object) -> RedisTier:
         kw.setdefault("prefix", "t")
         kw.setdefault("probe_every", 0.05)
+        # Two cores shared by several busy processes can leave this one unscheduled for 100 ms: the
+        # tests of fleet behaviour give Redis a second, the tests of timeouts set their own.
+        kw.setdefault("timeout", 1.0)
         tier = RedisTier(str(kw.pop("url", redis_server.url)), **kw)  # type: ignore[arg-type]
         await tier.start()
         made.append(tier)

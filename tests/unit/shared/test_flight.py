@@ -13,6 +13,17 @@ from tests.unit.shared.conftest import Recorder
 KIND = EntryKind("meter", dict[str, int])
 
 
+def made(clock, load, *, ttl=60.0, stale=0.0, tags=()):
+    """What the in-process cache hands the flight: a coroutine making the entry of one vendor call."""
+
+    async def make():
+        value = await load()
+        now = clock()
+        return SharedEntry(value, now, now + ttl, now + ttl + stale, frozenset(tags))
+
+    return make
+
+
 async def replica(make_tier, clock, *, broadcast=True, record=None, **kw):
     tier = await make_tier(record=record) if record else await make_tier()
     bus = Broadcast(tier) if broadcast else None
@@ -41,7 +52,10 @@ async def test_concurrent_misses_on_three_replicas_make_one_vendor_call(make_tie
     vendor = Vendor(delay=0.2)
     try:
         results = await asyncio.gather(
-            *(replicas[i % 3][0].load(KIND, "k", vendor.load, ttl=60, tags={"t"}, budget=5) for i in range(30))
+            *(
+                replicas[i % 3][0].load(KIND, "k", made(clock, vendor.load, ttl=60, tags={"t"}), budget=5)
+                for i in range(30)
+            )
         )
     finally:
         for _, bus in replicas:
@@ -60,10 +74,10 @@ async def test_waiters_are_woken_by_the_broadcast_not_by_polling(make_tier):
     )
     vendor = Vendor(delay=0.3)
     try:
-        first = asyncio.create_task(holder.load(KIND, "k", vendor.load, ttl=60, budget=20))
+        first = asyncio.create_task(holder.load(KIND, "k", made(clock, vendor.load, ttl=60), budget=20))
         await asyncio.sleep(0.05)
         started = time.monotonic()
-        _entry, outcome = await waiter.load(KIND, "k", vendor.load, ttl=60, budget=20)
+        _entry, outcome = await waiter.load(KIND, "k", made(clock, vendor.load, ttl=60), budget=20)
         waited = time.monotonic() - started
         await first
     finally:
@@ -81,7 +95,7 @@ async def test_a_dead_holders_lock_expires_and_a_waiter_takes_over_within_budget
     vendor = Vendor()
     started = time.monotonic()
     try:
-        _entry, outcome = await flight.load(KIND, "k", vendor.load, ttl=60, budget=4)
+        _entry, outcome = await flight.load(KIND, "k", made(clock, vendor.load, ttl=60), budget=4)
     finally:
         await bus.aclose()
     assert (outcome, vendor.calls) == ("loaded", 1)
@@ -93,9 +107,9 @@ async def test_a_slow_holder_keeps_its_lock_past_its_ttl(make_tier):
     (a, ab), (b, bb) = await replica(make_tier, clock, lock_ttl=0.3), await replica(make_tier, clock, lock_ttl=0.3)
     vendor = Vendor(delay=1.0)  # three lock lifetimes
     try:
-        first = asyncio.create_task(a.load(KIND, "k", vendor.load, ttl=60, budget=10))
+        first = asyncio.create_task(a.load(KIND, "k", made(clock, vendor.load, ttl=60), budget=10))
         await asyncio.sleep(0.05)
-        _entry, outcome = await b.load(KIND, "k", vendor.load, ttl=60, budget=10)
+        _entry, outcome = await b.load(KIND, "k", made(clock, vendor.load, ttl=60), budget=10)
         await first
     finally:
         await ab.aclose()
@@ -111,7 +125,7 @@ async def test_a_waiter_never_waits_past_its_share_of_the_budget(make_tier):
     vendor = Vendor()
     started = time.monotonic()
     try:
-        _entry, outcome = await flight.load(KIND, "k", vendor.load, ttl=60, budget=0.6)
+        _entry, outcome = await flight.load(KIND, "k", made(clock, vendor.load, ttl=60), budget=0.6)
     finally:
         await bus.aclose()
     assert (outcome, vendor.calls) == ("local", 1)
@@ -126,29 +140,23 @@ async def test_redis_down_means_a_local_call_at_once(make_tier, redis_server):
     vendor = Vendor(delay=0)
     started = time.monotonic()
     for _ in range(5):
-        _entry, outcome = await flight.load(KIND, "k", vendor.load, ttl=60, budget=5)
+        _entry, outcome = await flight.load(KIND, "k", made(clock, vendor.load, ttl=60), budget=5)
         assert outcome == "local"
     assert vendor.calls == 5  # each replica is on its own now; the in-process cache coalesces
     assert time.monotonic() - started < 0.5
 
 
-async def test_fresh_shared_entry_is_served_and_stale_one_serves_an_upstream_error(make_tier):
+async def test_a_fresh_shared_entry_is_served_with_its_own_times_and_an_expired_one_reloaded(make_tier):
     clock = FakeClock()
     flight, _ = await replica(make_tier, clock, broadcast=False)
     vendor = Vendor(delay=0)
-    entry, outcome = await flight.load(KIND, "k", vendor.load, ttl=10, stale_if_error=600, budget=5)
-    assert (outcome, entry.fresh_until - entry.created) == ("loaded", 10)
-    again, outcome = await flight.load(KIND, "k", vendor.load, ttl=10, budget=5)
-    assert (outcome, again, vendor.calls) == ("shared", entry, 1)
-
-    clock.advance(11)  # past fresh, inside stale-if-error
-
-    async def failing():
-        raise UpstreamBadResponse("vendor broke", backend="waltero")
-
-    stale, outcome = await flight.load(KIND, "k", failing, ttl=10, budget=5)
-    assert (outcome, stale.value) == ("stale", {"n": 1})
-    refreshed, outcome = await flight.load(KIND, "k", vendor.load, ttl=10, budget=5)
+    entry, outcome = await flight.load(KIND, "k", made(clock, vendor.load, ttl=10, stale=600), budget=5)
+    assert outcome == "loaded"
+    clock.advance(4)
+    again, outcome = await flight.load(KIND, "k", made(clock, vendor.load, ttl=10), budget=5)
+    assert (outcome, again, vendor.calls) == ("shared", entry, 1)  # created/fresh_until as the loader set them
+    clock.advance(7)  # past fresh, inside the stale window: still in Redis, but refreshed under the lock
+    refreshed, outcome = await flight.load(KIND, "k", made(clock, vendor.load, ttl=10), budget=5)
     assert (outcome, refreshed.value) == ("loaded", {"n": 2})
 
 
@@ -160,7 +168,7 @@ async def test_a_failed_load_raises_and_releases_the_lock(make_tier):
         raise UpstreamBadResponse("vendor broke", backend="waltero")
 
     with pytest.raises(UpstreamBadResponse):
-        await flight.load(KIND, "k", failing, ttl=10, budget=5)
+        await flight.load(KIND, "k", made(clock, failing, ttl=10), budget=5)
     assert await flight.tier.client.exists(flight.lock_key(KIND, "k")) == 0
 
 
@@ -168,6 +176,5 @@ async def test_zero_ttl_is_not_stored(make_tier):
     clock = FakeClock()
     flight, _ = await replica(make_tier, clock, broadcast=False)
     vendor = Vendor(delay=0)
-    await flight.load(KIND, "k", vendor.load, ttl=0, budget=5)
+    await flight.load(KIND, "k", made(clock, vendor.load, ttl=0), budget=5)
     assert await flight.entries.get(KIND, "k") is None
-    assert SharedEntry  # the envelope type the flight returns

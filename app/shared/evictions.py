@@ -40,13 +40,15 @@ class EvictionBroadcast:
         if on_gap is not None:
             broadcast.on_gap(on_gap)
 
-    async def evict(self, tags: Iterable[str]) -> int:
-        """Evict `tags` everywhere; how many shared entries were deleted (0 when Redis is unavailable:
-        the shared copies then expire by their TTL, and each replica's own poller evicts locally)."""
+    async def evict(self, tags: Iterable[str], *, local: bool = True) -> int:
+        """Evict `tags` everywhere (here too unless `local=False`: the caller already did); how many
+        shared entries were deleted (0 when Redis is unavailable: the shared copies then expire by
+        their TTL, and each replica's own poller evicts locally)."""
         chosen = frozenset(tags)
         if not chosen:
             return 0
-        self._on_evict(chosen)
+        if local:
+            self._on_evict(chosen)
         deleted = 0
         with contextlib.suppress(SharedUnavailable):
             deleted = await self.entries.evict_tags(chosen)

@@ -6,7 +6,7 @@ import pytest
 from prometheus_client import CollectorRegistry, Counter
 
 from app.shared.tier import RedisTier
-from tests.support.redis_server import RedisServer, redis_server  # noqa: F401  (fixture)
+from tests.support.redis_server import RedisServer
 
 
 class Recorder:
@@ -29,7 +29,7 @@ class Recorder:
 
 
 @pytest.fixture
-async def make_tier(redis_server: RedisServer) -> AsyncIterator[Callable[..., RedisTier]]:  # noqa: F811
+async def make_tier(redis_server: RedisServer) -> AsyncIterator[Callable[..., RedisTier]]:
     """Build started tiers against the test's Redis (one per simulated replica); closed after."""
     made: list[RedisTier] = []
 

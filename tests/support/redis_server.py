@@ -34,8 +34,11 @@ def redis_server_binary() -> str:
 
 
 class RedisServer:
-    def __init__(self, workdir: Path, *, password: str | None = None, port: int | None = None) -> None:
+    def __init__(
+        self, workdir: Path, *, password: str | None = None, port: int | None = None, args: list[str] | None = None
+    ) -> None:
         self.binary = redis_server_binary()
+        self.args = list(args or [])
         self.workdir = workdir
         self.password = password
         self.port = port or free_port()
@@ -49,6 +52,7 @@ class RedisServer:
     def start(self) -> None:
         argv = [
             self.binary,
+            *self.args,
             "--port", str(self.port),
             "--bind", "127.0.0.1",
             "--save", "",

@@ -6,7 +6,7 @@ live mode pointed at them, and reference servers serving the same bytes; drives 
 is a ratio or a difference against a reference measured in the same run, because absolute numbers on
 these shared machines drift by 20-30 %. Prints a table and writes bench/results.json.
 
-    .venv/bin/python bench/run.py [--rounds 3] [--duration 4]
+    .venv/bin/python bench/run.py [--rounds 3] [--duration 4] [--only redis ...]
 """
 
 from __future__ import annotations
@@ -523,6 +523,13 @@ def measure_derivation() -> dict[str, Any]:
 # --- profile of the hit path ------------------------------------------------------------------------------
 
 
+def measure_redis(rounds: int, duration: float) -> dict[str, Any]:
+    """Several workers sharing Redis (`--only redis`): bench/redis_fleet.py."""
+    from bench.redis_fleet import measure_redis as measure
+
+    return measure(rounds, duration)
+
+
 def profile_hits() -> str:
     from bench.profile_hits import profile
 
@@ -552,6 +559,7 @@ def main() -> None:
         "memory_full_caches": measure_memory,
         "daily_derivation": measure_derivation,
         "hit_path_profile": profile_hits,
+        "redis": lambda: measure_redis(args.rounds, args.duration),
     }
     for name, step in steps.items():
         if args.only and name not in args.only:
@@ -592,6 +600,10 @@ def render(r: dict[str, Any]) -> str:
             lines.append(
                 f"| logins per token lifetime, steady load ({row['token_lifetime_s']} s tokens, {row['seconds']} s) | {row['logins_per_lifetime']:.2f} ({row['client_errors']} client errors) | 1 | {'yes' if row['logins_per_lifetime'] <= 1.34 and row['client_errors'] == 0 else 'no'} |"
             )
+    if r.get("redis"):
+        from bench.redis_fleet import render as render_redis
+
+        lines.extend(render_redis(r["redis"]))
     mem = r.get("memory_full_caches")
     if mem:
         lines.append(

@@ -93,7 +93,6 @@ class FleetFlight:
         lock = FleetLock(self.tier, self.lock_key(kind, key), ttl=self._lock_ttl)
         poll = self._first_poll
         while True:
-            event = self._wakeups.setdefault(name, asyncio.Event())
             try:
                 state, blob = await self._lookup(name, lock)
                 if state == 1:
@@ -114,6 +113,8 @@ class FleetFlight:
             if remaining <= 0:
                 self.tier.note("flight_wait", "deadline")
                 return await self._local(kind, key, make), "local"
+            # No await since the lookup but the lock attempt: a "filled" missed there costs one poll.
+            event = self._wakeups.setdefault(name, asyncio.Event())
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(min(poll, remaining)):
                     await event.wait()

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -19,6 +20,7 @@ from app.factory import create_app
 from app.sandbox import iometer as iometer_sandbox
 from app.sandbox import waltero as waltero_sandbox
 from tests.support.apps import API_KEY, running
+from tests.support.clock import FakeClock
 
 
 def settings(redis_url: str | None, **more: Any) -> Settings:
@@ -116,3 +118,20 @@ def test_the_redis_url_is_checked_and_its_password_redacted():
     configured.validate_startup()
     assert "pa55-word-redis" in configured.secrets()
     assert "pa55-word-redis" not in repr(configured)
+
+
+async def test_a_rejected_token_costs_the_fleet_one_login_not_one_per_replica(redis_server):
+    vendor_clock = FakeClock(time.time())
+    iometer = iometer_sandbox.create_emulator()
+    waltero = waltero_sandbox.create_emulator(vendor_clock, token_ttl=3600)
+    transports = {"iometer": httpx.ASGITransport(app=iometer.app), "waltero": httpx.ASGITransport(app=waltero.app)}
+    apps = [create_app(settings(redis_server.url), transports=transports) for _ in range(2)]
+    async with running(apps[0]) as a, running(apps[1]) as b:
+        meters = (await a.get("/meters", params={"backend": "waltero"})).json()["items"]
+        devices = [m["device_id"] for m in meters[:4]]
+        assert (await b.get(f"/devices/{devices[0]}/status")).status_code == 200
+        assert waltero.stats["login"] == 1  # b took a's token from Redis
+        vendor_clock.advance(3601)  # Waltero now answers 401 to the token both replicas hold
+        answers = await asyncio.gather(a.get(f"/devices/{devices[1]}/status"), b.get(f"/devices/{devices[2]}/status"))
+        assert [r.status_code for r in answers] == [200, 200]
+        assert waltero.stats["login"] == 2  # the shared token was dropped once, renewed once

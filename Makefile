@@ -5,7 +5,7 @@ STAMP  := $(VENV)/.installed-stamp
 HOST   ?= 127.0.0.1
 PORT   ?= 8000
 
-.PHONY: install run test lint format openapi bench clean
+.PHONY: install system-packages run test lint format openapi bench clean
 
 $(STAMP): pyproject.toml requirements.lock
 	python3 -m venv $(VENV)
@@ -19,8 +19,12 @@ install: $(STAMP)
 run: install
 	FACADE_SANDBOX=true $(VENV)/bin/uvicorn app.main:app --host $(HOST) --port $(PORT) --no-access-log
 
+## Debian tools the tests drive (redis-server, chromium, promtool, jq, curl), installed only when missing.
+system-packages:
+	scripts/ensure-system-packages.sh
+
 ## Every test: unit, contract, integration, fuzz and soak.
-test: install
+test: install system-packages
 	$(VENV)/bin/pytest
 
 lint: install

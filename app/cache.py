@@ -120,7 +120,7 @@ class SingleFlightCache:
         self._timer = timer
         self._stale_if_error = stale_if_error
         self._floor = max(1, max_bytes // maxsize)
-        self._max_entry = max_entry_bytes if max_entry_bytes is not None else max(self._floor, max_bytes // 4)
+        self._max_entry = max_entry_bytes if max_entry_bytes is not None else max(self._floor, max_bytes // 2)
         self._negative_ttl = negative_ttl
         self._entries: TLRUCache[Hashable, CacheEntry[Any]] = TLRUCache(
             max_bytes, ttu=_stale_until, timer=timer, getsizeof=self._weight

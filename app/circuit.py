@@ -35,7 +35,7 @@ class CircuitBreaker:
         reset_after: float,
         clock: Clock,
         on_change: Callable[[int], None] = lambda value: None,
-        half_open_probes: int = 3,
+        half_open_probes: int = 1,
     ) -> None:
         self.backend = backend
         self._threshold = failure_threshold

@@ -6,7 +6,8 @@ refuses configurations that cannot work and says what to set.
 
 from __future__ import annotations
 
-from typing import Annotated
+import re
+from typing import Annotated, Literal
 from urllib.parse import urlsplit
 
 from pydantic import Field, PrivateAttr, SecretStr, ValidationError, field_validator, model_validator
@@ -27,9 +28,45 @@ def split_commas(value: object) -> object:
     return value
 
 
+_KEY_LABEL = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+
+
+class ApiKey(SecretStr):
+    """A client API key with its label: the label is logged with each request, the key never is."""
+
+    def __init__(self, secret_value: str, label: str) -> None:
+        super().__init__(secret_value)
+        self.label = label
+
+
+def parse_api_keys(value: str) -> list[ApiKey]:
+    """`FACADE_API_KEYS`: comma-separated entries, each `label:key` or a plain `key`.
+
+    The label is the part before the first `:` when it looks like one (`[A-Za-z0-9][A-Za-z0-9._-]*`, at
+    most 64); a plain key is labelled by its 1-based position, `key1`, `key2`, ... (so a key that
+    itself contains `:` must be given a label)."""
+    keys = []
+    entries = [e.strip() for e in value.split(",") if e.strip()]
+    for position, entry in enumerate(entries, start=1):
+        label, sep, key = entry.partition(":")
+        if sep and _KEY_LABEL.match(label) and key.strip():
+            keys.append(ApiKey(key.strip(), label))
+        else:
+            keys.append(ApiKey(entry, f"key{position}"))
+    return keys
+
+
 SANDBOX_REQUEST_DEADLINE = 30.0
 CACHE_BYTE_SHARES = {"responses": 0.3, "readings": 0.25, "daily": 0.2, "changes": 0.05, "other": 0.05}
 """Shares of the byte budget; `other` is each of meters, meter, device_status."""
+
+
+def _as_api_key(value: object, position: int) -> object:
+    if isinstance(value, ApiKey):
+        return value
+    if isinstance(value, SecretStr):
+        return ApiKey(value.get_secret_value(), f"key{position}")
+    return ApiKey(value, f"key{position}") if isinstance(value, str) else value
 
 
 class Settings(BaseSettings):
@@ -82,6 +119,7 @@ class Settings(BaseSettings):
     connect_timeout: float = Field(3, alias="FACADE_CONNECT_TIMEOUT", gt=0)
     read_timeout: float = Field(8, alias="FACADE_READ_TIMEOUT", gt=0)
     upstream_concurrency: int = Field(8, alias="FACADE_UPSTREAM_CONCURRENCY", ge=1)
+    upstream_transport: Literal["aiohttp", "httpx"] = Field("aiohttp", alias="FACADE_UPSTREAM_TRANSPORT")
     retry_attempts: int = Field(4, alias="FACADE_RETRY_ATTEMPTS", ge=1)
     circuit_failures: int = Field(5, alias="FACADE_CIRCUIT_FAILURES", ge=1)
     circuit_reset: float = Field(30, alias="FACADE_CIRCUIT_RESET", gt=0)
@@ -89,7 +127,15 @@ class Settings(BaseSettings):
     @field_validator("api_keys", mode="before")
     @classmethod
     def _split_keys(cls, value: object) -> object:
-        return split_commas(value)
+        if isinstance(value, str):
+            return parse_api_keys(value)
+        if isinstance(value, list):  # e.g. Settings(FACADE_API_KEYS=["k1", "k2"]) or a model_dump round trip
+            return [_as_api_key(v, position) for position, v in enumerate(value, start=1)]
+        return value
+
+    def client_keys(self) -> list[tuple[str, str]]:
+        """(label, key) per configured client key, in the order of `FACADE_API_KEYS`."""
+        return [(getattr(k, "label", f"key{i}"), k.get_secret_value()) for i, k in enumerate(self.api_keys, start=1)]
 
     @model_validator(mode="after")
     def _sandbox_deadline(self) -> Settings:
@@ -170,6 +216,10 @@ class Settings(BaseSettings):
             problems.append(
                 "FACADE_REDIS_URL must start with redis:// or rediss:// (e.g. rediss://user:pw@host:6380/0)."
             )
+        labels = [label for label, _ in self.client_keys()]
+        if len(set(labels)) != len(labels):
+            twice = sorted({label for label in labels if labels.count(label) > 1})
+            problems.append(f"FACADE_API_KEYS gives the label(s) {', '.join(twice)} to more than one key.")
         try:
             zone(self.timezone)
         except ValueError:

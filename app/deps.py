@@ -17,7 +17,7 @@ from fastapi import Depends, Query, Request
 
 from app.errors import InvalidRequest, UpstreamTimeout
 from app.service import MeterService
-from app.timeutil import parse_rfc3339, zone
+from app.timeutil import SUPPORTED_FROM, SUPPORTED_UNTIL, check_supported, parse_rfc3339, zone
 
 T = TypeVar("T")
 
@@ -32,15 +32,25 @@ BackendParam = Annotated[str | None, Query(max_length=64, description="Only this
 LimitParam = Annotated[int, Query(ge=1, le=1000, description="Page size, 1..1000.", examples=[100])]
 CursorParam = Annotated[
     str | None,
-    Query(max_length=4096, description="Opaque: `next_cursor` of the previous page, unchanged.", examples=[None]),
+    Query(max_length=4096, description="Opaque: `next_cursor` of the previous page, unchanged."),
 ]
 
 
+_OFFSET_AS_SPACE = re.compile(r"T\d{2}:\d{2}(:\d{2}(\.\d+)?)? \d{2}:\d{2}$")
+"""`...T06:15:00 02:00`: a `+02:00` offset sent unencoded in a query string, where `+` means a space."""
+
+
 def rfc3339(value: str, field: str) -> datetime:
+    """Parse a query parameter as RFC 3339; a 422 naming `field` otherwise (with a hint when an
+    unencoded `+` of the offset arrived as a space)."""
     try:
-        return parse_rfc3339(value)
+        return check_supported(parse_rfc3339(value))
     except ValueError as exc:
-        raise InvalidRequest(str(exc), field=field) from None
+        message = str(exc)
+        if len(value) <= 40 and _OFFSET_AS_SPACE.search(value):
+            fixed = value[:-6] + "%2B" + value[-5:]
+            message += f"; a '+' in a query string means a space: write the offset as %2B ({field}={fixed}) or use Z"
+        raise InvalidRequest(message, field=field) from None
 
 
 _DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
@@ -50,9 +60,12 @@ def iso_date(value: str, field: str) -> date:
     try:
         if not _DATE.match(value):
             raise ValueError
-        return date.fromisoformat(value)
+        day = date.fromisoformat(value)
     except ValueError:
         raise InvalidRequest("must be a calendar date YYYY-MM-DD", field=field) from None
+    if not SUPPORTED_FROM.date() <= day < SUPPORTED_UNTIL.date():
+        raise InvalidRequest("is outside the supported range: years 1970 to 9998", field=field)
+    return day
 
 
 def time_zone(value: str, field: str = "tz") -> ZoneInfo:

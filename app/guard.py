@@ -44,7 +44,7 @@ def build_caches(
             max_bytes=settings.cache_bytes(name),
             timer=clock,
             stale_if_error=settings.stale_if_error,
-            negative_ttl=settings.negative_ttl if name in ("meter", "device_status") else 0.0,
+            negative_ttl=settings.negative_ttl if name in ("meter", "device_status", "readings") else 0.0,
             metrics=metrics,
             tier=tier,
         )

@@ -15,6 +15,8 @@ import time
 from collections.abc import Iterable
 from typing import Any
 
+from app.logwriter import LogWriter, WriterHandler
+
 
 class JsonFormatter(logging.Formatter):
     def __init__(self, secrets: Iterable[str] = ()) -> None:
@@ -62,7 +64,7 @@ class AccessLog:
 
     def __init__(self) -> None:
         self.enabled = True
-        self.stream: Any = sys.stderr
+        self.writer = LogWriter(sys.stderr)
         self._lines: list[str] = []
         self._scheduled = False
         self._second = -1
@@ -76,13 +78,26 @@ class AccessLog:
         return f"{self._second_text}.{int((now - second) * 1000):03d}Z"
 
     def request(
-        self, request_id: str, method: str, route: str, status: int, duration_ms: float, cache: str | None, calls: int
+        self,
+        request_id: str,
+        method: str,
+        route: str,
+        status: int,
+        duration_ms: float,
+        cache: str | None,
+        calls: int,
+        client: str | None = None,
+        invalid_fields: list[str] | None = None,
     ) -> None:
+        """One line. `client` is the label of the API key used (never the key); `invalid_fields` the
+        parameter names a 422 refused (names only: a query string's values are never logged)."""
         cache_json = f'"{cache}"' if cache else "null"
+        client_json = f'"{client}"' if client else "null"  # a label matches [A-Za-z0-9._-]+
+        extra = f',"invalid_fields":{json.dumps(invalid_fields)}' if invalid_fields is not None else ""
         self._lines.append(
             f'{{"time":"{self.timestamp(time.time())}","level":"info","logger":"app.access","message":"request",'
             f'"request_id":"{request_id}","method":"{method}","route":"{route}","status":{status},'
-            f'"duration_ms":{duration_ms},"cache":{cache_json},"upstream_calls":{calls}}}'
+            f'"duration_ms":{duration_ms},"cache":{cache_json},"upstream_calls":{calls},"client":{client_json}{extra}}}'
         )
         if not self._scheduled:
             self._scheduled = True
@@ -97,11 +112,7 @@ class AccessLog:
             return
         text = "\n".join(self._lines) + "\n"
         self._lines.clear()
-        try:
-            self.stream.write(text)
-            self.stream.flush()
-        except (OSError, ValueError):  # a closed stream must not break serving
-            pass
+        self.writer.write(text)
 
 
 ACCESS_LOG = AccessLog()
@@ -109,16 +120,39 @@ ACCESS_LOG = AccessLog()
 
 def configure_logging(level: str = "INFO", secrets: Iterable[str] = (), stream: Any = None) -> None:
     ACCESS_LOG.flush()
-    ACCESS_LOG.stream = stream or sys.stderr
+    ACCESS_LOG.writer.close()
+    ACCESS_LOG.writer = writer = LogWriter(stream or sys.stderr)
     ACCESS_LOG.enabled = logging.getLevelName(level.upper()) <= logging.INFO
     root = logging.getLogger()
     for handler in list(root.handlers):
         if getattr(handler, "_facade", False):
             root.removeHandler(handler)
-    handler = logging.StreamHandler(stream or sys.stderr)
+    handler = WriterHandler(writer)  # the loop formats; a thread writes (app/logwriter.py)
     handler.setFormatter(JsonFormatter(secrets))
     handler._facade = True  # type: ignore[attr-defined]
     root.addHandler(handler)
     root.setLevel(level.upper())
     for noisy in ("httpx", "httpcore", "gql", "gql.transport", "websockets", "hpack"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    take_over_uvicorn_logs()
+
+
+def take_over_uvicorn_logs() -> None:
+    """Make the service's JSON lines the only format, whatever uvicorn's command line.
+
+    uvicorn configures its loggers before it imports the app: `uvicorn` and `uvicorn.error` print plain
+    `INFO:     ...` lines, and `uvicorn.access` prints one line per request with the raw path and query
+    string. The error loggers lose their own handlers and level and go through the root's JSON handler;
+    uvicorn's access log is switched off, since `AccessLog` writes one JSON line per request without the
+    query."""
+    for name in ("uvicorn", "uvicorn.error", "uvicorn.asgi"):
+        logger = logging.getLogger(name)
+        for handler in list(logger.handlers):
+            logger.removeHandler(handler)
+        logger.setLevel(logging.NOTSET)  # FACADE_LOG_LEVEL (the root's level) decides, not --log-level
+        logger.propagate = True
+    access = logging.getLogger("uvicorn.access")
+    for handler in list(access.handlers):
+        access.removeHandler(handler)
+    access.propagate = False
+    access.disabled = True

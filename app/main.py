@@ -6,29 +6,36 @@ than starting a service that fails on every request.
 
 from __future__ import annotations
 
+import logging
 import sys
+from typing import NoReturn
 
 from pydantic import ValidationError
 
 from app.config import Settings
 from app.errors import ConfigurationError
 from app.factory import FacadeApp, create_app
-from app.logs import configure_logging
+from app.logs import JsonFormatter, configure_logging
+
+
+def _refuse(message: str) -> NoReturn:
+    """Stop with exit code 2 and one JSON line saying why (the logs have one format, even this one)."""
+    record = logging.LogRecord("app", logging.CRITICAL, __file__, 0, message, None, None)
+    print(JsonFormatter().format(record), file=sys.stderr)
+    raise SystemExit(2)
 
 
 def _build() -> FacadeApp:
     try:
         settings = Settings()
-    except ValidationError as exc:  # e.g. IOMETER_AUTH=digest: say which variable, not a traceback
+    except ValidationError as exc:  # e.g. FACADE_MAX_GAP=soon: say which variable, not a traceback
         problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
-        print(f"meter-facade cannot start: invalid configuration ({problems}).", file=sys.stderr)
-        raise SystemExit(2) from None
+        _refuse(f"meter-facade cannot start: invalid configuration ({problems}).")
     try:
         configure_logging(settings.log_level, settings.secrets())
         return create_app(settings)
     except ConfigurationError as exc:
-        print(f"meter-facade cannot start: {exc}", file=sys.stderr)
-        raise SystemExit(2) from None
+        _refuse(f"meter-facade cannot start: {exc}")
 
 
 app = _build()

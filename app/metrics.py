@@ -7,33 +7,91 @@ a path template (never a raw path or an id), `backend` and `operation` are code-
 
 from __future__ import annotations
 
+import bisect
+import math
+from collections.abc import Iterator
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
+from prometheus_client.registry import Collector
 
 # Buckets from a 1 ms cache hit to a 10 s upstream deadline.
-LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 15.0)
+LATENCY_BUCKETS: tuple[float, ...] = (
+    0.0005,
+    0.001,
+    0.0025,
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1.0,
+    2.5,
+    5.0,
+    10.0,
+    15.0,
+)
+
+
+class HttpStats(Collector):
+    """The per-request metrics, on every request's path (cache hits included), kept as plain ints and
+    floats and exported at scrape time: a prometheus-client `Counter.inc` takes a lock and a
+    `Histogram.observe` walks its buckets under one, which measured as a fifth of a cache hit's cost.
+    Everything runs on the event loop thread, so no lock is needed.
+
+    - `facade_http_requests_total{method,route,status}`: client requests answered.
+    - `facade_http_request_duration_seconds{method,route}`: time to answer, in `LATENCY_BUCKETS`.
+    - `facade_http_requests_in_flight`: client requests being answered right now.
+    """
+
+    def __init__(self) -> None:
+        self.in_flight = 0
+        self._counts: dict[tuple[str, str, int], int] = {}
+        self._durations: dict[tuple[str, str], list[float]] = {}  # per-bucket counts, then sum
+
+    def record(self, route: str, method: str, status: int, seconds: float) -> None:
+        key = (route, method, status)
+        self._counts[key] = self._counts.get(key, 0) + 1
+        timing = self._durations.get((route, method))
+        if timing is None:
+            timing = self._durations[(route, method)] = [0.0] * (len(LATENCY_BUCKETS) + 2)
+        timing[bisect.bisect_left(LATENCY_BUCKETS, seconds)] += 1
+        timing[-1] += seconds
+
+    def collect(self) -> Iterator[Metric]:
+        requests = CounterMetricFamily(
+            "facade_http_requests",
+            "Client requests answered, by route template, method and status.",
+            labels=["method", "route", "status"],
+        )
+        for (route, method, status), count in list(self._counts.items()):
+            requests.add_metric([method, route, str(status)], count)
+        yield requests
+        durations = HistogramMetricFamily(
+            "facade_http_request_duration_seconds",
+            "Time to answer a client request, by route template.",
+            labels=["method", "route"],
+        )
+        for (route, method), timing in list(self._durations.items()):
+            cumulative: float = 0.0
+            buckets: list[tuple[str, float]] = []
+            for bound, in_bucket in zip((*LATENCY_BUCKETS, math.inf), timing, strict=False):
+                cumulative += in_bucket
+                buckets.append(("+Inf" if bound == math.inf else repr(bound), cumulative))
+            durations.add_metric([method, route], buckets, sum_value=timing[-1])
+        yield durations
+        yield GaugeMetricFamily(
+            "facade_http_requests_in_flight", "Client requests being answered right now.", value=self.in_flight
+        )
 
 
 class Metrics:
     def __init__(self) -> None:
         self.registry = r = CollectorRegistry(auto_describe=True)
-        self.http_requests = Counter(
-            "facade_http_requests",
-            "Client requests answered, by route template, method and status.",
-            ["route", "method", "status"],
-            registry=r,
-        )
-        self.http_duration = Histogram(
-            "facade_http_request_duration_seconds",
-            "Time to answer a client request, by route template.",
-            ["route", "method"],
-            buckets=LATENCY_BUCKETS,
-            registry=r,
-        )
-        self.http_in_flight = Gauge(
-            "facade_http_requests_in_flight",
-            "Client requests being answered right now.",
-            registry=r,
-        )
+        self.http = HttpStats()
+        r.register(self.http)
         self.upstream_requests = Counter(
             "facade_upstream_requests",
             "Calls to a vendor, each attempt counted; outcome is `ok`, an HTTP "

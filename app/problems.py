@@ -17,7 +17,7 @@ from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 
-from app.errors import FacadeError, InvalidRequest
+from app.errors import FacadeError, InvalidRequest, NotFound
 
 log = logging.getLogger("app.problems")
 PROBLEM_JSON = "application/problem+json"
@@ -100,14 +100,22 @@ def validation_errors(exc: RequestValidationError) -> list[dict[str, Any]]:
     return out
 
 
+def _log_fields(request: Request, fields: list[str]) -> None:
+    """Hand a 422's field names (never their values) to the access log line."""
+    request.scope.setdefault("facade", {})["invalid_fields"] = sorted(set(fields))[:20]
+
+
 def install(app: FastAPI) -> None:
     @app.exception_handler(FacadeError)
-    async def _facade(_: Request, exc: FacadeError) -> Response:
+    async def _facade(request: Request, exc: FacadeError) -> Response:
+        if isinstance(exc, InvalidRequest):
+            _log_fields(request, [exc.field or "request"])
         return facade_error_response(exc)
 
     @app.exception_handler(RequestValidationError)
-    async def _validation(_: Request, exc: RequestValidationError) -> Response:
+    async def _validation(request: Request, exc: RequestValidationError) -> Response:
         errors = validation_errors(exc)
+        _log_fields(request, [e["field"] for e in errors])
         detail = "; ".join(f"{e['field']}: {e['message']}" for e in errors)
         return problem_response(422, "Invalid request", detail, type_="/problems/invalid-request", errors=errors)
 
@@ -115,6 +123,9 @@ def install(app: FastAPI) -> None:
     async def _http(_: Request, exc: StarletteHTTPException) -> Response:
         title = _HTTP_TITLES.get(exc.status_code, "Error")
         detail = exc.detail if isinstance(exc.detail, str) else title
+        if exc.status_code == 404:  # an unknown route is a 404 like an unknown id: one problem type
+            title, detail = NotFound.title, "No such path. The API's paths are listed on /docs."
+            return problem_response(404, title, detail, type_=NotFound("").type, headers=dict(exc.headers or {}))
         return problem_response(exc.status_code, title, detail, headers=dict(exc.headers or {}))
 
     @app.exception_handler(Exception)

@@ -6,7 +6,9 @@ a timestamp without an offset is rejected rather than guessed.
 
 from __future__ import annotations
 
+import functools
 import re
+import zoneinfo
 from collections.abc import Callable
 from datetime import UTC, date, datetime, timedelta
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -56,8 +58,29 @@ def from_epoch(seconds: float) -> datetime:
     return datetime.fromtimestamp(seconds, UTC)
 
 
+SUPPORTED_FROM = datetime(1970, 1, 1, tzinfo=UTC)
+SUPPORTED_UNTIL = datetime(9999, 1, 1, tzinfo=UTC)
+"""Instants the service serves: years 1970 to 9998. Outside, windows and day bounds could not be
+computed (year 1 minus a day, year 9999 plus a chunk) and no meter has data anyway."""
+
+
+def check_supported(value: datetime) -> datetime:
+    """`value` if it lies in the supported range; raises `ValueError` saying the range."""
+    if not SUPPORTED_FROM <= value < SUPPORTED_UNTIL:
+        raise ValueError("is outside the supported range: years 1970 to 9998")
+    return value
+
+
+@functools.cache
+def _zone_names() -> frozenset[str]:
+    return frozenset(zoneinfo.available_timezones())
+
+
 def zone(name: str) -> ZoneInfo:
-    """An IANA zone by name; raises `ValueError` for an unknown or malformed name."""
+    """An IANA zone by name, one of `zoneinfo.available_timezones()` (so not `localtime` or
+    `posixrules`, which name files, not zones); raises `ValueError` otherwise."""
+    if name not in _zone_names():
+        raise ValueError(f"unknown IANA time zone {name[:64]!r}")
     try:
         return ZoneInfo(name)
     except (ZoneInfoNotFoundError, ValueError, OSError) as exc:

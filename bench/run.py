@@ -320,7 +320,23 @@ def _waltero_credentials() -> dict[str, str]:
 
 
 def measure_misses(n: int) -> dict[str, Any]:
-    with emulators() as (io_port, wa_port), facade(io_port, wa_port) as (base, _pid):
+    """Added latency of a miss with each upstream transport, side by side in one run (interleaved)."""
+    out: dict[str, Any] = {}
+    for transport in ("aiohttp", "httpx", "aiohttp", "httpx"):
+        run = _measure_misses_with(n, transport)
+        for name, row in run.items():
+            out.setdefault(f"{name}, {transport} transport", []).append(row)
+    return {name: {k: statistics.median(r[k] for r in rows) for k in rows[0]} for name, rows in out.items()}
+
+
+def _measure_misses_with(n: int, transport: str) -> dict[str, Any]:
+    with (
+        emulators() as (io_port, wa_port),
+        facade(io_port, wa_port, FACADE_UPSTREAM_TRANSPORT=transport) as (
+            base,
+            _pid,
+        ),
+    ):
         # this process is the client of both paths: keep it off the facade's core, as wrk is
         previous = os.sched_getaffinity(0)
         if CORES > 1:
@@ -466,23 +482,27 @@ async def main():
         responses = app.responses
         base = dict(rss())
         per_cache = {}
+        # fill every cache past its byte budget with copies of a real entry: the budget, not the
+        # number of entries asked for, bounds what it holds
         for name, cache in service.caches.items():
             template = next(iter(cache._entries.items()), None)
             if template is None:
                 continue
             key, entry = template
             before = dict(rss())["VmRSS"]
-            for i in range(len(cache), cache.maxsize):
+            inserted = 0
+            while inserted < 2 * cache.max_bytes // max(entry.size, 1) and inserted < 20000:
                 clone = copy.copy(entry)
                 clone.value = copy.deepcopy(entry.value)
-                cache._entries[(key, i)] = clone
-            per_cache[name] = {"entries": len(cache), "kib_per_entry": (dict(rss())["VmRSS"] - before) * 1024 / cache.maxsize}
+                cache._entries[(key, inserted)] = clone
+                inserted += 1
+            per_cache[name] = {"entries": len(cache), "bytes": cache.bytes, "budget": cache.max_bytes, "kib_per_entry": (dict(rss())["VmRSS"] - before) * 1024 / max(1, len(cache))}
         stored = next(iter(responses._entries.values()))
         before = dict(rss())["VmRSS"]
-        for i in range(len(responses), responses._entries.maxsize):
+        for i in range(2 * responses._entries.maxsize // max(1, len(stored.body))):
             body = bytes(stored.body[:-1]) + bytes([48 + i % 10])
-            responses.store(("/x", str(i).encode()), StoredResponse(body, etag_of(body), stored.route, stored.sources, stored.created, stored.fresh_until))
-        per_cache["responses"] = {"entries": len(responses), "kib_per_entry": (dict(rss())["VmRSS"] - before) * 1024 / responses._entries.maxsize}
+            responses.store(("/x", (("i", str(i)),)), StoredResponse(body, etag_of(body), stored.route, stored.provenance, stored.created, stored.fresh_until))
+        per_cache["responses"] = {"entries": len(responses), "bytes": responses.bytes, "budget": responses._entries.maxsize, "kib_per_entry": (dict(rss())["VmRSS"] - before) * 1024 / max(1, len(responses))}
         final = dict(rss())
         print(json.dumps({"idle_after_warmup_mib": base["VmRSS"], "full_rss_mib": final["VmRSS"], "peak_rss_mib": final["VmHWM"], "caches": per_cache}))
 
@@ -503,6 +523,45 @@ def measure_memory() -> dict[str, Any]:
     result = json.loads(done.stdout.strip().splitlines()[-1])
     result["target_mib"] = 150
     return result
+
+
+def measure_junk_attack(requests: int = 2500) -> dict[str, Any]:
+    """Issue 11's attack: the same year of daily consumption with `&junk=<i>`, 2,500 times, against the
+    facade in live mode over loopback; RSS before and after (and the high-water mark)."""
+    with emulators() as (io_port, wa_port), facade(io_port, wa_port) as (base, pid):
+        params = {"backend": "waltero", "start": "2025-12-01", "end": "2026-12-01"}
+
+        async def attack() -> list[int]:
+            async with httpx.AsyncClient(base_url=base, headers={"X-API-Key": KEY}, timeout=60) as c:
+                await c.get("/consumption/daily", params=params)
+                before.append(rss_mib(pid))
+                statuses: list[int] = []
+                queue = list(range(requests))
+
+                async def worker() -> None:
+                    while queue:
+                        i = queue.pop()
+                        statuses.append(
+                            (await c.get("/consumption/daily", params={**params, "junk": str(i)})).status_code
+                        )
+
+                await asyncio.gather(*(worker() for _ in range(8)))
+                return statuses
+
+        before: list[float] = []
+        statuses = asyncio.run(attack())
+        hwm = 0.0
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                hwm = int(line.split()[1]) / 1024
+        return {
+            "requests": requests,
+            "ok": statuses.count(200),
+            "rss_before_mib": before[0],
+            "rss_after_mib": rss_mib(pid),
+            "peak_rss_mib": hwm,
+            "target_mib": 150,
+        }
 
 
 # --- 5. daily derivation CPU time ----------------------------------------------------------------------
@@ -557,6 +616,7 @@ def main() -> None:
         "cache_miss_added_latency": lambda: measure_misses(300),
         "upstream_amplification": measure_amplification,
         "memory_full_caches": measure_memory,
+        "junk_parameter_attack": measure_junk_attack,
         "daily_derivation": measure_derivation,
         "hit_path_profile": profile_hits,
         "redis": lambda: measure_redis(args.rounds, args.duration),
@@ -607,10 +667,17 @@ def render(r: dict[str, Any]) -> str:
     mem = r.get("memory_full_caches")
     if mem:
         lines.append(
-            f"| peak RSS with every cache at maxsize | {mem['peak_rss_mib']:.0f} MiB | <= {mem['target_mib']} MB | {'yes' if mem['peak_rss_mib'] * 1.048576 <= mem['target_mib'] else 'no'} |"
+            f"| peak RSS with every cache at its byte budget | {mem['peak_rss_mib']:.0f} MiB | <= {mem['target_mib']} MB | {'yes' if mem['peak_rss_mib'] * 1.048576 <= mem['target_mib'] else 'no'} |"
         )
         for name, row in mem["caches"].items():
             lines.append(f"| per-entry cost, cache `{name}` | {row['kib_per_entry']:.1f} KiB | - | - |")
+    junk = r.get("junk_parameter_attack")
+    if junk:
+        lines.append(
+            f"| RSS under the junk-parameter attack ({junk['requests']} requests, {junk['ok']} answered 200) | "
+            f"{junk['rss_before_mib']:.0f} -> {junk['rss_after_mib']:.0f} MiB (peak {junk['peak_rss_mib']:.0f}) | "
+            f"<= {junk['target_mib']} MB | {'yes' if junk['peak_rss_mib'] * 1.048576 <= junk['target_mib'] else 'no'} |"
+        )
     der = r.get("daily_derivation")
     if der:
         lines.append(

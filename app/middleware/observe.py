@@ -7,6 +7,7 @@ become label values. Methods outside the standard set are counted as `OTHER`.
 
 from __future__ import annotations
 
+import itertools
 import logging
 import os
 import re
@@ -34,22 +35,10 @@ _METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"
 class Observe:
     def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
         self.app = app
-        self.metrics = metrics
-        # Label children resolved once per label set: `labels()` takes a lock and builds a tuple.
-        self._counted: dict[tuple[str, str, int], Any] = {}
-        self._timed: dict[tuple[str, str], Any] = {}
-
-    def _record(self, route: str, method: str, status: int, elapsed: float) -> None:
-        counter = self._counted.get((route, method, status))
-        if counter is None:
-            counter = self._counted[(route, method, status)] = self.metrics.http_requests.labels(
-                route, method, str(status)
-            )
-        counter.inc()
-        timer = self._timed.get((route, method))
-        if timer is None:
-            timer = self._timed[(route, method)] = self.metrics.http_duration.labels(route, method)
-        timer.observe(elapsed)
+        self.stats = metrics.http
+        # Request ids: a per-process random prefix and a counter, unique without a syscall per request.
+        self._id_prefix = os.urandom(6).hex()
+        self._next_id = itertools.count(1).__next__
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -63,7 +52,7 @@ class Observe:
                 if _VALID_REQUEST_ID.match(candidate):
                     request_id = candidate
                 break
-        request_id = request_id or os.urandom(16).hex()
+        request_id = request_id or f"{self._id_prefix}{self._next_id():020x}"
         rid_token = request_id_var.set(request_id)
         calls = [0]
         calls_token = upstream_calls_var.set(calls)
@@ -80,7 +69,8 @@ class Observe:
                 message["headers"] = [*message.get("headers", []), rid_header]
             await send(message)
 
-        self.metrics.http_in_flight.inc()
+        stats = self.stats
+        stats.in_flight += 1
         try:
             await self.app(scope, receive, send_wrapper)
         except Exception:
@@ -102,7 +92,7 @@ class Observe:
                 )
                 await send_wrapper({"type": "http.response.body", "body": body})
         finally:
-            self.metrics.http_in_flight.dec()
+            stats.in_flight -= 1
             elapsed = time.perf_counter() - started
             route_obj = scope.get("route")
             # API routes leave their template in the scope; the docs and spec routes are a fixed set of
@@ -113,10 +103,18 @@ class Observe:
                 or (scope["path"] if scope["path"] in OPEN_PATHS else "unmatched")
             )
             method = scope["method"] if scope["method"] in _METHODS else "OTHER"
-            self._record(route, method, status, elapsed)
+            stats.record(route, method, status, elapsed)
             if ACCESS_LOG.enabled:
                 ACCESS_LOG.request(
-                    request_id, method, route, status, round(elapsed * 1000, 3), facade.get("cache"), calls[0]
+                    request_id,
+                    method,
+                    route,
+                    status,
+                    round(elapsed * 1000, 3),
+                    facade.get("cache"),
+                    calls[0],
+                    facade.get("client"),
+                    facade.get("invalid_fields"),
                 )
             request_id_var.reset(rid_token)
             upstream_calls_var.reset(calls_token)

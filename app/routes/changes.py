@@ -24,6 +24,7 @@ router = APIRouter(tags=["changes"])
 
 @router.get(
     "/changes",
+    operation_id="listChanges",
     response_model=Page[Change],
     summary="Corrections to stored readings",
     description="Waltero's data-audit feed, ascending by `changed_at`: every post-hoc correction made since `since`. "

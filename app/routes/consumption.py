@@ -18,6 +18,7 @@ MAX_DAYS = 366
 
 @router.get(
     "/consumption/daily",
+    operation_id="getDailyConsumption",
     response_model=DailyConsumptionList,
     summary="Daily consumption per meter",
     description="One row per meter per local day of `[start, end)` in `tz`, ordered by `meter_id`, `date`; every "

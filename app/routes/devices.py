@@ -12,6 +12,7 @@ router = APIRouter(tags=["devices"])
 
 @router.get(
     "/devices/{device_id}/status",
+    operation_id="getDeviceStatus",
     response_model=DeviceStatus,
     summary="Health of one device",
     description="IOmeter: bridge and core status. Waltero: the newest telemetry of the last 7 days.",
@@ -22,7 +23,7 @@ async def device_status(
     service: ServiceDep,
     device_id: str = Path(
         description="`<backend>:<id>`, the `device_id` of a meter.",
-        examples=["waltero:11111111-1111-1111-1111-111111111101"],
+        examples=["iometer:92276658-1e27-41c0-8a6a-63ec24ede6a4"],
     ),
 ) -> Response:
     answer = await within_deadline(request, service.device_status(device_id))

@@ -20,6 +20,7 @@ router = APIRouter(tags=["meters"])
 
 @router.get(
     "/meters",
+    operation_id="listMeters",
     response_model=Page[Meter],
     summary="List meters of every backend",
     description="Meters of both vendors in one list ordered by `id`. If one backend fails, the others' meters "
@@ -41,6 +42,7 @@ async def list_meters(
 
 @router.get(
     "/meters/{meter_id}",
+    operation_id="getMeter",
     response_model=Meter,
     summary="One meter",
     responses=problem_responses(404, *UPSTREAM_ERRORS),
@@ -48,7 +50,7 @@ async def list_meters(
 async def get_meter(
     request: Request,
     service: ServiceDep,
-    meter_id: str = Path(description="`<backend>:<id>`", examples=["iometer:578936dc-8020-4022-a560-2f59d2dca9ee"]),
+    meter_id: str = Path(description="`<backend>:<id>`", examples=["iometer:8d116ece-1738-47d9-bd9c-172411e20b8f"]),
 ) -> Response:
     answer = await within_deadline(request, service.get_meter(meter_id))
     return render(request, answer, answer.value)

@@ -31,6 +31,7 @@ def _status(circuit: str, authenticated: bool | None) -> str:
 
 @router.get(
     "/backends",
+    operation_id="listBackends",
     response_model=BackendList,
     summary="The configured backends and their health",
     responses=problem_responses(401),
@@ -55,7 +56,7 @@ async def backends(service: ServiceDep, request: Request) -> Response:
     return Response(body, media_type="application/json", headers={"Cache-Control": "no-store"})
 
 
-@router.get("/healthz", summary="Liveness: the process answers")
+@router.get("/healthz", operation_id="getHealth", summary="Liveness: the process answers")
 async def healthz() -> JSONResponse:
     return JSONResponse({"status": "ok"}, headers={"Cache-Control": "no-store"})
 
@@ -75,6 +76,7 @@ async def _check(service: MeterService, name: str, circuit: str, seconds: float)
 
 @router.get(
     "/readyz",
+    operation_id="getReadiness",
     summary="Readiness: every configured backend can authenticate and its circuit is closed",
     responses={200: {"description": "Ready"}, **problem_responses(503)},
 )
@@ -103,6 +105,7 @@ async def readyz(request: Request) -> Response:
 
 @router.get(
     "/metrics",
+    operation_id="getMetrics",
     summary="Prometheus metrics (text exposition format)",
     response_class=PlainTextResponse,
     responses={

@@ -22,6 +22,7 @@ _OBIS = re.compile(r"^obis:[0-9A-Za-z:.*\-]{1,32}$")
 
 @router.get(
     "/readings",
+    operation_id="listReadings",
     response_model=Page[Reading],
     summary="Register readings of one meter",
     description="Readings with `start <= time < end`, ascending by `time`. Energy in kWh, power in W, volume in m3.",
@@ -34,7 +35,7 @@ async def list_readings(
         str | None,
         Query(
             description="`<backend>:<id>`. Required, unless `cursor` is given alone.",
-            examples=["iometer:578936dc-8020-4022-a560-2f59d2dca9ee"],
+            examples=["iometer:8d116ece-1738-47d9-bd9c-172411e20b8f"],
         ),
     ] = None,
     start: Annotated[
@@ -83,7 +84,11 @@ async def list_readings(
     if quantity:
         for q in quantity:
             if q not in QUANTITIES and not _OBIS.match(q):
-                raise InvalidRequest(f"unknown quantity {q[:40]!r}", field="quantity")
+                raise InvalidRequest(
+                    f"unknown quantity {q[:40]!r}; valid: {', '.join(QUANTITIES)}, "
+                    "or obis:<code> (e.g. obis:1-0:32.7.0)",
+                    field="quantity",
+                )
         quantities = frozenset(quantity)
     answer = await within_deadline(request, service.readings(meter_id, start_at, end_at, quantities, limit, cursor))
     items, next_cursor = answer.value

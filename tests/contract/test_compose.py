@@ -83,13 +83,15 @@ def test_no_secret_is_written_down():
 
 def test_prometheus_scrapes_every_replica():
     doc = compose()
-    volume = next(
-        v for v in doc["services"]["prometheus"]["volumes"] if v.endswith("/etc/prometheus/prometheus.yml:ro")
-    )
+    volumes = doc["services"]["prometheus"]["volumes"]
+    volume = next(v for v in volumes if v.endswith("/etc/prometheus/prometheus.yml:ro"))
     config = yaml.safe_load((DEPLOY / volume.split(":")[0]).read_text())
     job = config["scrape_configs"][0]
     assert job["metrics_path"] == "/metrics"
     assert sorted(job["static_configs"][0]["targets"]) == sorted(f"{n}:8000" for n in replicas(doc))
+    for rules in config["rule_files"]:  # mounted where the config expects them, from files that exist
+        assert f"./{rules}:/etc/prometheus/{rules}:ro" in volumes
+        assert (DEPLOY / rules).is_file()
     promtool = shutil.which("promtool")
     if promtool is None:
         pytest.fail("promtool is not installed: install the Debian package prometheus", pytrace=False)

@@ -10,6 +10,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from app.logs import configure_logging
 from tests.support.apps import fake_app, running
 from tests.support.fake_backend import FakeBackend
+from tests.support.tools import require_tool
 
 
 def samples(text):
@@ -107,14 +108,9 @@ async def test_one_json_line_per_request_with_request_id():
 
 
 async def test_promtool_accepts_the_exposition(tmp_path):
-    import shutil
     import subprocess
 
-    import pytest
-
-    promtool = shutil.which("promtool")
-    if promtool is None:
-        pytest.skip("promtool (Debian package 'prometheus') is not installed on this machine")
+    promtool = require_tool("promtool")
     app = fake_app({"iometer": FakeBackend("iometer"), "waltero": FakeBackend("waltero", changes=True)})
     async with running(app) as c:
         await c.get("/meters")

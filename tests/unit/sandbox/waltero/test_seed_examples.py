@@ -3,7 +3,6 @@ loopback socket. The commands are the page's, verbatim apart from the base URL a
 
 import json
 import os
-import shutil
 import subprocess
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -13,8 +12,7 @@ import pytest
 from app.sandbox.waltero import ORG_NORTH, SANDBOX_SETTINGS, Emulator, create_emulator
 from tests.support.clock import FakeClock
 from tests.support.servers import serve_in_thread
-
-pytestmark = pytest.mark.skipif(not (shutil.which("curl") and shutil.which("jq")), reason="needs curl and jq")
+from tests.support.tools import require_tool
 
 LOGIN = """TOKEN=$(curl -s -X POST "$BASE/api/auth/login" \\
 -H 'Content-Type: application/json' \\
@@ -24,6 +22,8 @@ LOGIN = """TOKEN=$(curl -s -X POST "$BASE/api/auth/login" \\
 
 @pytest.fixture(scope="module")
 def served() -> Iterator[tuple[str, Emulator]]:
+    require_tool("curl")
+    require_tool("jq")
     # The page's examples ask for 2026-05-18..25: put "now" just after them.
     emulator = create_emulator(FakeClock(datetime(2026, 5, 26, 9, 30, tzinfo=UTC)))
     with serve_in_thread(emulator.app) as url:

@@ -1,0 +1,81 @@
+"""HEAD wherever GET is answered, cursors that continue alone, and response-cache keys that ignore
+what the API does not know."""
+
+from __future__ import annotations
+
+from tests.support.apps import fake_app, running
+from tests.support.fake_backend import FakeBackend
+
+
+def two_vendors():
+    return fake_app({"iometer": FakeBackend("iometer", meters=3), "waltero": FakeBackend("waltero", meters=4)})
+
+
+async def test_head_is_answered_wherever_get_is_with_the_same_headers_and_no_body():
+    app = two_vendors()
+    async with running(app) as c:
+        for path in ("/healthz", "/meters", "/meters", "/backends", "/openapi.json"):
+            get = await c.get(path)
+            head = await c.head(path)
+            assert head.status_code == get.status_code == 200, path
+            assert head.content == b""
+            assert head.headers["content-length"] == str(len(get.content)), path
+        assert (await c.head("/meters")).headers["x-cache"] == "HIT"
+        assert (await c.head("/meters/iometer:nope")).status_code == 404
+        assert (await c.head("/nowhere")).status_code == 404
+
+
+async def test_a_cursor_alone_continues_the_listing():
+    app = two_vendors()
+    async with running(app) as c:
+        first = (await c.get("/meters", params={"backend": "waltero", "limit": 3})).json()
+        rest = (await c.get("/meters", params={"cursor": first["next_cursor"], "limit": 3})).json()
+        assert [m["backend"] for m in rest["items"]] == ["waltero"]  # the cursor kept the filter
+        assert rest["next_cursor"] is None
+        meter = first["items"][0]["id"]
+        query = {"meter_id": meter, "start": "2026-05-10T00:00:00Z", "end": "2026-05-10T02:00:00Z", "limit": 3}
+        page = (await c.get("/readings", params=query)).json()
+        alone = (await c.get("/readings", params={"cursor": page["next_cursor"], "limit": 3})).json()
+        together = (await c.get("/readings", params={**query, "cursor": page["next_cursor"]})).json()
+        assert alone["items"] == together["items"]
+        assert alone["items"][0]["time"] >= page["items"][-1]["time"]
+        other = {**query, "start": "2026-05-10T00:15:00Z", "cursor": page["next_cursor"]}
+        wrong = await c.get("/readings", params=other)
+        assert wrong.status_code == 422
+        assert wrong.json()["errors"][0]["field"] == "cursor"
+        missing = await c.get("/readings", params={"start": "2026-05-10T00:00:00Z"})
+        assert missing.status_code == 422
+
+
+async def test_unknown_parameters_make_no_new_response_cache_entries():
+    app = two_vendors()
+    async with running(app) as c:
+        await c.get("/meters", params={"limit": 2})
+        stored = len(app.responses)
+        for i in range(50):
+            r = await c.get("/meters", params={"limit": 2, "junk": str(i), f"x{i}": "y"})
+            assert r.status_code == 200
+            assert r.headers["x-cache"] == "HIT"
+        assert len(app.responses) == stored
+        # a known parameter's order does not matter either
+        await c.get("/meters?limit=2&backend=iometer")
+        assert len(app.responses) == stored + 1
+        await c.get("/meters?backend=iometer&limit=2&junk=1")
+        assert len(app.responses) == stored + 1
+
+
+async def test_not_found_is_remembered_briefly_so_an_unknown_id_costs_one_vendor_call():
+    from tests.support.clock import FakeClock
+
+    clock = FakeClock()
+    backend = FakeBackend("waltero", meters=1)
+    app = fake_app({"waltero": backend}, clock=clock)
+    unknown = "waltero:00000000-0000-4000-8000-00000000dead"
+    async with running(app) as c:
+        for _ in range(20):
+            assert (await c.get(f"/meters/{unknown}")).status_code == 404
+            assert (await c.get(f"/devices/{unknown}/status")).status_code == 404
+        assert (backend.calls["get_meter"], backend.calls["device_status"]) == (1, 1)
+        clock.advance(31)  # FACADE_TTL_NOT_FOUND: 30 s by default
+        assert (await c.get(f"/meters/{unknown}")).status_code == 404
+        assert backend.calls["get_meter"] == 2

@@ -115,9 +115,12 @@ class FleetFlight:
                 return await self._local(kind, key, make), "local"
             # No await since the lookup but the lock attempt: a "filled" missed there costs one poll.
             event = self._wakeups.setdefault(name, asyncio.Event())
-            with contextlib.suppress(TimeoutError):
+            try:
                 async with asyncio.timeout(min(poll, remaining)):
                     await event.wait()
+            except TimeoutError:
+                if self._wakeups.get(name) is event:  # nobody published (e.g. the holder died): no leftovers
+                    del self._wakeups[name]
             poll = min(poll * 2, self._max_poll)
 
     async def _lookup(self, name: str, lock: FleetLock) -> tuple[int, bytes]:

@@ -290,6 +290,7 @@ def _fleet(settings: Settings, clock: Clock, metrics: Metrics, budget: float) ->
         metrics=metrics,
         budget=budget,
         share_tokens=not settings.sandbox,
+        max_entry_bytes=settings.cache_max_entry_bytes,
     )
 
 

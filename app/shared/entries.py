@@ -119,9 +119,10 @@ class EntryKind(Generic[V]):
 class SharedEntries:
     """Get, put and evict cache entries in Redis; every method degrades (see `RedisTier.call`)."""
 
-    def __init__(self, tier: RedisTier, clock: Clock) -> None:
+    def __init__(self, tier: RedisTier, clock: Clock, *, max_entry_bytes: int = 1024 * 1024) -> None:
         self.tier = tier
         self._clock = clock
+        self._max_entry_bytes = max_entry_bytes
         self._evict = tier.client.register_script(_EVICT_TAGS)
 
     def key(self, kind: EntryKind[Any], key: Hashable) -> str:
@@ -144,12 +145,16 @@ class SharedEntries:
             return None
 
     async def put(self, kind: EntryKind[V], key: Hashable, entry: SharedEntry[V]) -> None:
-        """Store `entry` until its `stale_until`, indexed under each tag; raises `SharedUnavailable`."""
+        """Store `entry` until its `stale_until`, indexed under each tag (not at all when its encoding is
+        larger than `max_entry_bytes`); raises `SharedUnavailable`."""
         ttl_ms = int((entry.stale_until - self._clock()) * 1000)
         if ttl_ms <= 0:
             return
         name = self.key(kind, key)
         blob = kind.encode(entry)
+        if len(blob) > self._max_entry_bytes:  # bounded like the in-process caches: served, not shared
+            self.tier.note("set", "too_large")
+            return
 
         async def store(r: Redis) -> Any:
             pipe = r.pipeline(transaction=True)

@@ -145,6 +145,7 @@ class Fleet:
         share_tokens: bool = True,
         lease_ttl: float = 15.0,
         lock_ttl: float = 3.0,
+        max_entry_bytes: int = 1024 * 1024,
     ) -> None:
         counters: dict[tuple[str, str], Any] = {}
 
@@ -157,7 +158,7 @@ class Fleet:
         self.tier = RedisTier(url, prefix=prefix, timeout=timeout, record=record)
         self.clock = clock
         self.broadcast = Broadcast(self.tier)
-        self.entries = SharedEntries(self.tier, clock)
+        self.entries = SharedEntries(self.tier, clock, max_entry_bytes=max_entry_bytes)
         self.flight = FleetFlight(self.entries, self.broadcast, clock=clock, lock_ttl=lock_ttl)
         self.cache_tier = RedisCacheTier(self.flight, budget=budget)
         self.lease = LeaderLease(self.tier, "corrections", ttl=lease_ttl, clock=clock)
@@ -221,7 +222,8 @@ class Fleet:
             self._cursors.adopt(secret)
             self._cursor_key_shared = True
         else:
-            log.warning("no shared cursor key yet: this replica signs cursors with its own key until Redis is back")
+            # info, not warning: the outage itself already logged its one warning
+            log.info("no shared cursor key yet: this replica signs cursors with its own key until Redis is back")
 
     def _spawn(self, coro: Awaitable[Any]) -> None:
         task = asyncio.ensure_future(coro)

@@ -119,3 +119,17 @@ async def test_evicting_a_tag_deletes_every_entry_carrying_it_once(make_tier):
     assert await entries.get(kinds[1], "d1") is None
     assert (await entries.get(kinds[0], "r2")) is not None
     assert await entries.evict_tags({"iometer:m1"}) == 0  # the second time there is nothing left
+
+
+async def test_an_entry_larger_than_the_bound_is_not_shared(make_tier):
+    rec = Recorder()
+    tier = await make_tier(record=rec)
+    clock = FakeClock()
+    entries = SharedEntries(tier, clock, max_entry_bytes=600)
+    kind = EntryKind("readings", list[Reading])
+    now = clock()
+    await entries.put(kind, "small", SharedEntry(readings()[:1], now, now + 60, now + 60))
+    await entries.put(kind, "big", SharedEntry(readings() * 5, now, now + 60, now + 60))
+    assert await entries.get(kind, "small") is not None
+    assert await entries.get(kind, "big") is None
+    assert rec.value("set", "too_large") == 1.0

@@ -21,6 +21,7 @@ can catch up. Nothing here logs the URL: it may hold a password.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 from collections.abc import Awaitable, Callable
@@ -192,6 +193,10 @@ class RedisTier:
                     await self.client.ping()
             except (TimeoutError, RedisError, OSError):
                 continue
+            # Idle pooled connections are from before the outage (Redis may have restarted): drop them,
+            # or each would fail once and end the recovery in a new "outage".
+            with contextlib.suppress(RedisError, OSError):
+                await self._pool.disconnect(inuse_connections=False)
             self._down = False
             self._consecutive_timeouts = 0
             log.info("shared cache (Redis) reachable again")

@@ -12,7 +12,11 @@
 - `lease.LeaderLease`, `lease.SharedWatermark`: the corrections poller runs on one replica at a time,
   and its watermark survives a change of leader.
 - `bus.Broadcast`: pub/sub fan-out (evictions, "value ready" wake-ups) on one connection per replica.
+- `evictions.EvictionBroadcast`: a correction deletes the shared entries once and reaches every replica.
+- `locks.FleetLock`: `SET NX PX` with a token, renewed by its live holder, expiring with a dead one.
 - `cursor_key.shared_cursor_secret`: one cursor signing key for the fleet when none is configured.
+- `fleet.Fleet`: all of the above wired for the app (the cache's `SharedTier`, the token store, the
+  poller's lease and watermark, the cursor key); `factory.create_app` builds it from the settings.
 
 Every operation degrades: when Redis is down, slow or refuses, the caller is told "unavailable" within
 the tier's timeout (or at once while an outage is known) and carries on with its own cache, flight,

@@ -13,7 +13,9 @@ On an in-process miss, `load(kind, key, make, budget=...)`:
    (`local`): nobody waits past the deadline for a peer;
 5. Redis unavailable at any point → `make()` runs locally (`local`), stored if Redis takes it.
 
-An entry whose `fresh_until` is not after its `created` (ttl 0) is returned but never stored.
+An entry whose `fresh_until` is not after its `created` (ttl 0: not cacheable) is still shared with
+the replicas that asked while it loaded, as the in-process single-flight shares it with its waiters:
+it is kept for `lock_ttl` seconds and served only to a caller that asked before it was made.
 """
 
 from __future__ import annotations
@@ -89,6 +91,7 @@ class FleetFlight:
         most `wait_share` of it. Raises what `make` raised."""
         loop = asyncio.get_running_loop()
         give_up = loop.time() + max(0.0, budget * self._wait_share)
+        asked_at = self._clock()
         name = self.entries.key(kind, key)
         lock = FleetLock(self.tier, self.lock_key(kind, key), ttl=self._lock_ttl)
         poll = self._first_poll
@@ -101,8 +104,8 @@ class FleetFlight:
                     except ValueError:
                         self.tier.note("lookup", "corrupt")
                     else:
-                        if self._clock() < entry.fresh_until:
-                            return entry, "shared"
+                        if self._clock() < entry.fresh_until or entry.created >= asked_at:
+                            return entry, "shared"  # fresh, or the result of the load we waited for
                     # Present but stale (or unreadable): whoever takes the lock refreshes it.
                     state = 2 if await lock.acquire() else 0
             except SharedUnavailable:
@@ -133,8 +136,10 @@ class FleetFlight:
         return int(result[0]), bytes(result[1])
 
     async def _store(self, kind: EntryKind[V], key: Hashable, entry: SharedEntry[V]) -> None:
-        if entry.fresh_until <= entry.created:
-            return  # ttl 0: not cacheable
+        if entry.fresh_until <= entry.created:  # not cacheable: kept only for the replicas waiting now
+            entry = SharedEntry(
+                entry.value, entry.created, entry.fresh_until, entry.created + self._lock_ttl, entry.tags
+            )
         with contextlib.suppress(SharedUnavailable):
             await self.entries.put(kind, key, entry)
 

@@ -172,9 +172,21 @@ async def test_a_failed_load_raises_and_releases_the_lock(make_tier):
     assert await flight.tier.client.exists(flight.lock_key(KIND, "k")) == 0
 
 
-async def test_zero_ttl_is_not_stored(make_tier):
+async def test_an_uncacheable_value_is_shared_with_the_waiters_only(make_tier):
+    """ttl 0 (nothing may be cached): replicas asking while it loads still share the one vendor call,
+    as callers of one process do; a caller asking afterwards loads again."""
     clock = FakeClock()
-    flight, _ = await replica(make_tier, clock, broadcast=False)
-    vendor = Vendor(delay=0)
-    await flight.load(KIND, "k", made(clock, vendor.load, ttl=0), budget=5)
-    assert await flight.entries.get(KIND, "k") is None
+    (a, ab), (b, bb) = await replica(make_tier, clock), await replica(make_tier, clock)
+    vendor = Vendor(delay=0.3)
+    try:
+        first = asyncio.create_task(a.load(KIND, "k", made(clock, vendor.load, ttl=0), budget=10))
+        await asyncio.sleep(0.05)
+        waited, outcome = await b.load(KIND, "k", made(clock, vendor.load, ttl=0), budget=10)
+        loaded, _ = await first
+        assert (outcome, waited.value, loaded.value, vendor.calls) == ("shared", {"n": 1}, {"n": 1}, 1)
+        clock.advance(0.001)
+        later, outcome = await b.load(KIND, "k", made(clock, vendor.load, ttl=0), budget=10)
+        assert (outcome, later.value, vendor.calls) == ("loaded", {"n": 2}, 2)
+    finally:
+        await ab.aclose()
+        await bb.aclose()

@@ -5,7 +5,7 @@ STAMP  := $(VENV)/.installed-stamp
 HOST   ?= 127.0.0.1
 PORT   ?= 8000
 
-.PHONY: install system-packages run test lint format openapi bench clean
+.PHONY: install system-packages run test lint format openapi bench clean doctor
 
 $(STAMP): pyproject.toml requirements.lock
 	python3 -m venv $(VENV)
@@ -40,6 +40,11 @@ format: install
 ## Regenerate openapi/openapi.json from the app (a test fails when it is stale).
 openapi: install
 	$(PY) scripts/export_openapi.py > openapi/openapi.json
+
+## Read-only self-check of every pinned vendor assumption against the configured vendors (IOMETER_*,
+## WALTERO_*); `FACADE_SANDBOX=true make doctor` checks the built-in emulators on loopback instead.
+doctor: install
+	$(PY) -m app.doctor
 
 ## Benchmark: prints a table of ratios and writes bench/results.json.
 bench: install

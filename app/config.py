@@ -124,6 +124,15 @@ class Settings(BaseSettings):
     circuit_failures: int = Field(5, alias="FACADE_CIRCUIT_FAILURES", ge=1)
     circuit_reset: float = Field(30, alias="FACADE_CIRCUIT_RESET", gt=0)
 
+    # --- live readings (`/readings/live`) ----------------------------------------------------------
+    live_poll: float = Field(60, alias="FACADE_LIVE_POLL", gt=0, description="s between shared Waltero polls")
+    live_max_clients: int = Field(1000, alias="FACADE_LIVE_MAX_CLIENTS", ge=0)
+    live_ping: float = Field(15, alias="FACADE_LIVE_PING", gt=0, le=15, description="s between keep-alives")
+    live_linger: float = Field(30, alias="FACADE_LIVE_LINGER", ge=0, le=30, description="s after the last client")
+    live_queue: int = Field(256, alias="FACADE_LIVE_QUEUE", ge=1, le=100_000, description="events per client")
+    live_backoff: float = Field(1, alias="FACADE_LIVE_BACKOFF", gt=0, description="first reconnect delay, s")
+    live_overflow_grace: float = Field(5, alias="FACADE_LIVE_OVERFLOW_GRACE", gt=0)
+
     @field_validator("api_keys", mode="before")
     @classmethod
     def _split_keys(cls, value: object) -> object:

@@ -34,13 +34,17 @@ from app.corrections import CorrectionsPoller
 from app.cursors import CursorCodec
 from app.guard import GuardedBackend, build_caches
 from app.http_cache import ResponseCache
+from app.live.demo import LiveDemo
+from app.live.hub import Hub
+from app.live.metrics import LiveMetrics
+from app.live.wiring import create_hub
 from app.metrics import Metrics
 from app.middleware.client_auth import ClientAuth
 from app.middleware.head import HeadAsGet
 from app.middleware.hit_path import HitPath
 from app.middleware.observe import Observe
 from app.models import Change
-from app.routes import changes, consumption, devices, meters, ops, readings
+from app.routes import changes, consumption, devices, live, meters, ops, readings
 from app.service import MeterService
 from app.shared.fleet import Fleet
 from app.shared.tokens import SharedTokenStore
@@ -69,6 +73,7 @@ class Runtime:
     service: MeterService
     backends: dict[str, Backend]
     poller: CorrectionsPoller | None = None
+    live: Hub | None = None
     readiness: dict[str, Any] = field(default_factory=dict)
     fleet: Fleet | None = None
     """What the replicas share through Redis (`FACADE_REDIS_URL`); None when unset."""
@@ -112,7 +117,10 @@ class FacadeApp(FastAPI):
         keys = self.settings.client_keys()
         hits = self.metrics.cache_lookups.labels("responses", "hit")
         hit_path = HitPath(inner, responses=self.responses, clock=self.clock, on_hit=lambda route: hits.inc())
-        return Observe(HeadAsGet(ClientAuth(hit_path, keys=keys)), metrics=self.metrics)
+        authed: ASGIApp = ClientAuth(hit_path, keys=keys)
+        if self.settings.sandbox:
+            authed = LiveDemo(authed)  # `/live-demo`, sandbox only, no key
+        return Observe(HeadAsGet(authed), metrics=self.metrics)
 
 
 def create_app(
@@ -153,6 +161,7 @@ def create_app(
     cursors = CursorCodec(secret)
     names = list(backend_factories) if backend_factories is not None else settings.configured_vendors()
     backend_deadline = _backend_deadline(settings)
+    live_metrics = LiveMetrics(metrics.registry)
 
     def build_backend(name: str, http: httpx.AsyncClient, fleet: Fleet | None) -> Backend:
         ctx = backend_context(
@@ -226,7 +235,13 @@ def create_app(
                 watermarks=fleet.watermarks if fleet is not None else None,
                 leadership=fleet.leadership if fleet is not None else None,
             )
-            runtime = Runtime(service=service, backends=built, poller=poller if poller.active else None, fleet=fleet)
+            hub = create_hub(
+                settings, service, clock=clock, metrics=live_metrics, rng=rng, emulators=facade.emulators or None
+            )
+            stack.push_async_callback(hub.aclose)
+            runtime = Runtime(
+                service=service, backends=built, poller=poller if poller.active else None, live=hub, fleet=fleet
+            )
             if runtime.poller is not None:
                 task = asyncio.create_task(runtime.poller.run())
                 stack.push_async_callback(_cancel, task)
@@ -265,7 +280,7 @@ def create_app(
     )
     problems.install(facade)
     docs_ui.install(facade)
-    for module in (meters, readings, consumption, devices, changes, ops):
+    for module in (meters, live, readings, consumption, devices, changes, ops):
         facade.include_router(module.router)
     backend_names = list(names)
     facade.openapi = lambda: openapi.build(facade, backend_names or vendors.names())  # type: ignore[method-assign]

@@ -2,8 +2,13 @@
 
 A write to stderr blocks when its reader (a terminal, a pipe to a log shipper) is slow. `LogWriter`
 hands OS-backed streams to one daemon thread through a queue, so the loop only appends a string;
-in-memory streams (tests' `io.StringIO`) cannot block and are written at once. `drain()` waits until
-everything queued is written (on reconfiguration and at exit).
+in-memory streams (tests' `io.StringIO`) cannot block and are written at once. `close()` writes
+everything queued (on reconfiguration and at exit).
+
+The access log, one line per request, goes through the queue. Other records (start, shutdown,
+warnings: a handful per process) are written at once by `write_now`, so the last lines before a
+process ends by a signal (uvicorn re-raises SIGTERM after a clean shutdown, and no exit hook runs
+then) are never lost in the queue.
 """
 
 from __future__ import annotations
@@ -30,6 +35,7 @@ class LogWriter:
         self._threaded = _is_os_stream(stream)
         self._queue: queue.SimpleQueue[str | None] = queue.SimpleQueue()
         self._done = threading.Event()
+        self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
         if self._threaded:
             self._thread = threading.Thread(target=self._run, name="log-writer", daemon=True)
@@ -42,12 +48,17 @@ class LogWriter:
         else:
             self._write(text)
 
+    def write_now(self, text: str) -> None:
+        """Write `text` before returning (rare records that must not wait behind the queue)."""
+        self._write(text)
+
     def _write(self, text: str) -> None:
-        try:
-            self.stream.write(text)
-            self.stream.flush()
-        except (OSError, ValueError):  # a closed stream must not break serving
-            pass
+        with self._lock:
+            try:
+                self.stream.write(text)
+                self.stream.flush()
+            except (OSError, ValueError):  # a closed stream must not break serving
+                pass
 
     def _run(self) -> None:
         while True:
@@ -76,7 +87,7 @@ class LogWriter:
 
 
 class WriterHandler(logging.Handler):
-    """A logging handler that formats on the caller's thread and writes through a `LogWriter`."""
+    """A logging handler writing through the same `LogWriter` as the access log, at once."""
 
     def __init__(self, writer: LogWriter) -> None:
         super().__init__()
@@ -84,6 +95,6 @@ class WriterHandler(logging.Handler):
 
     def emit(self, record: logging.LogRecord) -> None:
         try:
-            self.writer.write(self.format(record) + "\n")
+            self.writer.write_now(self.format(record) + "\n")
         except Exception:
             self.handleError(record)

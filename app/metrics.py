@@ -15,6 +15,8 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from app.backends.tolerance import WireShapeCollector
+
 # Buckets from a 1 ms cache hit to a 10 s upstream deadline.
 LATENCY_BUCKETS: tuple[float, ...] = (
     0.0005,
@@ -92,6 +94,7 @@ class Metrics:
         self.registry = r = CollectorRegistry(auto_describe=True)
         self.http = HttpStats()
         r.register(self.http)
+        r.register(WireShapeCollector())  # facade_vendor_wire_shapes_total, process-wide (app.backends.tolerance)
         self.upstream_requests = Counter(
             "facade_upstream_requests",
             "Calls to a vendor, each attempt counted; outcome is `ok`, an HTTP "

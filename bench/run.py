@@ -6,7 +6,7 @@ live mode pointed at them, and reference servers serving the same bytes; drives 
 is a ratio or a difference against a reference measured in the same run, because absolute numbers on
 these shared machines drift by 20-30 %. Prints a table and writes bench/results.json.
 
-    .venv/bin/python bench/run.py [--rounds 3] [--duration 4] [--only redis ...]
+    .venv/bin/python bench/run.py [--rounds 3] [--duration 4] [--only redis live ...]
 """
 
 from __future__ import annotations
@@ -589,6 +589,13 @@ def measure_redis(rounds: int, duration: float) -> dict[str, Any]:
     return measure(rounds, duration)
 
 
+def measure_live() -> dict[str, Any]:
+    """1,000 SSE clients on one replica (bench/live.py)."""
+    from bench.live import measure_live as run
+
+    return run()
+
+
 def profile_hits() -> str:
     from bench.profile_hits import profile
 
@@ -620,6 +627,7 @@ def main() -> None:
         "daily_derivation": measure_derivation,
         "hit_path_profile": profile_hits,
         "redis": lambda: measure_redis(args.rounds, args.duration),
+        "live": measure_live,
     }
     for name, step in steps.items():
         if args.only and name not in args.only:
@@ -682,6 +690,15 @@ def render(r: dict[str, Any]) -> str:
     if der:
         lines.append(
             f"| derive a year of 15-min readings for 10 meters | {der['cpu_ms_median']:.0f} ms CPU | <= 100 ms | {'yes' if der['cpu_ms_median'] <= 100 else 'no'} |"
+        )
+    live = r.get("live")
+    if live:
+        lines.append(
+            f"| live: p99 emulator emit -> client receive, {live['clients']} SSE clients | {live['delay_p99_ms']:.1f} ms (p50 {live['delay_p50_ms']:.1f} ms) | <= 50 ms | {'yes' if live['delay_p99_ms'] <= 50 else 'no'} |"
+        )
+        lines.append(f"| live: RSS per connected client | {live['rss_per_client_kib']:.1f} KiB | - | - |")
+        lines.append(
+            f"| live: facade CPU per 1,000 events delivered | {live['cpu_ms_per_1000_events']:.1f} ms | - | - |"
         )
     return "\n".join(lines) + (
         "\n\nHit path profile (pyinstrument):\n" + r["hit_path_profile"] if r.get("hit_path_profile") else ""

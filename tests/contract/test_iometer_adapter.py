@@ -5,7 +5,10 @@ loopback socket tests at the end (real uvicorn on 127.0.0.1)."""
 
 from __future__ import annotations
 
+import asyncio
 import itertools
+import json
+import logging
 import random
 from collections.abc import AsyncIterator
 from datetime import UTC, date, datetime, timedelta
@@ -14,10 +17,12 @@ from zoneinfo import ZoneInfo
 
 import httpx
 import pytest
+from prometheus_client import CollectorRegistry
 
 from app.backends.base import AuthState
 from app.backends.iometer import create_backend
 from app.backends.iometer.adapter import IometerBackend
+from app.backends.tolerance import WireShapeCollector
 from app.config import Settings
 from app.errors import NotFound, NotSupported, UpstreamAuthFailed, UpstreamRateLimited, UpstreamTimeout
 from app.factory import backend_context
@@ -110,6 +115,14 @@ def big_pages(clock: FakeClock, http_for: Any) -> Rig:
     return Rig(emulator, clock, http_for(emulator))
 
 
+def expected_device(inst: Any, meter_id: str) -> str | None:
+    """The device on a meter where the installation says so: the only meter's current device, or of
+    several meters the current meter's current device; otherwise unknown."""
+    if len(inst.meter_ids) == 1 or meter_id == inst.current_meter_id:
+        return f"iometer:{inst.current_device_id}" if inst.current_device_id else None
+    return None
+
+
 def expected_meters(emulator: Emulator) -> list[Meter]:
     out = []
     for inst in emulator.data.installations:
@@ -125,7 +138,7 @@ def expected_meters(emulator: Emulator) -> list[Meter]:
                     medium="electricity",
                     unit="kWh",
                     site_id=f"iometer:{inst.id}",
-                    device_id=f"iometer:{inst.current_device_id}" if inst.current_device_id else None,
+                    device_id=expected_device(inst, meter_id),
                 )
             )
     return out
@@ -440,3 +453,197 @@ async def test_a_hanging_upstream_times_out(clock: FakeClock) -> None:
             with pytest.raises(UpstreamTimeout):
                 await rig.backend.check_ready()
         emulator.faults.hang = False
+
+
+# --- concurrency (issue 11) --------------------------------------------------------------------------
+
+
+async def test_concurrent_cold_device_lookups_all_find_their_device(clock: FakeClock, http_for: Any) -> None:
+    """N devices of different installations looked up at once on a cold index: every one answers (the
+    waiters share the one listing in flight and then read the index it built)."""
+    emulator = create_emulator(clock)
+    emulator.faults.latency = 0.005  # a real pause per request, so the lookups interleave
+    rig = Rig(emulator, clock, http_for(emulator))
+    devices = [d.id for d in emulator.data.devices]
+    assert len({d.installation_id for d in emulator.data.devices}) >= 3
+    statuses = await asyncio.gather(*(rig.backend.device_status(d) for d in devices))
+    assert [s.device_id for s in statuses] == [f"iometer:{d}" for d in devices]
+    assert emulator.stats["Installations"] == 2  # one listing (a page and the empty page that ends it)
+
+
+# --- requests carry their operation name ---------------------------------------------------------------
+
+
+async def test_every_request_names_its_operation(clock: FakeClock) -> None:
+    emulator = create_emulator(clock)
+    sent: list[dict[str, Any]] = []
+
+    class Recording(httpx.AsyncBaseTransport):
+        def __init__(self) -> None:
+            self.inner = httpx.ASGITransport(emulator.app)
+
+        async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+            sent.append(json.loads(request.content))
+            return await self.inner.handle_async_request(request)
+
+    async with httpx.AsyncClient(transport=Recording()) as http:
+        rig = Rig(emulator, clock, http)
+        meter = emulator.data.meters[0].id
+        await rig.backend.list_meters()
+        await rig.backend.get_meter(meter)
+        await rig.backend.readings(meter, rig.now - timedelta(hours=2), rig.now, None, 10)
+        await rig.backend.daily_consumption(None, emulator.data.today - timedelta(days=1), emulator.data.today, BERLIN)
+    names = {body.get("operationName") for body in sent}
+    assert names == {"Installations", "Meter", "MeterReadings", "PartnerReadings"}
+    for body in sent:
+        assert f"query {body['operationName']}" in body["query"]
+    readings_docs = [b["query"] for b in sent if b["operationName"] in ("MeterReadings", "PartnerReadings")]
+    assert all("fragment ReadingFields on MeterReading" in q and "...ReadingFields" in q for q in readings_docs)
+
+
+# --- meters: medium, unit and device per meter -------------------------------------------------------
+
+
+async def test_only_the_meter_the_installation_names_gets_its_device(big_pages: Rig) -> None:
+    """Installation 2 has two meters and two devices: its current meter gets its current device, the
+    other meter's device is unknown (None), not the installation's current one."""
+    emulator = big_pages.emulator
+    inst = emulator.data.installations[1]
+    assert len(inst.meter_ids) == 2 and inst.current_meter_id == inst.meter_ids[0]
+    meters = {m.id: m for m in await big_pages.backend.list_meters()}
+    assert meters[f"iometer:{inst.meter_ids[0]}"].device_id == f"iometer:{inst.current_device_id}"
+    assert meters[f"iometer:{inst.meter_ids[1]}"].device_id is None
+    single = emulator.data.installations[0]
+    assert meters[f"iometer:{single.meter_ids[0]}"].device_id == f"iometer:{single.current_device_id}"
+    assert {(m.medium, m.unit) for m in meters.values()} == {("electricity", "kWh")}
+
+
+# --- emulator variants the adapter tolerates -----------------------------------------------------------
+
+
+def _samples(vendor: str, aspect: str, shape: str) -> float:
+    registry = CollectorRegistry()
+    registry.register(WireShapeCollector())
+    value = registry.get_sample_value(
+        "facade_vendor_wire_shapes_total", {"backend": vendor, "aspect": aspect, "shape": shape}
+    )
+    return value or 0.0
+
+
+@pytest.mark.parametrize("variant", ["receive_order", "hex_default", "upper_ids"])
+async def test_readings_and_daily_are_the_same_under_a_tolerated_variant(
+    clock: FakeClock, http_for: Any, variant: str
+) -> None:
+    """Readings in receive order with a duplicate, the hex OBIS form, or upper-case ids: the facade's
+    answers are exactly those of the pinned emulator."""
+    normal = create_emulator(clock, page_size=50)
+    odd = create_emulator(clock, page_size=50, breaks={variant})
+    a, b = Rig(normal, clock, http_for(normal)), Rig(odd, clock, http_for(odd))
+    meter = normal.data.meters[1].id
+    start, end = a.now - timedelta(hours=20), a.now - timedelta(hours=1)
+    assert await b.backend.readings(meter, start, end, None, 1000) == await a.backend.readings(
+        meter, start, end, None, 1000
+    )
+    day0, day1 = normal.data.today - timedelta(days=3), normal.data.today
+    assert await b.backend.daily_consumption(frozenset({meter}), day0, day1, BERLIN) == (
+        await a.backend.daily_consumption(frozenset({meter}), day0, day1, BERLIN)
+    )
+    assert await b.backend.daily_consumption(None, day0, day1, BERLIN) == (
+        await a.backend.daily_consumption(None, day0, day1, BERLIN)
+    )
+    assert await b.backend.list_meters() == await a.backend.list_meters()
+    device = normal.data.devices[0].id
+    assert await b.backend.device_status(device) == await a.backend.device_status(device)
+
+
+async def test_receive_order_is_counted_and_warned_once(
+    clock: FakeClock, http_for: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    odd = create_emulator(clock, page_size=50, breaks={"receive_order"})
+    rig = Rig(odd, clock, http_for(odd))
+    meter = odd.data.meters[0].id
+    before = _samples("iometer", "readings_order", "unordered")
+    with caplog.at_level(logging.WARNING, logger="app.backends.tolerance"):
+        await rig.backend.readings(meter, rig.now - timedelta(hours=30), rig.now, None, 1000)
+        await rig.backend.readings(meter, rig.now - timedelta(hours=30), rig.now, None, 1000)
+    pages = odd.stats["MeterReadings"]
+    assert pages >= 4
+    assert _samples("iometer", "readings_order", "unordered") - before == pages
+    # once per process: at most one warning for the aspect, however many pages (none if an earlier
+    # test in this process already warned)
+    warned = [r for r in caplog.records if "readings order" in r.getMessage()]
+    assert len(warned) <= 1
+
+
+async def test_a_gas_meter_is_gas_in_m3(clock: FakeClock) -> None:
+    """Medium and unit follow the OBIS group A of the meter's readings (7 = gas), and daily
+    consumption comes from the gas volume register in m3."""
+
+    def server(request: httpx.Request) -> httpx.Response:
+        body = json.loads(request.content)
+        name = body["operationName"]
+        if name == "Meter":
+            probe = {"readings": [{"values": [{"obisCode": "7-0:3.0.0"}]}]}
+            inst = {
+                "id": "aaaaaaaa-aaaa-4aaa-8aaa-aaaaaaaaaaaa",
+                "currentDevice": None,
+                "currentMeter": None,
+                "meters": [{"id": UNKNOWN}],
+                "devices": [],
+            }
+            meter = {"id": UNKNOWN, "number": "GAS-1", "readings": probe, "installation": inst}
+            return httpx.Response(200, json={"data": {"partner": {"meter": meter}}})
+        times = ["2026-05-15T00:00:00Z", "2026-05-15T12:00:00Z", "2026-05-16T00:00:00Z"]
+        rows = [
+            {"time": t, "values": [{"obisCode": "07-00:03.00.00*ff", "value": 1000.0 + 500 * i, "unit": "L"}]}
+            for i, t in enumerate(times)
+        ]
+        page = {"readings": rows, "cursor": None}
+        return httpx.Response(200, json={"data": {"partner": {"meter": {"id": UNKNOWN, "readings": page}}}})
+
+    async with httpx.AsyncClient(transport=httpx.MockTransport(server)) as http:
+        rig = Rig(create_emulator(clock), clock, http)
+        meter = await rig.backend.get_meter(UNKNOWN)
+        assert (meter.medium, meter.unit) == ("gas", "m3")
+        rows = await rig.backend.daily_consumption(frozenset({UNKNOWN}), date(2026, 5, 15), date(2026, 5, 16), UTC)
+        assert [(r.consumption, r.unit, r.complete) for r in rows] == [(1.0, "m3", True)]
+        readings = await rig.backend.readings(
+            UNKNOWN, datetime(2026, 5, 15, tzinfo=UTC), datetime(2026, 5, 16, tzinfo=UTC), None, 10
+        )
+        assert [(r.obis, r.quantity, r.value, r.unit) for r in readings] == [
+            ("7-0:3.0.0", "obis:7-0:3.0.0", 1000.0, "L"),
+            ("7-0:3.0.0", "obis:7-0:3.0.0", 1500.0, "L"),
+        ]
+
+
+async def test_daily_for_many_meters_reads_the_partner_feed_once(
+    clock: FakeClock, http_for: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from app.backends.iometer import adapter
+
+    monkeypatch.setattr(adapter, "PARTNER_WIDE_FROM", 3)
+    emulator = create_emulator(clock)
+    big = Rig(emulator, clock, http_for(emulator), auth="basic")
+    wanted = [m.id for m in emulator.data.meters[:3]]
+    start, end = emulator.data.today - timedelta(days=4), emulator.data.today - timedelta(days=1)
+    rows = await big.backend.daily_consumption(frozenset(wanted), start, end, BERLIN)
+    assert_daily_matches(rows, emulator, wanted, start, end, BERLIN)
+    assert {r.meter_id for r in rows} == {f"iometer:{m}" for m in wanted}
+    assert emulator.stats["MeterReadings"] == 0
+    assert emulator.stats["PartnerReadings"] >= 1
+    with pytest.raises(NotFound):
+        await big.backend.daily_consumption(
+            frozenset([*wanted, "00000000-0000-4000-8000-00000000beef"]), start, end, BERLIN
+        )
+
+
+async def test_a_failing_meter_among_many_cancels_the_rest_cleanly(clock: FakeClock, http_for: Any) -> None:
+    emulator = create_emulator(clock)
+    big = Rig(emulator, clock, http_for(emulator), auth="basic")
+    wanted = [emulator.data.meters[0].id, "00000000-0000-4000-8000-00000000beef"]
+    start, end = emulator.data.today - timedelta(days=2), emulator.data.today
+    with pytest.raises(NotFound):  # and no "coroutine was never awaited" warning (warnings are errors)
+        await big.backend.daily_consumption(frozenset(wanted), start, end, BERLIN)
+    import gc
+
+    gc.collect()

@@ -4,16 +4,19 @@ Over `httpx.ASGITransport` (with a base URL ending in `/prod`) and, at the end, 
 socket. The clock is a FakeClock at 2026-05-17T06:40:00Z unless a test says otherwise.
 """
 
+import asyncio
 from collections.abc import AsyncIterator
 from datetime import UTC, date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import httpx
 import pytest
+from prometheus_client import CollectorRegistry
 
 from app.backends.base import Backend
+from app.backends.tolerance import WireShapeCollector
 from app.backends.waltero.mapping import unit_scale
-from app.errors import InvalidRequest, NotFound
+from app.errors import ConfigurationError, InvalidRequest, NotFound
 from app.models import Change
 from app.sandbox.waltero import (
     EMPTY_NAME_DEVICE,
@@ -55,7 +58,7 @@ async def rig() -> AsyncIterator[Rig]:
 def test_the_backend_satisfies_the_protocol(rig: Rig) -> None:
     backend = rig.backend
     assert isinstance(backend, Backend)
-    assert backend.name == "waltero" and backend.daily_grain == "backend" and backend.mode == "sandbox"
+    assert backend.name == "waltero" and backend.daily_grain == "meter" and backend.mode == "sandbox"
     assert backend.capabilities == {"meters", "readings", "consumption.daily", "device_status", "changes"}
     assert backend.is_valid_id(KITCHEN)
     assert backend.is_valid_id("a3657fc3-b038-4e95-99a8-d3e8d4f19dcb")
@@ -463,3 +466,121 @@ async def test_over_a_loopback_socket() -> None:
             items, _ = await page_through(rig.backend, datetime(2026, 1, 1, tzinfo=UTC), 5)
             assert as_tuples(items) == expected_changes(emulator, datetime(2026, 1, 1, tzinfo=UTC))
             assert emulator.stats["login"] == 1
+
+
+# --- round 2: concurrency, one organization per meter, tolerated variants -----------------------------------
+async def test_concurrent_cold_device_lookups_all_answer() -> None:
+    emulator = create_emulator(FakeClock())
+    emulator.faults.latency = 0.005  # a real pause per request, so the lookups interleave
+    async with waltero_rig(emulator=emulator, clock=FakeClock()) as rig:
+        devices = [d.id for d in rig.emulator.devices()]
+        statuses = await asyncio.gather(*(rig.backend.device_status(d) for d in devices))
+        assert [s.device_id for s in statuses] == [f"waltero:{d}" for d in devices]
+        assert (rig.emulator.stats["login"], rig.emulator.stats["me"]) == (1, 1)  # both single-flight
+
+
+async def test_daily_for_one_meter_on_a_cold_backend_asks_its_organization_only(rig: Rig) -> None:
+    """One meter's daily consumption: one device lookup (its organization) and one daily call, no
+    listing of every organization's devices."""
+    rows = await rig.backend.daily_consumption(frozenset({KITCHEN}), date(2026, 5, 1), date(2026, 5, 8), UTC_ZONE)
+    stats = rig.emulator.stats
+    assert (stats["daily_consumption"], stats["device"], stats["devices"], stats["me"]) == (1, 1, 0, 1)
+    assert len(rows) == 7
+    for row in rows:
+        assert row.consumption == pytest.approx(expected_day(rig.emulator, KITCHEN, row.date, UTC_ZONE), abs=1e-6)
+    await rig.backend.daily_consumption(frozenset({KITCHEN}), date(2026, 5, 8), date(2026, 5, 9), UTC_ZONE)
+    assert (stats["daily_consumption"], stats["device"]) == (2, 1)  # the directory answered the second time
+
+
+def _wire_shapes(aspect: str, shape: str) -> float:
+    registry = CollectorRegistry()
+    registry.register(WireShapeCollector())
+    value = registry.get_sample_value(
+        "facade_vendor_wire_shapes_total", {"backend": "waltero", "aspect": aspect, "shape": shape}
+    )
+    return value or 0.0
+
+
+async def answers(backend: Backend, since: datetime) -> dict[str, object]:
+    """Everything the facade shows, for comparing a variant with the pinned emulator."""
+    return {
+        "meters": sorted(await backend.list_meters(), key=lambda m: m.id),
+        "readings": await backend.readings(HOT_WATER, NOW - timedelta(days=2), NOW, None, 1000),
+        "daily_utc": await backend.daily_consumption(None, date(2026, 5, 10), date(2026, 5, 17), UTC_ZONE),
+        "daily_berlin": await backend.daily_consumption(
+            frozenset({HOT_WATER, GARDEN}), date(2026, 5, 10), date(2026, 5, 17), BERLIN
+        ),
+        "status": await backend.device_status(KITCHEN),
+        "changes": (await page_through(backend, since, 3))[0],
+    }
+
+
+@pytest.mark.parametrize(
+    ("variant", "settings", "aspect", "shape"),
+    [
+        ("nested_telemetry", {}, "telemetry_keys", "nested"),
+        ("daily_bare", {}, "data_wrapper", "bare"),
+        ("plain_org_ids", {}, "organizations", "plain_ids"),
+        ("upper_ids", {}, "id_case", "upper"),
+        ("offset_ignored", {}, None, None),
+        ("audit_no_cursor", {}, "audit_paging", "since"),
+        ("utc_calendar", {"WALTERO_DAILY_BUCKETS": "utc-calendar"}, None, None),
+    ],
+)
+async def test_a_tolerated_variant_gives_the_same_answers(
+    variant: str, settings: dict[str, str], aspect: str | None, shape: str | None
+) -> None:
+    since = datetime(2026, 1, 1, tzinfo=UTC)
+    async with waltero_rig() as pinned:
+        expected = await answers(pinned.backend, since)
+    before = _wire_shapes(aspect, shape) if aspect and shape else 0.0
+    clock = FakeClock()
+    emulator = create_emulator(clock, breaks={variant})
+    async with waltero_rig(clock, emulator=emulator, **settings) as odd:
+        got = await answers(odd.backend, since)
+    assert got == expected
+    if aspect and shape:
+        assert _wire_shapes(aspect, shape) > before
+
+
+async def test_calendar_buckets_read_as_rolling_ones_are_wrong_which_the_setting_fixes() -> None:
+    """Why the setting exists: read with the pinned rolling rule, a calendar-day vendor's Berlin day D
+    gets the wrong value; with WALTERO_DAILY_BUCKETS=utc-calendar every day is right."""
+    clock = FakeClock()
+    emulator = create_emulator(clock, breaks={"utc_calendar"})
+    days = (date(2026, 5, 10), date(2026, 5, 14))
+    async with waltero_rig(clock, emulator=emulator) as rolling:
+        misread = await rolling.backend.daily_consumption(frozenset({KITCHEN}), *days, BERLIN)
+    async with waltero_rig(clock, emulator=emulator, WALTERO_DAILY_BUCKETS="utc-calendar") as calendar:
+        calls_before = emulator.stats["daily_consumption"]
+        right = await calendar.backend.daily_consumption(frozenset({KITCHEN}), *days, BERLIN)
+        assert emulator.stats["daily_consumption"] - calls_before == 4  # Berlin midnights are not UTC ones
+    expected = [expected_day(emulator, KITCHEN, row.date, BERLIN) for row in right]
+    assert [r.consumption for r in right] == pytest.approx(expected, abs=1e-6)
+    assert [r.consumption for r in misread] != pytest.approx(expected, abs=1e-6)
+
+
+async def test_daily_for_many_unknown_meters_lists_the_directory_once(rig: Rig) -> None:
+    ids = frozenset(d.id for d in rig.emulator.devices(ORG_NORTH)[:6])
+    rows = await rig.backend.daily_consumption(ids, date(2026, 5, 1), date(2026, 5, 3), UTC_ZONE)
+    stats = rig.emulator.stats
+    assert (stats["devices"], stats["device"], stats["daily_consumption"]) == (2, 0, 1)  # both orgs listed once
+    assert {r.meter_id for r in rows} == {f"waltero:{i}" for i in ids}
+
+
+def test_the_bucket_rule_is_a_setting_defaulting_to_the_pinned_reading() -> None:
+
+    from tests.unit.backends.waltero.harness import waltero_settings
+
+    def buckets(**given: str) -> str:
+        return waltero_settings(**given).vendor_settings("waltero").daily_buckets  # type: ignore[attr-defined,no-any-return]
+
+    assert buckets() == "rolling"
+    assert buckets(WALTERO_DAILY_BUCKETS="utc-calendar") == "utc-calendar"
+    with pytest.raises(ConfigurationError):
+        buckets(WALTERO_DAILY_BUCKETS="weekly")
+
+
+async def test_the_setting_reaches_the_backend() -> None:
+    async with waltero_rig(WALTERO_DAILY_BUCKETS="utc-calendar") as rig:
+        assert rig.backend.daily_buckets == "utc-calendar"

@@ -87,3 +87,10 @@ VENDOR = Vendor(
     sandbox_settings=_sandbox_settings,
     setup_hint="IOMETER_PARTNER_ID and IOMETER_PARTNER_SECRET",
 )
+
+
+def settings_of(settings: Any) -> IometerSettings:
+    """This vendor's settings out of the service's `Settings`."""
+    found = settings.vendor_settings("iometer")
+    assert isinstance(found, IometerSettings)
+    return found

@@ -1,15 +1,19 @@
 """The IOmeter backend: Partner GraphQL payloads → the facade's normalized models.
 
-Meters come from the partner's installations (offset pages until an empty page); readings from a
-meter's cursor chain (`partner.meter(id).readings`); daily consumption is derived from register
-`1-0:1.8.0` (`daily.py`); device status is found through the device's installation, located with a
-small device → installation index refreshed from the installations listing. IOmeter has no audit
-feed: `changes` raises `NotSupported`.
+Meters come from the partner's installations (offset pages until an empty page); a meter's medium and
+unit from the OBIS medium group (A) of its first reading, its `device_id` only where the installation
+says which device it has (`meter_device`). Readings come from a meter's cursor chain
+(`partner.meter(id).readings`), sorted and de-duplicated whatever order the vendor sends them in;
+daily consumption is derived from the medium's cumulative register (`daily.py`). Device status is
+found through the device's installation, located with a small device → installation index refreshed
+from the installations listing (single-flight: concurrent lookups wait for the listing in flight).
+Ids are lower-cased on arrival. IOmeter has no audit feed: `changes` raises `NotSupported`.
 """
 
 from __future__ import annotations
 
 import asyncio
+import itertools
 import re
 from collections.abc import AsyncGenerator, Awaitable, Callable, Iterable
 from contextlib import aclosing
@@ -18,6 +22,7 @@ from datetime import date, datetime, timedelta
 from typing import Any, Literal, TypeVar
 from zoneinfo import ZoneInfo
 
+from app.backends import tolerance
 from app.backends.base import (
     DAILY_CONSUMPTION,
     DEVICE_STATUS,
@@ -26,26 +31,29 @@ from app.backends.base import (
     AuthState,
     ChangesPage,
 )
+from app.backends.concurrency import both, gather_first_error
 from app.backends.http import upstream_operation
 from app.backends.iometer import documents as docs
 from app.backends.iometer.client import IometerClient
 from app.backends.iometer.daily import daily_from_register
 from app.backends.iometer.payloads import (
+    UNIT_BY_MEDIUM,
     ReadingsPage,
     TimeParser,
     WireReading,
     bad,
-    energy_import_kwh,
     int_field,
     list_field,
+    medium_of,
     normalize,
     obj_field,
     readings_page,
+    register_value,
     req_obj,
     req_str,
 )
 from app.errors import NotFound, NotSupported, UpstreamBadResponse
-from app.models import DailyConsumption, DeviceStatus, Meter, Reading
+from app.models import DailyConsumption, DeviceStatus, Medium, Meter, Reading
 from app.timeutil import Clock, days, format_rfc3339_seconds, local_midnight
 
 NAME = "iometer"
@@ -66,33 +74,88 @@ def upstream_time(value: datetime) -> str:
     return format_rfc3339_seconds(value)
 
 
+def _id(raw: Any, key: str = "id") -> str:
+    """An id as the facade keys it: lower case (UUIDs are case-insensitive; an upper-case id from the
+    vendor would otherwise never match the facade's own lower-case ids)."""
+    value = req_str(raw, key)
+    lowered = value.lower()
+    if lowered != value:
+        tolerance.record(NAME, "id_case", "upper", pinned=False)
+    return lowered
+
+
+def _optional_id(raw: Any, key: str) -> str | None:
+    found = obj_field(raw, key, nullable=True)
+    return _id(found) if found is not None else None
+
+
+def _medium(meter: Any) -> Medium:
+    """What a meter measures, from the OBIS group A of its first reading (`MEDIUM_PROBE`)."""
+    rows = list_field(req_obj(meter, "readings"), "readings")
+    codes = [req_str(v, "obisCode") for row in rows[:1] for v in list_field(row, "values")]
+    return medium_of(codes)
+
+
+def meter_device(
+    meter_id: str, meter_ids: list[str], device_ids: list[str], current_meter: str | None, current_device: str | None
+) -> str | None:
+    """The device attached to `meter_id`, only where the installation says so.
+
+    An installation may have devices on several meters at once (the vendor's page), and the schema
+    links devices to installations, not meters. So: the only meter of an installation has its
+    `currentDevice` (or its only device); of several meters, the `currentMeter` (the one data came
+    from last) has the `currentDevice`; any other meter's device is unknown (None), not guessed."""
+    if len(meter_ids) == 1:
+        if current_device is not None:
+            return current_device
+        return device_ids[0] if len(device_ids) == 1 else None
+    return current_device if meter_id == current_meter else None
+
+
+@dataclass(frozen=True, slots=True)
+class InstallationMeter:
+    id: str
+    number: str
+    medium: Medium
+    device_id: str | None
+
+
 @dataclass(frozen=True, slots=True)
 class Installation:
     id: str
-    current_device_id: str | None
-    meters: list[tuple[str, str]]
-    """(meter id, meter number)"""
+    meters: list[InstallationMeter]
     device_ids: list[str]
 
 
 def _installation(raw: Any) -> Installation:
-    current = obj_field(raw, "currentDevice", nullable=True)
+    current_device = _optional_id(raw, "currentDevice")
+    current_meter = _optional_id(raw, "currentMeter")
+    raw_meters = list_field(raw, "meters")
+    meter_ids = [_id(m) for m in raw_meters]
+    device_ids = [_id(d) for d in list_field(raw, "devices")]
     return Installation(
-        id=req_str(raw, "id"),
-        current_device_id=req_str(current, "id") if current is not None else None,
-        meters=[(req_str(m, "id"), req_str(m, "number")) for m in list_field(raw, "meters")],
-        device_ids=[req_str(d, "id") for d in list_field(raw, "devices")],
+        id=_id(raw),
+        meters=[
+            InstallationMeter(
+                meter_id,
+                req_str(m, "number"),
+                _medium(m),
+                meter_device(meter_id, meter_ids, device_ids, current_meter, current_device),
+            )
+            for meter_id, m in zip(meter_ids, raw_meters, strict=True)
+        ],
+        device_ids=device_ids,
     )
 
 
-def _meter(meter_id: str, number: str, installation_id: str, device_id: str | None) -> Meter:
+def _meter(meter_id: str, number: str, installation_id: str, device_id: str | None, medium: Medium) -> Meter:
     return Meter(
         id=prefixed(meter_id),
         backend=NAME,
         serial_number=number,
         name=None,
-        medium="electricity",
-        unit="kWh",
+        medium=medium,
+        unit=UNIT_BY_MEDIUM.get(medium),
         site_id=prefixed(installation_id),
         device_id=prefixed(device_id) if device_id else None,
     )
@@ -130,6 +193,10 @@ def _device_status(device_id: str, device: dict[str, Any]) -> DeviceStatus:
             },
         },
     )
+
+
+PARTNER_WIDE_FROM = 8
+"""Daily consumption of this many meters or more reads the partner-wide feed once instead of each meter."""
 
 
 class IometerBackend:
@@ -190,11 +257,7 @@ class IometerBackend:
     async def list_meters(self) -> list[Meter]:
         with upstream_operation("meters"):
             installations = await self._installations()
-        return [
-            _meter(meter_id, number, inst.id, inst.current_device_id)
-            for inst in installations
-            for meter_id, number in inst.meters
-        ]
+        return [_meter(m.id, m.number, inst.id, m.device_id, m.medium) for inst in installations for m in inst.meters]
 
     async def get_meter(self, upstream_id: str) -> Meter:
         upstream_id = upstream_id.lower()  # UUIDs are case-insensitive; the vendor answers in lower case
@@ -204,13 +267,15 @@ class IometerBackend:
         if meter is None:
             raise NotFound(f"IOmeter meter {upstream_id} not found", backend=NAME)
         installation = req_obj(meter, "installation")
-        current = obj_field(installation, "currentDevice", nullable=True)
-        return _meter(
-            req_str(meter, "id"),
-            req_str(meter, "number"),
-            req_str(installation, "id"),
-            req_str(current, "id") if current is not None else None,
+        meter_id = _id(meter)
+        device_id = meter_device(
+            meter_id,
+            [_id(m) for m in list_field(installation, "meters")],
+            [_id(d) for d in list_field(installation, "devices")],
+            _optional_id(installation, "currentMeter"),
+            _optional_id(installation, "currentDevice"),
         )
+        return _meter(meter_id, req_str(meter, "number"), _id(installation), device_id, _medium(meter))
 
     # --- readings -------------------------------------------------------------------------------
 
@@ -221,17 +286,28 @@ class IometerBackend:
         parse_time: TimeParser,
         first_limit: int = docs.PAGE_LIMIT_MAX,
     ) -> AsyncGenerator[list[WireReading], None]:
-        """Follow one cursor chain until the cursor is null or a page ends at or after `stop_at`.
+        """Follow one cursor chain until the cursor is null or the readings have passed `stop_at`.
 
-        A short page is never taken as the end: only the cursor says whether more remain."""
+        A short page is never taken as the end: only the cursor says whether more remain. While the
+        chain is ascending by time (as pinned), a page ending at or after `stop_at` is the last one; once
+        the vendor is seen sending readings out of order (receive order, late uploads), only a page
+        lying wholly at or after `stop_at` ends the chain, so a late reading on a later page is kept."""
         cursor: str | None = None
         limit = first_limit
+        ascending = True
+        previous: datetime | None = None
         while True:
             page = await fetch(cursor, limit)
+            times = [parse_time(row.time) for row in page.readings]
+            in_order = all(a <= b for a, b in itertools.pairwise(([previous] if previous else []) + times))
+            if times:
+                tolerance.record(NAME, "readings_order", "ascending" if in_order else "unordered", pinned=in_order)
+                previous = times[-1]
+            ascending = ascending and in_order
             yield page.readings
             if page.cursor is None:
                 return
-            if page.readings and parse_time(page.readings[-1].time) >= stop_at:
+            if times and (times[-1] if ascending else min(times)) >= stop_at:
                 return
             if page.cursor == cursor:
                 raise UpstreamBadResponse("IOmeter repeated a readings cursor", backend=NAME)
@@ -278,8 +354,7 @@ class IometerBackend:
                             items.extend(_readings(meter_id, time, row, quantities))
                     if len(items) >= limit:  # pages hold whole readings, so every timestamp is complete
                         break
-        items.sort(key=lambda r: (r.time, r.quantity))
-        return items
+        return _sorted_unique(items)
 
     # --- daily consumption ----------------------------------------------------------------------
 
@@ -292,21 +367,30 @@ class IometerBackend:
         fetch_start, fetch_end = boundaries_dt[0] - gap, boundaries_dt[-1] + gap
 
         with upstream_operation("daily_consumption"):
-            series: dict[str, tuple[list[float], list[float]]]
-            if upstream_meter_ids is None:
-                installations, series = await _both(self._installations(), self._partner_series(fetch_start, fetch_end))
-                meter_ids = {m for inst in installations for m, _ in inst.meters} | set(series)
+            series: dict[str, tuple[list[float], list[float], str]]
+            if upstream_meter_ids is None or len(upstream_meter_ids) >= PARTNER_WIDE_FROM:
+                # every meter, or so many that one partner-wide read costs less than one read per meter
+                installations, series = await both(self._installations(), self._partner_series(fetch_start, fetch_end))
+                known = {m.id for inst in installations for m in inst.meters} | set(series)
+                units = {m.id: UNIT_BY_MEDIUM.get(m.medium, "kWh") for inst in installations for m in inst.meters}
+                meter_ids = known
+                if upstream_meter_ids is not None:
+                    meter_ids = {m.lower() for m in upstream_meter_ids}
+                    unknown = meter_ids - known
+                    if unknown:
+                        raise NotFound(f"No meter {prefixed(min(unknown))!r} exists.", backend=self.name)
             else:
                 meter_ids = {m.lower() for m in upstream_meter_ids}
-                chains = await _bounded_gather(
-                    self._limit, [self._meter_series(m, fetch_start, fetch_end) for m in sorted(meter_ids)]
+                units = {}
+                chains = await gather_first_error(
+                    [self._meter_series(m, fetch_start, fetch_end) for m in sorted(meter_ids)], self._limit
                 )
                 series = dict(zip(sorted(meter_ids), chains, strict=True))
 
         boundaries = [b.timestamp() for b in boundaries_dt]
         rows: list[DailyConsumption] = []
         for meter_id in sorted(meter_ids):
-            times, values = series.get(meter_id, ([], []))
+            times, values, unit = series.get(meter_id, ([], [], units.get(meter_id, "kWh")))
             for day, result in zip(
                 day_list, daily_from_register(times, values, boundaries, self._max_gap), strict=True
             ):
@@ -315,25 +399,27 @@ class IometerBackend:
                         meter_id=prefixed(meter_id),
                         date=day,
                         consumption=_kwh(result.consumption),
-                        unit="kWh",
+                        unit=unit,
                         complete=result.complete,
                         source="derived",
                     )
                 )
         return rows
 
-    async def _meter_series(self, meter_id: str, start: datetime, end: datetime) -> tuple[list[float], list[float]]:
-        """One meter's `1-0:1.8.0` in kWh over `[start, end]`, as ascending (epoch seconds, value)."""
+    async def _meter_series(
+        self, meter_id: str, start: datetime, end: datetime
+    ) -> tuple[list[float], list[float], str]:
+        """One meter's cumulative register over `[start, end]`, as ascending (epoch seconds, value, unit)."""
         parse_time = TimeParser()
         series: dict[str, _Series] = {}
         async with aclosing(self._reading_pages(self._meter_chain(meter_id, start), end, parse_time)) as pages:
             async for page in pages:
                 _collect(series, page, start, end, parse_time, meter_id)
         found = series.get(meter_id)
-        return found.done() if found else ([], [])
+        return found.done() if found else ([], [], "kWh")
 
-    async def _partner_series(self, start: datetime, end: datetime) -> dict[str, tuple[list[float], list[float]]]:
-        """Every partner meter's `1-0:1.8.0` in kWh over `[start, end]` from ONE partner-wide chain."""
+    async def _partner_series(self, start: datetime, end: datetime) -> dict[str, tuple[list[float], list[float], str]]:
+        """Every partner meter's cumulative register over `[start, end]` from ONE partner-wide chain."""
         parse_time = TimeParser()
         series: dict[str, _Series] = {}
         async with aclosing(self._reading_pages(self._partner_chain(start), end, parse_time)) as pages:
@@ -343,13 +429,16 @@ class IometerBackend:
 
     # --- device status --------------------------------------------------------------------------
 
-    async def _refresh_index(self) -> bool:
-        """Rebuild the device index unless it was built within `index_refresh` seconds; True if rebuilt."""
+    async def _refresh_index(self) -> None:
+        """Rebuild the device index unless a rebuild finished within `index_refresh` seconds.
+
+        Single-flight: concurrent callers wait for the one listing in flight and then read the index
+        it built. (Returning "not rebuilt" to a waiter used to make it conclude "not found" although
+        the listing it waited for had just added its device.)"""
         async with self._index_lock:
             if self._index_built_at is not None and self._clock() - self._index_built_at < self._index_refresh:
-                return False
+                return
             await self._installations()
-            return True
 
     async def _device(self, installation_id: str, device_id: str) -> dict[str, Any] | None:
         data = await self._client.query(docs.DEVICE_STATUS, {"installationId": installation_id, "deviceId": device_id})
@@ -362,11 +451,13 @@ class IometerBackend:
         upstream_device_id = upstream_device_id.lower()
         with upstream_operation("device_status"):
             installation_id = self._device_index.get(upstream_device_id)
-            if installation_id is None and await self._refresh_index():
+            if installation_id is None:
+                await self._refresh_index()
                 installation_id = self._device_index.get(upstream_device_id)
             device = await self._device(installation_id, upstream_device_id) if installation_id else None
-            if device is None and installation_id is not None and await self._refresh_index():
+            if device is None and installation_id is not None:
                 # The device may have moved to another installation since the index was built.
+                await self._refresh_index()
                 moved_to = self._device_index.get(upstream_device_id)
                 if moved_to is not None and moved_to != installation_id:
                     device = await self._device(moved_to, upstream_device_id)
@@ -406,26 +497,30 @@ def _kwh(value: float | None) -> float | None:
     return None if value is None else round(value, 6)
 
 
+def _sorted_unique(items: list[Reading]) -> list[Reading]:
+    """Readings ascending by (time, quantity), one per (time, quantity): a reading the vendor sent twice
+    (its page allows it) is kept once, the later copy winning."""
+    unique = {(r.time, r.quantity): r for r in items}
+    if len(unique) != len(items):
+        tolerance.record(NAME, "readings_duplicates", "duplicated", pinned=False)
+    return [unique[key] for key in sorted(unique)]
+
+
 class _Series:
-    """Ascending (time, kWh) of one meter's import register, deduplicated by time."""
+    """(time, value) of one meter's cumulative register, in any order; `done` sorts and de-duplicates."""
 
-    __slots__ = ("times", "values")
+    __slots__ = ("points", "unit")
 
-    def __init__(self) -> None:
-        self.times: list[float] = []
-        self.values: list[float] = []
+    def __init__(self, unit: str) -> None:
+        self.points: dict[float, float] = {}
+        self.unit = unit
 
     def add(self, t: float, v: float) -> None:
-        if self.times and t <= self.times[-1]:
-            if t == self.times[-1]:
-                self.values[-1] = v
-                return
-            raise bad("readings are not ascending by time")
-        self.times.append(t)
-        self.values.append(v)
+        self.points[t] = v  # a repeated time is the same reading sent twice: keep one
 
-    def done(self) -> tuple[list[float], list[float]]:
-        return self.times, self.values
+    def done(self) -> tuple[list[float], list[float], str]:
+        times = sorted(self.points)
+        return times, [self.points[t] for t in times], self.unit
 
 
 def _collect(
@@ -441,43 +536,14 @@ def _collect(
         t = parse_time(row.time).timestamp()
         if not lo <= t <= hi:
             continue
-        value = energy_import_kwh(row.values)
-        if value is None:
+        register = register_value(row.values)
+        if register is None:
             continue
+        value, unit = register
         key = meter_id if meter_id is not None else row.meter_id
         if key is None:
             raise bad("a reading lacks its meter")
         s = series.get(key)
         if s is None:
-            s = series[key] = _Series()
+            s = series[key] = _Series(unit)
         s.add(t, value)
-
-
-async def _both(a: Awaitable[T], b: Awaitable[U]) -> tuple[T, U]:
-    """Run two calls concurrently; the first failure cancels the other and is raised as itself."""
-    first, second = await _bounded_gather(None, [a, b])
-    return first, second
-
-
-async def _bounded_gather(limit: asyncio.Semaphore | None, calls: list[Awaitable[Any]]) -> list[Any]:
-    """Run `calls` concurrently (at most `limit` at a time); on the first failure cancel the rest
-    and raise that failure itself (not an ExceptionGroup)."""
-
-    async def run(call: Awaitable[Any]) -> Any:
-        if limit is None:
-            return await call
-        async with limit:
-            return await call
-
-    try:
-        async with asyncio.TaskGroup() as group:
-            tasks = [group.create_task(run(call)) for call in calls]
-    except ExceptionGroup as group_error:
-        raise _first_leaf(group_error) from None
-    return [task.result() for task in tasks]
-
-
-def _first_leaf(error: BaseException) -> BaseException:
-    while isinstance(error, BaseExceptionGroup):
-        error = error.exceptions[0]
-    return error

@@ -1,8 +1,14 @@
 """Every GraphQL document the IOmeter adapter sends, and where the pinned schema lives.
 
-Caller input only ever travels in `variables`; nothing is formatted into a document. The unit tests
-validate each document here against `schema.graphql` (the same SDL the sandbox serves), so a field
-renamed in the schema fails a test instead of a request.
+Caller input only ever travels in `variables`; nothing is formatted into a document. Every document
+is one named operation, and the request carries that name as `operationName` (servers log and meter
+by it). The unit tests validate each document here against `schema.graphql`, so a field renamed in the
+schema fails a test instead of a request; the sandbox serves its own SDL written from the vendor's
+page, so the two can disagree and the doctor (`python -m app.doctor`) can tell.
+
+`obisCode` is asked without `format:`: the enum's values are our guess (the page lost them), and an
+unknown enum value would fail every readings call. The server's default form is normalized instead
+(`payloads.parse_obis` reads decimal, full, hex and short).
 """
 
 from __future__ import annotations
@@ -11,6 +17,7 @@ from functools import cache
 from importlib import resources
 
 from gql import GraphQLRequest, gql
+from graphql import OperationDefinitionNode
 
 SCHEMA_FILE = "schema.graphql"
 
@@ -24,7 +31,31 @@ def schema_sdl() -> str:
     return resources.files("app.backends.iometer").joinpath(SCHEMA_FILE).read_text(encoding="utf-8")
 
 
-PARTNER_ID = gql(
+def _named(text: str) -> GraphQLRequest:
+    """A document of exactly one named operation, sent with that name as `operationName`."""
+    request = gql(text)
+    names = [d.name.value for d in request.document.definitions if isinstance(d, OperationDefinitionNode) and d.name]
+    if len(names) != 1:
+        raise ValueError("a document must hold exactly one named operation")
+    return GraphQLRequest(request, operation_name=names[0])
+
+
+READING_FIELDS = """
+    fragment ReadingFields on MeterReading {
+      time
+      values {
+        obisCode
+        value
+        unit
+      }
+    }
+"""
+"""The selection of one reading, shared by every readings document."""
+
+MEDIUM_PROBE = "readings(limit: 1) { readings { values { obisCode } } }"
+"""A meter's first reading's OBIS codes: their medium group (A) says what the meter measures."""
+
+PARTNER_ID = _named(
     """
     query PartnerId {
       partner { id }
@@ -33,83 +64,78 @@ PARTNER_ID = gql(
 )
 """A cheap authenticated round trip (readiness)."""
 
-INSTALLATIONS = gql(
-    """
-    query Installations($pagination: Pagination) {
-      installations(pagination: $pagination) {
+INSTALLATIONS = _named(
+    f"""
+    query Installations($pagination: Pagination) {{
+      installations(pagination: $pagination) {{
         id
-        currentDevice { id }
-        meters { id number }
-        devices { id }
-      }
-    }
+        currentDevice {{ id }}
+        currentMeter {{ id }}
+        meters {{ id number {MEDIUM_PROBE} }}
+        devices {{ id }}
+      }}
+    }}
     """
 )
 """One offset page of the partner's installations with their meters and devices (ids only)."""
 
-METER = gql(
-    """
-    query Meter($id: Uuid!) {
-      partner {
-        meter(id: $id) {
+METER = _named(
+    f"""
+    query Meter($id: Uuid!) {{
+      partner {{
+        meter(id: $id) {{
           id
           number
-          installation {
+          {MEDIUM_PROBE}
+          installation {{
             id
-            currentDevice { id }
-          }
-        }
-      }
-    }
+            currentDevice {{ id }}
+            currentMeter {{ id }}
+            meters {{ id }}
+            devices {{ id }}
+          }}
+        }}
+      }}
+    }}
     """
 )
-"""One meter; `meter` is null when the partner cannot see it."""
+"""One meter with what its installation says about devices; `meter` is null when the partner cannot see it."""
 
-METER_READINGS = gql(
+METER_READINGS = _named(
     """
     query MeterReadings($meterId: Uuid!, $startTime: DateTime, $limit: Int, $cursor: String) {
       partner {
         meter(id: $meterId) {
           id
           readings(startTime: $startTime, limit: $limit, cursor: $cursor) {
-            readings {
-              time
-              values {
-                obisCode(format: decimal)
-                value
-                unit
-              }
-            }
+            readings { ...ReadingFields }
             cursor
           }
         }
       }
     }
     """
+    + READING_FIELDS
 )
-"""One cursor page of one meter's readings, ascending by time, OBIS codes in decimal (`1-0:1.8.0`)."""
+"""One cursor page of one meter's readings (pinned ascending by time; the adapter sorts anyway)."""
 
-PARTNER_READINGS = gql(
+PARTNER_READINGS = _named(
     """
     query PartnerReadings($startTime: DateTime, $limit: Int, $cursor: String) {
       readings(startTime: $startTime, limit: $limit, cursor: $cursor) {
         readings {
           meter { id }
-          time
-          values {
-            obisCode(format: decimal)
-            value
-            unit
-          }
+          ...ReadingFields
         }
         cursor
       }
     }
     """
+    + READING_FIELDS
 )
 """One cursor page of every partner meter's readings (one chain for all meters)."""
 
-DEVICE_STATUS = gql(
+DEVICE_STATUS = _named(
     """
     query DeviceStatus($installationId: Uuid!, $deviceId: Uuid!) {
       installation(id: $installationId) {

@@ -8,11 +8,16 @@ conversions (energy to kWh, power to W) live here and nowhere else.
 from __future__ import annotations
 
 import math
+import re
+from collections import Counter
 from dataclasses import dataclass
 from datetime import datetime
+from functools import lru_cache
 from typing import Any, NamedTuple
 
+from app.backends import tolerance
 from app.errors import UpstreamBadResponse
+from app.models import Medium
 from app.timeutil import parse_rfc3339
 
 BACKEND = "iometer"
@@ -139,9 +144,15 @@ def readings_page(response: Any, *, with_meter: bool) -> ReadingsPage:
                 ):
                     raise bad("a reading value is not (obisCode, value, unit)")
             # JSON parsers accept NaN/Infinity; such a value is no reading, the others still are
+            if meter_id is not None and meter_id != meter_id.lower():  # one spelling per id: lower case
+                tolerance.record(BACKEND, "id_case", "upper", pinned=False)
+                meter_id = meter_id.lower()
             readings.append(WireReading(meter_id, time, [v for v in values if math.isfinite(v.value)]))
     except (KeyError, TypeError) as exc:
         raise bad("a reading lacks a field") from exc
+    forms = Counter(obis_form(v.obis) for reading in readings for v in reading.values)
+    for form, count in forms.items():
+        tolerance.record(BACKEND, "obis_format", form, pinned=form == "decimal", count=count)
     return ReadingsPage(readings, cursor)
 
 
@@ -165,9 +176,73 @@ class TimeParser:
         return parsed
 
 
+_OBIS_DECIMAL = re.compile(r"(\d{1,3})-(\d{1,3}):(\d{1,3})\.(\d{1,3})\.(\d{1,3})(?:\*(\d{1,3}))?")
+_OBIS_HEX = re.compile(r"([0-9a-f]{2})-([0-9a-f]{2}):([0-9a-f]{2})\.([0-9a-f]{2})\.([0-9a-f]{2})\*([0-9a-f]{2})", re.I)
+_OBIS_SHORT = re.compile(r"(\d{1,3})\.(\d{1,3})\.(\d{1,3})")
+
+Obis = tuple[int, int, int, int, int]
+
+
+@lru_cache(maxsize=4096)  # a partner sends a handful of distinct codes, millions of times
+def parse_obis(code: str) -> tuple[Obis, str] | None:
+    """(value groups A..E, form) of an OBIS code in any `ObisFormat` form, or None.
+
+    Forms: `decimal` `1-0:1.8.0`, `full` `1-0:1.8.0*255`, `hex` `01-00:01.08.00*ff`, `short` `1.8.0`
+    (electricity, channel 0). A full or hex code whose F group is not 255 is kept as sent (None):
+    F qualifies the value (a billing period), so it is a different register."""
+    if m := _OBIS_DECIMAL.fullmatch(code):
+        groups = m.groups()
+        if groups[5] is not None and int(groups[5]) != 255:
+            return None
+        a, b, c, d, e = (int(g) for g in groups[:5])
+        return (a, b, c, d, e), "decimal" if groups[5] is None else "full"
+    if m := _OBIS_HEX.fullmatch(code):
+        a, b, c, d, e, f = (int(g, 16) for g in m.groups())
+        return ((a, b, c, d, e), "hex") if f == 255 else None
+    if m := _OBIS_SHORT.fullmatch(code):
+        c, d, e = (int(g) for g in m.groups())
+        return (1, 0, c, d, e), "short"
+    return None
+
+
+@lru_cache(maxsize=4096)
 def decimal_obis(code: str) -> str:
-    """`1-0:1.8.0*255` → `1-0:1.8.0` (the full form's `*255` means "no further qualifier")."""
-    return code[:-4] if code.endswith("*255") else code
+    """Any form of an OBIS code in decimal (`01-00:01.08.00*ff`, `1-0:1.8.0*255` → `1-0:1.8.0`);
+    a code that is not OBIS is returned as sent."""
+    parsed = parse_obis(code)
+    if parsed is None:
+        return code
+    a, b, c, d, e = parsed[0]
+    return f"{a}-{b}:{c}.{d}.{e}"
+
+
+MEDIUM_BY_GROUP_A: dict[int, Medium] = {1: "electricity", 6: "heat", 7: "gas", 8: "water", 9: "water"}
+"""OBIS value group A (IEC 62056-6-1): 1 electricity, 6 heat, 7 gas, 8 cold water, 9 hot water."""
+
+UNIT_BY_MEDIUM: dict[str, str] = {"electricity": "kWh", "heat": "kWh", "gas": "m3", "water": "m3"}
+
+REGISTER_BY_MEDIUM: dict[str, str] = {
+    "electricity": ENERGY_IMPORT,
+    "heat": "6-0:1.0.0",
+    "gas": "7-0:3.0.0",
+    "water": "8-0:1.0.0",
+}
+"""The cumulative register daily consumption is derived from, per medium (energy, or volume)."""
+
+
+def medium_of(codes: list[str]) -> Medium:
+    """The medium an OBIS code list measures (the first code with a known group A); `unknown` if none."""
+    for code in codes:
+        parsed = parse_obis(code)
+        if parsed is not None and parsed[0][0] in MEDIUM_BY_GROUP_A:
+            return MEDIUM_BY_GROUP_A[parsed[0][0]]
+    return "unknown"
+
+
+def obis_form(code: str) -> str:
+    """`decimal`, `full`, `hex`, `short` or `other`: which form the server sent."""
+    parsed = parse_obis(code)
+    return parsed[1] if parsed is not None else "other"
 
 
 def normalize(value: WireValue) -> tuple[str, str, float, str]:
@@ -188,6 +263,32 @@ def normalize(value: WireValue) -> tuple[str, str, float, str]:
 def _scale(value: float, exponent: int) -> float:
     # Divide for smaller units: 12345678 Wh / 1000 is exactly 12345.678, * 0.001 is not.
     return value / 10**-exponent if exponent < 0 else float(value * 10**exponent)
+
+
+_VOLUME_TO_M3 = {"m3": 0, "L": -3, "l": -3, "dm3": -3}
+
+
+_MEDIUM_OF_REGISTER = {code: medium for medium, code in REGISTER_BY_MEDIUM.items()}
+
+
+def register_value(values: list[WireValue]) -> tuple[float, str] | None:
+    """The reading's cumulative register for daily consumption, in facade units: `1-0:1.8.0` (kWh)
+    for electricity, else the first of heat `6-0:1.0.0` (kWh), gas `7-0:3.0.0` or water `8-0:1.0.0`
+    (m3) in the reading. None when the reading has none of them (or in a unit we cannot convert)."""
+    found: tuple[WireValue, str] | None = None
+    for v in values:
+        medium = _MEDIUM_OF_REGISTER.get(decimal_obis(v.obis))
+        if medium == "electricity":
+            found = (v, medium)
+            break
+        if medium is not None and found is None:
+            found = (v, medium)
+    if found is None:
+        return None
+    v, medium = found
+    unit = UNIT_BY_MEDIUM[medium]
+    exponent = (_ENERGY_TO_KWH if unit == "kWh" else _VOLUME_TO_M3).get(v.unit)
+    return None if exponent is None else (_scale(v.value, exponent), unit)
 
 
 def energy_import_kwh(values: list[WireValue]) -> float | None:

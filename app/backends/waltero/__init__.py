@@ -1,13 +1,14 @@
 """Waltero Metering REST API backend (`waltero:` ids).
 
-Layers: `shapes` (every pinned path and wire shape), `token` (login and Bearer renewal as an
-`httpx.Auth`), `client` (retries and error mapping, one method per vendor call),
-`mapping`/`daily`/`feed` (pure translation to the normalized models) and `adapter` (the `Backend`).
+Layers: `shapes` (every pinned path and wire shape; the sandbox has its own), `token`
+(login and Bearer renewal as an `httpx.Auth`), `client` (retries and error mapping, one method per
+vendor call), `mapping`/`daily`/`feed` (pure translation to the normalized models) and `adapter`
+(the `Backend`).
 """
 
 from __future__ import annotations
 
-from typing import Annotated, Any, ClassVar
+from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import SecretStr, field_validator
 from pydantic_settings import NoDecode, SettingsConfigDict
@@ -38,6 +39,8 @@ class WalteroSettings(VendorSettings):
     username: str | None = None
     password: SecretStr | None = None
     organizations: Annotated[list[str], NoDecode] = []
+    daily_buckets: Literal["rolling", "utc-calendar"] = "rolling"
+    """`rolling`: 24 h windows from `startDate` (the pinned reading); `utc-calendar`: UTC days cut to the range."""
 
     @field_validator("organizations", mode="before")
     @classmethod
@@ -78,7 +81,13 @@ def create_backend(ctx: BackendContext, settings: WalteroSettings) -> WalteroBac
         on_retry=on_retry,
         concurrency=ctx.upstream_concurrency,
     )
-    return WalteroBackend(client, clock=ctx.clock, mode=ctx.mode, organizations=list(settings.organizations))
+    return WalteroBackend(
+        client,
+        clock=ctx.clock,
+        mode=ctx.mode,
+        organizations=list(settings.organizations),
+        daily_buckets=settings.daily_buckets,
+    )
 
 
 def _emulator(clock: Clock, seed: int) -> Emulator:
@@ -102,3 +111,10 @@ VENDOR = Vendor(
     sandbox_settings=_sandbox_settings,
     setup_hint="WALTERO_USERNAME and WALTERO_PASSWORD",
 )
+
+
+def settings_of(settings: Any) -> WalteroSettings:
+    """This vendor's settings out of the service's `Settings`."""
+    found = settings.vendor_settings("waltero")
+    assert isinstance(found, WalteroSettings)
+    return found

@@ -9,29 +9,35 @@
 - Readings: telemetry `meter.value.processed` in `[start, end)`, asked in `READINGS_CHUNK` windows,
   stopping once `limit` readings are in hand; values scaled to kWh / m3; `obis` null.
 - Daily consumption (`source: upstream`): metering v3 with `resolution=day` from local midnight of
-  `start` to local midnight of `end` in `tz` (UTC, milliseconds), one call per organization, each bucket
+  `start` to local midnight of `end` in `tz` (UTC, milliseconds), one call per organization of the
+  asked meters (`daily_grain = "meter"`: one meter asks its own organization only, found in the device
+  directory or with one device lookup; all meters ask every organization once), each bucket
   labelled with the *local* date of its start. DST: Waltero's buckets are 24 h windows, which match
   local days only while the UTC offset does not change; a range crossing a transition is split into
   offset-stable segments at the local midnights around it, the transition day alone as its own segment
   (one call per segment per organization); buckets that start on the same local date (the 25 h day's
   24 h + 1 h) are summed null-aware. See `daily.py`. A null bucket -> `consumption: null`,
-  `complete: false`; a day that has not ended yet is `complete: false` too.
+  `complete: false`; a day that has not ended yet is `complete: false` too. `WALTERO_DAILY_BUCKETS`
+  picks the bucket rule (`rolling`, pinned, or `utc-calendar`; see `daily.py`).
 - Device status: telemetry of the last 7 days (`battery.voltage`, `battery.percent`,
   `connection.rssi`); `online` = a point in the last 24 h. A device with no point in 7 days is
   `online: false` with `last_seen: null` (it exists but has been silent for a week; older history is
   not fetched, so "never reported" and "silent for over a week" are not told apart).
 - Changes: every organization's data-audit feed merged into one (`feed.py`), with one opaque cursor.
+  Waltero's own paging is followed by `next_cursor` (pinned); a full page without one advances `since`
+  to its newest `changed_at` (rows already taken are skipped), so a vendor that pages by `since` alone
+  does not end the feed after one page.
 """
 
 from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import Coroutine
 from datetime import UTC, date, datetime, timedelta
-from typing import Any, Literal, TypeVar
+from typing import Literal, TypeVar
 from zoneinfo import ZoneInfo
 
+from app.backends import tolerance
 from app.backends.base import (
     CHANGES,
     DAILY_CONSUMPTION,
@@ -41,10 +47,11 @@ from app.backends.base import (
     AuthState,
     ChangesPage,
 )
+from app.backends.concurrency import gather_first_error
 from app.backends.http import upstream_operation
 from app.backends.waltero import shapes
 from app.backends.waltero.client import WalteroClient
-from app.backends.waltero.daily import LocalDay, local_days_of_call, offset_stable_segments
+from app.backends.waltero.daily import BucketRule, LocalDay, local_days_of_call, segments_for
 from app.backends.waltero.feed import ChangesCursor, OrgBatch, feed_key, merge_feeds
 from app.backends.waltero.mapping import change_from_audit, meter_from_device, prefixed, quantity, unit_scale
 from app.errors import NotFound
@@ -57,6 +64,8 @@ ORGANIZATIONS_TTL = 300.0
 DIRECTORY_TTL = 300.0
 DIRECTORY_MISS_INTERVAL = 10.0
 """A miss refreshes the directory at most this often (an unknown id must not trigger a listing per call)."""
+DIRECT_LOOKUPS = 4
+"""Daily consumption of at most this many meters missing from the directory looks each one up."""
 READINGS_CHUNK = timedelta(days=31)
 STATUS_WINDOW = timedelta(days=7)
 ONLINE_WITHIN = timedelta(hours=24)
@@ -65,25 +74,13 @@ MAX_FEED_PAGES = 50
 """Per organization and call, a bound on following Waltero's `next_cursor` through rows already seen."""
 
 
-async def gather_all(calls: list[Coroutine[Any, Any, T]]) -> list[T]:
-    """Run `calls` concurrently; on the first failure cancel the rest and raise that failure itself."""
-    try:
-        async with asyncio.TaskGroup() as group:
-            tasks = [group.create_task(call) for call in calls]
-    except BaseExceptionGroup as failures:
-        first: BaseException = failures
-        while isinstance(first, BaseExceptionGroup):
-            first = first.exceptions[0]
-        raise first from None
-    return [task.result() for task in tasks]
-
-
 class WalteroBackend:
     """`Backend` for Waltero. Takes upstream ids (canonical UUIDs), returns `waltero:`-prefixed ids."""
 
     name = "waltero"
     capabilities = frozenset({METERS, READINGS, DAILY_CONSUMPTION, DEVICE_STATUS, CHANGES})
-    daily_grain: Literal["meter", "backend"] = "backend"
+    daily_grain: Literal["meter", "backend"] = "meter"
+    """One call per organization of the asked meters: the service asks for exactly the meters wanted."""
 
     def __init__(
         self,
@@ -92,23 +89,26 @@ class WalteroBackend:
         clock: Clock,
         mode: Literal["live", "sandbox"] = "live",
         organizations: list[str] | None = None,
+        daily_buckets: BucketRule = "rolling",
     ) -> None:
         self.client = client
+        self.daily_buckets: BucketRule = daily_buckets
         self.mode = mode
         self._clock = clock
-        self._configured_orgs = list(organizations or [])
+        self._configured_orgs = [org.lower() for org in organizations or []]
         self._orgs: list[str] | None = None
         self._orgs_at = 0.0
         self._directory: dict[str, shapes.Device] = {}
         self._directory_at: float | None = None
         self._metadata_at: dict[str, float] = {}
         self._directory_lock = asyncio.Lock()
+        self._orgs_lock = asyncio.Lock()
 
     def __repr__(self) -> str:
         return f"WalteroBackend(mode={self.mode!r}, tokens={self.client.tokens!r})"
 
     def is_valid_id(self, upstream_id: str) -> bool:
-        """A canonical UUID: lower-case hex, 8-4-4-4-12."""
+        """A canonical UUID: lower-case hex, 8-4-4-4-12 (ids from Waltero are lower-cased on arrival)."""
         try:
             return str(uuid.UUID(upstream_id)) == upstream_id
         except (ValueError, TypeError, AttributeError):
@@ -119,16 +119,19 @@ class WalteroBackend:
         """The organizations this backend serves (configured, or every accessible one)."""
         if self._configured_orgs:
             return self._configured_orgs
-        if self._orgs is None or self._clock() - self._orgs_at > ORGANIZATIONS_TTL:
-            me = await self.client.me()
-            self._orgs = [org.organization_id for org in me.accessible_organizations]
-            self._orgs_at = self._clock()
-        return self._orgs
+        if self._orgs is not None and self._clock() - self._orgs_at <= ORGANIZATIONS_TTL:
+            return self._orgs
+        async with self._orgs_lock:  # single-flight: concurrent cold callers share one /api/auth/me
+            if self._orgs is None or self._clock() - self._orgs_at > ORGANIZATIONS_TTL:
+                me = await self.client.me()
+                self._orgs = [org.organization_id for org in me.accessible_organizations]
+                self._orgs_at = self._clock()
+            return self._orgs
 
     async def _list_devices(self) -> list[shapes.Device]:
         """Every device of every organization, fresh; refreshes the directory."""
         orgs = await self.organizations()
-        pages = await gather_all([self.client.all_devices(org) for org in orgs])
+        pages = await gather_first_error([self.client.all_devices(org) for org in orgs])
         devices = [device for page in pages for device in page]
         self._directory = {device.id: device for device in devices}
         self._directory_at = now = self._clock()
@@ -136,7 +139,9 @@ class WalteroBackend:
         return devices
 
     async def _refresh_directory(self, *, max_age: float) -> dict[str, shapes.Device]:
-        """The directory, re-listed when older than `max_age` seconds (one listing for concurrent callers)."""
+        """The directory, re-listed when older than `max_age` seconds. Single-flight: concurrent callers
+        wait for the listing in flight and then read the directory it built (they never conclude "not
+        found" from a listing they only waited for)."""
         async with self._directory_lock:
             if self._directory_at is None or self._clock() - self._directory_at > max_age:
                 await self._list_devices()
@@ -183,7 +188,7 @@ class WalteroBackend:
         """`meter.value.processed` as `volume` (water, gas) or `energy_import` (electricity, heat) in m3/kWh."""
         with upstream_operation("readings"):
             device = await self._device_metadata(upstream_meter_id)
-            kind = quantity(device.meter_type)
+            kind = quantity(device.meter_type, device.unit)
             if kind is None or (quantities is not None and kind not in quantities):
                 return []
             scale = unit_scale(device.unit)
@@ -218,28 +223,26 @@ class WalteroBackend:
         if end <= start:
             return []
         with upstream_operation("daily_consumption"):
-            directory = await self._refresh_directory(max_age=DIRECTORY_TTL)
             if upstream_meter_ids is not None:
-                missing = [i for i in upstream_meter_ids if i not in directory]
-                if missing:
-                    directory = await self._refresh_directory(max_age=DIRECTORY_MISS_INTERVAL)
-                    missing = [i for i in upstream_meter_ids if i not in directory]
-                if missing:
-                    raise NotFound(f"Waltero has no meter {sorted(missing)[0]}", backend=self.name)
-                wanted = [directory[i] for i in upstream_meter_ids]
+                # Known devices come from the directory; a few unknown ones cost one device lookup each
+                # (which names its organization), many of them one listing of the directory.
+                unknown = [i for i in upstream_meter_ids if i not in self._metadata_at]
+                if len(unknown) > DIRECT_LOOKUPS:
+                    await self._refresh_directory(max_age=DIRECTORY_MISS_INTERVAL)
+                wanted = list(await gather_first_error([self._device_metadata(i) for i in sorted(upstream_meter_ids)]))
             else:
-                wanted = list(directory.values())
+                wanted = list((await self._refresh_directory(max_age=DIRECTORY_TTL)).values())
             wanted.sort(key=lambda device: device.id)
             orgs = sorted({device.organization_id for device in wanted})
-            segments = offset_stable_segments(start, end, tz)
+            segments = segments_for(self.daily_buckets, start, end, tz)
 
             async def one_call(org: str, first: datetime, stop: datetime) -> dict[str, dict[date, LocalDay]]:
                 answer = await self.client.daily_consumption(org, first, stop, "day")
-                return local_days_of_call(answer.data, first, stop, tz)
+                return local_days_of_call(answer.data, first, stop, tz, self.daily_buckets)
 
             calls = [one_call(org, *segment.utc_range(tz)) for org in orgs for segment in segments]
             folded: dict[str, dict[date, LocalDay]] = {}
-            for result in await gather_all(calls):
+            for result in await gather_first_error(calls):
                 for device_id, per_day in result.items():
                     folded.setdefault(device_id, {}).update(per_day)
 
@@ -312,7 +315,7 @@ class WalteroBackend:
         limit = max(1, limit)
         with upstream_operation("changes"):
             orgs = await self.organizations()
-            batches = await gather_all([self._org_feed(org, position, limit) for org in orgs])
+            batches = await gather_first_error([self._org_feed(org, position, limit) for org in orgs])
             rows, next_position = merge_feeds(batches, limit, position)
             items: list[Change] = []
             for row in rows:
@@ -325,17 +328,33 @@ class WalteroBackend:
         after = position.after.get(org)
         since = after[0] if after else position.since
         items: list[shapes.AuditChange] = []
+        taken: set[tuple[datetime, str]] = set()
         vendor_cursor: str | None = None
+        page_limit = min(want, shapes.CHANGES_MAX_LIMIT)
+        advanced_by_since = False
         for _ in range(MAX_FEED_PAGES):
-            page = await self.client.changes(
-                org, since=since, limit=min(want, shapes.CHANGES_MAX_LIMIT), cursor=vendor_cursor
-            )
+            page = await self.client.changes(org, since=since, limit=page_limit, cursor=vendor_cursor)
+            fresh = 0
             for row in page.data:
-                if row.changed_at < position.since or (after is not None and feed_key(row) <= after):
+                key = feed_key(row)
+                if row.changed_at < position.since or (after is not None and key <= after) or key in taken:
                     continue
+                taken.add(key)
                 items.append(row)
-            vendor_cursor = page.next_cursor
-            if vendor_cursor is None or not page.data:
+                fresh += 1
+            if advanced_by_since and fresh:
+                tolerance.record(self.name, "audit_paging", "since", pinned=False)
+            if not page.data or (advanced_by_since and not fresh):
+                return OrgBatch(org, sorted(items, key=feed_key), more=False)
+            if page.next_cursor is not None:
+                tolerance.record(self.name, "audit_paging", "cursor", pinned=True)
+                vendor_cursor, advanced_by_since = page.next_cursor, False
+            elif len(page.data) >= page_limit:
+                # A full page and no cursor: the vendor may page by `since` alone. Ask again from the
+                # newest `changed_at` seen (inclusive); rows already taken are skipped above.
+                since = max(row.changed_at for row in page.data)
+                vendor_cursor, advanced_by_since = None, True
+            else:
                 return OrgBatch(org, sorted(items, key=feed_key), more=False)
             if len(items) >= want:
                 break

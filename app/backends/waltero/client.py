@@ -24,6 +24,7 @@ from typing import TypeVar
 import httpx
 from pydantic import BaseModel
 
+from app.backends import tolerance
 from app.backends.http import Retrier, RetryHook, RetryPolicy, Sleep
 from app.backends.waltero import shapes
 from app.backends.waltero.errors import error_for_response, error_for_transport
@@ -90,7 +91,7 @@ class WalteroClient:
         try:
             response = await self._retrier.send(send, idempotent=True)
         except httpx.TransportError as exc:
-            raise error_for_transport(exc, resource=resource) from None
+            raise error_for_transport(exc, resource=resource) from exc
         if not response.is_success:
             raise error_for_response(
                 response, resource=resource, now=self._clock(), organization_scoped=organization_scoped
@@ -112,14 +113,28 @@ class WalteroClient:
         )
 
     async def all_devices(self, org_id: str) -> list[shapes.Device]:
-        """Every device of an organization, following `limit`/`offset` until `total`."""
+        """Every device of an organization, following `limit`/`offset` until `total` (or, without a
+        `total`, until a short or empty page). A page that repeats devices already listed means the
+        server ignores `offset`: the listing stops there (recorded as `device_paging=offset_ignored`,
+        warned once) instead of repeating devices or paging forever."""
         devices: list[shapes.Device] = []
+        seen: set[str] = set()
         offset = 0
         while True:
             page = await self.devices_page(org_id, limit=shapes.DEVICES_MAX_LIMIT, offset=offset)
-            devices.extend(page.data)
+            fresh = [device for device in page.data if device.id not in seen]
+            if page.data and len(fresh) < len(page.data):
+                tolerance.record(shapes.BACKEND, "device_paging", "offset_ignored", pinned=False)
+                devices.extend(fresh)
+                return devices
+            seen.update(device.id for device in fresh)
+            devices.extend(fresh)
             offset += len(page.data)
-            if not page.data or offset >= page.total:
+            if page.total is None:
+                tolerance.record(shapes.BACKEND, "device_paging", "no_total", pinned=False)
+                if len(page.data) < shapes.DEVICES_MAX_LIMIT:
+                    return devices
+            elif not page.data or offset >= page.total:
                 return devices
 
     async def device(self, device_id: str) -> shapes.Device:
@@ -137,9 +152,6 @@ class WalteroClient:
         return await self._get(
             shapes.telemetry_path(device_id), params, shapes.TelemetryResponse, resource=f"device {device_id}"
         )
-
-    async def fields(self, device_id: str) -> shapes.DeviceFields:
-        return await self._get(shapes.fields_path(device_id), {}, shapes.DeviceFields, resource=f"device {device_id}")
 
     async def changes(
         self, org_id: str, *, since: datetime, limit: int, cursor: str | None = None

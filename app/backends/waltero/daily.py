@@ -18,6 +18,14 @@ Without a transition in range (always in UTC) it is exactly one call per organiz
 Rows are placed by their `date` (the UTC day of a bucket start is unique among 24 h-spaced buckets),
 not by their order; a no-data row (no `date`, `consumption: null`) fills nothing, and any bucket no
 dated row claimed is a null bucket.
+
+`WALTERO_DAILY_BUCKETS=utc-calendar` reads the page the other way: buckets are UTC calendar days cut
+to `[startDate, endDate)` (the first from `startDate` to the next UTC midnight, the last from the last
+UTC midnight to `endDate`), each labelled with its UTC date. Such buckets cannot be split at a local
+midnight that is not a UTC midnight, so in a zone whose midnights are not UTC midnights every local
+day is asked as its own call (`calendar_segments`), whose one or two buckets sum to exactly that
+local day; in UTC (or a zone at offset 0 over the range) it is one call. `python -m app.doctor`
+tells which reading the vendor follows.
 """
 
 from __future__ import annotations
@@ -25,13 +33,16 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime, time, timedelta
+from typing import Literal
 from zoneinfo import ZoneInfo
 
 from app.backends.waltero.shapes import DailyConsumptionRow
 from app.timeutil import days, local_midnight
 
 BUCKET = timedelta(hours=24)
+
+BucketRule = Literal["rolling", "utc-calendar"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,8 +76,31 @@ def offset_stable_segments(start: date, end: date, tz: ZoneInfo) -> list[Segment
     return segments
 
 
-def bucket_starts(start: datetime, end: datetime) -> list[datetime]:
-    """Start instants of Waltero's 24 h buckets over `[start, end)` (the last one cut at `end`)."""
+def calendar_segments(start: date, end: date, tz: ZoneInfo) -> list[Segment]:
+    """Segments for the utc-calendar rule: one when every local midnight of the range is a UTC
+    midnight, else one per local day. Empty when `end <= start`."""
+    if end <= start:
+        return []
+    midnights = [local_midnight(day, tz) for day in days(start, end + timedelta(days=1))]
+    if all(m.astimezone(UTC).time() == time(0) for m in midnights):
+        return [Segment(start, end)]
+    return [Segment(day, day + timedelta(days=1)) for day in days(start, end)]
+
+
+def segments_for(rule: BucketRule, start: date, end: date, tz: ZoneInfo) -> list[Segment]:
+    return calendar_segments(start, end, tz) if rule == "utc-calendar" else offset_stable_segments(start, end, tz)
+
+
+def bucket_starts(start: datetime, end: datetime, rule: BucketRule = "rolling") -> list[datetime]:
+    """Start instants of Waltero's buckets over `[start, end)`: 24 h windows from `start` (rolling), or
+    `start` and every UTC midnight after it before `end` (utc-calendar)."""
+    if rule == "utc-calendar":
+        starts = [start]
+        midnight = datetime.combine(start.astimezone(UTC).date() + timedelta(days=1), time(0), UTC)
+        while midnight < end:
+            starts.append(midnight)
+            midnight += timedelta(days=1)
+        return starts if start < end else []
     count = max(0, math.ceil((end - start) / BUCKET))
     return [start + i * BUCKET for i in range(count)]
 
@@ -88,13 +122,13 @@ class LocalDay:
 
 
 def local_days_of_call(
-    rows: Iterable[DailyConsumptionRow], start: datetime, end: datetime, tz: ZoneInfo
+    rows: Iterable[DailyConsumptionRow], start: datetime, end: datetime, tz: ZoneInfo, rule: BucketRule = "rolling"
 ) -> dict[str, dict[date, LocalDay]]:
     """Fold one call's rows into `{device_id: {local date: LocalDay}}`.
 
     `start`/`end` are the UTC instants the call asked for. Every device that has any row gets every
     bucket (null where no dated row claimed it); dated rows outside the call's buckets are ignored."""
-    starts = bucket_starts(start, end)
+    starts = bucket_starts(start, end, rule)
     index_of_utc_day = {s.astimezone(UTC).date(): i for i, s in enumerate(starts)}
     local_date = [s.astimezone(tz).date() for s in starts]
     found: dict[str, dict[int, float | None]] = {}

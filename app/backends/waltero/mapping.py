@@ -70,12 +70,21 @@ def medium(meter_type: str) -> Medium:
     return _MEDIA.get(meter_type, "unknown")
 
 
-def quantity(meter_type: str) -> Literal["volume", "energy_import"] | None:
-    """What `meter.value.processed` measures: None for a meter type we cannot place."""
+_VOLUME_UNITS = frozenset({"m3", "m³", "L", "l"})
+_ENERGY_UNITS = frozenset({"kWh", "Wh", "MWh"})
+
+
+def quantity(meter_type: str, unit: str | None = None) -> Literal["volume", "energy_import"] | None:
+    """What `meter.value.processed` measures. A meter type outside the pinned enum is placed by its
+    display unit (a volume or an energy unit); None only when neither says."""
     kind = medium(meter_type)
     if kind in ("water", "gas"):
         return "volume"
     if kind in ("electricity", "heat"):
+        return "energy_import"
+    if unit in _VOLUME_UNITS:
+        return "volume"
+    if unit in _ENERGY_UNITS:
         return "energy_import"
     return None
 

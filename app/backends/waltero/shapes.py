@@ -1,9 +1,9 @@
 """Waltero's wire: every path, query parameter and payload shape, in one place.
 
-Both the adapter (which parses what Waltero sends) and the sandbox emulator (which builds what it
-serves) use this module, so the two cannot drift apart. Everything here follows `UPSTREAMS.md`; the
-parts marked *pinned* there are this project's reading of a vendor page that left them out, so when a
-real server disagrees, this is the one module to correct.
+Only the adapter (and the doctor) use this module: the sandbox emulator serves JSON written from the vendor's page
+(`app/sandbox/waltero/wire.py`), so the two can disagree and the doctor (`python -m app.doctor`) can
+tell. Everything here follows `UPSTREAMS.md`; the parts marked *pinned* there are this project's reading
+of a vendor page that left them out, so when a real server disagrees, this is the one module to correct.
 
 Conventions of the wire (pinned):
 - timestamps are UTC ISO-8601 with milliseconds, `2026-05-18T22:00:00.000Z` (`format_wire_time`);
@@ -12,7 +12,14 @@ Conventions of the wire (pinned):
 - errors are `{"code", "message"}` with the codes of `ERROR_CODES`; 429 carries `Retry-After` seconds.
 
 Parsing is tolerant (unknown fields are ignored) but strict about what the adapter relies on: a payload
-without a required field raises `UpstreamBadResponse` via `parse`, never a `KeyError`.
+without a required field raises `UpstreamBadResponse` via `parse`, never a `KeyError`. Where the page
+allows two readings, both are accepted and `app.backends.tolerance` records which one Waltero used:
+- `data_wrapper`: a list answer wrapped as `{"data": [...]}` (pinned) or sent bare (`[...]`);
+- `telemetry_keys`: telemetry fields flat (`"meter.value.processed": 1.0`, pinned) or nested
+  (`"meter": {"value": {"processed": 1.0}}`), flattened here to the dotted names;
+- `accessible_organizations`: objects (pinned) or plain id strings;
+- `id_case`: ids in lower case (pinned) or upper case, normalized to lower case (the facade's ids are
+  lower case; an upper-case id would never match one).
 """
 
 from __future__ import annotations
@@ -24,8 +31,9 @@ import re
 from typing import Annotated, Any, Final, TypeVar
 from urllib.parse import quote
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PlainSerializer, ValidationError
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PlainSerializer, ValidationError, model_validator
 
+from app.backends import tolerance
 from app.errors import UpstreamBadResponse
 from app.timeutil import format_millis, parse_rfc3339
 
@@ -154,11 +162,25 @@ def _to_utc(value: object) -> object:
 WireTime = Annotated[dt.datetime, BeforeValidator(_to_utc), PlainSerializer(format_wire_time, return_type=str)]
 
 
+def _lower_id(value: object) -> object:
+    if isinstance(value, str):
+        lowered = value.lower()
+        if lowered != value:
+            tolerance.record(BACKEND, "id_case", "upper", pinned=False)
+        return lowered
+    return value
+
+
+WireId = Annotated[str, BeforeValidator(_lower_id)]
+"""A vendor id (UUID), normalized to lower case."""
+
+
 # --- payloads ------------------------------------------------------------------------------------------
 class WireModel(BaseModel):
     """Tolerant reader: fields Waltero adds later are ignored, the ones we use are checked."""
 
-    model_config = ConfigDict(extra="ignore", populate_by_name=True, frozen=True)
+    # hide_input_in_errors: a validation error (chained into logs) never repeats a token or a value.
+    model_config = ConfigDict(extra="ignore", populate_by_name=True, frozen=True, hide_input_in_errors=True)
 
     def to_wire(self) -> dict[str, Any]:
         """The JSON object as Waltero sends it (aliases, wire timestamps)."""
@@ -173,7 +195,7 @@ class LoginRequest(WireModel):
 
 
 class OrganizationMembership(WireModel):
-    organization_id: str
+    organization_id: WireId
     role: str | None = None
 
 
@@ -196,8 +218,17 @@ class LoginResponse(WireModel):
 
 
 class AccessibleOrganization(WireModel):
-    organization_id: str
+    organization_id: WireId
     name: str | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _plain_id(cls, value: object) -> object:
+        # Pinned as objects; the page only says "accessible_organizations", so a bare id is accepted.
+        if isinstance(value, str):
+            tolerance.record(BACKEND, "organizations", "plain_ids", pinned=False)
+            return {"organization_id": value}
+        return value
 
 
 class MeResponse(WireModel):
@@ -211,28 +242,29 @@ class Device(WireModel):
     """A device (= one meter). `unit` is the display unit; display value = raw x `multiplier`.
     `meter_type` and `unit` are kept as strings: values outside the pinned enums map to `unknown`."""
 
-    id: str
+    id: WireId
     name: str | None = None
     serial_number: str | None = None
     external_id: str | None = None
     meter_type: str
     unit: str | None = None
     multiplier: float | None = 1.0
-    organization_id: str
+    organization_id: WireId
 
 
 class DevicesPage(WireModel):
     """`GET /api/organizations/{orgId}/devices?limit=&offset=`: follow `offset` until `total`."""
 
     data: list[Device]
-    total: int = Field(ge=0)
+    total: int | None = Field(default=None, ge=0)
+    """Pinned present; without it the client pages until a short or empty page."""
 
 
 class DailyConsumptionRow(WireModel):
     """One (device, bucket) row of the metering v3 daily consumption. `date` is the UTC day of the
     bucket's start and is *absent* on no-data rows (whose `consumption` is null)."""
 
-    device_id: str = Field(alias="deviceId")
+    device_id: WireId = Field(alias="deviceId")
     device_name: str | None = Field(default=None, alias="deviceName")
     serial_number: str | None = Field(default=None, alias="serialNumber")
     date: dt.date | None = None
@@ -252,9 +284,28 @@ class DailyConsumptionResponse(WireModel):
 class TelemetryPoint(BaseModel):
     """`{"timestamp", "<field>": value, ...}`; a field the point lacks is absent."""
 
-    model_config = ConfigDict(extra="allow", frozen=True)
+    model_config = ConfigDict(extra="allow", frozen=True, hide_input_in_errors=True)
 
     timestamp: WireTime
+
+    @model_validator(mode="before")
+    @classmethod
+    def _flatten(cls, value: object) -> object:
+        """Nested keys (`{"meter": {"value": {"processed": 1}}}`) become the dotted names the page uses."""
+        if not isinstance(value, dict) or not _is_nested(value):
+            return value
+        flat: dict[str, object] = {}
+
+        def walk(prefix: str, node: dict[str, object]) -> None:
+            for key, item in node.items():
+                name = f"{prefix}.{key}" if prefix else str(key)
+                if isinstance(item, dict) and len(name) < 200:
+                    walk(name, item)
+                else:
+                    flat[name] = item
+
+        walk("", value)
+        return flat
 
     def number(self, field: str) -> float | None:
         """The field's numeric value, or None when absent, not a number, or not finite (JSON parsers
@@ -271,11 +322,25 @@ class TelemetryPoint(BaseModel):
         return self.model_dump(mode="json")
 
 
+def _is_nested(point: dict[str, object]) -> bool:
+    return any(isinstance(v, dict) for k, v in point.items() if k != "timestamp")
+
+
 class TelemetryResponse(WireModel):
     """`GET /api/devices/{id}/telemetry?startDate=&endDate=&fields=a,b`, ascending by `timestamp`."""
 
-    device_id: str | None = Field(default=None, alias="deviceId")
+    device_id: WireId | None = Field(default=None, alias="deviceId")
     data: list[TelemetryPoint]
+
+    @model_validator(mode="before")
+    @classmethod
+    def _count_key_shape(cls, value: object) -> object:
+        """Once per answer (not per point): were the points' keys flat (pinned) or nested?"""
+        points = value.get("data") if isinstance(value, dict) else None
+        if isinstance(points, list) and points:
+            nested = any(isinstance(p, dict) and _is_nested(p) for p in points)
+            tolerance.record(BACKEND, "telemetry_keys", "nested" if nested else "flat", pinned=not nested)
+        return value
 
 
 class DeviceFields(WireModel):
@@ -290,8 +355,8 @@ class DeviceFields(WireModel):
 class AuditChange(WireModel):
     """One data-audit row. `timestamp` is the corrected reading's time; values in the display unit."""
 
-    id: str
-    device_id: str
+    id: WireId
+    device_id: WireId
     timestamp: WireTime
     previous_value: float | None = None
     new_value: float | None = None
@@ -318,19 +383,25 @@ M = TypeVar("M", bound=BaseModel)
 
 def parse(model: type[M], payload: Any, what: str) -> M:
     """Validate a decoded payload; raises `UpstreamBadResponse` naming the bad fields (never the values)."""
+    if isinstance(payload, list) and "data" in model.model_fields:
+        # Pinned as `{"data": [...]}`; a bare list reads just as plausibly from the page.
+        tolerance.record(BACKEND, "data_wrapper", "bare", pinned=False)
+        payload = {"data": payload}
+    elif isinstance(payload, dict) and "data" in model.model_fields:
+        tolerance.record(BACKEND, "data_wrapper", "wrapped", pinned=True)
     try:
         return model.model_validate(payload)
     except ValidationError as exc:
         places = sorted({".".join(str(part) for part in error["loc"]) or "(root)" for error in exc.errors()})
         shown = ", ".join(places[:5]) + (", ..." if len(places) > 5 else "")
         detail = f"Waltero sent an unexpected {what} payload (bad: {shown})"
-        raise UpstreamBadResponse(detail, backend=BACKEND) from None
+        raise UpstreamBadResponse(detail, backend=BACKEND) from exc
 
 
 def parse_json(body: bytes, model: type[M], what: str) -> M:
     """Decode JSON bytes and validate; raises `UpstreamBadResponse` for anything unexpected."""
     try:
         payload = json.loads(body)
-    except ValueError:
-        raise UpstreamBadResponse(f"Waltero sent a {what} answer that is not JSON", backend=BACKEND) from None
+    except ValueError as exc:
+        raise UpstreamBadResponse(f"Waltero sent a {what} answer that is not JSON", backend=BACKEND) from exc
     return parse(model, payload, what)

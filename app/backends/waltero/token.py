@@ -31,7 +31,7 @@ import binascii
 import json
 import logging
 import random
-from collections.abc import AsyncGenerator, Callable, Generator
+from collections.abc import AsyncGenerator, Generator
 from datetime import datetime
 
 import httpx
@@ -90,7 +90,6 @@ class TokenManager(httpx.Auth):
         sleep: Sleep = asyncio.sleep,
         rng: random.Random | None = None,
         on_retry: RetryHook | None = None,
-        on_login: Callable[[], None] | None = None,
         shared: SharedTokenStore | None = None,
         shared_budget: float = 10.0,
     ) -> None:
@@ -100,7 +99,6 @@ class TokenManager(httpx.Auth):
         self._password = password
         self._clock = clock
         self._retrier = Retrier(policy or RetryPolicy(), sleep, clock, rng or random.Random(), on_retry)
-        self._on_login = on_login
         self._shared = shared
         self._shared_budget = shared_budget
         self._lock = asyncio.Lock()
@@ -196,7 +194,7 @@ class TokenManager(httpx.Auth):
             try:
                 response = await self._retrier.send(send, idempotent=True)  # a repeated login only issues a new token
             except httpx.TransportError as exc:
-                raise error_for_transport(exc, resource="login") from None
+                raise error_for_transport(exc, resource="login") from exc
             if response.status_code in (401, 403):
                 self._rejected = True
                 raise UpstreamAuthFailed("Waltero rejected the login", backend=BACKEND)
@@ -214,8 +212,6 @@ class TokenManager(httpx.Auth):
         self._issued += 1
         self._rejected = False
         self.logins += 1
-        if self._on_login is not None:
-            self._on_login()
         logger.info("Waltero login succeeded; token valid until %s", format_rfc3339(from_epoch(expires)))
         return token
 

@@ -8,6 +8,7 @@ import argparse
 import uvicorn
 
 from app.sandbox.iometer import create_emulator
+from app.sandbox.iometer.app import BREAKS
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -16,8 +17,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--page-size", type=int, default=None)
+    parser.add_argument(
+        "--break", dest="breaks", action="append", default=[], choices=sorted(BREAKS), help="serve a variant"
+    )
     args = parser.parse_args(argv)
-    emulator = create_emulator(seed=args.seed, page_size=args.page_size)
+    emulator = create_emulator(seed=args.seed, page_size=args.page_size, breaks=set(args.breaks))
     uvicorn.run(emulator.app, host=args.host, port=args.port, log_level="warning")
 
 

@@ -40,8 +40,10 @@ from graphql import (
     parse,
     subscribe,
     validate,
+    visit,
 )
 from graphql.execution.values import get_variable_values
+from graphql.language import Visitor
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -50,11 +52,23 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from app.sandbox.faults import Faults
 from app.sandbox.iometer.auth import Authenticator, NonceStore
-from app.sandbox.iometer.data import DemoData
+from app.sandbox.iometer.data import DemoData, PartnerRecord
 from app.sandbox.iometer.schema import RequestContext, build_executable_schema
 
 QUERY_PATH = "/api/v1/query"
 SUBPROTOCOL = "graphql-transport-ws"
+
+BREAKS: dict[str, str] = {
+    "no_introspection": "introspection is disabled (the doctor cannot diff the schema: UNKNOWN, not FAIL)",
+    "schema_drift": "`Installation.externalId` is gone (the page: 'No longer supported')",
+    "obis_format_upper": "the `ObisFormat` enum values are upper case (`DECIMAL`)",
+    "pagination_first_after": "`Pagination` is `{first, after}`, not `{limit, offset}`",
+    "receive_order": "readings come in receive order (a page newest first, one reading twice)",
+    "cursor_ignored": "the `cursor` argument is ignored (every page is the first)",
+    "hex_default": "`obisCode` without `format:` answers the hex form (`01-00:01.08.00*ff`)",
+    "upper_ids": "every id is sent in upper case",
+}
+"""The emulator variants: name → the pinned assumption it breaks."""
 
 
 def _errors(message: str, code: str, status: int, headers: dict[str, str] | None = None) -> JSONResponse:
@@ -86,20 +100,28 @@ class Emulator:
         page_size: int | None = None,
         window_days: int = 90,
         subscription_poll: float = 1.0,
+        breaks: frozenset[str] | set[str] = frozenset(),
+        partners: dict[str, str] | None = None,
     ) -> None:
         if page_size is not None and page_size < 1:
             raise ValueError("page_size must be at least 1")
+        unknown = set(breaks) - set(BREAKS)
+        if unknown:
+            raise ValueError(f"unknown emulator variant(s): {', '.join(sorted(unknown))}")
+        self.breaks = frozenset(breaks)
         self.clock = clock
         self.seed = seed
         self.page_size = page_size
         self.data = DemoData(seed, clock, window_days=window_days)
+        for partner_id, secret in (partners or {}).items():  # e.g. the page's example partners, no installations
+            self.data.partners[partner_id] = PartnerRecord(partner_id, "Example Partner", secret)
         self.faults = Faults()
         self.stats: Counter[str] = Counter()
         self.nonces = NonceStore()
         self.disabled_installations: set[str] = set()
         self._rng = random.Random(seed)
         self._auth = Authenticator({p.id: p.secret for p in self.data.partners.values()}, self.nonces)
-        self._schema: GraphQLSchema = build_executable_schema(subscription_poll)
+        self._schema: GraphQLSchema = build_executable_schema(subscription_poll, self.breaks)
         self._documents: dict[str, DocumentNode | list[GraphQLError]] = {}
         self._hung: set[tuple[asyncio.AbstractEventLoop, asyncio.Event]] = set()
         self.app = Starlette(
@@ -203,7 +225,7 @@ class Emulator:
         if isinstance(coerced, list):
             return self._result(ExecutionResult(None, coerced), 400, "BAD_USER_INPUT")
         self._count(operation)
-        context = RequestContext(self.data, partner_id, self.page_size, self.disabled_installations)
+        context = RequestContext(self.data, partner_id, self.page_size, self.disabled_installations, self.breaks)
         result = execute(
             self._schema,
             document,
@@ -287,7 +309,7 @@ class Emulator:
             await websocket.send_json({"type": "error", "id": sub_id, "payload": [error.formatted]})
             return
         self._count(operation)
-        context = RequestContext(self.data, partner_id, self.page_size, self.disabled_installations)
+        context = RequestContext(self.data, partner_id, self.page_size, self.disabled_installations, self.breaks)
         started = subscribe(
             self._schema,
             document,
@@ -347,6 +369,8 @@ class Emulator:
                 cached = [error]
             else:
                 errors = validate(self._schema, document)
+                if not errors and "no_introspection" in self.breaks and _introspects(document):
+                    errors = [GraphQLError("GraphQL introspection is not allowed by the server")]
                 cached = list(errors) if errors else document
             if len(self._documents) > 256:
                 self._documents.clear()
@@ -416,6 +440,20 @@ class Emulator:
         )
 
 
+def _introspects(document: DocumentNode) -> bool:
+    """Whether any field selected anywhere in the document is `__schema` or `__type`."""
+    found = False
+
+    class Finder(Visitor):
+        def enter_field(self, node: FieldNode, *_: Any) -> None:
+            nonlocal found
+            if node.name.value in ("__schema", "__type"):
+                found = True
+
+    visit(document, Finder())
+    return found
+
+
 def _forget(running: dict[str, asyncio.Task[None]], sub_id: str, task: asyncio.Task[None]) -> None:
     if running.get(sub_id) is task:
         del running[sub_id]
@@ -424,5 +462,7 @@ def _forget(running: dict[str, asyncio.Task[None]], sub_id: str, task: asyncio.T
 def create_emulator(clock: Callable[[], float] = time.time, *, seed: int = 7, **options: Any) -> Emulator:
     """A fresh emulator. Options: `page_size` (int: cap every readings page below `limit`, so tests
     can force many pages), `window_days` (days of history before today, default 90) and
-    `subscription_poll` (seconds between checks for new readings on a subscription, default 1)."""
+    `subscription_poll` (seconds between checks for new readings on a subscription, default 1) and
+    `breaks` (variants that each break one pinned assumption, see `BREAKS`) and `partners` (extra
+    partner id → secret, without installations: the vendor page's example credentials)."""
     return Emulator(clock, seed=seed, **options)

@@ -1,7 +1,9 @@
-"""The emulator's executable schema: the adapter's SDL file with resolvers attached in Python.
+"""The emulator's executable schema: its own SDL file (`schema.graphql` beside this module, written from
+the vendor's page) with resolvers attached in Python.
 
-Built with graphql-core's `build_schema` from `app/backends/iometer/schema.graphql` (the one SDL the
-adapter's documents are validated against), so emulator and adapter cannot drift apart.
+The adapter validates its documents against its own copy (`app/backends/iometer/schema.graphql`); the
+two are kept apart on purpose so the emulator can disagree with the adapter (a test compares them).
+Variants (`BREAKS` in `app.py`) edit the SDL text or the resolvers to break one pinned assumption.
 
 Pinned behaviour served here (UPSTREAMS.md):
 - `readings(startTime, limit, cursor)`: `time >= startTime`, ascending by time (ties by meter), at most
@@ -23,12 +25,12 @@ import math
 import re
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
+from importlib import resources
 from typing import Any, TypeAlias
 from urllib.parse import urlencode
 
 from graphql import GraphQLError, GraphQLObjectType, GraphQLResolveInfo, GraphQLScalarType, GraphQLSchema, build_schema
 
-from app.backends.iometer.documents import schema_sdl
 from app.sandbox.iometer.data import (
     DemoData,
     DeviceRecord,
@@ -55,6 +57,8 @@ class RequestContext:
     partner_id: str
     page_size: int | None
     disabled: set[str] = field(default_factory=set)
+    breaks: frozenset[str] = frozenset()
+    """Emulator variants in force (`app.BREAKS`)."""
     """Installations the partner disabled (`disableInstallation`)."""
 
     def visible_installation(self, installation_id: str | None) -> InstallationRecord | None:
@@ -136,8 +140,9 @@ def _limit(value: Any, default: int = DEFAULT_LIMIT) -> int:
 
 def _paginate(items: list[Any], pagination: dict[str, Any] | None) -> list[Any]:
     pagination = pagination or {}
-    limit = _limit(pagination.get("limit"))
-    offset = pagination.get("offset") or 0
+    # `first`/`after` only exist in the `pagination_first_after` variant's SDL
+    limit = _limit(pagination.get("limit", pagination.get("first")))
+    offset = pagination.get("offset", pagination.get("after")) or 0
     if offset < 0:
         raise bad_input("offset must not be negative")
     return items[offset : offset + limit]
@@ -168,6 +173,8 @@ def _readings_response(
     if ctx.page_size is not None:
         limit = min(limit, ctx.page_size)
     cursor = args.get("cursor")
+    if "cursor_ignored" in ctx.breaks:
+        cursor = None
     after = _decode_cursor(cursor, scope, start_text) if cursor else None
     start = parse_rfc3339(start_text).timestamp() if start_text else 0.0
     stream: Iterator[ReadingRecord] = ctx.data.iter_readings(meters, start, after)
@@ -182,6 +189,9 @@ def _readings_response(
     if more:
         last = page[-1]
         next_cursor = _encode_cursor(scope, start_text, last, ctx.data.meter_order(last.meter_id))
+    if "receive_order" in ctx.breaks and len(page) > 1:
+        # Receive order: the page's readings arrive newest first, and the oldest one twice.
+        page = [*reversed(page), page[0]]
     return {"readings": page, "cursor": next_cursor}
 
 
@@ -313,8 +323,9 @@ def _reading_resolvers() -> dict[str, dict[str, Callable[..., Any]]]:
     def meter(reading: ReadingRecord, info: Info) -> MeterRecord | None:
         return _ctx(info).data.meter(reading.meter_id)
 
-    def obis_code(value: ValueRecord, _: Info, format: str | None = None) -> str:
-        return format_obis(value.obis, format or "decimal")
+    def obis_code(value: ValueRecord, info: Info, format: str | None = None) -> str:
+        default = "hex" if "hex_default" in _ctx(info).breaks else "decimal"
+        return format_obis(value.obis, (format or default).lower())
 
     return {
         "MeterReading": {
@@ -413,13 +424,40 @@ def _mutation_resolvers() -> dict[str, Callable[..., Any]]:
     return {"disableInstallation": disable_installation}
 
 
-def build_executable_schema(subscription_poll: float = 1.0) -> GraphQLSchema:
-    """The pinned SDL with the emulator's resolvers and checking scalars."""
-    schema = build_schema(schema_sdl())
+def schema_sdl() -> str:
+    """The emulator's own SDL text (package data next to this module)."""
+    return resources.files("app.sandbox.iometer").joinpath("schema.graphql").read_text(encoding="utf-8")
+
+
+_SDL_BREAKS: dict[str, tuple[str, str]] = {
+    "schema_drift": ("  externalId: String\n  id: Uuid!\n  meter(", "  id: Uuid!\n  meter("),
+    "obis_format_upper": ("  hex\n  decimal\n  short\n  full\n", "  HEX\n  DECIMAL\n  SHORT\n  FULL\n"),
+    "pagination_first_after": ("  limit: Int\n  offset: Int\n", "  first: Int\n  after: Int\n"),
+}
+"""Variants that edit the SDL: (text, replacement)."""
+
+
+def _upper_uuid(value: Any) -> Any:
+    return value.upper() if isinstance(value, str) else value
+
+
+def build_executable_schema(subscription_poll: float = 1.0, breaks: frozenset[str] = frozenset()) -> GraphQLSchema:
+    """The emulator's SDL (edited by SDL variants) with its resolvers and checking scalars."""
+    sdl = schema_sdl()
+    for name in sorted(breaks & _SDL_BREAKS.keys()):
+        old, new = _SDL_BREAKS[name]
+        assert old in sdl, name
+        sdl = sdl.replace(old, new)
+    schema = build_schema(sdl)
     _install_scalar(schema, "Uuid", _uuid)
     _install_scalar(schema, "DateTime", _datetime)
     _install_scalar(schema, "ObisCode", _string("ObisCode"))
     _install_scalar(schema, "MeterNumber", _string("MeterNumber"))
+    if "upper_ids" in breaks:
+        uuid_type = schema.type_map["Uuid"]
+        assert isinstance(uuid_type, GraphQLScalarType)
+        uuid_type.serialize = _upper_uuid  # type: ignore[method-assign]
+        uuid_type.coerce_output_value = _upper_uuid  # type: ignore[method-assign]
     query = _query_resolvers()
     resolvers: dict[str, dict[str, Callable[..., Any]]] = {
         "Query": query,
@@ -434,7 +472,8 @@ def build_executable_schema(subscription_poll: float = 1.0) -> GraphQLSchema:
         graphql_type = schema.type_map[type_name]
         assert isinstance(graphql_type, GraphQLObjectType)
         for field_name, resolve in fields.items():
-            graphql_type.fields[field_name].resolve = resolve
+            if field_name in graphql_type.fields:  # an SDL variant may have dropped it
+                graphql_type.fields[field_name].resolve = resolve
     subscription = schema.type_map["Subscription"]
     assert isinstance(subscription, GraphQLObjectType)
     for field_name, (subscribe, resolve) in _subscription_resolvers(subscription_poll).items():

@@ -6,7 +6,7 @@ import argparse
 
 import uvicorn
 
-from app.sandbox.waltero.emulator import create_emulator
+from app.sandbox.waltero.emulator import BREAKS, create_emulator
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -15,8 +15,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--token-ttl", type=float, default=86400, help="token lifetime in seconds")
+    parser.add_argument(
+        "--break", dest="breaks", action="append", default=[], choices=sorted(BREAKS), help="serve a variant"
+    )
     args = parser.parse_args(argv)
-    emulator = create_emulator(seed=args.seed, token_ttl=args.token_ttl)
+    emulator = create_emulator(seed=args.seed, token_ttl=args.token_ttl, breaks=set(args.breaks))
     uvicorn.run(emulator.app, host=args.host, port=args.port, log_level="warning")
 
 

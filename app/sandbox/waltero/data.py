@@ -31,7 +31,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from app.backends.waltero import shapes
+from app.sandbox.waltero import wire
 from app.timeutil import from_epoch
 
 HOUR = 3600
@@ -83,7 +83,7 @@ class Organization:
 @dataclass(frozen=True, slots=True)
 class DemoDevice:
     index: int
-    record: shapes.Device
+    record: wire.Device
     daily_raw: float
     """Mean raw increase per day."""
     base_raw: float
@@ -122,14 +122,14 @@ _DEVICES: tuple[tuple[str, str, str, str, str, float, float, bool], ...] = (
     (ORG_OTHER, "33333333-3333-3333-3333-333333333302", "Other tenant power", "electricity", "kWh", 1.0, 5.0, False),
 )
 
-_FIELDS_BATTERY = shapes.DeviceFields(
-    meter=[shapes.PROCESSED, shapes.RAW],
-    battery=[shapes.BATTERY_VOLTAGE, shapes.BATTERY_PERCENT],
-    connection=[shapes.RSSI],
-    meta=[shapes.TEMPERATURE],
+_FIELDS_BATTERY = wire.DeviceFields(
+    meter=[wire.PROCESSED, wire.RAW],
+    battery=[wire.BATTERY_VOLTAGE, wire.BATTERY_PERCENT],
+    connection=[wire.RSSI],
+    meta=[wire.TEMPERATURE],
 )
-_FIELDS_WIRED = shapes.DeviceFields(
-    meter=[shapes.PROCESSED, shapes.RAW], battery=[], connection=[shapes.RSSI, shapes.LAST_SEEN], meta=[]
+_FIELDS_WIRED = wire.DeviceFields(
+    meter=[wire.PROCESSED, wire.RAW], battery=[], connection=[wire.RSSI, wire.LAST_SEEN], meta=[]
 )
 
 _OPEN = 1 << 40
@@ -144,12 +144,18 @@ def add_months(start: datetime, months: int) -> datetime:
     return start.replace(year=year, month=month0 + 1, day=day)
 
 
-def bucket_bounds(start: datetime, end: datetime, resolution: str) -> list[tuple[datetime, datetime]]:
+def bucket_bounds(
+    start: datetime, end: datetime, resolution: str, *, utc_calendar: bool = False
+) -> list[tuple[datetime, datetime]]:
     """Buckets of `[start, end)`: consecutive 24 h (`day`) or 7-day (`week`) windows from `start`, or
     calendar-month / calendar-year steps from `start` (day of month clamped); the last one cut at `end`.
+    With `utc_calendar` (the `utc_calendar` variant), `day` buckets are UTC calendar days cut to the range.
     Raises `ValueError` for an unknown resolution or more than `MAX_BUCKETS` buckets."""
+    first_midnight = datetime.combine(start.astimezone(UTC).date() + timedelta(days=1), datetime.min.time(), UTC)
 
     def nth(k: int) -> datetime:
+        if resolution == "day" and utc_calendar:
+            return start if k == 0 else first_midnight + timedelta(days=k - 1)
         if resolution == "day":
             return start + timedelta(days=k)
         if resolution == "week":
@@ -173,8 +179,10 @@ def bucket_bounds(start: datetime, end: datetime, resolution: str) -> list[tuple
 class DemoData:
     """The sandbox's organizations, devices, telemetry, daily consumption and data-audit feed."""
 
-    def __init__(self, created_at: float, seed: int = 7) -> None:
+    def __init__(self, created_at: float, seed: int = 7, breaks: frozenset[str] = frozenset()) -> None:
         self.seed = seed
+        self.breaks = breaks
+        """Emulator variants (`emulator.BREAKS`) that change the data itself."""
         self.created_at = created_at
         self.origin = math.floor(created_at / DAY) * DAY - HISTORY_DAYS * DAY
         self._created_index = math.floor((created_at - self.origin) / HOUR)
@@ -186,7 +194,7 @@ class DemoData:
         rng = random.Random(seed)
         self.devices: dict[str, DemoDevice] = {}
         for index, (org, device_id, name, meter_type, unit, multiplier, daily_raw, battery) in enumerate(_DEVICES):
-            record = shapes.Device(
+            record = wire.Device(
                 id=device_id,
                 name=name,
                 serial_number=f"WS{rng.randrange(10**9, 10**10)}",
@@ -202,7 +210,7 @@ class DemoData:
         self._prefix: dict[str, list[float]] = {d: [0.0] for d in self.devices}
         self._corrections: dict[str, dict[int, float]] = {d: {} for d in self.devices}
         self._corrected: dict[str, list[int]] = {d: [] for d in self.devices}
-        self._audit: dict[str, list[shapes.AuditChange]] = {org: [] for org in self.organizations}
+        self._audit: dict[str, list[wire.AuditChange]] = {org: [] for org in self.organizations}
         self._corrections_made = 0
         self._build_audit(random.Random(seed * 7919 + 17))
 
@@ -278,6 +286,8 @@ class DemoData:
         if corrected is not None:
             return corrected
         device = self.devices[device_id]
+        if "processed_is_raw" in self.breaks:  # the page's intro: "apply the multiplier yourself"
+            return self._generated_raw(device, index)
         return round(self._generated_raw(device, index) * device.multiplier, 6)
 
     def raw(self, device_id: str, index: int) -> float:
@@ -292,35 +302,35 @@ class DemoData:
         return bool(self._ranges(device_id, index, index, now))
 
     # --- telemetry ---------------------------------------------------------------------------------
-    def fields(self, device_id: str) -> shapes.DeviceFields:
+    def fields(self, device_id: str) -> wire.DeviceFields:
         return _FIELDS_BATTERY if self.devices[device_id].battery else _FIELDS_WIRED
 
-    def _point(self, device: DemoDevice, index: int, wanted: frozenset[str] | None) -> shapes.TelemetryPoint | None:
+    def _point(self, device: DemoDevice, index: int, wanted: frozenset[str] | None) -> wire.TelemetryPoint | None:
         values: dict[str, object] = {
-            shapes.PROCESSED: self.processed(device.id, index),
-            shapes.RAW: self.raw(device.id, index),
-            shapes.RSSI: round(-50 - 45 * unit_hash(self.seed, device.index, index, 2), 1),
+            wire.PROCESSED: self.processed(device.id, index),
+            wire.RAW: self.raw(device.id, index),
+            wire.RSSI: round(-50 - 45 * unit_hash(self.seed, device.index, index, 2), 1),
         }
         if device.battery:
             if index % 6 == 0:
                 voltage = (
                     3.62 - 0.15 * index / (HISTORY_DAYS * 24) - 0.03 * unit_hash(self.seed, device.index, index, 1)
                 )
-                values[shapes.BATTERY_VOLTAGE] = round(voltage, 3)
-                values[shapes.BATTERY_PERCENT] = max(0, min(100, round((voltage - 3.0) / 0.65 * 100)))
+                values[wire.BATTERY_VOLTAGE] = round(voltage, 3)
+                values[wire.BATTERY_PERCENT] = max(0, min(100, round((voltage - 3.0) / 0.65 * 100)))
             if index % 3 == 0:
-                values[shapes.TEMPERATURE] = round(8 + 10 * unit_hash(self.seed, device.index, index, 3), 1)
+                values[wire.TEMPERATURE] = round(8 + 10 * unit_hash(self.seed, device.index, index, 3), 1)
         else:
-            values[shapes.LAST_SEEN] = shapes.format_wire_time(self.time_of(index))
+            values[wire.LAST_SEEN] = wire.wire_time(self.time_of(index))
         if wanted is not None:
             values = {name: value for name, value in values.items() if name in wanted}
             if not values:
                 return None
-        return shapes.TelemetryPoint.model_validate({"timestamp": self.time_of(index), **values})
+        return wire.TelemetryPoint(self.time_of(index), values)
 
     def telemetry(
         self, device_id: str, start: datetime, end: datetime, fields: frozenset[str] | None, now: float
-    ) -> list[shapes.TelemetryPoint]:
+    ) -> list[wire.TelemetryPoint]:
         """Points with `start <= timestamp < end`, ascending. With `fields`, only those fields, and only
         points that have at least one of them."""
         device = self.devices[device_id]
@@ -348,20 +358,22 @@ class DemoData:
                 if previous is not None and value > previous:
                     total += value - previous
                 previous = value
+        if "daily_raw_units" in self.breaks:
+            total /= self.devices[device_id].multiplier
         return round(total, 6)
 
     def daily_rows(
         self, org_id: str, start: datetime, end: datetime, resolution: str, now: float
-    ) -> list[shapes.DailyConsumptionRow]:
+    ) -> list[wire.DailyRow]:
         """The metering v3 rows: per device (by id), per bucket; no-data rows have no `date`."""
-        bounds = bucket_bounds(start, end, resolution)
+        bounds = bucket_bounds(start, end, resolution, utc_calendar="utc_calendar" in self.breaks)
         rows = []
         for device in self.org_devices(org_id):
             record = device.record
             for first, stop in bounds:
                 value = self.bucket_consumption(device.id, first, stop, now)
                 rows.append(
-                    shapes.DailyConsumptionRow(
+                    wire.DailyRow(
                         device_id=record.id,
                         device_name=record.name or record.external_id,
                         serial_number=record.serial_number,
@@ -405,7 +417,7 @@ class DemoData:
         new = self.processed(device.id, index)
         previous = round(new * 10, 6) if system else round(max(0.0, new - device.daily_raw * device.multiplier / 2), 6)
         self._audit[device.record.organization_id].append(
-            shapes.AuditChange(
+            wire.AuditChange(
                 id=str(uuid.UUID(int=rng.getrandbits(128), version=4)),
                 device_id=device.id,
                 timestamp=self.time_of(index),
@@ -418,7 +430,7 @@ class DemoData:
 
     def changes(
         self, org_id: str, since: datetime | None = None, after: tuple[datetime, str] | None = None
-    ) -> list[shapes.AuditChange]:
+    ) -> list[wire.AuditChange]:
         """The organization's audit rows with `changed_at >= since` and key > `after`, ascending."""
         rows = self._audit[org_id]
         return [
@@ -429,7 +441,7 @@ class DemoData:
 
     def correct(
         self, device_id: str, timestamp: datetime, new_value: float, actor: str, now: float
-    ) -> shapes.AuditChange:
+    ) -> wire.AuditChange:
         """Replace the stored reading at `timestamp` (display unit) and append an audit row stamped `now`.
 
         Raises `KeyError` for an unknown device, `ValueError` when the device has no reading then."""
@@ -437,7 +449,7 @@ class DemoData:
         index = self.index_at(timestamp)
         if index is None or not self.has_point(device_id, index, now):
             raise ValueError("the device has no reading at that timestamp")
-        if actor not in shapes.ACTORS:
+        if actor not in wire.ACTORS:
             raise ValueError("actor must be system or user")
         previous = self.processed(device_id, index)
         self._corrections[device_id][index] = float(new_value)
@@ -448,7 +460,7 @@ class DemoData:
         self._corrections_made += 1
         # Sortable ids: corrections made at the same instant keep their order in the feed.
         change_id = f"c0{self._corrections_made:06x}-0000-4000-8000-{self.seed & 0xFFFFFFFFFFFF:012x}"
-        change = shapes.AuditChange(
+        change = wire.AuditChange(
             id=change_id,
             device_id=device_id,
             timestamp=self.time_of(index),

@@ -2,7 +2,11 @@
 
 Vendor paths (at the root, and the same under `/prod` so a base URL ending in `/prod` works):
 `POST /api/auth/login`, `GET /api/auth/me`, metering v3 `device-daily-consumption`, devices (list and
-one), telemetry, fields, data-audit changes; shapes from `app.backends.waltero.shapes`.
+one), telemetry, fields, data-audit changes. The JSON is written from the vendor's page and the pinned
+shapes of UPSTREAMS.md (`wire.py`), never from the adapter's shape module, so the two can disagree.
+
+Variants (`create_emulator(..., breaks={...})`, `--break NAME`): each breaks one pinned assumption, so
+that `python -m app.doctor` can be shown to flag exactly that one (see `BREAKS`).
 
 Rules it enforces (pinned):
 - Login issues real HS256 JWTs (`sub`, `iat`, `exp` = `iat` + `token_ttl`); every other call needs
@@ -58,22 +62,36 @@ from dataclasses import asdict
 from datetime import datetime
 from typing import Any
 
-from pydantic import ValidationError
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
 
-from app.backends.waltero import shapes
 from app.sandbox.faults import Faults
-from app.sandbox.waltero import jwt
+from app.sandbox.waltero import jwt, wire
 from app.sandbox.waltero.data import DEMO_EMAIL, DEMO_USER_ID, DemoData
 from app.timeutil import from_epoch, parse_rfc3339
 
 DEMO_USERNAME = "demo@waltero.example"
 DEMO_PASSWORD = "waltero-sandbox-password"  # noqa: S105 - the public demo credential of the sandbox
 HANG_POLL = 0.05
+DEVICES_MAX_LIMIT = 100
+AUDIT_DEFAULT_LIMIT, AUDIT_MAX_LIMIT = 200, 1000
+
+BREAKS: dict[str, str] = {
+    "opaque_token": "login answers an opaque token, not a JWT with `exp`",
+    "plain_org_ids": "`accessible_organizations` is a list of plain organization ids",
+    "upper_ids": "every id is sent in upper case",
+    "offset_ignored": "the device listing ignores `offset` (always the first page)",
+    "nested_telemetry": "telemetry fields are nested objects (`meter.value.processed` as meter → value → processed)",
+    "processed_is_raw": "`meter.value.processed` is the raw value (the multiplier is left to the client)",
+    "daily_bare": 'daily consumption is a bare list, without the `{"data"}` wrapper',
+    "daily_raw_units": "daily consumption is in raw units, not the device's display unit",
+    "utc_calendar": "daily buckets are UTC calendar days cut to the range, not 24 h windows from startDate",
+    "audit_no_cursor": "the data-audit feed never sends `next_cursor` (clients page by `since`)",
+}
+"""The emulator variants: name → the pinned assumption it breaks."""
 
 
 class VendorError(Exception):
@@ -86,7 +104,7 @@ class VendorError(Exception):
         self.headers = headers or {}
 
     def response(self) -> JSONResponse:
-        body = shapes.ErrorBody(code=shapes.error_code(self.status), message=self.message).to_wire()
+        body = wire.error_body(self.status, self.message)
         return JSONResponse(body, status_code=self.status, headers=self.headers)
 
 
@@ -97,14 +115,14 @@ class Emulator:
     """The sandbox. Data accessors for value-by-value tests (times are aware UTC datetimes):
 
     - `organizations()` -> `[{"organization_id", "name", "accessible"}]`
-    - `devices(org_id=None)` -> `[shapes.Device]` (readable organizations only unless `org_id` given)
-    - `device(device_id)` -> `shapes.Device` (KeyError when unknown)
+    - `devices(org_id=None)` -> `[wire.Device]` (readable organizations only unless `org_id` given)
+    - `device(device_id)` -> `wire.Device` (KeyError when unknown)
     - `processed_value(device_id, at)` / `raw_value(device_id, at)` -> the stored value at a whole
       hour when the device has a point then, else None
-    - `telemetry(device_id, start, end, fields=None)` -> `[shapes.TelemetryPoint]`
-    - `daily_buckets(org_id, start, end, resolution="day")` -> `[shapes.DailyConsumptionRow]`
-    - `changes(org_id, since=None)` -> `[shapes.AuditChange]` ascending
-    - `correct(device_id, timestamp, new_value, actor="user")` -> the new `shapes.AuditChange`
+    - `telemetry(device_id, start, end, fields=None)` -> `[wire.TelemetryPoint]`
+    - `daily_buckets(org_id, start, end, resolution="day")` -> `[wire.DailyRow]`
+    - `changes(org_id, since=None)` -> `[wire.AuditChange]` ascending
+    - `correct(device_id, timestamp, new_value, actor="user")` -> the new `wire.AuditChange`
     - `issue_token(ttl=None)` -> a valid token (tests that skip the login); `revoke_tokens()`
     - `data` -> the `DemoData` (gaps, silent device, origin).
     """
@@ -118,13 +136,20 @@ class Emulator:
         username: str = DEMO_USERNAME,
         password: str = DEMO_PASSWORD,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        breaks: frozenset[str] | set[str] = frozenset(),
     ) -> None:
+        unknown = set(breaks) - set(BREAKS)
+        if unknown:
+            raise ValueError(f"unknown emulator variant(s): {', '.join(sorted(unknown))}")
+        self.breaks = frozenset(breaks)
+        self._opaque: dict[str, float] = {}
+        """Opaque tokens issued under `opaque_token`: token → expiry."""
         self.clock = clock
         self.seed = seed
         self.token_ttl = token_ttl
         self.faults = Faults()
         self.stats: Counter[str] = Counter()
-        self.data = DemoData(clock(), seed)
+        self.data = DemoData(clock(), seed, self.breaks)
         self._username = username
         self._password = password
         self._sleep = sleep
@@ -154,13 +179,13 @@ class Emulator:
             for org in self.data.organizations.values()
         ]
 
-    def devices(self, org_id: str | None = None) -> list[shapes.Device]:
+    def devices(self, org_id: str | None = None) -> list[wire.Device]:
         if org_id is not None:
             return [d.record for d in self.data.org_devices(org_id)]
         readable = [org.id for org in self.data.organizations.values() if org.accessible]
         return [d.record for org in readable for d in self.data.org_devices(org)]
 
-    def device(self, device_id: str) -> shapes.Device:
+    def device(self, device_id: str) -> wire.Device:
         return self.data.devices[device_id].record
 
     def processed_value(self, device_id: str, at: datetime) -> float | None:
@@ -177,19 +202,19 @@ class Emulator:
 
     def telemetry(
         self, device_id: str, start: datetime, end: datetime, fields: list[str] | None = None
-    ) -> list[shapes.TelemetryPoint]:
+    ) -> list[wire.TelemetryPoint]:
         wanted = frozenset(fields) if fields is not None else None
         return self.data.telemetry(device_id, start, end, wanted, self.clock())
 
     def daily_buckets(
         self, org_id: str, start: datetime, end: datetime, resolution: str = "day"
-    ) -> list[shapes.DailyConsumptionRow]:
+    ) -> list[wire.DailyRow]:
         return self.data.daily_rows(org_id, start, end, resolution, self.clock())
 
-    def changes(self, org_id: str, since: datetime | None = None) -> list[shapes.AuditChange]:
+    def changes(self, org_id: str, since: datetime | None = None) -> list[wire.AuditChange]:
         return self.data.changes(org_id, since)
 
-    def correct(self, device_id: str, timestamp: datetime, new_value: float, actor: str = "user") -> shapes.AuditChange:
+    def correct(self, device_id: str, timestamp: datetime, new_value: float, actor: str = "user") -> wire.AuditChange:
         """Change the stored reading at `timestamp` (display unit); telemetry and daily consumption follow."""
         return self.data.correct(device_id, timestamp, new_value, actor, self.clock())
 
@@ -249,6 +274,12 @@ class Emulator:
         if scheme.lower() != "bearer" or not token:
             self.stats["auth_rejected"] += 1
             raise VendorError(401, "Missing bearer token")
+        if "opaque_token" in self.breaks:
+            expires = self._opaque.get(token.strip())
+            if expires is None or self.clock() >= expires:
+                self.stats["auth_rejected"] += 1
+                raise VendorError(401, "Invalid or expired token")
+            return {"sub": DEMO_USER_ID, "token_use": "id"}
         try:
             claims = jwt.decode(token.strip(), self._secret, now=self.clock())
         except jwt.InvalidToken:
@@ -275,14 +306,14 @@ class Emulator:
 
     def _vendor_routes(self) -> list[BaseRoute]:
         return [
-            Route(shapes.LOGIN_PATH, self._vendor("login", self._login, authenticated=False), methods=["POST"]),
-            Route(shapes.ME_PATH, self._vendor("me", self._me), methods=["GET"]),
-            Route(shapes.DAILY_CONSUMPTION_ROUTE, self._vendor("daily_consumption", self._daily), methods=["GET"]),
-            Route(shapes.DEVICES_ROUTE, self._vendor("devices", self._devices), methods=["GET"]),
-            Route(shapes.TELEMETRY_ROUTE, self._vendor("telemetry", self._telemetry), methods=["GET"]),
-            Route(shapes.FIELDS_ROUTE, self._vendor("fields", self._fields), methods=["GET"]),
-            Route(shapes.DEVICE_ROUTE, self._vendor("device", self._device), methods=["GET"]),
-            Route(shapes.CHANGES_ROUTE, self._vendor("changes", self._changes), methods=["GET"]),
+            Route(wire.LOGIN, self._vendor("login", self._login, authenticated=False), methods=["POST"]),
+            Route(wire.ME, self._vendor("me", self._me), methods=["GET"]),
+            Route(wire.DAILY, self._vendor("daily_consumption", self._daily), methods=["GET"]),
+            Route(wire.DEVICES, self._vendor("devices", self._devices), methods=["GET"]),
+            Route(wire.TELEMETRY, self._vendor("telemetry", self._telemetry), methods=["GET"]),
+            Route(wire.FIELDS, self._vendor("fields", self._fields), methods=["GET"]),
+            Route(wire.DEVICE, self._vendor("device", self._device), methods=["GET"]),
+            Route(wire.AUDIT, self._vendor("changes", self._changes), methods=["GET"]),
         ]
 
     async def _http_error(self, request: Request, exc: Exception) -> Response:
@@ -296,7 +327,7 @@ class Emulator:
         if not text:
             raise VendorError(400, f"{name} is required")
         try:
-            return shapes.parse_wire_time(text)
+            return wire.parse_query_time(text)
         except ValueError:
             raise VendorError(400, f"{name} must be a UTC ISO-8601 timestamp, e.g. 2026-05-18T22:00:00.000Z") from None
 
@@ -314,7 +345,7 @@ class Emulator:
         return value
 
     def _readable_org(self, request: Request) -> str:
-        org_id = str(request.path_params["org_id"])
+        org_id = str(request.path_params["org_id"]).lower()
         org = self.data.organizations.get(org_id)
         if org is None:
             raise VendorError(404, "Organization not found")
@@ -323,99 +354,113 @@ class Emulator:
         return org_id
 
     def _readable_device(self, request: Request) -> str:
-        device = self.data.devices.get(request.path_params["device_id"])
+        device = self.data.devices.get(str(request.path_params["device_id"]).lower())
         if device is None or not self.data.organizations[device.record.organization_id].accessible:
             raise VendorError(404, "Device not found")
         return device.id
 
     # --- vendor endpoints ------------------------------------------------------------------------------
+    def _json(self, payload: Any, status_code: int = 200) -> JSONResponse:
+        return JSONResponse(_upper_ids(payload) if "upper_ids" in self.breaks else payload, status_code=status_code)
+
     async def _login(self, request: Request) -> Response:
         try:
-            credentials = shapes.LoginRequest.model_validate(json.loads(await request.body()))
-        except (ValueError, ValidationError):
+            body = json.loads(await request.body())
+            username, password = body["username"], body["password"]
+            if not isinstance(username, str) or not isinstance(password, str):
+                raise TypeError("strings expected")
+        except (ValueError, KeyError, TypeError):
             raise VendorError(400, "Body must be {username, password}") from None
-        user_ok = hmac.compare_digest(credentials.username.encode(), self._username.encode())
-        password_ok = hmac.compare_digest(credentials.password.encode(), self._password.encode())
+        user_ok = hmac.compare_digest(username.encode(), self._username.encode())
+        password_ok = hmac.compare_digest(password.encode(), self._password.encode())
         if not (user_ok and password_ok):
             raise VendorError(401, "Incorrect username or password")
         self.stats["tokens_issued"] += 1
-        answer = shapes.LoginResponse(
-            token=self._issue("id", self.token_ttl),
-            access_token=self._issue("access", self.token_ttl),
-            refresh_token=base64.urlsafe_b64encode(self._rng.randbytes(32)).decode().rstrip("="),
-            user=self._user(),
+        if "opaque_token" in self.breaks:
+            token = base64.urlsafe_b64encode(self._rng.randbytes(24)).decode().rstrip("=")
+            self._opaque[token] = self.clock() + self.token_ttl
+        else:
+            token = self._issue("id", self.token_ttl)
+        return self._json(
+            {
+                "token": token,
+                "accessToken": self._issue("access", self.token_ttl),
+                "refreshToken": base64.urlsafe_b64encode(self._rng.randbytes(32)).decode().rstrip("="),
+                "user": self._user(),
+            }
         )
-        return JSONResponse(answer.to_wire())
 
-    def _user(self) -> shapes.User:
+    def _user(self) -> dict[str, Any]:
         memberships = [
-            shapes.OrganizationMembership(organization_id=org.id, role=org.role)
-            for org in self.data.organizations.values()
-            if org.accessible
+            {"organization_id": org.id, "role": org.role} for org in self.data.organizations.values() if org.accessible
         ]
-        return shapes.User(id=DEMO_USER_ID, email=DEMO_EMAIL, organizations=memberships)
+        return {"id": DEMO_USER_ID, "email": DEMO_EMAIL, "organizations": memberships}
 
     async def _me(self, request: Request) -> Response:
-        answer = shapes.MeResponse(
-            user=self._user(),
-            accessible_organizations=[
-                shapes.AccessibleOrganization(organization_id=org.id, name=org.name)
-                for org in self.data.organizations.values()
-                if org.accessible
-            ],
+        readable = [org for org in self.data.organizations.values() if org.accessible]
+        accessible: list[Any] = (
+            [org.id for org in readable]
+            if "plain_org_ids" in self.breaks
+            else [{"organization_id": org.id, "name": org.name} for org in readable]
         )
-        return JSONResponse(answer.to_wire())
+        return self._json({"user": self._user(), "accessible_organizations": accessible})
 
     async def _devices(self, request: Request) -> Response:
         org_id = self._readable_org(request)
-        limit = self._int_param(request, shapes.LIMIT, shapes.DEVICES_DEFAULT_LIMIT, 1, shapes.DEVICES_MAX_LIMIT)
-        offset = self._int_param(request, shapes.OFFSET, 0, 0, 10**9)
+        limit = self._int_param(request, "limit", DEVICES_MAX_LIMIT, 1, DEVICES_MAX_LIMIT)
+        offset = self._int_param(request, "offset", 0, 0, 10**9)
+        if "offset_ignored" in self.breaks:
+            offset = 0
         devices = self.devices(org_id)
-        page = shapes.DevicesPage(data=devices[offset : offset + limit], total=len(devices))
-        return JSONResponse(page.to_wire())
+        page = [d.to_wire() for d in devices[offset : offset + limit]]
+        return self._json({"data": page, "total": len(devices)})
 
     async def _device(self, request: Request) -> Response:
-        return JSONResponse(self.device(self._readable_device(request)).to_wire())
+        return self._json(self.device(self._readable_device(request)).to_wire())
 
     async def _fields(self, request: Request) -> Response:
-        return JSONResponse(self.data.fields(self._readable_device(request)).to_wire())
+        return self._json(self.data.fields(self._readable_device(request)).to_wire())
 
     async def _telemetry(self, request: Request) -> Response:
         device_id = self._readable_device(request)
-        start = self._time_param(request, shapes.START_DATE)
-        end = self._time_param(request, shapes.END_DATE)
+        start = self._time_param(request, "startDate")
+        end = self._time_param(request, "endDate")
         if end <= start:
             raise VendorError(400, "endDate must be after startDate")
-        text = request.query_params.get(shapes.FIELDS)
+        text = request.query_params.get("fields")
         wanted = [name.strip() for name in text.split(",") if name.strip()] if text else None
-        points = self.telemetry(device_id, start, end, wanted)
-        return JSONResponse(shapes.TelemetryResponse(device_id=device_id, data=points).to_wire())
+        points = [p.to_wire() for p in self.telemetry(device_id, start, end, wanted)]
+        if "nested_telemetry" in self.breaks:
+            points = [_nested(point) for point in points]
+        return self._json({"deviceId": device_id, "data": points})
 
     async def _daily(self, request: Request) -> Response:
         org_id = self._readable_org(request)
-        start = self._time_param(request, shapes.START_DATE)
-        end = self._time_param(request, shapes.END_DATE)
-        resolution = request.query_params.get(shapes.RESOLUTION)
-        if resolution not in shapes.RESOLUTIONS:
+        start = self._time_param(request, "startDate")
+        end = self._time_param(request, "endDate")
+        resolution = request.query_params.get("resolution")
+        if resolution not in wire.RESOLUTIONS:
             raise VendorError(400, "resolution must be one of day, week, month, year")
         if end <= start:
             raise VendorError(400, "endDate must be after startDate")
         try:
-            rows = self.daily_buckets(org_id, start, end, resolution)
+            rows = [row.to_wire() for row in self.daily_buckets(org_id, start, end, resolution)]
         except ValueError as exc:
             raise VendorError(400, f"Unsupported date range: {exc}") from None
-        return JSONResponse({"data": [row.to_wire() for row in rows]})
+        return self._json(rows if "daily_bare" in self.breaks else {"data": rows})
 
     async def _changes(self, request: Request) -> Response:
         org_id = self._readable_org(request)
-        since = self._time_param(request, shapes.SINCE)
-        limit = self._int_param(request, shapes.LIMIT, shapes.CHANGES_DEFAULT_LIMIT, 1, shapes.CHANGES_MAX_LIMIT)
-        cursor = request.query_params.get(shapes.CURSOR)
+        since = self._time_param(request, "since")
+        limit = self._int_param(request, "limit", AUDIT_DEFAULT_LIMIT, 1, AUDIT_MAX_LIMIT)
+        cursor = request.query_params.get("cursor")
         after = _decode_audit_cursor(cursor) if cursor else None
         rows = self.data.changes(org_id, since, after)
         page = rows[:limit]
         next_cursor = _encode_audit_cursor(page[-1]) if len(rows) > limit else None
-        return JSONResponse(shapes.AuditChangesPage(data=page, next_cursor=next_cursor).to_wire())
+        if "audit_no_cursor" in self.breaks:
+            next_cursor = None
+        return self._json({"data": [row.to_wire() for row in page], "next_cursor": next_cursor})
 
     # --- control endpoints (no auth, no faults) ---------------------------------------------------------
     async def _get_faults(self, request: Request) -> Response:
@@ -459,8 +504,38 @@ class Emulator:
         return JSONResponse(change.to_wire(), status_code=201)
 
 
-def _encode_audit_cursor(row: shapes.AuditChange) -> str:
-    raw = json.dumps([shapes.format_wire_time(row.changed_at), row.changed_at.microsecond, row.id]).encode()
+_ID_KEYS = frozenset({"id", "organization_id", "device_id", "deviceId"})
+
+
+def _upper_ids(payload: Any) -> Any:
+    """The `upper_ids` variant: every id value in upper case."""
+    if isinstance(payload, list):
+        return [_upper_ids(item) for item in payload]
+    if isinstance(payload, dict):
+        return {
+            key: value.upper() if key in _ID_KEYS and isinstance(value, str) else _upper_ids(value)
+            for key, value in payload.items()
+        }
+    return payload
+
+
+def _nested(point: dict[str, Any]) -> dict[str, Any]:
+    """The `nested_telemetry` variant: `{"meter.value.processed": 1}` as `{"meter": {"value": {"processed": 1}}}`."""
+    out: dict[str, Any] = {}
+    for key, value in point.items():
+        if key == "timestamp":
+            out[key] = value
+            continue
+        node = out
+        *parents, leaf = key.split(".")
+        for part in parents:
+            node = node.setdefault(part, {})
+        node[leaf] = value
+    return out
+
+
+def _encode_audit_cursor(row: wire.AuditChange) -> str:
+    raw = json.dumps([wire.wire_time(row.changed_at), row.changed_at.microsecond, row.id]).encode()
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
 
@@ -477,5 +552,5 @@ def _decode_audit_cursor(text: str) -> tuple[datetime, str]:
 
 def create_emulator(clock: Callable[[], float] = time.time, *, seed: int = 7, **options: Any) -> Emulator:
     """The sandbox with demo data relative to `clock()` now. Options: `token_ttl` (seconds, default
-    86400), `username`, `password`, `sleep` (for the latency knob)."""
+    86400), `username`, `password`, `sleep` (for the latency knob), `breaks` (variants, see `BREAKS`)."""
     return Emulator(clock, seed=seed, **options)

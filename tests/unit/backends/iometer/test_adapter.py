@@ -16,7 +16,7 @@ from pydantic import SecretStr
 
 from app.backends.base import Backend
 from app.backends.http import RetryPolicy, current_operation
-from app.backends.iometer.adapter import IometerBackend
+from app.backends.iometer.adapter import IometerBackend, meter_device
 from app.backends.iometer.auth import BasicAuth
 from app.backends.iometer.client import IometerClient, PartnerTransport
 from app.errors import NotFound, NotSupported, UpstreamBadResponse
@@ -80,12 +80,36 @@ def reading(t: datetime, kwh: float, meter: str | None = None) -> dict[str, Any]
     return row
 
 
+PROBE = {"readings": [{"values": [{"obisCode": "1-0:1.8.0"}]}]}
+"""A meter's first reading's OBIS codes (the medium probe of the Installations and Meter documents)."""
+
+
 def installation(inst: str, meters: list[str], devices: list[str]) -> dict[str, Any]:
     return {
         "id": inst,
         "currentDevice": {"id": devices[0]} if devices else None,
-        "meters": [{"id": m, "number": f"NR-{m[:4]}"} for m in meters],
+        "currentMeter": {"id": meters[0]} if meters else None,
+        "meters": [{"id": m, "number": f"NR-{m[:4]}", "readings": PROBE} for m in meters],
         "devices": [{"id": d} for d in devices],
+    }
+
+
+def meter_answer(meter: str, number: str, inst: str, device: str | None = None) -> dict[str, Any]:
+    return {
+        "partner": {
+            "meter": {
+                "id": meter,
+                "number": number,
+                "readings": PROBE,
+                "installation": {
+                    "id": inst,
+                    "currentDevice": {"id": device} if device else None,
+                    "currentMeter": {"id": meter},
+                    "meters": [{"id": meter}],
+                    "devices": [{"id": device}] if device else [],
+                },
+            }
+        }
     }
 
 
@@ -143,7 +167,7 @@ async def test_a_meter_missing_a_field_is_a_bad_response() -> None:
 async def test_get_meter_and_not_found() -> None:
     def script(op: str, v: dict[str, Any]) -> Any:
         if v["id"] == M1:
-            return {"partner": {"meter": {"id": M1, "number": "N1", "installation": {"id": I1, "currentDevice": None}}}}
+            return meter_answer(M1, "N1", I1)
         return {"partner": {"meter": None}}
 
     b, _ = backend(script)
@@ -301,7 +325,7 @@ async def test_every_upstream_call_is_labelled_with_its_operation() -> None:
         if op == "Installations":
             return {"installations": [] if v["pagination"]["offset"] else [installation(I1, [M1], [D1])]}
         if op == "Meter":
-            return {"partner": {"meter": {"id": M1, "number": "N", "installation": {"id": I1, "currentDevice": None}}}}
+            return meter_answer(M1, "N", I1)
         if op == "MeterReadings":
             return paged_readings(rows, 100)(op, v)
         if op == "PartnerReadings":
@@ -331,3 +355,51 @@ async def test_every_upstream_call_is_labelled_with_its_operation() -> None:
             ("PartnerId", "ready"),
         }
     )
+
+
+@pytest.mark.parametrize(
+    ("meter", "meters", "devices", "current_meter", "current_device", "expected"),
+    [
+        ("m1", ["m1"], ["d1", "d2"], "m1", "d2", "d2"),  # the only meter: the current device
+        ("m1", ["m1"], ["d1"], None, None, "d1"),  # the only meter and the only device
+        ("m1", ["m1"], ["d1", "d2"], None, None, None),  # several devices, none current: unknown
+        ("m1", ["m1", "m2"], ["d1", "d2"], "m1", "d1", "d1"),  # the current meter: the current device
+        ("m2", ["m1", "m2"], ["d1", "d2"], "m1", "d1", None),  # another meter: unknown, not guessed
+        ("m1", ["m1"], [], "m1", None, None),
+    ],
+)
+def test_a_meter_has_a_device_only_where_the_installation_says_so(
+    meter: str,
+    meters: list[str],
+    devices: list[str],
+    current_meter: str | None,
+    current_device: str | None,
+    expected: str | None,
+) -> None:
+    assert meter_device(meter, meters, devices, current_meter, current_device) == expected
+
+
+async def test_readings_in_any_order_with_duplicates_are_sorted_and_unique() -> None:
+    times = [T0 + timedelta(minutes=15 * i) for i in range(6)]
+    shuffled = [reading(times[i], 100 + i) for i in (3, 0, 5, 1, 1, 4, 2)]
+    b, _ = backend(lambda op, v: {"partner": {"meter": {"id": M1, "readings": {"readings": shuffled, "cursor": None}}}})
+    got = await b.readings(M1, T0, T0 + timedelta(hours=2), frozenset({"energy_import"}), 100)
+    assert [(r.time, r.value) for r in got] == [(t, 100.0 + i) for i, t in enumerate(times)]
+
+
+async def test_a_late_reading_on_a_later_page_is_not_cut_off() -> None:
+    """Receive order: page 1 already reaches past the end, page 2 still holds an earlier (late) reading."""
+    end = T0 + timedelta(hours=1)
+    pages = {
+        None: ([reading(T0 + timedelta(minutes=30), 2), reading(T0, 1), reading(end + timedelta(hours=1), 9)], "c1"),
+        "c1": ([reading(T0 + timedelta(minutes=15), 1.5)], None),
+    }
+
+    def script(op: str, v: dict[str, Any]) -> Any:
+        rows, cursor = pages[v["cursor"]]
+        return {"partner": {"meter": {"id": M1, "readings": {"readings": rows, "cursor": cursor}}}}
+
+    b, server = backend(script)
+    got = await b.readings(M1, T0, end, frozenset({"energy_import"}), 100)
+    assert [r.value for r in got] == [1.0, 1.5, 2.0]
+    assert len(server.calls) == 2

@@ -34,7 +34,7 @@ def test_document_validates_against_the_sdl(name: str) -> None:
 @pytest.mark.parametrize("name", sorted(docs.ALL_DOCUMENTS))
 def test_arguments_come_from_variables_or_fixed_enums(name: str) -> None:
     """Caller input travels only in variables: every argument is a variable, except the fixed
-    `format: decimal` of `obisCode`."""
+    `limit: 1` of the medium probe (a meter's first reading)."""
     literals: list[str] = []
 
     class ArgumentVisitor(Visitor):
@@ -43,7 +43,7 @@ def test_arguments_come_from_variables_or_fixed_enums(name: str) -> None:
                 literals.append(f"{node.name.value}: {print_ast(node.value)}")
 
     visit(docs.ALL_DOCUMENTS[name].document, ArgumentVisitor())
-    assert set(literals) <= {"format: decimal"}
+    assert set(literals) <= {"limit: 1"}
 
 
 def test_a_document_with_a_wrong_field_would_fail_the_check() -> None:

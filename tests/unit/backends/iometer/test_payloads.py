@@ -7,9 +7,13 @@ import pytest
 from app.backends.iometer.payloads import (
     TimeParser,
     WireValue,
+    decimal_obis,
     energy_import_kwh,
+    medium_of,
     normalize,
+    obis_form,
     readings_page,
+    register_value,
     req_obj,
     req_str,
 )
@@ -120,3 +124,57 @@ def test_non_finite_values_are_dropped_not_served() -> None:
         with_meter=True,
     )
     assert [v.obis for v in page.readings[0].values] == ["1-0:16.7.0"]
+
+
+@pytest.mark.parametrize(
+    ("code", "decimal", "form"),
+    [
+        ("1-0:1.8.0", "1-0:1.8.0", "decimal"),
+        ("1-0:1.8.0*255", "1-0:1.8.0", "full"),
+        ("01-00:01.08.00*ff", "1-0:1.8.0", "hex"),
+        ("01-00:10.07.00*FF", "1-0:16.7.0", "hex"),
+        ("07-00:03.00.00*ff", "7-0:3.0.0", "hex"),
+        ("1.8.0", "1-0:1.8.0", "short"),
+    ],
+)
+def test_every_obis_form_is_normalized(code: str, decimal: str, form: str) -> None:
+    assert decimal_obis(code) == decimal
+    assert obis_form(code) == form
+
+
+@pytest.mark.parametrize("code", ["1-0:1.8.0*1", "01-00:01.08.00*01", "C.1.0", "", "1-0:1.8"])
+def test_codes_that_are_not_plain_obis_stay_as_sent(code: str) -> None:
+    """A billing-period qualifier (F other than 255) is a different register: kept as sent."""
+    assert decimal_obis(code) == code
+
+
+def test_hex_and_full_forms_map_to_the_same_quantities() -> None:
+    for code in ("01-00:01.08.00*ff", "1-0:1.8.0*255"):
+        assert normalize(WireValue(code, 1500.0, "Wh")) == ("energy_import", "1-0:1.8.0", 1.5, "kWh")
+    assert energy_import_kwh([WireValue("01-00:01.08.00*ff", 2000.0, "Wh")]) == 2.0
+
+
+@pytest.mark.parametrize(
+    ("codes", "medium"),
+    [
+        (["1-0:1.8.0", "1-0:16.7.0"], "electricity"),
+        (["07-00:03.00.00*ff"], "gas"),
+        (["6-0:1.0.0"], "heat"),
+        (["8-0:1.0.0"], "water"),
+        (["9-0:1.0.0"], "water"),
+        (["0-0:96.1.0", "7-0:3.0.0"], "gas"),
+        ([], "unknown"),
+        (["nonsense"], "unknown"),
+    ],
+)
+def test_the_medium_comes_from_obis_group_a(codes: list[str], medium: str) -> None:
+    assert medium_of(codes) == medium
+
+
+def test_the_register_for_daily_consumption_follows_the_medium() -> None:
+    assert register_value([WireValue("1-0:16.7.0", 5.0, "W"), WireValue("1-0:1.8.0", 2500.0, "Wh")]) == (2.5, "kWh")
+    assert register_value([WireValue("07-00:03.00.00*ff", 1234.0, "L")]) == (1.234, "m3")
+    assert register_value([WireValue("7-0:3.0.0", 12.5, "m3")]) == (12.5, "m3")
+    assert register_value([WireValue("6-0:1.0.0", 3.0, "MWh")]) == (3000.0, "kWh")
+    assert register_value([WireValue("7-0:3.0.0", 1.0, "ft3")]) is None
+    assert register_value([WireValue("1-0:2.8.0", 1.0, "Wh")]) is None

@@ -6,8 +6,10 @@ from collections.abc import AsyncIterator, Callable
 
 import httpx
 import pytest
+from prometheus_client import CollectorRegistry
 from pydantic import SecretStr
 
+from app.backends.tolerance import WireShapeCollector
 from app.backends.waltero.client import WalteroClient, waltero_retry_policy
 from app.backends.waltero.token import TokenManager
 from app.errors import (
@@ -269,3 +271,51 @@ async def test_error_messages_carry_no_vendor_body() -> None:
             await rig.client.me()
     assert "secret internal detail" not in str(caught.value)
     assert "400 BAD_REQUEST" in str(caught.value)
+
+
+def _device(n: int) -> dict[str, object]:
+    return {"id": f"00000000-0000-4000-8000-{n:012d}", "meter_type": "gas", "organization_id": ORG_NORTH}
+
+
+async def test_a_device_listing_that_ignores_offset_stops_and_is_counted() -> None:
+    """A server that caps pages at 2 and ignores `offset`: the listing stops at the first repeat
+    (no device twice, no endless paging) and the shape is counted."""
+    asked: list[str | None] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        asked.append(request.url.params.get("offset"))
+        return httpx.Response(200, json={"data": [_device(1), _device(2)], "total": 5})
+
+    rig = Rig(_mock(handler))
+    registry = CollectorRegistry()
+    registry.register(WireShapeCollector())
+    labels = {"backend": "waltero", "aspect": "device_paging", "shape": "offset_ignored"}
+    before = registry.get_sample_value("facade_vendor_wire_shapes_total", labels) or 0.0
+    async with rig.http:
+        devices = await rig.client.all_devices(ORG_NORTH)
+    assert [d.id for d in devices] == [str(_device(1)["id"]), str(_device(2)["id"])]
+    assert asked == ["0", "2"]
+    assert registry.get_sample_value("facade_vendor_wire_shapes_total", labels) == before + 1
+
+
+async def test_a_device_listing_without_total_pages_until_a_short_page() -> None:
+    pages = {"0": [_device(n) for n in range(100)], "100": [_device(100)]}
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, json={"data": pages.get(request.url.params.get("offset", ""), [])})
+
+    rig = Rig(_mock(handler))
+    async with rig.http:
+        devices = await rig.client.all_devices(ORG_NORTH)
+    assert len(devices) == 101 and len({d.id for d in devices}) == 101
+
+
+async def test_upper_case_ids_from_the_vendor_are_lower_cased() -> None:
+    def handler(request: httpx.Request) -> httpx.Response:
+        upper = {**_device(7), "id": "ABCDEF00-0000-4000-8000-00000000000A", "organization_id": ORG_NORTH.upper()}
+        return httpx.Response(200, json={"data": [upper], "total": 1})
+
+    rig = Rig(_mock(handler))
+    async with rig.http:
+        devices = await rig.client.all_devices(ORG_NORTH)
+    assert [(d.id, d.organization_id) for d in devices] == [("abcdef00-0000-4000-8000-00000000000a", ORG_NORTH)]

@@ -3,7 +3,14 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from app.backends.waltero.daily import Segment, bucket_starts, local_days_of_call, offset_stable_segments
+from app.backends.waltero.daily import (
+    Segment,
+    bucket_starts,
+    calendar_segments,
+    local_days_of_call,
+    offset_stable_segments,
+    segments_for,
+)
 from app.backends.waltero.shapes import DailyConsumptionRow
 
 BERLIN = ZoneInfo("Europe/Berlin")
@@ -137,3 +144,49 @@ def test_every_day_of_a_segment_gets_exactly_one_bucket(tz: ZoneInfo) -> None:
             assert set(labels) == {segment.start}
         else:
             assert labels == [segment.start + timedelta(days=i) for i in range(days)]
+
+
+# --- WALTERO_DAILY_BUCKETS=utc-calendar -------------------------------------------------------------------
+def test_calendar_buckets_are_utc_days_cut_to_the_range() -> None:
+    start, end = datetime(2026, 5, 1, 12, tzinfo=UTC), datetime(2026, 5, 3, 12, tzinfo=UTC)
+    assert bucket_starts(start, end, "utc-calendar") == [
+        start,
+        datetime(2026, 5, 2, tzinfo=UTC),
+        datetime(2026, 5, 3, tzinfo=UTC),
+    ]
+    assert bucket_starts(start, end, "rolling") == [start, start + timedelta(days=1)]
+    assert bucket_starts(end, end, "utc-calendar") == []
+
+
+def test_calendar_segments_are_one_call_in_utc_and_one_per_day_elsewhere() -> None:
+    assert calendar_segments(date(2026, 5, 1), date(2026, 6, 1), UTC_ZONE) == [
+        Segment(date(2026, 5, 1), date(2026, 6, 1))
+    ]
+    assert calendar_segments(date(2026, 5, 1), date(2026, 5, 4), BERLIN) == [
+        Segment(date(2026, 5, 1), date(2026, 5, 2)),
+        Segment(date(2026, 5, 2), date(2026, 5, 3)),
+        Segment(date(2026, 5, 3), date(2026, 5, 4)),
+    ]
+    assert segments_for("rolling", date(2026, 5, 1), date(2026, 5, 4), BERLIN) == [
+        Segment(date(2026, 5, 1), date(2026, 5, 4))
+    ]
+
+
+@pytest.mark.parametrize(
+    ("zone", "first_label"), [("Europe/Berlin", date(2026, 5, 9)), ("America/New_York", date(2026, 5, 10))]
+)
+def test_a_local_day_asked_alone_sums_its_calendar_buckets(zone: str, first_label: date) -> None:
+    """Berlin day 10 May = [22:00Z 9 May, 22:00Z 10 May): buckets labelled 9 and 10 May; New York's
+    = [04:00Z 10 May, 04:00Z 11 May): labelled 10 and 11 May. Both fold into the one local day."""
+    tz = ZoneInfo(zone)
+    segment = Segment(date(2026, 5, 10), date(2026, 5, 11))
+    start, end = segment.utc_range(tz)
+    rows = [
+        DailyConsumptionRow(deviceId="d", date=first_label, consumption=1.5),
+        DailyConsumptionRow(deviceId="d", date=first_label + timedelta(days=1), consumption=2.0),
+    ]
+    days = local_days_of_call(rows, start, end, tz, "utc-calendar")
+    assert list(days["d"]) == [date(2026, 5, 10)]
+    assert days["d"][date(2026, 5, 10)].consumption == 3.5 and days["d"][date(2026, 5, 10)].complete
+    # read with the rolling rule, the same answer loses a bucket
+    assert local_days_of_call(rows, start, end, tz, "rolling")["d"][date(2026, 5, 10)].consumption != 3.5

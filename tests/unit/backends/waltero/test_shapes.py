@@ -147,7 +147,7 @@ def test_audit_page_parses() -> None:
 @pytest.mark.parametrize(
     ("model", "payload", "named"),
     [
-        (shapes.DevicesPage, {"data": []}, "total"),
+        (shapes.DevicesPage, {"data": [], "total": -1}, "total"),
         (shapes.DevicesPage, {"data": [{"id": "x"}], "total": 1}, "data.0.organization_id"),
         (shapes.DailyConsumptionResponse, {"data": "nope"}, "data"),
         (shapes.TelemetryResponse, {"deviceId": "d", "data": [{"meter.value.processed": 1}]}, "data.0.timestamp"),
@@ -171,7 +171,9 @@ def test_bad_payload_message_never_carries_values() -> None:
         shapes.parse(shapes.LoginResponse, {"token": 12345, "accessToken": "secret-token-value"}, "login")
     assert "secret-token-value" not in str(caught.value)
     assert "12345" not in str(caught.value)
-    assert caught.value.__cause__ is None
+    # chained for debugging, but the chained validation error repeats no input either
+    assert "secret-token-value" not in str(caught.value.__cause__)
+    assert "12345" not in str(caught.value.__cause__)
 
 
 def test_parse_json_rejects_non_json() -> None:
@@ -215,3 +217,41 @@ def test_telemetry_numbers_must_be_finite() -> None:
     )
     assert point.number("battery.percent") is None and point.number("connection.rssi") is None
     assert point.number("battery.voltage") == 3.6
+
+
+# --- both readings where the page allows two ------------------------------------------------------------
+def test_a_bare_list_is_read_as_the_data_wrapper() -> None:
+    rows = [{"deviceId": "d", "date": "2026-05-18", "consumption": 1.0}]
+    bare = shapes.parse(shapes.DailyConsumptionResponse, rows, "daily")
+    wrapped = shapes.parse(shapes.DailyConsumptionResponse, {"data": rows}, "daily")
+    assert bare == wrapped and bare.data[0].consumption == 1.0
+
+
+def test_nested_telemetry_keys_become_the_dotted_names() -> None:
+    nested = {"timestamp": "2026-05-18T22:00:00.000Z", "meter": {"value": {"processed": 2.5, "raw": 25}}}
+    flat = {"timestamp": "2026-05-18T22:00:00.000Z", "meter.value.processed": 2.5, "meter.value.raw": 25}
+    a = shapes.parse(shapes.TelemetryResponse, {"data": [nested]}, "telemetry").data[0]
+    b = shapes.parse(shapes.TelemetryResponse, {"data": [flat]}, "telemetry").data[0]
+    assert a.number(shapes.PROCESSED) == b.number(shapes.PROCESSED) == 2.5
+    assert a.field_names() == b.field_names() == [shapes.PROCESSED, shapes.RAW]
+
+
+def test_plain_organization_ids_and_upper_case_ids_are_accepted() -> None:
+    me = shapes.parse(
+        shapes.MeResponse, {"user": {}, "accessible_organizations": ["AB000000-0000-0000-0000-000000000001"]}, "me"
+    )
+    assert [o.organization_id for o in me.accessible_organizations] == ["ab000000-0000-0000-0000-000000000001"]
+    change = shapes.parse(
+        shapes.AuditChange,
+        {
+            "id": "C0FFEE00-0000-4000-8000-000000000001",
+            "device_id": "DEADBEEF-0000-4000-8000-000000000001",
+            "timestamp": "2026-05-18T22:00:00.000Z",
+            "changed_at": "2026-05-18T23:00:00.000Z",
+        },
+        "audit",
+    )
+    assert (change.id, change.device_id) == (
+        "c0ffee00-0000-4000-8000-000000000001",
+        "deadbeef-0000-4000-8000-000000000001",
+    )

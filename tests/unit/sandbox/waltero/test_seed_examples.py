@@ -1,11 +1,19 @@
 """The seed page's own shell examples, run with the real `curl` and `jq` against the emulator on a
-loopback socket. The commands are the page's, verbatim apart from the base URL and credentials."""
+loopback socket. The commands are the page's, verbatim apart from the base URL and credentials: each
+script below is asserted to appear byte for byte in the page (`tests/unit/sandbox/seeds/
+waltero-metering-api.txt`, a copy of the page the project pins). The answers are checked against the
+page's own field tables and jq filters.
+
+`curl` and `jq` are required, never skipped: `make test` installs them (scripts/ensure-system-packages.sh);
+without them these tests fail saying what to install."""
 
 import json
 import os
+import shutil
 import subprocess
 from collections.abc import Iterator
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
 
@@ -14,10 +22,21 @@ from tests.support.clock import FakeClock
 from tests.support.servers import serve_in_thread
 from tests.support.tools import require_tool
 
+PAGE = (Path(__file__).parent.parent / "seeds" / "waltero-metering-api.txt").read_text(encoding="utf-8")
+
 LOGIN = """TOKEN=$(curl -s -X POST "$BASE/api/auth/login" \\
 -H 'Content-Type: application/json' \\
 -d '{"username":"'"$USERNAME"'","password":"'"$PASSWORD"'"}' | jq -r .token)
 """
+PAGE_LOGIN = """TOKEN=$(curl -s -X POST "$BASE/api/auth/login" \\
+-H 'Content-Type: application/json' \\
+-d '{"username":"you@example.com","password":"…"}' | jq -r .token)"""
+"""The page's login, whose credentials `LOGIN` takes from the environment instead."""
+
+
+def test_curl_and_jq_are_installed() -> None:
+    missing = [tool for tool in ("curl", "jq", "bash") if shutil.which(tool) is None]
+    assert not missing, f"install {' and '.join(missing)} (apt-get install {' '.join(missing)}; `make test` does)"
 
 
 @pytest.fixture(scope="module")
@@ -31,6 +50,9 @@ def served() -> Iterator[tuple[str, Emulator]]:
 
 
 def run(served: tuple[str, Emulator], script: str) -> str:
+    missing = [tool for tool in ("curl", "jq") if shutil.which(tool) is None]
+    if missing:
+        pytest.fail(f"these tests run the page's curl | jq examples: install {' and '.join(missing)}")
     base, _ = served
     env = {
         "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
@@ -157,3 +179,44 @@ curl -s "$BASE/api/organizations/$ORG/data-audit/changes\\
         "actor",
         "changed_at",
     }
+
+
+def _scripts_in_this_module() -> list[str]:
+    """The shell scripts the tests above hand to `run` (the triple-quoted strings after `served,`)."""
+    import re
+
+    source = Path(__file__).read_text(encoding="utf-8")
+    return [
+        bytes(text, "utf-8").decode("unicode_escape")
+        for text in re.findall(r'run\(\n\s+served,\n\s+"""(.*?)""",\n\s+\)', source, flags=re.S)
+    ]
+
+
+def test_the_scripts_are_the_pages_byte_for_byte() -> None:
+    scripts = _scripts_in_this_module()
+    assert len(scripts) == 5
+    page_lines = set(PAGE.splitlines())
+    assert PAGE_LOGIN in PAGE
+    # the same command, the credentials spliced in from the environment instead of the page's placeholders
+    spliced = LOGIN.replace("'\"$USERNAME\"'", "you@example.com").replace("'\"$PASSWORD\"'", "…")
+    assert spliced.strip() == PAGE_LOGIN
+    for script in scripts:
+        for line in script.splitlines():
+            assert line in page_lines, line
+        for command in ("curl" + part for part in script.split("curl")[1:]):
+            assert command.strip() in PAGE, command
+
+
+def test_the_daily_rows_have_exactly_the_pages_fields(served: tuple[str, Emulator]) -> None:
+    """The page's table for device-daily-consumption: deviceId, deviceName, serialNumber, date, consumption."""
+    table = PAGE[PAGE.index("The response is one row per (deviceId, date):") : PAGE.index("A meter with no readings")]
+    fields = [line.split(" | ")[0] for line in table.splitlines() if " | " in line][1:]
+    assert fields == ["deviceId", "deviceName", "serialNumber", "date", "consumption"]
+    _, emulator = served
+    rows = [
+        r.to_wire()
+        for r in emulator.daily_buckets(
+            ORG_NORTH, datetime(2026, 5, 18, 22, tzinfo=UTC), datetime(2026, 5, 25, 22, tzinfo=UTC)
+        )
+    ]
+    assert {tuple(r) for r in rows} == {tuple(fields), tuple(f for f in fields if f != "date")}

@@ -1,0 +1,3 @@
+from app.doctor import main
+
+raise SystemExit(main())

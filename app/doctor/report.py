@@ -1,0 +1,57 @@
+"""The doctor's findings and their table. A finding never holds a secret: evidence is built from
+counts, field names, times and ids, and `render` blanks every secret it was given anyway."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Literal
+
+Status = Literal["PASS", "FAIL", "UNKNOWN"]
+
+
+@dataclass(frozen=True, slots=True)
+class Finding:
+    vendor: str
+    check: str
+    """A short code-defined name (`daily_buckets`, `cursor`, ...)."""
+    status: Status
+    evidence: str
+    fix: str | None = None
+    """For a FAIL: the one place in the code (or the one setting) to change."""
+
+
+def passed(vendor: str, check: str, evidence: str) -> Finding:
+    return Finding(vendor, check, "PASS", evidence)
+
+
+def failed(vendor: str, check: str, evidence: str, fix: str) -> Finding:
+    return Finding(vendor, check, "FAIL", evidence, fix)
+
+
+def unknown(vendor: str, check: str, evidence: str) -> Finding:
+    return Finding(vendor, check, "UNKNOWN", evidence)
+
+
+def redact(text: str, secrets: Iterable[str]) -> str:
+    for secret in secrets:
+        if secret and len(secret) >= 4:
+            text = text.replace(secret, "***")
+    return text
+
+
+def render(findings: list[Finding], secrets: Iterable[str] = ()) -> str:
+    """A fixed-width table: vendor, check, status, evidence (and `fix:` on the line below a FAIL)."""
+    hidden = list(secrets)
+    rows = [("VENDOR", "CHECK", "STATUS", "EVIDENCE")]
+    rows += [(f.vendor, f.check, f.status, f.evidence) for f in findings]
+    widths = [max(len(row[i]) for row in rows) for i in range(3)]
+    lines = []
+    for index, row in enumerate(rows):
+        lines.append("  ".join(cell.ljust(widths[i]) for i, cell in enumerate(row[:3])) + "  " + row[3])
+        if index and findings[index - 1].fix:
+            lines.append(" " * (sum(widths) + 6) + "fix: " + (findings[index - 1].fix or ""))
+    counts = {status: sum(1 for f in findings if f.status == status) for status in ("PASS", "FAIL", "UNKNOWN")}
+    lines.append("")
+    lines.append(f"{counts['PASS']} PASS, {counts['FAIL']} FAIL, {counts['UNKNOWN']} UNKNOWN")
+    return redact("\n".join(lines), hidden) + "\n"

@@ -1,0 +1,73 @@
+"""`python -m app.doctor --sandbox`: both emulators (optionally a variant) on loopback sockets.
+
+The doctor then talks to them over real HTTP exactly as it talks to the vendors, with the real clock
+(WSSE's `Created` must be near the server's clock)."""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+import uvicorn
+
+from app.config import Settings
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@contextlib.contextmanager
+def serve(app: Any) -> Iterator[str]:
+    """Serve an ASGI app on 127.0.0.1 in a thread; yields its base URL; stops it on exit."""
+    port = _free_port()
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="off"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 20
+    while not server.started:
+        if not thread.is_alive() or time.monotonic() > deadline:
+            raise RuntimeError("the emulator did not start")
+        time.sleep(0.01)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+
+
+@contextlib.contextmanager
+def loopback_emulators(settings: Settings, breaks: Sequence[str] = ()) -> Iterator[Settings]:
+    """`settings` pointed at both emulators served on loopback. `breaks`: `vendor:variant` names.
+    Raises `ValueError` for an unknown variant."""
+    from app.sandbox import iometer as iometer_sandbox
+    from app.sandbox import waltero as waltero_sandbox
+    from app.sandbox.iometer.app import BREAKS as IOMETER_BREAKS
+    from app.sandbox.waltero.emulator import BREAKS as WALTERO_BREAKS
+
+    chosen: dict[str, set[str]] = {"iometer": set(), "waltero": set()}
+    known = {"iometer": IOMETER_BREAKS, "waltero": WALTERO_BREAKS}
+    for item in breaks:
+        vendor, _, variant = item.partition(":")
+        if vendor not in known or variant not in known[vendor]:
+            names = ", ".join(f"{v}:{n}" for v in known for n in sorted(known[v]))
+            raise ValueError(f"unknown variant {item!r}; known: {names}")
+        chosen[vendor].add(variant)
+    io = iometer_sandbox.create_emulator(time.time, breaks=chosen["iometer"])
+    wa = waltero_sandbox.create_emulator(time.time, breaks=chosen["waltero"])
+    with serve(io.app) as io_url, serve(wa.app) as wa_url:
+        values = {
+            **settings.model_dump(by_alias=True),
+            **iometer_sandbox.SANDBOX_SETTINGS,
+            **waltero_sandbox.SANDBOX_SETTINGS,
+            "IOMETER_URL": io_url + iometer_sandbox.QUERY_PATH,
+            "WALTERO_URL": wa_url + "/prod",
+            "WALTERO_ORGANIZATIONS": [],
+        }
+        yield Settings.model_validate(values)

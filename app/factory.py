@@ -224,7 +224,6 @@ def create_app(
                     drop_local=functools.partial(_drop_correctable, caches),
                     cursors=None if settings.cursor_secret else cursors,
                 )
-                await fleet.start()
                 evict = functools.partial(_evict_everywhere, service, fleet)
             poller = CorrectionsPoller(
                 list(guarded.values()),
@@ -235,6 +234,8 @@ def create_app(
                 watermarks=fleet.watermarks if fleet is not None else None,
                 leadership=fleet.leadership if fleet is not None else None,
             )
+            if fleet is not None:
+                await fleet.start(lead=poller.active)
             hub = create_hub(
                 settings, service, clock=clock, metrics=live_metrics, rng=rng, emulators=facade.emulators or None
             )

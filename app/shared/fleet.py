@@ -196,12 +196,14 @@ class Fleet:
         )
         self._cursors = cursors
 
-    async def start(self) -> None:
+    async def start(self, *, lead: bool = True) -> None:
+        """Connect, adopt the fleet's cursor key, subscribe; with `lead`, run for the poller's lease."""
         await self.tier.start()
         self.tier.on_status(self._on_status)
         await self._adopt_cursor_key()
         self.broadcast.start()
-        self._spawn(self.lease.keep())
+        if lead:
+            self._spawn(self.lease.keep())
 
     def evict_everywhere(self, changes: Iterable[Change]) -> None:
         """After this replica evicted locally for `changes`: delete the shared entries of those meters

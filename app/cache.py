@@ -51,6 +51,8 @@ class CacheEntry(Generic[V]):
     size: int = 0
     missing: NotFound | None = None
     """A negative entry: the load said "not found"; `value` is None and lookups raise this."""
+    current: bool = True
+    """False once the entry was replaced by a newer load, evicted by a correction, or cleared."""
 
 
 class SharedTier(Protocol):
@@ -169,8 +171,10 @@ class SingleFlightCache:
         return None if entry is None or entry.missing is not None else entry
 
     def is_current(self, key: Hashable, entry: CacheEntry[Any]) -> bool:
-        """Whether `entry` is still the fresh entry under `key` (used to validate derived responses)."""
-        return self._entries.get(key) is entry and self._timer() < entry.fresh_until
+        """Whether `entry` is still fresh and was neither replaced nor evicted by a correction (used to
+        validate responses built from it, on every hit: a flag and a clock read, no cache lookup). An
+        entry dropped only to make room still holds true data until it expires."""
+        return entry.current and self._timer() < entry.fresh_until
 
     async def get_or_load(
         self,
@@ -259,6 +263,9 @@ class SingleFlightCache:
                 future.exception()  # mark retrieved: a load nobody awaits any more must not warn
         else:
             if entry.fresh_until > entry.created and entry.size <= self._max_entry:
+                previous = self._entries.get(key)
+                if previous is not None:
+                    previous.current = False
                 self._entries[key] = entry
             if not future.done():
                 if entry.missing is not None:
@@ -275,12 +282,16 @@ class SingleFlightCache:
         """Drop every entry carrying any of `tags` (including its stale copy). Returns how many."""
         doomed = [k for k, e in list(self._entries.items()) if e.tags & tags]
         for k in doomed:
-            self._entries.pop(k, None)
+            entry = self._entries.pop(k, None)
+            if entry is not None:
+                entry.current = False
         if self.tier is not None and doomed:
             self.tier.evicted(self.name, doomed, tags)
         return len(doomed)
 
     def clear(self) -> None:
+        for entry in list(self._entries.values()):
+            entry.current = False
         self._entries.clear()
 
     async def aclose(self) -> None:

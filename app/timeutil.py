@@ -71,9 +71,14 @@ def check_supported(value: datetime) -> datetime:
     return value
 
 
+_NOT_ZONES = frozenset({"localtime", "posixrules"})
+"""Files some systems keep beside the zones (the host's own zone, a POSIX rule template): a client asking
+for them would get whatever the server's machine is set to."""
+
+
 @functools.cache
 def _zone_names() -> frozenset[str]:
-    return frozenset(zoneinfo.available_timezones())
+    return frozenset(zoneinfo.available_timezones()) - _NOT_ZONES
 
 
 def zone(name: str) -> ZoneInfo:

@@ -1,9 +1,11 @@
 """Client API keys: `Authorization: Bearer <key>` or `X-API-Key: <key>`.
 
-Keys are compared as SHA-256 digests with `hmac.compare_digest` against every configured key, so
-neither a key's content nor its length leaks through timing. Open paths need no key. With no keys
-configured the API is open (the factory allows that only in sandbox mode or with
-`FACADE_ALLOW_ANONYMOUS=true`).
+The presented key is hashed first (SHA-256), then its digest is looked up in a dict of the configured
+keys' digests: what the lookup's timing could depend on is the digest, which says nothing usable about
+the key's content or length, and the cost stays one hash and one lookup however many keys there are.
+
+Open paths need no key. With no keys configured the API is open (the factory allows that only in
+sandbox mode or with `FACADE_ALLOW_ANONYMOUS=true`).
 
 Each key has a label (`FACADE_API_KEYS=app1:KEY1,...`, see `app.config.parse_api_keys`); the label of
 the key a request presented goes to `scope["facade"]["client"]`, for the access log.
@@ -12,7 +14,6 @@ the key a request presented goes to `scope["facade"]["client"]`, for the access 
 from __future__ import annotations
 
 import hashlib
-import hmac
 from collections.abc import Iterable
 
 from starlette.types import ASGIApp, Receive, Scope, Send
@@ -29,18 +30,13 @@ class ClientAuth:
     def __init__(self, app: ASGIApp, keys: Iterable[tuple[str, str]]) -> None:
         """`keys`: (label, key) pairs."""
         self.app = app
-        self._digests = [(label, hashlib.sha256(key.encode()).digest()) for label, key in keys]
+        self._digests = {hashlib.sha256(key.encode()).digest(): label for label, key in keys}
 
     def _label_of(self, presented: bytes | None) -> str | None:
         """The label of the presented key, or None when it matches none."""
         if not presented:
             return None
-        digest = hashlib.sha256(presented).digest()
-        matched = None
-        for label, known in self._digests:  # no early exit: every key is compared
-            if hmac.compare_digest(digest, known):
-                matched = label
-        return matched
+        return self._digests.get(hashlib.sha256(presented).digest())
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or not self._digests or scope["path"] in OPEN_PATHS:

@@ -27,7 +27,8 @@ def test_problem_types_in_the_guide_are_the_services():
 async def test_example_ids_in_the_guide_exist_in_the_sandbox():
     meters = re.findall(r"\| meter \| `([a-z]+:[0-9a-f-]+)`", GUIDE)
     devices = re.findall(r"\| device \| `([a-z]+:[0-9a-f-]+)`", GUIDE)
-    assert meters and devices
+    assert meters
+    assert devices
     app = create_app(Settings(FACADE_SANDBOX=True, FACADE_CHANGES_POLL=0))
     transport = httpx.ASGITransport(app=app)
     async with (
@@ -54,5 +55,8 @@ def test_freshness_in_the_guide_is_the_default_configuration():
 def test_the_readme_points_to_the_guide_not_to_files_outside_the_repository():
     readme = (ROOT / "README.md").read_text()
     assert "docs/api-guide.md" in readme
-    assert "../shared" not in readme and "PERF-NOTES" not in readme and "UPSTREAMS.md" not in readme
-    assert "jq" in readme and "GNU `date`" in readme
+    assert "../shared" not in readme
+    assert "PERF-NOTES" not in readme
+    assert "UPSTREAMS.md" not in readme
+    assert "jq" in readme
+    assert "GNU `date`" in readme

@@ -28,9 +28,13 @@ def test_image_essentials():
     text = (ROOT / "Dockerfile").read_text()
     assert "FROM python:3.11-slim" in text
     assert "-c requirements.lock" in text
-    assert "USER 10001" in text and "useradd" in text
-    assert "HEALTHCHECK" in text and "/healthz" in text
-    assert '"app.main:app"' in text and '"0.0.0.0"' in text and '"--proxy-headers"' in text
+    assert "USER 10001" in text
+    assert "useradd" in text
+    assert "HEALTHCHECK" in text
+    assert "/healthz" in text
+    assert '"app.main:app"' in text
+    assert '"0.0.0.0"' in text
+    assert '"--proxy-headers"' in text
     # the files the image copies exist
     for name in ("pyproject.toml", "requirements.lock", "README.md", "app"):
         assert (ROOT / name).exists(), name

@@ -223,7 +223,9 @@ async def test_readings_around_the_gap_and_the_swap(rig: Rig) -> None:
         gapped, gap_start - timedelta(hours=1), gap_end + timedelta(hours=1), frozenset({"energy_import"}), 1000
     )
     times = [r.time for r in got]
-    assert gap_start in times and gap_end in times and not any(gap_start < t < gap_end for t in times)
+    assert gap_start in times
+    assert gap_end in times
+    assert not any(gap_start < t < gap_end for t in times)
     [(swapped, swap)] = data.swaps.items()
     got = await rig.backend.readings(
         swapped, swap - timedelta(minutes=30), swap + timedelta(minutes=30), frozenset({"energy_import"}), 1000
@@ -279,7 +281,8 @@ def assert_daily_matches(
     ]
     by_meter = {m: straightforward_daily(emulator, m, start, end, tz) for m in meter_ids}
     for row in rows:
-        assert row.unit == "kWh" and row.source == "derived"
+        assert row.unit == "kWh"
+        assert row.source == "derived"
         meter_id = row.meter_id.removeprefix("iometer:")
         [(_, want, complete)] = [x for x in by_meter[meter_id] if x[0] == row.date]
         assert row.complete == complete, row
@@ -294,7 +297,8 @@ async def test_daily_for_every_meter_through_the_dst_change(big_pages: Rig) -> N
     start, end = date(2026, 3, 27), date(2026, 3, 31)  # 2026-03-29 is 23 h long in Berlin
     rows = await big_pages.backend.daily_consumption(None, start, end, BERLIN)
     assert_daily_matches(rows, emulator, [m.id for m in emulator.data.meters], start, end, BERLIN)
-    assert emulator.stats["PartnerReadings"] >= 1 and emulator.stats["MeterReadings"] == 0  # one partner-wide chain
+    assert emulator.stats["PartnerReadings"] >= 1
+    assert emulator.stats["MeterReadings"] == 0  # one partner-wide chain
     sixth = [r for r in rows if r.meter_id == f"iometer:{emulator.data.meters[5].id}"]
     assert all(r.consumption is None and not r.complete for r in sixth)  # it starts reading 30 days before today
 
@@ -307,12 +311,16 @@ async def test_daily_around_gaps_and_the_swap(big_pages: Rig) -> None:
     meter_ids = [m.id for m in emulator.data.meters]
     assert_daily_matches(rows, emulator, meter_ids, start, end, BERLIN)
     gapped = {r.date: r for r in rows if r.meter_id == f"iometer:{emulator.data.meters[0].id}"}
-    assert not gapped[today - timedelta(days=12)].complete and not gapped[today - timedelta(days=11)].complete
+    assert not gapped[today - timedelta(days=12)].complete
+    assert not gapped[today - timedelta(days=11)].complete
     short_gap = {r.date: r for r in rows if r.meter_id == f"iometer:{emulator.data.meters[1].id}"}
-    assert short_gap[today - timedelta(days=8)].complete and short_gap[today - timedelta(days=7)].complete
+    assert short_gap[today - timedelta(days=8)].complete
+    assert short_gap[today - timedelta(days=7)].complete
     swapped = {r.date: r for r in rows if r.meter_id == f"iometer:{emulator.data.meters[4].id}"}
     swap_day = swapped[today - timedelta(days=5)]
-    assert swap_day.complete and swap_day.consumption is not None and 0 < swap_day.consumption < 30
+    assert swap_day.complete
+    assert swap_day.consumption is not None
+    assert 0 < swap_day.consumption < 30
 
 
 async def test_daily_for_a_subset_and_in_utc(clock: FakeClock, http_for: Any) -> None:
@@ -323,10 +331,13 @@ async def test_daily_for_a_subset_and_in_utc(clock: FakeClock, http_for: Any) ->
     utc = ZoneInfo("UTC")
     rows = await big.backend.daily_consumption(frozenset(wanted), start, end, utc)
     assert_daily_matches(rows, emulator, wanted, start, end, utc)
-    assert emulator.stats["PartnerReadings"] == 0 and emulator.stats["MeterReadings"] >= 2
+    assert emulator.stats["PartnerReadings"] == 0
+    assert emulator.stats["MeterReadings"] >= 2
     last = rows[-1]
-    assert last.date == emulator.data.today and not last.complete  # today has not ended
-    assert last.consumption is not None and rows[-2].complete
+    assert last.date == emulator.data.today
+    assert not last.complete  # today has not ended
+    assert last.consumption is not None
+    assert rows[-2].complete
 
 
 async def test_daily_names_unknown_meters(big_pages: Rig) -> None:
@@ -394,7 +405,8 @@ async def test_a_wrong_secret_is_auth_failed_without_the_secret(clock: FakeClock
     assert info.value.detail == "IOmeter rejected the partner credentials"
     assert info.value.backend == "iometer"
     for text in (str(info.value), repr(info.value), info.value.detail):
-        assert wrong not in text and SANDBOX_SETTINGS["IOMETER_PARTNER_SECRET"] not in text
+        assert wrong not in text
+        assert SANDBOX_SETTINGS["IOMETER_PARTNER_SECRET"] not in text
     assert (await rig.backend.auth_state()).authenticated is False
     with pytest.raises(UpstreamAuthFailed):
         await rig.backend.check_ready()
@@ -441,7 +453,8 @@ async def test_over_a_loopback_socket(clock: FakeClock) -> None:
             want = [row for rec in emulator.data.readings(meter.id, start, rig.now) for row in expected_readings(rec)]
             assert as_tuples(got) == want
             status = await rig.backend.device_status(emulator.data.devices[3].id)
-            assert status.online is False and status.details["core"]["pinStatus"] == "missing"
+            assert status.online is False
+            assert status.details["core"]["pinStatus"] == "missing"
 
 
 async def test_a_hanging_upstream_times_out(clock: FakeClock) -> None:
@@ -509,7 +522,8 @@ async def test_only_the_meter_the_installation_names_gets_its_device(big_pages: 
     other meter's device is unknown (None), not the installation's current one."""
     emulator = big_pages.emulator
     inst = emulator.data.installations[1]
-    assert len(inst.meter_ids) == 2 and inst.current_meter_id == inst.meter_ids[0]
+    assert len(inst.meter_ids) == 2
+    assert inst.current_meter_id == inst.meter_ids[0]
     meters = {m.id: m for m in await big_pages.backend.list_meters()}
     assert meters[f"iometer:{inst.meter_ids[0]}"].device_id == f"iometer:{inst.current_device_id}"
     assert meters[f"iometer:{inst.meter_ids[1]}"].device_id is None

@@ -113,7 +113,8 @@ def test_every_alert_waits_has_a_severity_and_a_runbook():
         assert re.fullmatch(r"\d+[smh]", rule["for"]), rule["alert"]
         assert rule["labels"]["severity"] in {"page", "ticket"}, rule["alert"]
         annotations = rule["annotations"]
-        assert annotations["summary"] and annotations["description"], rule["alert"]
+        assert annotations["summary"], rule["alert"]
+        assert annotations["description"], rule["alert"]
         assert len(annotations["runbook"]) > 80, rule["alert"]
 
 
@@ -146,7 +147,8 @@ def test_dashboard_and_alerts_use_only_exported_metrics(exported: set[str]):
         assert names <= exported, (title, names - exported)
     for rule in alert_rules():
         names = metric_names(rule["expr"])
-        assert names and names <= exported | NOT_SERVICE_METRICS, (rule["alert"], names - exported)
+        assert names, (rule["alert"], names - exported)
+        assert names <= exported | NOT_SERVICE_METRICS, (rule["alert"], names - exported)
     # what the dashboard must cover
     used = set().union(*used_by_panel.values())
     assert {

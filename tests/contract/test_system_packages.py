@@ -30,7 +30,9 @@ def test_nothing_to_do_when_every_tool_is_there(tmp_path: Path):
         stub(tmp_path, tool, "exit 0")
     stub(tmp_path, "apt-get", f"echo called >> {tmp_path}/apt.log")
     done = run(tmp_path)
-    assert done.returncode == 0 and not done.stderr and not (tmp_path / "apt.log").exists()
+    assert done.returncode == 0
+    assert not done.stderr
+    assert not (tmp_path / "apt.log").exists()
 
 
 def test_as_root_installs_only_the_missing_packages_after_one_update(tmp_path: Path):
@@ -68,7 +70,5 @@ def test_a_failing_apt_prints_the_command_and_fails(tmp_path: Path):
     stub(tmp_path, "apt-get", "exit 100")
     done = run(tmp_path)
     assert done.returncode != 0
-    assert (
-        "apt failed" in done.stderr
-        and "--no-install-recommends redis-server chromium prometheus jq curl" in done.stderr
-    )
+    assert "apt failed" in done.stderr
+    assert "--no-install-recommends redis-server chromium prometheus jq curl" in done.stderr

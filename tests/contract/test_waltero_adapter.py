@@ -58,7 +58,9 @@ async def rig() -> AsyncIterator[Rig]:
 def test_the_backend_satisfies_the_protocol(rig: Rig) -> None:
     backend = rig.backend
     assert isinstance(backend, Backend)
-    assert backend.name == "waltero" and backend.daily_grain == "meter" and backend.mode == "sandbox"
+    assert backend.name == "waltero"
+    assert backend.daily_grain == "meter"
+    assert backend.mode == "sandbox"
     assert backend.capabilities == {"meters", "readings", "consumption.daily", "device_status", "changes"}
     assert backend.is_valid_id(KITCHEN)
     assert backend.is_valid_id("a3657fc3-b038-4e95-99a8-d3e8d4f19dcb")
@@ -90,13 +92,15 @@ async def test_list_meters_matches_every_device(rig: Rig) -> None:
         assert meter.unit == units[device.unit]
         assert meter.site_id == f"waltero:{device.organization_id}"
     assert meters[f"waltero:{EMPTY_NAME_DEVICE}"].name == rig.emulator.device(EMPTY_NAME_DEVICE).external_id
-    assert rig.emulator.stats["me"] == 1 and rig.emulator.stats["devices"] == 2
+    assert rig.emulator.stats["me"] == 1
+    assert rig.emulator.stats["devices"] == 2
 
 
 async def test_configured_organizations_skip_the_user_record() -> None:
     async with waltero_rig(WALTERO_ORGANIZATIONS=ORG_SOUTH) as rig:
         meters = await rig.backend.list_meters()
-        assert {m.site_id for m in meters} == {f"waltero:{ORG_SOUTH}"} and len(meters) == 5
+        assert {m.site_id for m in meters} == {f"waltero:{ORG_SOUTH}"}
+        assert len(meters) == 5
         assert rig.emulator.stats["me"] == 0
         with pytest.raises(NotFound):
             await rig.backend.get_meter(KITCHEN)  # a readable device, but not of a configured organization
@@ -173,7 +177,8 @@ async def test_long_windows_are_chunked_and_stop_at_the_limit(rig: Rig) -> None:
     assert len(readings) == 40 * 24
     assert rig.emulator.stats["telemetry"] == 2  # 31 days + 9 days
     few = await rig.backend.readings(KITCHEN, start, start + timedelta(days=60), None, 10)
-    assert len(few) >= 10 and few[0].time == start
+    assert len(few) >= 10
+    assert few[0].time == start
     assert rig.emulator.stats["telemetry"] == 3  # one more call was enough
 
 
@@ -213,7 +218,8 @@ async def test_daily_in_utc_is_one_call_per_organization(rig: Rig) -> None:
         assert row.unit == unit_scale(rig.emulator.device(device_id).unit).unit
         if expected is None:
             nulls += 1
-            assert row.consumption is None and row.complete is False
+            assert row.consumption is None
+            assert row.complete is False
         else:
             assert row.consumption == pytest.approx(expected, rel=1e-9, abs=1e-6)
             assert row.complete is (row.date < date(2026, 5, 17))  # today has not ended
@@ -226,7 +232,8 @@ async def test_daily_rows_of_gaps_and_silence(rig: Rig) -> None:
         frozenset({GAPPY_DEVICES[0], SILENT_DEVICE}), gap - timedelta(days=1), date(2026, 5, 18), UTC_ZONE
     )
     gappy = {r.date: r for r in rows if r.meter_id == f"waltero:{GAPPY_DEVICES[0]}"}
-    assert gappy[gap].consumption is None and gappy[gap + timedelta(days=1)].consumption is None
+    assert gappy[gap].consumption is None
+    assert gappy[gap + timedelta(days=1)].consumption is None
     assert gappy[gap - timedelta(days=1)].complete is True
     silent = [r for r in rows if r.meter_id == f"waltero:{SILENT_DEVICE}"]
     assert [r.consumption is None for r in silent][-3:] == [True, True, True]
@@ -274,7 +281,8 @@ async def test_daily_across_a_dst_transition_in_berlin(
             device_id = row.meter_id.removeprefix("waltero:")
             expected = expected_day(rig.emulator, device_id, row.date, BERLIN)
             if expected is None:
-                assert row.consumption is None and not row.complete
+                assert row.consumption is None
+                assert not row.complete
             else:
                 assert row.consumption == pytest.approx(expected, rel=1e-9, abs=1e-6)
                 assert row.complete
@@ -293,8 +301,10 @@ async def test_device_status_of_a_battery_sensor(rig: Rig) -> None:
     status = await rig.backend.device_status(KITCHEN)
     newest, battery = datetime(2026, 5, 17, 8, tzinfo=UTC), datetime(2026, 5, 17, 6, tzinfo=UTC)
     points = {p.timestamp: p for p in rig.emulator.telemetry(KITCHEN, battery, newest + timedelta(hours=1))}
-    assert status.device_id == f"waltero:{KITCHEN}" and status.backend == "waltero"
-    assert status.last_seen == newest and status.online is True
+    assert status.device_id == f"waltero:{KITCHEN}"
+    assert status.backend == "waltero"
+    assert status.last_seen == newest
+    assert status.online is True
     assert status.battery_voltage == points[battery].number("battery.voltage")
     assert status.battery_percent == points[battery].number("battery.percent")
     assert isinstance(status.battery_percent, int)
@@ -312,19 +322,25 @@ async def test_device_status_of_a_battery_sensor(rig: Rig) -> None:
 
 async def test_device_status_of_a_wired_meter(rig: Rig) -> None:
     status = await rig.backend.device_status(MAIN_POWER)
-    assert status.online is True and status.power_source is None
-    assert status.battery_percent is None and status.battery_voltage is None
-    assert status.rssi_dbm is not None and status.last_seen == datetime(2026, 5, 17, 6, tzinfo=UTC)
+    assert status.online is True
+    assert status.power_source is None
+    assert status.battery_percent is None
+    assert status.battery_voltage is None
+    assert status.rssi_dbm is not None
+    assert status.last_seen == datetime(2026, 5, 17, 6, tzinfo=UTC)
 
 
 async def test_device_status_of_a_silent_device(rig: Rig) -> None:
     status = await rig.backend.device_status(SILENT_DEVICE)
     silent_since = rig.emulator.data.silent_since(SILENT_DEVICE)
     assert silent_since is not None
-    assert status.online is False and status.last_seen == silent_since - timedelta(hours=1)
+    assert status.online is False
+    assert status.last_seen == silent_since - timedelta(hours=1)
     rig.clock.advance(6 * 86400)  # a week and more without a point
     status = await rig.backend.device_status(SILENT_DEVICE)
-    assert status.online is False and status.last_seen is None and status.details["points_7d"] == 0
+    assert status.online is False
+    assert status.last_seen is None
+    assert status.details["points_7d"] == 0
     with pytest.raises(NotFound):
         await rig.backend.device_status(OTHER_TENANT)
 
@@ -392,7 +408,8 @@ async def test_changes_since_is_inclusive(rig: Rig) -> None:
     since = NOW - timedelta(hours=2)  # the recent corrections share exactly this changed_at
     page = await rig.backend.changes(since, 100, None)
     assert as_tuples(page.items) == expected_changes(rig.emulator, since)
-    assert len(page.items) == 4 and {c.changed_at for c in page.items} == {since}
+    assert len(page.items) == 4
+    assert {c.changed_at for c in page.items} == {since}
 
 
 async def test_changes_made_while_paging_are_picked_up(rig: Rig) -> None:
@@ -429,7 +446,8 @@ async def test_changes_reject_a_garbled_cursor(rig: Rig) -> None:
 # --- auth state -------------------------------------------------------------------------------------------
 async def test_auth_state_and_readiness(rig: Rig) -> None:
     state = await rig.backend.auth_state()
-    assert state.authenticated is None and state.token_expires_at is None
+    assert state.authenticated is None
+    assert state.token_expires_at is None
     await rig.backend.check_ready()
     state = await rig.backend.auth_state()
     assert state.authenticated is True
@@ -437,7 +455,8 @@ async def test_auth_state_and_readiness(rig: Rig) -> None:
     assert rig.logins == 1
     await rig.backend.check_ready()
     assert rig.logins == 1
-    assert "ey" not in repr(rig.backend) and "password" not in repr(rig.backend).lower()
+    assert "ey" not in repr(rig.backend)
+    assert "password" not in repr(rig.backend).lower()
 
 
 # --- over a real socket ----------------------------------------------------------------------------------------

@@ -44,7 +44,8 @@ async def test_a_burst_of_fifty_first_calls_logs_in_once() -> None:
         devices = [d.id for d in emulator.devices()]
         meters = await asyncio.gather(*(rig.backend.get_meter(devices[i % len(devices)]) for i in range(50)))
         assert len(meters) == 50
-        assert emulator.stats["login"] == 1 and emulator.stats["tokens_issued"] == 1
+        assert emulator.stats["login"] == 1
+        assert emulator.stats["tokens_issued"] == 1
         assert emulator.stats["device"] == 50
 
 
@@ -72,21 +73,24 @@ async def test_short_lived_tokens_under_steady_traffic() -> None:
         assert 10 <= rig.logins <= 12
         state = await rig.backend.auth_state()
         assert state.authenticated is True
-        assert state.token_expires_at is not None and state.token_expires_at > datetime.fromtimestamp(clock.now, UTC)
+        assert state.token_expires_at is not None
+        assert state.token_expires_at > datetime.fromtimestamp(clock.now, UTC)
 
 
 async def test_an_expired_token_is_renewed_without_a_401(rig: Rig) -> None:
     await rig.backend.get_meter(KITCHEN)
     rig.clock.advance(86400 - 299)  # inside the 5-minute margin
     await rig.backend.get_meter(KITCHEN)
-    assert rig.logins == 2 and rig.emulator.stats["auth_rejected"] == 0
+    assert rig.logins == 2
+    assert rig.emulator.stats["auth_rejected"] == 0
 
 
 async def test_a_revoked_token_costs_one_relogin(rig: Rig) -> None:
     await rig.backend.get_meter(KITCHEN)
     rig.emulator.revoke_tokens()
     await rig.backend.list_meters()
-    assert rig.logins == 2 and rig.emulator.stats["auth_rejected"] == 1
+    assert rig.logins == 2
+    assert rig.emulator.stats["auth_rejected"] == 1
 
 
 async def test_429_and_500_are_absorbed(rig: Rig) -> None:
@@ -95,13 +99,15 @@ async def test_429_and_500_are_absorbed(rig: Rig) -> None:
     meters = await rig.backend.list_meters()
     assert len(meters) == 17
     assert rig.retries == [("waltero", "429"), ("waltero", "5xx"), ("waltero", "5xx")]
-    assert rig.clock.slept and sum(rig.clock.slept) >= 1  # Retry-After: 1 was honoured, on the fake clock
+    assert rig.clock.slept
+    assert sum(rig.clock.slept) >= 1  # Retry-After: 1 was honoured, on the fake clock
 
 
 async def test_login_faults_are_absorbed_too(rig: Rig) -> None:
     rig.emulator.faults.fail_next = [500, 429]
     assert (await rig.backend.get_meter(KITCHEN)).id == f"waltero:{KITCHEN}"
-    assert rig.emulator.stats["login"] == 3 and rig.logins == 3
+    assert rig.emulator.stats["login"] == 3
+    assert rig.logins == 3
 
 
 async def test_persistent_429_is_rate_limited(rig: Rig) -> None:
@@ -110,7 +116,8 @@ async def test_persistent_429_is_rate_limited(rig: Rig) -> None:
     rig.emulator.faults.retry_after = 2
     with pytest.raises(UpstreamRateLimited) as caught:
         await rig.backend.daily_consumption(None, date(2026, 5, 1), date(2026, 5, 3), ZoneInfo("UTC"))
-    assert caught.value.retry_after == 2 and caught.value.backend == "waltero"
+    assert caught.value.retry_after == 2
+    assert caught.value.backend == "waltero"
     assert rig.retries.count(("waltero", "429")) >= 3
 
 
@@ -174,7 +181,8 @@ async def test_an_unreachable_vendor_is_unavailable() -> None:
     async with waltero_rig(url=f"http://127.0.0.1:{free_port()}", transport=httpx.AsyncHTTPTransport()) as rig:
         with pytest.raises(UpstreamUnavailable):
             await rig.backend.list_meters()
-        assert rig.retries and set(rig.retries) == {("waltero", "connect")}
+        assert rig.retries
+        assert set(rig.retries) == {("waltero", "connect")}
 
 
 async def test_a_forbidden_configured_organization_is_a_configuration_error() -> None:

@@ -24,7 +24,8 @@ async def test_client_auth(fakes, clock):
     app = fake_app({"iometer": fakes[0], "waltero": fakes[1]}, clock=clock)
     async with running(app, key=None) as c:
         r = await c.get("/meters")
-        assert r.status_code == 401 and r.headers["content-type"] == "application/problem+json"
+        assert r.status_code == 401
+        assert r.headers["content-type"] == "application/problem+json"
         assert r.json()["status"] == 401
         assert (await c.get("/meters", headers={"Authorization": f"Bearer {API_KEY}"})).status_code == 200
         assert (await c.get("/meters", headers={"Authorization": f"bearer {API_KEY}"})).status_code == 200
@@ -58,15 +59,19 @@ async def test_meters_merge_sorted_and_paginate(fakes, clock):
             cursor = body["next_cursor"]
             if cursor is None:
                 break
-        assert seen == sorted(seen) and len(seen) == len(set(seen)) == 7
-        assert io.calls["list_meters"] == 1 and wa.calls["list_meters"] == 1  # pages came from the cache
+        assert seen == sorted(seen)
+        assert len(seen) == len(set(seen)) == 7
+        assert io.calls["list_meters"] == 1
+        assert wa.calls["list_meters"] == 1  # pages came from the cache
         only = (await c.get("/meters", params={"backend": "waltero"})).json()["items"]
-        assert {m["backend"] for m in only} == {"waltero"} and len(only) == 4
+        assert {m["backend"] for m in only} == {"waltero"}
+        assert len(only) == 4
         # a cursor of one query is refused by another; a garbled one too
         first = (await c.get("/meters", params={"limit": 2})).json()["next_cursor"]
         for bad in (first + "x", "zzz", "a.b"):
             r = await c.get("/meters", params={"cursor": bad})
-            assert r.status_code == 422 and r.json()["errors"][0]["field"] == "cursor"
+            assert r.status_code == 422
+            assert r.json()["errors"][0]["field"] == "cursor"
         assert (await c.get("/meters", params={"backend": "waltero", "cursor": first})).status_code == 422
 
 
@@ -89,14 +94,17 @@ async def test_one_backend_failing_keeps_the_other(fakes, clock):
         ]
         assert r.headers["cache-control"] == "private, max-age=0"
         daily = (await c.get("/consumption/daily", params={"start": "2026-05-10", "end": "2026-05-12"})).json()
-        assert {row["meter_id"].split(":")[0] for row in daily["items"]} == {"iometer"} and daily["errors"]
+        assert {row["meter_id"].split(":")[0] for row in daily["items"]} == {"iometer"}
+        assert daily["errors"]
         io.fail = UpstreamBadResponse("IOmeter sent garbage.", backend="iometer")
         io_cache = app.service.caches["meters"]
         io_cache.clear()
         app.responses.clear()
         r = await c.get("/meters")
-        assert r.status_code == 503 and r.headers["retry-after"] == "7"
-        assert r.headers["content-type"] == "application/problem+json" and r.json()["backend"] == "waltero"
+        assert r.status_code == 503
+        assert r.headers["retry-after"] == "7"
+        assert r.headers["content-type"] == "application/problem+json"
+        assert r.json()["backend"] == "waltero"
 
 
 async def test_etag_304_and_x_cache(fakes, clock):
@@ -104,20 +112,26 @@ async def test_etag_304_and_x_cache(fakes, clock):
     meter = f"waltero:{fakes[1].meter_ids[0]}"
     async with running(app) as c:
         first = await c.get(f"/meters/{meter}")
-        assert first.status_code == 200 and first.headers["x-cache"] == "MISS"
-        assert first.headers["cache-control"] == "private, max-age=300" and first.headers["age"] == "0"
+        assert first.status_code == 200
+        assert first.headers["x-cache"] == "MISS"
+        assert first.headers["cache-control"] == "private, max-age=300"
+        assert first.headers["age"] == "0"
         etag = first.headers["etag"]
         clock.advance(100)
         again = await c.get(f"/meters/{meter}")
-        assert again.headers["x-cache"] == "HIT" and again.headers["etag"] == etag
-        assert again.headers["age"] == "100" and again.headers["cache-control"] == "private, max-age=200"
+        assert again.headers["x-cache"] == "HIT"
+        assert again.headers["etag"] == etag
+        assert again.headers["age"] == "100"
+        assert again.headers["cache-control"] == "private, max-age=200"
         not_modified = await c.get(f"/meters/{meter}", headers={"If-None-Match": etag})
-        assert not_modified.status_code == 304 and not_modified.content == b""
+        assert not_modified.status_code == 304
+        assert not_modified.content == b""
         assert (await c.get(f"/meters/{meter}", headers={"If-None-Match": '"other", ' + etag})).status_code == 304
         assert (await c.get(f"/meters/{meter}", headers={"If-None-Match": '"other"'})).status_code == 200
         clock.advance(201)
         expired = await c.get(f"/meters/{meter}")
-        assert expired.headers["x-cache"] == "MISS" and fakes[1].calls["get_meter"] == 2
+        assert expired.headers["x-cache"] == "MISS"
+        assert fakes[1].calls["get_meter"] == 2
 
 
 async def test_readings_cursor_never_splits_or_repeats_a_timestamp(fakes, clock):
@@ -127,7 +141,8 @@ async def test_readings_cursor_never_splits_or_repeats_a_timestamp(fakes, clock)
     params = {"meter_id": meter, "start": "2026-01-01T00:00:00Z", "end": "2026-01-01T03:00:00+00:00"}
     async with running(app) as c:
         everything = (await c.get("/readings", params={**params, "limit": 1000})).json()
-        assert len(everything["items"]) == 24 and everything["next_cursor"] is None
+        assert len(everything["items"]) == 24
+        assert everything["next_cursor"] is None
         pages, cursor = [], None
         while True:
             r = (
@@ -141,7 +156,8 @@ async def test_readings_cursor_never_splits_or_repeats_a_timestamp(fakes, clock)
         times = [row["time"] for row in pages]
         assert times == sorted(times)
         only_power = (await c.get("/readings", params={**params, "quantity": "power"})).json()["items"]
-        assert {r["quantity"] for r in only_power} == {"power"} and len(only_power) == 12
+        assert {r["quantity"] for r in only_power} == {"power"}
+        assert len(only_power) == 12
 
 
 @pytest.mark.parametrize(
@@ -169,7 +185,10 @@ async def test_validation_problems_name_the_field(fakes, clock, url, field):
         assert r.status_code == 422, r.text
         assert r.headers["content-type"] == "application/problem+json"
         body = r.json()
-        assert body["status"] == 422 and body["type"] and body["title"] and body["detail"]
+        assert body["status"] == 422
+        assert body["type"]
+        assert body["title"]
+        assert body["detail"]
         assert field in [e["field"] for e in body["errors"]]
 
 
@@ -184,7 +203,8 @@ async def test_ids_are_checked_before_any_upstream_call(fakes, clock):
             "/meters/iometer:" + "a" * 36,
         ):
             r = await c.get(url)
-            assert r.status_code == 404 and r.headers["content-type"] == "application/problem+json", url
+            assert r.status_code == 404, url
+            assert r.headers["content-type"] == "application/problem+json", url
         assert sum(io.calls.values()) + sum(wa.calls.values()) == 0
         missing = "iometer:00000000-0000-0000-0000-000000000000"
         assert (await c.get(f"/meters/{missing}")).status_code == 404
@@ -198,11 +218,13 @@ async def test_changes_are_waltero_only(fakes, clock):
     app = fake_app({"iometer": io, "waltero": wa}, clock=clock)
     async with running(app) as c:
         r = await c.get("/changes", params={"since": "2026-01-01T00:00:00Z", "backend": "iometer"})
-        assert r.status_code == 501 and r.json()["backend"] == "iometer"
+        assert r.status_code == 501
+        assert r.json()["backend"] == "iometer"
         assert (await c.get("/changes", params={"since": "2026-01-01T00:00:00Z"})).status_code == 200
         backends = (await c.get("/backends")).json()["items"]
         caps = {b["name"]: b["capabilities"] for b in backends}
-        assert "changes" in caps["waltero"] and "changes" not in caps["iometer"]
+        assert "changes" in caps["waltero"]
+        assert "changes" not in caps["iometer"]
 
 
 async def test_daily_consumption_for_selected_meters_and_coalescing(fakes, clock):
@@ -235,9 +257,11 @@ async def test_deadline_holds_and_metrics_use_templates(fakes, clock):
     async with running(app) as c:
         wa.gate = asyncio.Event()  # never released: the vendor never answers
         r = await c.get(f"/devices/waltero:{wa.meter_ids[0]}/status")
-        assert r.status_code == 504 and r.headers["content-type"] == "application/problem+json"
+        assert r.status_code == 504
+        assert r.headers["content-type"] == "application/problem+json"
         await c.get(f"/devices/iometer:{io.meter_ids[0]}/status")
         text = (await c.get("/metrics")).text
         assert 'facade_http_requests_total{method="GET",route="/devices/{device_id}/status",status="504"} 1.0' in text
-        assert io.meter_ids[0] not in text and wa.meter_ids[0] not in text
+        assert io.meter_ids[0] not in text
+        assert wa.meter_ids[0] not in text
         wa.gate.set()

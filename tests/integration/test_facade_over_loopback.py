@@ -139,7 +139,9 @@ def test_iometer_daily_consumption(live: Stack) -> None:
         [(_, want, complete)] = [
             x for x in straightforward_daily(live.iometer, meter, start, end, BERLIN) if str(x[0]) == row["date"]
         ]
-        assert row["complete"] == complete and row["source"] == "derived" and row["unit"] == "kWh"
+        assert row["complete"] == complete
+        assert row["source"] == "derived"
+        assert row["unit"] == "kWh"
         assert row["consumption"] == (None if want is None else pytest.approx(want, abs=1e-5))
 
 
@@ -218,10 +220,12 @@ def test_waltero_daily_consumption(live: Stack) -> None:
             datetime(day.year, day.month, day.day, tzinfo=UTC) + timedelta(days=1),
             live.waltero.clock(),
         )
-        assert row["unit"] == UNITS[device.unit][0] and row["source"] == "upstream"
+        assert row["unit"] == UNITS[device.unit][0]
+        assert row["source"] == "upstream"
         if value is None:
             nulls += 1
-            assert row["consumption"] is None and row["complete"] is False
+            assert row["consumption"] is None
+            assert row["complete"] is False
         else:
             assert row["consumption"] == pytest.approx(value * UNITS[device.unit][1], rel=1e-9, abs=1e-6)
     assert nulls > 0  # the demo data has days without readings
@@ -239,7 +243,8 @@ def test_waltero_device_status(live: Stack) -> None:
                 ["battery.voltage", "battery.percent", "connection.rssi"],
             )
             if not points:
-                assert body["online"] is False and body["last_seen"] is None
+                assert body["online"] is False
+                assert body["last_seen"] is None
                 continue
             newest = points[-1]
             assert body["last_seen"] == rfc(newest.timestamp)
@@ -250,7 +255,8 @@ def test_waltero_device_status(live: Stack) -> None:
             rssi = next(
                 (p.number("connection.rssi") for p in reversed(points) if p.number("connection.rssi") is not None), None
             )
-            assert body["battery_voltage"] == voltage and body["rssi_dbm"] == rssi
+            assert body["battery_voltage"] == voltage
+            assert body["rssi_dbm"] == rssi
 
 
 def test_waltero_changes_paged(live: Stack) -> None:
@@ -272,7 +278,8 @@ def test_waltero_changes_paged(live: Stack) -> None:
         assert g["meter_id"] == f"waltero:{ch.device_id}"
         # the wire carries milliseconds; the emulator's own record keeps microseconds
         millis = ch.changed_at.replace(microsecond=ch.changed_at.microsecond // 1000 * 1000)
-        assert parse_rfc3339(g["changed_at"]) == millis and parse_rfc3339(g["time"]) == ch.timestamp
+        assert parse_rfc3339(g["changed_at"]) == millis
+        assert parse_rfc3339(g["time"]) == ch.timestamp
         assert g["new_value"] == pytest.approx(ch.new_value * factor)
         assert g["previous_value"] == pytest.approx(ch.previous_value * factor)
 

@@ -82,7 +82,8 @@ def test_generated_client_pages_through_meters(client_package: ModuleType, base_
             page = list_meters.sync(client=client, limit=5, cursor=page.next_cursor)
             pages += 1
         everything = list_meters.sync(client=client, limit=1000)
-    assert pages > 1 and seen == sorted(seen) == [m.id for m in everything.items]
+    assert pages > 1
+    assert seen == sorted(seen) == [m.id for m in everything.items]
     assert {s.split(":")[0] for s in seen} == {"iometer", "waltero"}
 
 
@@ -120,8 +121,11 @@ def test_generated_client_reads_timestamps_and_parses_a_404_as_a_problem(
     assert detailed.status_code == 404
     problem = detailed.parsed
     assert isinstance(problem, models.Problem)
-    assert problem.status == 404 and problem.type_ == "/problems/not-found" and problem.backend.value == "iometer"
-    assert refused.status_code == 422 and isinstance(refused.parsed, models.Problem)
+    assert problem.status == 404
+    assert problem.type_ == "/problems/not-found"
+    assert problem.backend.value == "iometer"
+    assert refused.status_code == 422
+    assert isinstance(refused.parsed, models.Problem)
     assert [(e.field, type(e).__name__) for e in refused.parsed.errors] == [("limit", "FieldError")]
     assert isinstance(readings, models.ReadingPage), readings
     assert len(readings.items) == 4

@@ -79,3 +79,30 @@ async def test_not_found_is_remembered_briefly_so_an_unknown_id_costs_one_vendor
         clock.advance(31)  # FACADE_TTL_NOT_FOUND: 30 s by default
         assert (await c.get(f"/meters/{unknown}")).status_code == 404
         assert backend.calls["get_meter"] == 2
+
+
+async def test_only_real_zone_names_are_time_zones():
+    app = two_vendors()
+    async with running(app) as c:
+        for name in ("localtime", "posixrules", "Factory/../UTC", "right/UTC/../x"):
+            r = await c.get("/consumption/daily", params={"start": "2026-05-01", "end": "2026-05-02", "tz": name})
+            assert r.status_code == 422, name
+            assert r.json()["errors"][0]["field"] == "tz"
+        ok = await c.get(
+            "/consumption/daily", params={"start": "2026-05-01", "end": "2026-05-02", "tz": "Asia/Kolkata"}
+        )
+        assert ok.status_code == 200
+
+
+async def test_dates_outside_the_supported_range_are_refused_saying_the_range():
+    app = two_vendors()
+    async with running(app) as c:
+        meter = (await c.get("/meters")).json()["items"][0]["id"]
+        far = await c.get(
+            "/readings", params={"meter_id": meter, "start": "9999-12-15T00:00:00Z", "end": "9999-12-16T00:00:00Z"}
+        )
+        assert far.status_code == 422
+        assert "1970 to 9998" in far.json()["detail"]
+        early = await c.get("/consumption/daily", params={"start": "0001-01-01", "end": "0001-01-03"})
+        assert early.status_code == 422
+        assert "1970 to 9998" in early.json()["detail"]

@@ -28,9 +28,12 @@ def test_the_sandbox_streams_live_readings_and_serves_the_demo_page() -> None:
         assert page.status_code == 200
         assert page.headers["content-type"].startswith("text/html")
         html = page.text
-        assert "<svg" in html and "<script>" in html and "/readings/live" in html
+        assert "<svg" in html
+        assert "<script>" in html
+        assert "/readings/live" in html
         assert not re.search(r"""(src|href)\s*=\s*["']?(https?:)?//""", html)  # no CDN, no external asset
-        assert "http://" not in html and "https://" not in html
+        assert "http://" not in html
+        assert "https://" not in html
         assert http.get("/readings/live", params={"meter_id": "iometer:x"}).status_code == 401
 
         keyed = {"X-API-Key": KEY}

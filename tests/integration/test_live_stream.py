@@ -178,7 +178,8 @@ async def test_quantity_filter_and_power_in_watts() -> None:
             want = {w[0]: w for w in expected_items(s.iometer, meter, s.slot(1))}
             got = {g[0]: g for g in items_of(reader.readings()[0])}
             assert sorted(got) == ["energy_import", "power"]
-            assert got["power"][3] == "W" and got["power"][2] == pytest.approx(want["power"][2])
+            assert got["power"][3] == "W"
+            assert got["power"][2] == pytest.approx(want["power"][2])
             assert got["energy_import"][3] == "kWh"
             assert got["energy_import"][2] == pytest.approx(want["energy_import"][2])
         finally:

@@ -62,7 +62,10 @@ def test_uvicorn_with_access_log_and_info_writes_only_json_lines(tmp_path: Path)
         assert not line.startswith(("INFO:", "WARNING:", "ERROR:")), line
         parsed = json.loads(line)
         assert {"time", "level", "logger", "message"} <= set(parsed), line
-    assert MARKER not in text and KEY1 not in text and KEY2 not in text and "wrong" not in text
+    assert MARKER not in text
+    assert KEY1 not in text
+    assert KEY2 not in text
+    assert "wrong" not in text
     records = [json.loads(line) for line in lines]
     access = [r for r in records if r["logger"] == "app.access"]
     by_route = [
@@ -77,7 +80,8 @@ def test_uvicorn_with_access_log_and_info_writes_only_json_lines(tmp_path: Path)
     ]
     # uvicorn's own lifecycle lines came through as JSON too
     messages = {r["message"] for r in records if r["logger"].startswith("uvicorn")}
-    assert "Application startup complete." in messages and "Shutting down" in messages
+    assert "Application startup complete." in messages
+    assert "Shutting down" in messages
 
 
 def test_a_refused_start_is_one_json_line_too() -> None:
@@ -88,7 +92,8 @@ def test_a_refused_start_is_one_json_line_too() -> None:
     lines = [line for line in (done.stderr + done.stdout).splitlines() if line.strip()]
     assert len(lines) == 1, lines
     record = json.loads(lines[0])
-    assert record["level"] == "critical" and "FACADE_SANDBOX=true" in record["message"]
+    assert record["level"] == "critical"
+    assert "FACADE_SANDBOX=true" in record["message"]
 
 
 def test_with_workers_the_shipped_log_config_keeps_the_supervisor_json_too(tmp_path: Path) -> None:

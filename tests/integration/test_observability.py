@@ -93,7 +93,8 @@ async def test_one_json_line_per_request_with_request_id():
             r = await c.get("/meters", headers={"X-Request-ID": "abc-123"})
             assert r.headers["x-request-id"] == "abc-123"
             generated = (await c.get("/meters", headers={"X-Request-ID": "bad id with spaces"})).headers["x-request-id"]
-            assert generated != "bad id with spaces" and len(generated) == 32
+            assert generated != "bad id with spaces"
+            assert len(generated) == 32
             logging.getLogger("test").info("leak waltero-password-value?")
     finally:
         configure_logging("WARNING", stream=io.StringIO())
@@ -101,9 +102,14 @@ async def test_one_json_line_per_request_with_request_id():
     access = [line for line in lines if line["logger"] == "app.access"]
     assert len(access) == 2
     first = access[0]
-    assert first["request_id"] == "abc-123" and first["route"] == "/meters" and first["status"] == 200
-    assert first["method"] == "GET" and first["cache"] == "MISS" and first["duration_ms"] >= 0
-    assert "upstream_calls" in first and access[1]["cache"] == "HIT"
+    assert first["request_id"] == "abc-123"
+    assert first["route"] == "/meters"
+    assert first["status"] == 200
+    assert first["method"] == "GET"
+    assert first["cache"] == "MISS"
+    assert first["duration_ms"] >= 0
+    assert "upstream_calls" in first
+    assert access[1]["cache"] == "HIT"
     assert "waltero-password-value" not in stream.getvalue()
 
 
@@ -138,6 +144,8 @@ async def test_an_unexpected_error_in_a_backend_is_one_problem_502_and_one_log_l
     assert r.status_code == 502, r.text
     assert r.headers["content-type"] == "application/problem+json"
     assert r.json()["backend"] == "iometer"
-    assert "boom" not in r.text and "Traceback" not in r.text
+    assert "boom" not in r.text
+    assert "Traceback" not in r.text
     errors = [json.loads(line) for line in stream.getvalue().splitlines() if '"level":"error"' in line]
-    assert len(errors) == 1 and "RuntimeError" in errors[0]["exception"]
+    assert len(errors) == 1
+    assert "RuntimeError" in errors[0]["exception"]

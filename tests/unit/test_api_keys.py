@@ -17,7 +17,8 @@ def test_labels_and_plain_keys_by_position():
         ("key4", ":odd"),  # no label before the colon: a plain key
         ("key5", "x y:z"),  # not a label: a plain key
     ]
-    assert "KEY1" not in repr(keys) and "KEY1" not in str(keys[0])
+    assert "KEY1" not in repr(keys)
+    assert "KEY1" not in str(keys[0])
 
 
 def test_settings_hand_out_label_key_pairs_and_keep_them_through_a_copy(monkeypatch):

@@ -72,7 +72,8 @@ async def test_a_caller_going_away_does_not_cancel_the_shared_load():
     await asyncio.sleep(0)
     release.set()
     entry, _ = await second
-    assert entry.value == "v" and finished == [True]
+    assert entry.value == "v"
+    assert finished == [True]
     with pytest.raises(asyncio.CancelledError):
         await first
     assert cache.peek("k") is entry  # the result landed for later callers too
@@ -126,7 +127,8 @@ async def test_failures_are_shared_but_not_cached():
         raise UpstreamBadResponse("x")
 
     results = await asyncio.gather(*(cache.get_or_load("k", load, ttl=5) for _ in range(5)), return_exceptions=True)
-    assert calls == 1 and all(isinstance(r, UpstreamBadResponse) for r in results)
+    assert calls == 1
+    assert all(isinstance(r, UpstreamBadResponse) for r in results)
     with pytest.raises(UpstreamBadResponse):
         await cache.get_or_load("k", load, ttl=5)
     assert calls == 2

@@ -7,7 +7,8 @@ from app.errors import ConfigurationError
 def test_nothing_configured_refuses_and_says_what_to_set():
     with pytest.raises(ConfigurationError) as info:
         Settings().validate_startup()
-    assert "FACADE_SANDBOX=true" in str(info.value) and "WALTERO_USERNAME" in str(info.value)
+    assert "FACADE_SANDBOX=true" in str(info.value)
+    assert "WALTERO_USERNAME" in str(info.value)
 
 
 def test_sandbox_alone_is_enough():

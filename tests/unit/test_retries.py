@@ -46,7 +46,8 @@ async def test_429_waits_retry_after_then_succeeds():
 
 async def test_persistent_429_gives_up_bounded():
     status, sent, _, _ = await run([429] * 20)
-    assert status == 429 and sent == 4
+    assert status == 429
+    assert sent == 4
 
 
 async def test_500_retried_once_and_400_never():

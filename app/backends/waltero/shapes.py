@@ -25,12 +25,12 @@ allows two readings, both are accepted and `app.backends.tolerance` records whic
 from __future__ import annotations
 
 import datetime as dt
-import json
 import math
 import re
 from typing import Annotated, Any, Final, TypeVar
 from urllib.parse import quote
 
+import orjson
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PlainSerializer, ValidationError, model_validator
 
 from app.backends import tolerance
@@ -401,7 +401,7 @@ def parse(model: type[M], payload: Any, what: str) -> M:
 def parse_json(body: bytes, model: type[M], what: str) -> M:
     """Decode JSON bytes and validate; raises `UpstreamBadResponse` for anything unexpected."""
     try:
-        payload = json.loads(body)
+        payload = orjson.loads(body)  # measured faster than json.loads on telemetry pages
     except ValueError as exc:
         raise UpstreamBadResponse(f"Waltero sent a {what} answer that is not JSON", backend=BACKEND) from exc
     return parse(model, payload, what)

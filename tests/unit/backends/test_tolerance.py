@@ -30,7 +30,8 @@ def test_each_meeting_is_counted_and_exported(caplog: pytest.LogCaptureFixture) 
     assert tolerance.seen("testvendor", "wrapper_a", "wrapped") >= 1
     warnings = [r for r in caplog.records if "wrapper a" in r.getMessage()]
     assert len(warnings) == 1  # once per process, and never for the pinned shape
-    assert "'bare'" in warnings[0].getMessage() and warnings[0].levelno == logging.WARNING
+    assert "'bare'" in warnings[0].getMessage()
+    assert warnings[0].levelno == logging.WARNING
     assert tolerance.shapes_seen("testvendor")["wrapper_a"]["bare"] == before + 5
 
 

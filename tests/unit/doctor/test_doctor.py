@@ -120,7 +120,8 @@ def test_each_iometer_variant_fails_exactly_its_check(variant: str) -> None:
     assert set(found) == IOMETER_CHECKS
     assert {name for name, f in found.items() if f.status != "PASS"} == {check}, found
     assert found[check].status == "FAIL"
-    assert found[check].fix is not None and found[check].fix.startswith(place)
+    assert found[check].fix is not None
+    assert found[check].fix.startswith(place)
 
 
 @pytest.mark.parametrize("variant", sorted(WALTERO_VARIANTS))
@@ -132,7 +133,8 @@ def test_each_waltero_variant_fails_exactly_its_check(variant: str) -> None:
     assert set(found) == WALTERO_CHECKS
     assert {name for name, f in found.items() if f.status != "PASS"} == {check}, found
     assert found[check].status == "FAIL"
-    assert found[check].fix is not None and found[check].fix.startswith(place)
+    assert found[check].fix is not None
+    assert found[check].fix.startswith(place)
 
 
 def test_without_introspection_the_schema_is_unknown_not_failed() -> None:
@@ -157,8 +159,12 @@ def test_rejected_credentials_fail_auth_and_leave_the_rest_unknown(normal: tuple
     io_url, wa_url = normal
     io = findings_of(iometer_settings(io_url, IOMETER_PARTNER_SECRET="not-the-secret"), "iometer")
     wa = findings_of(waltero_settings(wa_url, WALTERO_PASSWORD="not-the-password"), "waltero")
-    assert io["auth"].status == "FAIL" and io["auth"].fix and "IOMETER_PARTNER_SECRET" in io["auth"].fix
-    assert wa["login"].status == "FAIL" and wa["login"].fix and "WALTERO_PASSWORD" in wa["login"].fix
+    assert io["auth"].status == "FAIL"
+    assert io["auth"].fix
+    assert "IOMETER_PARTNER_SECRET" in io["auth"].fix
+    assert wa["login"].status == "FAIL"
+    assert wa["login"].fix
+    assert "WALTERO_PASSWORD" in wa["login"].fix
     assert {f.status for name, f in io.items() if name != "auth"} == {"UNKNOWN"}
     assert {f.status for name, f in wa.items() if name != "login"} == {"UNKNOWN"}
 
@@ -194,7 +200,8 @@ def test_the_command_exits_non_zero_on_a_fail_and_names_the_place() -> None:
         done = doctor_process(waltero_settings(url))
     assert done.returncode == 1, done.stdout + done.stderr
     fail = [line for line in done.stdout.splitlines() if " FAIL " in line]
-    assert len(fail) == 1 and fail[0].startswith("waltero  daily_buckets")
+    assert len(fail) == 1
+    assert fail[0].startswith("waltero  daily_buckets")
     assert "fix: WALTERO_DAILY_BUCKETS=utc-calendar" in done.stdout
 
 
@@ -211,7 +218,8 @@ def test_sandbox_mode_serves_the_emulators_itself() -> None:
 def test_nothing_configured_is_exit_two_saying_what_to_set() -> None:
     done = doctor_process({})
     assert done.returncode == 2
-    assert "IOMETER_PARTNER_ID" in done.stderr and "FACADE_SANDBOX=true make doctor" in done.stderr
+    assert "IOMETER_PARTNER_ID" in done.stderr
+    assert "FACADE_SANDBOX=true make doctor" in done.stderr
 
 
 @pytest.mark.parametrize(
@@ -247,7 +255,9 @@ async def test_a_vendor_answering_nonsense_is_unknown_never_a_crash(answer: obje
     assert all(f.status in ("PASS", "FAIL", "UNKNOWN") for f in findings)
     assert {"s3cret-value", "pa55word", "a.b.c"} <= set(secrets)
     text = render(findings, secrets)
-    assert "s3cret-value" not in text and "pa55word" not in text and "a.b.c" not in text
+    assert "s3cret-value" not in text
+    assert "pa55word" not in text
+    assert "a.b.c" not in text
 
 
 async def test_an_unreachable_vendor_is_unknown() -> None:

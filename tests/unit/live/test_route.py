@@ -21,4 +21,5 @@ async def test_a_backend_that_cannot_stream_is_501_and_an_unknown_meter_404() ->
         unknown = "iometer:00000000-0000-4000-8000-000000000000"
         r = await client.get("/readings/live", params={"meter_id": unknown})
         assert r.status_code == 404
-        assert hub.clients == 0 and not hub.channels  # nothing was opened for either
+        assert hub.clients == 0
+        assert not hub.channels  # nothing was opened for either

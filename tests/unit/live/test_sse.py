@@ -16,7 +16,8 @@ def test_a_readings_event_is_one_instant_with_its_time_as_id() -> None:
         Reading(meter_id="iometer:m", time=t, quantity="power", obis="1-0:16.7.0", value=300.0, unit="W"),
     ]
     text = sse.readings_event("iometer:m", t, items).decode()
-    assert text.endswith("\n\n") and text.count("\n") == 4
+    assert text.endswith("\n\n")
+    assert text.count("\n") == 4
     event, ident, data = text.rstrip("\n").split("\n")
     assert event == "event: readings"
     assert ident == "id: 2026-03-28T10:15:00Z"

@@ -201,8 +201,10 @@ async def test_readings_follow_the_cursor_through_short_pages() -> None:
     assert len(items) == 40
     assert server.count("MeterReadings") == 7
     assert [r.time for r in items] == sorted(r.time for r in items)
-    assert items[0].quantity == "energy_import" and items[1].quantity == "power"  # (time, quantity) order
-    assert items[0].value == 100.0 and items[0].unit == "kWh"
+    assert items[0].quantity == "energy_import"
+    assert items[1].quantity == "power"  # (time, quantity) order
+    assert items[0].value == 100.0
+    assert items[0].unit == "kWh"
     assert server.calls[0][1]["startTime"] == "2026-05-04T00:00:00Z"
 
 
@@ -282,7 +284,9 @@ async def test_device_status_uses_a_cached_index() -> None:
     clock = FakeClock()
     b, server = backend(script, clock)
     status = await b.device_status(D1)
-    assert status.online is True and status.battery_percent == 80 and status.power_source == "battery"
+    assert status.online is True
+    assert status.battery_percent == 80
+    assert status.power_source == "battery"
     await b.device_status(D2)
     assert server.count("Installations") == 2  # one listing (two pages) served both devices
     unknown = "ffffffff-ffff-4fff-8fff-ffffffffffff"

@@ -99,7 +99,8 @@ async def test_429_is_retried_after_retry_after_with_a_fresh_nonce() -> None:
     assert await h.partner_id() == {"partner": {"id": "p"}}
     assert len(h.requests) == 3
     assert len({r.headers["authorization"] for r in h.requests}) == 3
-    assert h.clock.slept[0] >= 2 and h.clock.slept[1] >= 1
+    assert h.clock.slept[0] >= 2
+    assert h.clock.slept[1] >= 1
     assert h.retries == ["429", "429"]
 
 

@@ -76,7 +76,8 @@ async def test_a_429_waits_retry_after_then_succeeds(rig: Rig) -> None:
     assert device.id == DEVICE
     assert rig.device_calls == 2
     assert rig.retries == ["429"]
-    assert len(rig.clock.slept) == 1 and 2 <= rig.clock.slept[0] <= 2.2  # Retry-After plus a little jitter
+    assert len(rig.clock.slept) == 1
+    assert 2 <= rig.clock.slept[0] <= 2.2  # Retry-After plus a little jitter
 
 
 async def test_persistent_429_is_rate_limited_with_retry_after(rig: Rig) -> None:
@@ -96,13 +97,15 @@ async def test_a_long_retry_after_is_not_waited_out(rig: Rig) -> None:
     with pytest.raises(UpstreamRateLimited) as caught:
         await rig.client.device(DEVICE)
     assert caught.value.retry_after == 120
-    assert rig.device_calls == 1 and rig.clock.slept == []
+    assert rig.device_calls == 1
+    assert rig.clock.slept == []
 
 
 async def test_a_500_is_retried_once(rig: Rig) -> None:
     rig.emulator.faults.fail_next = [500]
     await rig.client.device(DEVICE)
-    assert rig.device_calls == 2 and rig.retries == ["5xx"]
+    assert rig.device_calls == 2
+    assert rig.retries == ["5xx"]
 
 
 async def test_a_second_500_escalates(rig: Rig) -> None:
@@ -136,7 +139,8 @@ async def test_client_errors_are_never_retried(rig: Rig, status: int, error: typ
     rig.emulator.faults.fail_next = [status]
     with pytest.raises(error):
         await rig.client.device(DEVICE)
-    assert rig.device_calls == 1 and rig.retries == []
+    assert rig.device_calls == 1
+    assert rig.retries == []
 
 
 async def test_not_found_names_the_resource(rig: Rig) -> None:
@@ -202,7 +206,8 @@ async def test_connection_errors_are_retried_then_unavailable() -> None:
         with pytest.raises(UpstreamUnavailable) as caught:
             await rig.client.me()
         assert caught.value.status == 503
-        assert failures == 4 and rig.retries == ["connect"] * 3
+        assert failures == 4
+        assert rig.retries == ["connect"] * 3
 
 
 async def test_connection_error_then_success() -> None:
@@ -232,7 +237,8 @@ async def test_a_timeout_is_upstream_timeout_and_not_retried() -> None:
     async with rig.http:
         with pytest.raises(UpstreamTimeout) as caught:
             await rig.client.me()
-        assert caught.value.status == 504 and calls == 1
+        assert caught.value.status == 504
+        assert calls == 1
 
 
 @pytest.mark.parametrize(
@@ -307,7 +313,8 @@ async def test_a_device_listing_without_total_pages_until_a_short_page() -> None
     rig = Rig(_mock(handler))
     async with rig.http:
         devices = await rig.client.all_devices(ORG_NORTH)
-    assert len(devices) == 101 and len({d.id for d in devices}) == 101
+    assert len(devices) == 101
+    assert len({d.id for d in devices}) == 101
 
 
 async def test_upper_case_ids_from_the_vendor_are_lower_cased() -> None:

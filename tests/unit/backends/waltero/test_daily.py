@@ -78,7 +78,8 @@ def test_a_whole_year_in_berlin_has_five_segments() -> None:
         timedelta(days=1),
         timedelta(days=67),
     ]
-    assert segments[0].start == date(2026, 1, 1) and segments[-1].end == date(2027, 1, 1)
+    assert segments[0].start == date(2026, 1, 1)
+    assert segments[-1].end == date(2027, 1, 1)
 
 
 def test_empty_range() -> None:
@@ -187,6 +188,7 @@ def test_a_local_day_asked_alone_sums_its_calendar_buckets(zone: str, first_labe
     ]
     days = local_days_of_call(rows, start, end, tz, "utc-calendar")
     assert list(days["d"]) == [date(2026, 5, 10)]
-    assert days["d"][date(2026, 5, 10)].consumption == 3.5 and days["d"][date(2026, 5, 10)].complete
+    assert days["d"][date(2026, 5, 10)].consumption == 3.5
+    assert days["d"][date(2026, 5, 10)].complete
     # read with the rolling rule, the same answer loses a bucket
     assert local_days_of_call(rows, start, end, tz, "rolling")["d"][date(2026, 5, 10)].consumption != 3.5

@@ -26,7 +26,9 @@ def _change(change_id: str, minutes: int) -> AuditChange:
 def test_cursor_round_trip() -> None:
     cursor = ChangesCursor(since=T0, after={"org-b": (T0 + timedelta(seconds=1.5), "x"), "org-a": (T0, "y")})
     text = cursor.encode()
-    assert "=" not in text and "/" not in text and "+" not in text
+    assert "=" not in text
+    assert "/" not in text
+    assert "+" not in text
     assert ChangesCursor.decode(text) == cursor
 
 
@@ -69,14 +71,17 @@ def test_merge_keeps_positions_of_orgs_without_rows_in_the_page() -> None:
     start = ChangesCursor(T0, after={"B": (T0, "b0")})
     page, cursor = merge_feeds([OrgBatch("A", [_change("a1", 1)], more=True), OrgBatch("B", [], more=False)], 1, start)
     assert [c.id for c in page] == ["a1"]
-    assert cursor is not None and cursor.after["B"] == (T0, "b0")
+    assert cursor is not None
+    assert cursor.after["B"] == (T0, "b0")
 
 
 def test_merge_ends_when_nothing_remains() -> None:
     page, cursor = merge_feeds([OrgBatch("A", [_change("a1", 1)], more=False)], 5, ChangesCursor(T0))
-    assert [c.id for c in page] == ["a1"] and cursor is None
+    assert [c.id for c in page] == ["a1"]
+    assert cursor is None
 
 
 def test_merge_continues_when_an_org_may_have_more() -> None:
     _, cursor = merge_feeds([OrgBatch("A", [_change("a1", 1)], more=True)], 5, ChangesCursor(T0))
-    assert cursor is not None and cursor.after == {"A": (T0 + timedelta(minutes=1), "a1")}
+    assert cursor is not None
+    assert cursor.after == {"A": (T0 + timedelta(minutes=1), "a1")}

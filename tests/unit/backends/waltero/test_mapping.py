@@ -96,9 +96,12 @@ def test_change_from_audit_scales_and_prefixes() -> None:
     change = mapping.change_from_audit(row, "Wh")
     assert (change.id, change.meter_id, change.unit) == ("waltero:c1", "waltero:d1", "kWh")
     assert (change.previous_value, change.new_value, change.actor) == (1.5, None, "system")
-    assert change.time == row.timestamp and change.changed_at == row.changed_at
+    assert change.time == row.timestamp
+    assert change.changed_at == row.changed_at
     odd = mapping.change_from_audit(row.model_copy(update={"actor": "robot"}), None)
-    assert odd.actor is None and odd.unit is None and odd.previous_value == 1500.0
+    assert odd.actor is None
+    assert odd.unit is None
+    assert odd.previous_value == 1500.0
 
 
 def test_a_device_without_serial_number() -> None:

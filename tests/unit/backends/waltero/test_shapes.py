@@ -183,7 +183,9 @@ def test_parse_json_rejects_non_json() -> None:
 
 def test_unused_parts_of_the_login_and_user_record_are_optional() -> None:
     login = shapes.parse(shapes.LoginResponse, {"token": "t", "user": {"name": "someone"}}, "login")
-    assert login.token == "t" and login.user is not None and login.user.id is None
+    assert login.token == "t"
+    assert login.user is not None
+    assert login.user.id is None
     me = shapes.parse(shapes.MeResponse, {"user": {}, "accessible_organizations": [{"organization_id": "o"}]}, "me")
     assert [o.organization_id for o in me.accessible_organizations] == ["o"]
 
@@ -201,7 +203,8 @@ def test_a_device_without_serial_number_or_multiplier_still_parses() -> None:
         },
         "device",
     )
-    assert device.serial_number is None and device.multiplier is None
+    assert device.serial_number is None
+    assert device.multiplier is None
 
 
 def test_telemetry_numbers_must_be_finite() -> None:
@@ -215,7 +218,8 @@ def test_telemetry_numbers_must_be_finite() -> None:
             "battery.voltage": 3.6,
         }
     )
-    assert point.number("battery.percent") is None and point.number("connection.rssi") is None
+    assert point.number("battery.percent") is None
+    assert point.number("connection.rssi") is None
     assert point.number("battery.voltage") == 3.6
 
 
@@ -224,7 +228,8 @@ def test_a_bare_list_is_read_as_the_data_wrapper() -> None:
     rows = [{"deviceId": "d", "date": "2026-05-18", "consumption": 1.0}]
     bare = shapes.parse(shapes.DailyConsumptionResponse, rows, "daily")
     wrapped = shapes.parse(shapes.DailyConsumptionResponse, {"data": rows}, "daily")
-    assert bare == wrapped and bare.data[0].consumption == 1.0
+    assert bare == wrapped
+    assert bare.data[0].consumption == 1.0
 
 
 def test_nested_telemetry_keys_become_the_dotted_names() -> None:

@@ -85,7 +85,8 @@ async def rig() -> AsyncIterator[Rig]:
 
 
 async def test_first_call_logs_in_and_sends_the_bearer(rig: Rig) -> None:
-    assert rig.tokens.expires_at is None and rig.tokens.authenticated is None
+    assert rig.tokens.expires_at is None
+    assert rig.tokens.authenticated is None
     response = await rig.me()
     assert response.status_code == 200
     assert rig.emulator.stats["login"] == 1

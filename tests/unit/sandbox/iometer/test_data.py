@@ -66,7 +66,9 @@ def test_registers_tariffs_units_and_export(data: DemoData) -> None:
         assert len(rows) == 96
         for row in rows:
             total, t1, t2 = row.value("1-0:1.8.0"), row.value("1-0:1.8.1"), row.value("1-0:1.8.2")
-            assert total is not None and t1 is not None and t2 is not None
+            assert total is not None
+            assert t1 is not None
+            assert t2 is not None
             assert t1 + t2 == total
             assert {v.unit for v in row.values if v.code.startswith("1-0:1.8") or v.code == "1-0:2.8.0"} == {"Wh"}
             assert next(v.unit for v in row.values if v.code == "1-0:16.7.0") == "W"
@@ -108,14 +110,19 @@ def test_gaps_and_the_swap(data: DemoData) -> None:
         for a, b in gaps:
             rows = data.readings(meter_id, a - timedelta(minutes=15), b + timedelta(minutes=30))
             times = [r.at for r in rows]
-            assert a in times and b in times and not any(a < t < b for t in times)
+            assert a in times
+            assert b in times
+            assert not any(a < t < b for t in times)
             spans.append(b - a)
-    assert max(spans) == timedelta(hours=8) and min(spans) == timedelta(hours=2)
+    assert max(spans) == timedelta(hours=8)
+    assert min(spans) == timedelta(hours=2)
     [(meter_id, swap)] = data.swaps.items()
     rows = data.readings(meter_id, swap - timedelta(minutes=15), swap + timedelta(minutes=15))
     before, after = rows[0].value("1-0:1.8.0"), rows[1].value("1-0:1.8.0")
-    assert before is not None and after is not None
-    assert before > 1_000_000 and after < 100  # same meter id, register back near zero
+    assert before is not None
+    assert after is not None
+    assert before > 1_000_000
+    assert after < 100  # same meter id, register back near zero
 
 
 def test_dst_days_have_23_and_25_hours_of_readings() -> None:

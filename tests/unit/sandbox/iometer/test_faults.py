@@ -65,7 +65,8 @@ async def test_control_endpoints(http: httpx.AsyncClient, caller: Caller, emulat
     }
     updated = await http.put("/_sandbox/faults", json={"fail_next": [429], "retry_after": 2})
     assert updated.status_code == 200
-    assert emulator.faults.fail_next == [429] and emulator.faults.retry_after == 2
+    assert emulator.faults.fail_next == [429]
+    assert emulator.faults.retry_after == 2
     assert (await http.put("/_sandbox/faults", json={"bogus": 1})).status_code == 400
     assert (await http.put("/_sandbox/faults", json={"outage": "yes"})).status_code == 400
     assert (await http.put("/_sandbox/faults", json={"error_rate": -1})).status_code == 400
@@ -75,7 +76,9 @@ async def test_control_endpoints(http: httpx.AsyncClient, caller: Caller, emulat
     faults = emulator.faults
     faults.outage = True
     assert (await http.post("/_sandbox/reset")).json() == {"reset": True}
-    assert emulator.faults is faults and not faults.outage and faults.retry_after == 1
+    assert emulator.faults is faults
+    assert not faults.outage
+    assert faults.retry_after == 1
     assert (await http.get("/_sandbox/stats")).json() == {}
     data = (await http.get("/_sandbox/data")).json()
     assert data["partner_id"] == emulator.data.partner.id

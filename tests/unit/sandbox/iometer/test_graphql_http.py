@@ -249,7 +249,8 @@ async def test_meter_by_number_and_connect_url(caller: Caller, emulator: Emulato
         {"n": meter.number},
     )
     assert data["partner"]["meter"] == {"id": meter.id}
-    assert data["connectUrl"].startswith("https://") and "state=7" in data["connectUrl"]
+    assert data["connectUrl"].startswith("https://")
+    assert "state=7" in data["connectUrl"]
 
 
 async def test_disable_installation_hides_it(caller: Caller, emulator: Emulator) -> None:

@@ -227,7 +227,8 @@ async def test_the_readings_example_with_the_fragments_it_uses(caller: Caller, c
     assert response.status_code == 200, response.text
     body = response.json()
     assert [key for key, _ in shape(body)] == ["data"]
-    assert list(body["data"]) == ["readings"] and list(body["data"]["readings"]) == ["readings", "cursor"]
+    assert list(body["data"]) == ["readings"]
+    assert list(body["data"]["readings"]) == ["readings", "cursor"]
     reading = body["data"]["readings"]["readings"][0]
     assert list(reading) == ["meter", "time", "values"]
     assert shape(reading["values"][0]) == shape(json.loads(TYPE_EXAMPLES["MeterReadingValue"]))
@@ -271,10 +272,13 @@ async def test_each_obis_form_is_the_pages_example_byte_for_byte(caller: Caller,
 def test_enum_examples_are_enum_values() -> None:
     schema = build_executable_schema()
     for type_name, example in ENUM_EXAMPLES.items():
-        assert f"{type_name}\n" in PAGE and f'Example\n"{example}"' in PAGE
+        assert f"{type_name}\n" in PAGE
+        assert f'Example\n"{example}"' in PAGE
         assert example in schema.type_map[type_name].values  # type: ignore[attr-defined]
-    assert 'Example\n"hex"' in PAGE and "hex" in schema.type_map["ObisFormat"].values  # type: ignore[attr-defined]
-    assert 'Example\n"missing"' in PAGE and "missing" in schema.type_map["PinStatus"].values  # type: ignore[attr-defined]
+    assert 'Example\n"hex"' in PAGE
+    assert "hex" in schema.type_map["ObisFormat"].values  # type: ignore[attr-defined]
+    assert 'Example\n"missing"' in PAGE
+    assert "missing" in schema.type_map["PinStatus"].values  # type: ignore[attr-defined]
 
 
 def test_the_emulators_sdl_and_the_adapters_agree_today() -> None:

@@ -36,9 +36,11 @@ async def test_login_answers_the_pinned_shape(raw: httpx.AsyncClient, clock: Fak
     body = response.json()
     assert set(body) == {"token", "accessToken", "refreshToken", "user"}
     claims = _claims(body["token"])
-    assert claims["iat"] == int(clock.now) and claims["exp"] == int(clock.now) + 86400
+    assert claims["iat"] == int(clock.now)
+    assert claims["exp"] == int(clock.now) + 86400
     assert claims["sub"] == body["user"]["id"]
-    assert body["token"].count(".") == 2 and body["accessToken"].count(".") == 2
+    assert body["token"].count(".") == 2
+    assert body["accessToken"].count(".") == 2
     assert body["user"]["organizations"][0]["organization_id"] == "00000000-0000-0000-0000-000000000001"
 
 

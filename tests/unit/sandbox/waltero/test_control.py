@@ -22,8 +22,10 @@ async def test_faults_get_and_put(raw: httpx.AsyncClient, emulator: Emulator) ->
         "fail_next": [],
     }
     response = await raw.put("/_sandbox/faults", json={"fail_next": [500, 429], "retry_after": 3, "latency": 0})
-    assert response.status_code == 200 and response.json()["fail_next"] == [500, 429]
-    assert emulator.faults.fail_next == [500, 429] and emulator.faults.retry_after == 3
+    assert response.status_code == 200
+    assert response.json()["fail_next"] == [500, 429]
+    assert emulator.faults.fail_next == [500, 429]
+    assert emulator.faults.retry_after == 3
 
 
 @pytest.mark.parametrize(
@@ -52,14 +54,16 @@ async def test_fail_next_answers_in_order_then_recovers(raw: httpx.AsyncClient, 
     third = await raw.post("/api/auth/login", json=CREDENTIALS)
     assert [first.status_code, second.status_code, third.status_code] == [503, 429, 200]
     assert second.headers["retry-after"] == "1"
-    assert emulator.stats["login"] == 3 and emulator.stats["tokens_issued"] == 1
+    assert emulator.stats["login"] == 3
+    assert emulator.stats["tokens_issued"] == 1
 
 
 async def test_faults_do_not_touch_the_control_endpoints(raw: httpx.AsyncClient, emulator: Emulator) -> None:
     emulator.faults.outage = True
     assert (await raw.get("/_sandbox/stats")).status_code == 200
     response = await raw.post("/api/auth/login", json=CREDENTIALS)
-    assert response.status_code == 503 and response.json()["code"] == "INTERNAL_ERROR"
+    assert response.status_code == 503
+    assert response.json()["code"] == "INTERNAL_ERROR"
 
 
 async def test_rates_are_deterministic_fractions() -> None:
@@ -73,7 +77,8 @@ async def test_rates_are_deterministic_fractions() -> None:
     first, again = await statuses(7), await statuses(7)
     assert first == again
     assert set(first) == {200, 429, 500}
-    assert 8 <= first.count(500) <= 30 and 5 <= first.count(429) <= 30
+    assert 8 <= first.count(500) <= 30
+    assert 5 <= first.count(429) <= 30
 
 
 async def test_latency_uses_the_injected_sleep() -> None:
@@ -87,7 +92,9 @@ async def test_latency_uses_the_injected_sleep() -> None:
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=emulator.app), base_url="http://w") as c:
         for _ in range(5):
             await c.post("/api/auth/login", json=CREDENTIALS)
-    assert len(slept) == 5 and all(0 <= s <= 2.5 for s in slept) and len(set(slept)) == 5
+    assert len(slept) == 5
+    assert all(0 <= s <= 2.5 for s in slept)
+    assert len(set(slept)) == 5
 
 
 async def test_hang_holds_requests_until_cleared(raw: httpx.AsyncClient, emulator: Emulator) -> None:
@@ -108,7 +115,8 @@ async def test_stats_count_operations_and_reset_clears(api: httpx.AsyncClient, e
     emulator.faults.fail_next = [500]
     body = (await api.post("/_sandbox/reset")).json()
     assert body == {"faults": {**body["faults"], "fail_next": []}, "stats": {}}
-    assert emulator.stats == {} and emulator.faults == Faults()
+    assert emulator.stats == {}
+    assert emulator.faults == Faults()
 
 
 async def test_the_vendor_paths_are_also_served_under_prod(raw: httpx.AsyncClient) -> None:

@@ -64,7 +64,8 @@ def test_demo_covers_every_meter_type_and_unit(emulator: Emulator) -> None:
     assert {d.multiplier for d in devices} >= {1.0, 0.001, 0.01, 10.0, 0.1}
     assert {d.organization_id for d in devices} == {ORG_NORTH, ORG_SOUTH}
     empty = emulator.device(EMPTY_NAME_DEVICE)
-    assert empty.name == "" and empty.external_id
+    assert empty.name == ""
+    assert empty.external_id
     assert len({d.serial_number for d in devices}) == len(devices)
 
 
@@ -108,7 +109,8 @@ async def test_telemetry_is_hourly_ascending_and_half_open(api: httpx.AsyncClien
     registers = [p["meter.value.processed"] for p in body["data"]]
     assert registers == sorted(registers)
     battery = [p for p in body["data"] if "battery.voltage" in p]
-    assert len(battery) == 4 and all(parse_rfc3339(p["timestamp"]).hour % 6 == 0 for p in battery)
+    assert len(battery) == 4
+    assert all(parse_rfc3339(p["timestamp"]).hour % 6 == 0 for p in battery)
     assert all(isinstance(p["battery.percent"], int) for p in battery)
     assert all("connection.rssi" in p for p in body["data"])
 
@@ -133,7 +135,8 @@ async def test_fields_per_variant(api: httpx.AsyncClient) -> None:
         "meta": ["meta.temperature"],
     }
     wired = (await api.get(f"/api/devices/{MAIN_POWER}/fields")).json()
-    assert wired["battery"] == [] and "connection.last_seen" in wired["connection"]
+    assert wired["battery"] == []
+    assert "connection.last_seen" in wired["connection"]
     params = {"startDate": "2026-05-10T00:00:00Z", "endDate": "2026-05-10T03:00:00Z"}
     points = (await api.get(f"/api/devices/{MAIN_POWER}/telemetry", params=params)).json()["data"]
     assert all(p["connection.last_seen"] == p["timestamp"] and "battery.voltage" not in p for p in points)
@@ -156,10 +159,12 @@ def test_ninety_days_of_history(emulator: Emulator) -> None:
 
 def test_silent_device_stopped_reporting_over_a_day_ago(emulator: Emulator) -> None:
     since = emulator.data.silent_since(SILENT_DEVICE)
-    assert since is not None and NOW - since == timedelta(hours=59, minutes=40)
+    assert since is not None
+    assert NOW - since == timedelta(hours=59, minutes=40)
     assert emulator.telemetry(SILENT_DEVICE, NOW - timedelta(days=2), NOW) == []
     before = emulator.telemetry(SILENT_DEVICE, NOW - timedelta(days=4), NOW)
-    assert before and before[-1].timestamp == since - timedelta(hours=1)
+    assert before
+    assert before[-1].timestamp == since - timedelta(hours=1)
     assert all(emulator.data.silent_since(d.id) is None for d in emulator.devices() if d.id != SILENT_DEVICE)
 
 
@@ -258,13 +263,15 @@ async def test_daily_accepts_timestamps_with_and_without_milliseconds(api: httpx
     without = {"startDate": "2026-05-10T22:00:00Z", "endDate": "2026-05-12T22:00:00Z", "resolution": "day"}
     a = (await api.get(DAILY.format(org=ORG_SOUTH), params=with_ms)).json()
     b = (await api.get(DAILY.format(org=ORG_SOUTH), params=without)).json()
-    assert a == b and len(a["data"]) == 10
+    assert a == b
+    assert len(a["data"]) == 10
 
 
 async def test_daily_outside_the_history_is_all_null(api: httpx.AsyncClient) -> None:
     params = {"startDate": "2025-01-01T00:00:00Z", "endDate": "2025-01-03T00:00:00Z", "resolution": "day"}
     rows = (await api.get(DAILY.format(org=ORG_SOUTH), params=params)).json()["data"]
-    assert len(rows) == 10 and all(r["consumption"] is None and "date" not in r for r in rows)
+    assert len(rows) == 10
+    assert all(r["consumption"] is None and "date" not in r for r in rows)
 
 
 async def test_week_month_year_resolutions(api: httpx.AsyncClient, emulator: Emulator) -> None:
@@ -322,9 +329,11 @@ async def test_a_correction_changes_telemetry_daily_and_the_feed(
     )
     assert response.status_code == 201
     change = response.json()
-    assert change["previous_value"] == before_value and change["new_value"] == before_value + 5
+    assert change["previous_value"] == before_value
+    assert change["new_value"] == before_value + 5
     assert change["changed_at"] == ms(NOW + timedelta(seconds=30)).replace(".000Z", ".000Z")
-    assert change["timestamp"] == "2026-05-10T12:00:00.000Z" and change["actor"] == "user"
+    assert change["timestamp"] == "2026-05-10T12:00:00.000Z"
+    assert change["actor"] == "user"
     point = emulator.telemetry(HOT_WATER, at, at + timedelta(hours=1))[0].to_wire()
     assert point["meter.value.processed"] == before_value + 5
     assert point["meter.value.raw"] == pytest.approx((before_value + 5) / 0.001)
@@ -374,7 +383,8 @@ def test_the_feed_is_consistent_with_the_data(emulator: Emulator) -> None:
         assert {c.actor for c in rows} == {"system", "user"}
         for change in rows:
             assert emulator.device(change.device_id).organization_id == org
-            assert change.changed_at < NOW and change.changed_at > change.timestamp
+            assert change.changed_at < NOW
+            assert change.changed_at > change.timestamp
             assert change.new_value == emulator.processed_value(change.device_id, change.timestamp)
             assert change.previous_value != change.new_value
         recent = [c for c in rows if c.changed_at == NOW - timedelta(hours=2)]
@@ -407,7 +417,8 @@ async def test_feed_default_limit_is_200(api: httpx.AsyncClient, emulator: Emula
     for n in range(205):
         emulator.correct(KITCHEN, at, float(n))
     body = (await api.get(f"/api/organizations/{ORG_NORTH}/data-audit/changes", params={"since": ms(NOW)})).json()
-    assert len(body["data"]) == 200 and body["next_cursor"]
+    assert len(body["data"]) == 200
+    assert body["next_cursor"]
     body = (
         await api.get(f"/api/organizations/{ORG_NORTH}/data-audit/changes", params={"since": ms(NOW), "limit": 1000})
     ).json()

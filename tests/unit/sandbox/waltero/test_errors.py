@@ -16,7 +16,8 @@ def _assert_error(response: httpx.Response, status: int, code: str) -> None:
     assert response.status_code == status
     body = response.json()
     assert set(body) == {"code", "message"}
-    assert body["code"] == code and body["message"]
+    assert body["code"] == code
+    assert body["message"]
 
 
 @pytest.mark.parametrize(

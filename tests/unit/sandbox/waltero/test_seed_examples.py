@@ -70,7 +70,8 @@ def run(served: tuple[str, Emulator], script: str) -> str:
 
 def test_login_gives_a_token(served: tuple[str, Emulator]) -> None:
     token = run(served, 'echo "$TOKEN"').strip()
-    assert token.count(".") == 2 and token != "null"
+    assert token.count(".") == 2
+    assert token != "null"
 
 
 def test_find_your_organization(served: tuple[str, Emulator]) -> None:

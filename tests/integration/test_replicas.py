@@ -34,7 +34,6 @@ KEY = "fleet-key-0123456789"
 TOKEN_TTL = 3
 POLL = 1.0
 DEADLINE = 8.0
-OK_OR_VENDOR_ERROR = {200, 502, 503, 504}
 
 
 @dataclass
@@ -165,7 +164,8 @@ async def test_1000_requests_over_20_hot_keys_make_exactly_20_vendor_calls(fleet
     finally:
         for c in clients:
             await c.aclose()
-    assert len(statuses) == 1000 and set(statuses) == {200}
+    assert len(statuses) == 1000
+    assert set(statuses) == {200}
     assert fleet.stats().get("telemetry", 0) - before == 20
 
 
@@ -235,7 +235,9 @@ async def test_a_correction_is_gone_from_every_replica_within_one_poll_and_one_r
     ]
     try:
         seen = [(await c.get("/readings", params=params)).json()["items"] for c in clients]
-        assert seen[0] and seen[0] == seen[1] == seen[2]
+        assert seen[0]
+        assert seen[1] == seen[0]
+        assert seen[2] == seen[0]
         target = seen[0][0]
         upstream_id = fleet.meter.split(":", 1)[1]
         correction = {"device_id": upstream_id, "timestamp": target["time"], "new_value": 987654.0, "actor": "user"}
@@ -289,7 +291,8 @@ async def test_redis_killed_mid_load_every_request_answers_and_sharing_resumes(f
         for c in clients:
             await c.aclose()
     assert killed.is_set()
-    assert set(statuses) <= OK_OR_VENDOR_ERROR and statuses.count(200) == len(statuses), set(statuses)
+    assert statuses
+    assert set(statuses) == {200}  # the vendor is healthy: Redis going away costs no request anything
     assert [fleet.shared_status(i) for i in range(3)] == ["down", "down", "down"]
 
     fleet.redis.start()

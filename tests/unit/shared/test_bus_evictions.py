@@ -78,6 +78,8 @@ async def test_a_malformed_broadcast_is_ignored(make_tier):
 async def test_one_cursor_key_for_the_fleet(make_tier, redis_server):
     a, b = await make_tier(), await make_tier()
     key_a, key_b = await asyncio.gather(shared_cursor_secret(a), shared_cursor_secret(b))
-    assert key_a == key_b and key_a is not None and len(key_a) == 32
+    assert key_a is not None
+    assert len(key_a) == 32
+    assert key_b == key_a
     redis_server.kill()
     assert await shared_cursor_secret(a) is None

@@ -63,7 +63,8 @@ async def test_concurrent_misses_on_three_replicas_make_one_vendor_call(make_tie
     assert vendor.calls == 1
     assert {e.value["n"] for e, _ in results} == {1}
     outcomes = sorted(o for _, o in results)
-    assert outcomes.count("loaded") == 1 and outcomes.count("shared") == 29
+    assert outcomes.count("loaded") == 1
+    assert outcomes.count("shared") == 29
 
 
 async def test_waiters_are_woken_by_the_broadcast_not_by_polling(make_tier):

@@ -119,7 +119,8 @@ async def test_password_never_in_logs_or_repr(tmp_path, caplog):
             await bad.start()
             assert (good.status, bad.status) == ("up", "down")
             text = caplog.text + repr(good) + repr(bad)
-            assert "s3cret-redis-pw" not in text and "wrong-pw-1234" not in text
+            assert "s3cret-redis-pw" not in text
+            assert "wrong-pw-1234" not in text
         finally:
             await good.aclose()
             await bad.aclose()

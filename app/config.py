@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 from typing import Annotated, Literal
+from urllib.parse import urlsplit
 
 from pydantic import Field, PrivateAttr, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -85,6 +86,11 @@ class Settings(BaseSettings):
     max_gap: int = Field(21600, alias="FACADE_MAX_GAP", ge=1)
     cursor_secret: SecretStr | None = Field(None, alias="FACADE_CURSOR_SECRET")
     log_level: str = Field("INFO", alias="FACADE_LOG_LEVEL")
+
+    # --- several replicas (README, "Running several replicas") ---------------------------------
+    redis_url: SecretStr | None = Field(None, alias="FACADE_REDIS_URL", description="redis:// or rediss://")
+    redis_prefix: str = Field("facade", alias="FACADE_REDIS_PREFIX", min_length=1, max_length=64)
+    redis_timeout: float = Field(0.1, alias="FACADE_REDIS_TIMEOUT", gt=0, le=5, description="seconds per command")
 
     # --- caching, coalescing, resilience ---------------------------------------------------------
     # Entries per cache. Sized so every cache full stays near 150 MB with realistic entries (README,
@@ -189,6 +195,10 @@ class Settings(BaseSettings):
         found = [k.get_secret_value() for k in self.api_keys]
         if self.cursor_secret is not None:
             found.append(self.cursor_secret.get_secret_value())
+        if self.redis_url is not None:
+            password = urlsplit(self.redis_url.get_secret_value()).password
+            if password:
+                found.append(password)
         for name in vendors.names():
             found.extend(self.vendor_settings(name).secrets())
         return found
@@ -210,6 +220,10 @@ class Settings(BaseSettings):
             problems.append(
                 "Live backends need client auth: set FACADE_API_KEYS (comma-separated keys) "
                 "or FACADE_ALLOW_ANONYMOUS=true to serve without keys."
+            )
+        if self.redis_url is not None and not self.redis_url.get_secret_value().startswith(("redis://", "rediss://")):
+            problems.append(
+                "FACADE_REDIS_URL must start with redis:// or rediss:// (e.g. rediss://user:pw@host:6380/0)."
             )
         labels = [label for label, _ in self.client_keys()]
         if len(set(labels)) != len(labels):

@@ -1,7 +1,8 @@
 """Opaque, tamper-checked pagination cursors.
 
 A cursor is `base64url(json) . base64url(hmac-sha256)[:16 bytes]`, signed with
-`FACADE_CURSOR_SECRET` (or a per-process random key, so cursors then die with the process) and bound
+`FACADE_CURSOR_SECRET` (else, with `FACADE_REDIS_URL`, a key shared by the replicas through Redis;
+else a per-process random key, so cursors then die with the process) and bound
 to the query that made it: a cursor from another query, a forged one or a garbled one is a 422.
 """
 
@@ -29,9 +30,20 @@ def _unb64(text: str) -> bytes:
 class CursorCodec:
     def __init__(self, secret: bytes | None = None) -> None:
         self._key = secret or os.urandom(32)
+        self._previous: list[bytes] = []
 
-    def _mac(self, scope: str, payload: bytes) -> bytes:
-        return hmac.new(self._key, scope.encode() + b"\0" + payload, hashlib.sha256).digest()[:16]
+    def adopt(self, secret: bytes) -> None:
+        """Sign with `secret` from now on (the fleet's shared key, obtained after startup); cursors
+        already handed out under the old key keep working."""
+        if secret != self._key:
+            self._previous = [self._key, *self._previous][:2]
+            self._key = secret
+
+    def _mac(self, scope: str, payload: bytes, key: bytes | None = None) -> bytes:
+        return hmac.new(key or self._key, scope.encode() + b"\0" + payload, hashlib.sha256).digest()[:16]
+
+    def _valid(self, scope: str, payload: bytes, given: bytes) -> bool:
+        return any(hmac.compare_digest(given, self._mac(scope, payload, k)) for k in (self._key, *self._previous))
 
     def encode(self, scope: str, state: dict[str, Any]) -> str:
         """`scope` names the query (route and filters) the cursor belongs to."""
@@ -48,7 +60,7 @@ class CursorCodec:
             payload, given = _unb64(body), _unb64(mac)
         except (binascii.Error, ValueError):
             raise bad from None
-        if not hmac.compare_digest(given, self._mac(scope, payload)):
+        if not self._valid(scope, payload, given):
             raise bad
         try:
             state = json.loads(payload)

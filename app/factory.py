@@ -12,10 +12,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import random
 import time
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -26,6 +27,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from app import docs_ui, openapi, problems, vendors
 from app.backends.base import Backend
 from app.backends.http import Sleep
+from app.cache import SingleFlightCache
 from app.circuit import CircuitBreaker
 from app.config import Settings
 from app.corrections import CorrectionsPoller
@@ -41,8 +43,11 @@ from app.middleware.client_auth import ClientAuth
 from app.middleware.head import HeadAsGet
 from app.middleware.hit_path import HitPath
 from app.middleware.observe import Observe
+from app.models import Change
 from app.routes import changes, consumption, devices, live, meters, ops, readings
 from app.service import MeterService
+from app.shared.fleet import Fleet
+from app.shared.tokens import SharedTokenStore
 from app.timeutil import Clock
 from app.upstream import build_client
 from app.vendors import BackendContext, Emulator
@@ -70,6 +75,8 @@ class Runtime:
     poller: CorrectionsPoller | None = None
     live: Hub | None = None
     readiness: dict[str, Any] = field(default_factory=dict)
+    fleet: Fleet | None = None
+    """What the replicas share through Redis (`FACADE_REDIS_URL`); None when unset."""
 
 
 class FacadeApp(FastAPI):
@@ -156,7 +163,7 @@ def create_app(
     backend_deadline = _backend_deadline(settings)
     live_metrics = LiveMetrics(metrics.registry)
 
-    def build_backend(name: str, http: httpx.AsyncClient) -> Backend:
+    def build_backend(name: str, http: httpx.AsyncClient, fleet: Fleet | None) -> Backend:
         ctx = backend_context(
             settings,
             http,
@@ -165,6 +172,7 @@ def create_app(
             rng=rng,
             mode=mode,
             on_retry=lambda backend, reason: metrics.upstream_retries.labels(backend, reason).inc(),
+            token_store=fleet.token_store if fleet is not None else None,
         )
         if backend_factories is not None:
             return backend_factories[name](ctx)
@@ -175,13 +183,16 @@ def create_app(
         async with contextlib.AsyncExitStack() as stack:
             if emulator_loop is not None:
                 stack.callback(emulator_loop.close)
+            fleet = _fleet(settings, clock, metrics, backend_deadline)
+            if fleet is not None:
+                stack.push_async_callback(fleet.aclose)
             built: dict[str, Backend] = {}
             for name in names:
                 client = build_client(name, settings, metrics, transports.get(name))
                 stack.push_async_callback(client.aclose)
-                built[name] = backend = build_backend(name, client)
+                built[name] = backend = build_backend(name, client, fleet)
                 stack.push_async_callback(backend.aclose)
-            caches = build_caches(settings, clock, metrics)
+            caches = build_caches(settings, clock, metrics, fleet.cache_tier if fleet is not None else None)
             guarded = {
                 name: GuardedBackend(
                     backend,
@@ -206,14 +217,32 @@ def create_app(
             )
             stack.push_async_callback(service.aclose)
             stack.callback(facade.responses.clear)
+            evict: Callable[[Iterable[Change]], dict[str, int]] = service.evict_for_changes
+            if fleet is not None:
+                fleet.attach(
+                    evict_local=service.evict_meters,
+                    drop_local=functools.partial(_drop_correctable, caches),
+                    cursors=None if settings.cursor_secret else cursors,
+                )
+                evict = functools.partial(_evict_everywhere, service, fleet)
             poller = CorrectionsPoller(
-                list(guarded.values()), service.evict_for_changes, every=settings.changes_poll, clock=clock, sleep=sleep
+                list(guarded.values()),
+                evict,
+                every=settings.changes_poll,
+                clock=clock,
+                sleep=sleep,
+                watermarks=fleet.watermarks if fleet is not None else None,
+                leadership=fleet.leadership if fleet is not None else None,
             )
+            if fleet is not None:
+                await fleet.start(lead=poller.active)
             hub = create_hub(
                 settings, service, clock=clock, metrics=live_metrics, rng=rng, emulators=facade.emulators or None
             )
             stack.push_async_callback(hub.aclose)
-            runtime = Runtime(service=service, backends=built, poller=poller if poller.active else None, live=hub)
+            runtime = Runtime(
+                service=service, backends=built, poller=poller if poller.active else None, live=hub, fleet=fleet
+            )
             if runtime.poller is not None:
                 task = asyncio.create_task(runtime.poller.run())
                 stack.push_async_callback(_cancel, task)
@@ -264,6 +293,37 @@ def _backend_deadline(settings: Settings) -> float:
     return max(0.05, settings.request_deadline * 0.9)
 
 
+def _fleet(settings: Settings, clock: Clock, metrics: Metrics, budget: float) -> Fleet | None:
+    """The shared tier when FACADE_REDIS_URL is set. Sandbox replicas each run their own emulators,
+    whose vendor tokens mean nothing to another replica's: they keep their tokens to themselves."""
+    if settings.redis_url is None:
+        return None
+    return Fleet(
+        settings.redis_url.get_secret_value(),
+        prefix=settings.redis_prefix,
+        timeout=settings.redis_timeout,
+        clock=clock,
+        metrics=metrics,
+        budget=budget,
+        share_tokens=not settings.sandbox,
+        max_entry_bytes=settings.cache_max_entry_bytes,
+    )
+
+
+def _evict_everywhere(service: MeterService, fleet: Fleet, changes: Iterable[Change]) -> dict[str, int]:
+    """The poller's eviction with a shared tier: here at once, then every other replica and Redis."""
+    changes = list(changes)
+    evicted = service.evict_for_changes(changes)
+    fleet.evict_everywhere(changes)
+    return evicted
+
+
+def _drop_correctable(caches: Mapping[str, SingleFlightCache]) -> None:
+    """After a gap in the eviction broadcast: drop what a missed correction could have touched."""
+    caches["readings"].clear()
+    caches["daily"].clear()
+
+
 def backend_context(
     settings: Settings,
     http: httpx.AsyncClient,
@@ -273,6 +333,7 @@ def backend_context(
     rng: random.Random,
     mode: Literal["live", "sandbox"],
     on_retry: Callable[[str, str], None] = lambda backend, reason: None,
+    token_store: Callable[[str], SharedTokenStore | None] | None = None,
 ) -> BackendContext:
     """What a vendor's `create_backend` gets, from the service settings."""
     return BackendContext(
@@ -286,6 +347,7 @@ def backend_context(
         upstream_concurrency=settings.upstream_concurrency,
         retry_attempts=settings.retry_attempts,
         on_retry=on_retry,
+        token_store=token_store,
     )
 
 

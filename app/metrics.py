@@ -169,3 +169,11 @@ class Metrics:
             ["backend"],
             registry=r,
         )
+        self.shared_cache_operations = Counter(
+            "facade_shared_cache_operations",
+            "Commands to the shared tier (Redis, with FACADE_REDIS_URL) by operation (`lookup`, `get`, `set`, "
+            "`lock`, `publish`, `evict`, `token_*`, `lease`, `watermark_*`, `cursor_key`, `ping`, ...) and outcome: "
+            "`ok`, `hit`, `miss`, `acquired`, `busy`, ...; `timeout`, `error`, or `skipped` while an outage is known.",
+            ["operation", "outcome"],
+            registry=r,
+        )

@@ -207,8 +207,17 @@ class BackendInfo(Resource):
     cache: dict[str, int] = Field(default_factory=dict, description="Entries held per cache.", examples=[{"meters": 2}])
 
 
+class SharedCacheInfo(Resource):
+    status: Literal["up", "down", "off"] = Field(
+        description="The tier replicas share (Redis): `off` when FACADE_REDIS_URL is unset; `down` while "
+        "unreachable (each replica then serves from its own cache).",
+        examples=["up"],
+    )
+
+
 class BackendList(Resource):
     items: list[BackendInfo]
+    shared_cache: SharedCacheInfo = Field(default_factory=lambda: SharedCacheInfo(status="off"))
 
 
 class Problem(BaseModel):

@@ -637,7 +637,11 @@ class MeterService:
     def evict_for_changes(self, changes: Iterable[Change]) -> dict[str, int]:
         """Evict cached readings and daily consumption of every meter a correction touched; entries
         evicted per backend (also counted in `facade_correction_evictions_total{backend}`)."""
-        meters = {c.meter_id for c in changes}
+        return self.evict_meters({c.meter_id for c in changes})
+
+    def evict_meters(self, meters: set[str]) -> dict[str, int]:
+        """Evict cached readings and daily consumption of `meters` (facade ids); entries evicted per
+        backend. Also what a replica does when another one broadcasts the corrections it polled."""
         evicted: dict[str, int] = {}
         for backend in sorted({m.split(":", 1)[0] for m in meters}):
             theirs = {m for m in meters if m.startswith(backend + ":")}

@@ -21,6 +21,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from app.backends.base import Backend
 from app.backends.http import Sleep
+from app.shared.tokens import SharedTokenStore
 from app.timeutil import Clock
 
 BUILT_IN: tuple[str, ...] = ("iometer", "waltero")
@@ -77,6 +78,9 @@ class BackendContext:
     retry_attempts: int = 4
     on_retry: Callable[[str, str], None] = lambda backend, reason: None
     """Metrics hook: called with (backend name, reason) before each upstream retry."""
+    token_store: Callable[[str], SharedTokenStore | None] | None = None
+    """With several replicas (`FACADE_REDIS_URL`): `token_store(account)` is the fleet's store for a
+    vendor token, so the fleet logs in once per token lifetime (`app.shared.tokens`)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -6,7 +6,7 @@ live mode pointed at them, and reference servers serving the same bytes; drives 
 is a ratio or a difference against a reference measured in the same run, because absolute numbers on
 these shared machines drift by 20-30 %. Prints a table and writes bench/results.json.
 
-    .venv/bin/python bench/run.py [--rounds 3] [--duration 4] [--only live ...]
+    .venv/bin/python bench/run.py [--rounds 3] [--duration 4] [--only redis live ...]
 """
 
 from __future__ import annotations
@@ -715,6 +715,13 @@ def measure_ndjson_export(days: int = 366) -> dict[str, Any]:
 # --- profile of the hit path ------------------------------------------------------------------------------
 
 
+def measure_redis(rounds: int, duration: float) -> dict[str, Any]:
+    """Several workers sharing Redis (`--only redis`): bench/redis_fleet.py."""
+    from bench.redis_fleet import measure_redis as measure
+
+    return measure(rounds, duration)
+
+
 def measure_live() -> dict[str, Any]:
     """1,000 SSE clients on one replica (bench/live.py)."""
     from bench.live import measure_live as run
@@ -761,6 +768,7 @@ def main() -> None:
         "daily_derivation": measure_derivation,
         "ndjson_export": lambda: measure_ndjson_export(args.ndjson_days),
         "hit_path_profile": profile_hits,
+        "redis": lambda: measure_redis(args.rounds, args.duration),
         "live": measure_live,
     }
     for name, step in steps.items():
@@ -805,6 +813,10 @@ def render(r: dict[str, Any]) -> str:
             lines.append(
                 f"| logins per token lifetime, steady load ({row['token_lifetime_s']} s tokens, {row['seconds']} s) | {row['logins_per_lifetime']:.2f} ({row['client_errors']} client errors) | 1 | {'yes' if row['logins_per_lifetime'] <= 1.34 and row['client_errors'] == 0 else 'no'} |"
             )
+    if r.get("redis"):
+        from bench.redis_fleet import render as render_redis
+
+        lines.extend(render_redis(r["redis"]))
     mem = r.get("memory_full_caches")
     if mem:
         lines.append(

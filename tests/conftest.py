@@ -11,3 +11,7 @@ def _isolated_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     for name in list(os.environ):
         if name.startswith(_PREFIXES):
             monkeypatch.delenv(name, raising=False)
+
+
+# A real redis-server per test that asks for it (the Debian package redis-server; never a mock).
+from tests.support.redis_server import redis_server  # noqa: E402, F401

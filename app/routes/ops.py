@@ -12,7 +12,7 @@ from starlette.responses import JSONResponse, PlainTextResponse, Response
 
 from app.deps import ServiceDep, problem_responses
 from app.errors import FacadeError
-from app.models import BackendInfo, BackendList
+from app.models import BackendInfo, BackendList, SharedCacheInfo
 from app.problems import problem_response
 from app.service import MeterService
 
@@ -36,7 +36,7 @@ def _status(circuit: str, authenticated: bool | None) -> str:
     summary="The configured backends and their health",
     responses=problem_responses(401),
 )
-async def backends(service: ServiceDep) -> Response:
+async def backends(service: ServiceDep, request: Request) -> Response:
     items = [
         BackendInfo(
             name=h.name,
@@ -50,7 +50,9 @@ async def backends(service: ServiceDep) -> Response:
         )
         for h in await service.health()
     ]
-    body = BackendList(items=items).model_dump_json().encode()
+    fleet = request.app.runtime.fleet
+    shared = SharedCacheInfo(status=fleet.status if fleet is not None else "off")
+    body = BackendList(items=items, shared_cache=shared).model_dump_json().encode()
     return Response(body, media_type="application/json", headers={"Cache-Control": "no-store"})
 
 

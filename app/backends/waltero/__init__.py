@@ -18,6 +18,7 @@ from app.backends.waltero.client import WalteroClient, waltero_retry_policy
 from app.backends.waltero.token import TokenManager
 from app.config import split_commas
 from app.errors import ConfigurationError
+from app.shared.tokens import account_name
 from app.timeutil import Clock
 from app.vendors import BackendContext, Emulator, Vendor, VendorSettings
 
@@ -66,6 +67,8 @@ def create_backend(ctx: BackendContext, settings: WalteroSettings) -> WalteroBac
         sleep=ctx.sleep,
         rng=ctx.rng,
         on_retry=on_retry,
+        shared=ctx.token_store(account_name(settings.url, settings.username)) if ctx.token_store else None,
+        shared_budget=ctx.deadline,
     )
     client = WalteroClient(
         ctx.http,

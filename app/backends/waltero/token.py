@@ -15,6 +15,10 @@ issued) and resends once; a second 401 raises `UpstreamAuthFailed` rather than l
 answered 401/403 raises `UpstreamAuthFailed("Waltero rejected the login")`; login 429/5xx/connection
 errors follow the retry policy and then map like any other call (`app.backends.waltero.errors`).
 
+With a fleet store (`shared`, several replicas on Redis) a renewal first takes a token another
+replica already obtained, and otherwise logs in once for the whole fleet under a Redis lock; a 401
+drops the shared token once (`app.shared.tokens`). Redis unavailable: logins are per replica again.
+
 The password is a `SecretStr` and the token lives only in a private attribute: neither appears in a
 log line, an exception message, `repr`, or a metric label.
 """
@@ -37,6 +41,7 @@ from app.backends.http import Retrier, RetryHook, RetryPolicy, Sleep, upstream_o
 from app.backends.waltero.errors import error_for_response, error_for_transport
 from app.backends.waltero.shapes import BACKEND, LOGIN_PATH, LoginRequest, LoginResponse, join_url, parse_json
 from app.errors import FacadeError, UpstreamAuthFailed
+from app.shared.tokens import SharedToken, SharedTokenStore
 from app.timeutil import Clock, format_rfc3339, from_epoch
 
 logger = logging.getLogger(__name__)
@@ -85,6 +90,8 @@ class TokenManager(httpx.Auth):
         sleep: Sleep = asyncio.sleep,
         rng: random.Random | None = None,
         on_retry: RetryHook | None = None,
+        shared: SharedTokenStore | None = None,
+        shared_budget: float = 10.0,
     ) -> None:
         self._http = http
         self._login_url = join_url(base_url, LOGIN_PATH)
@@ -92,6 +99,8 @@ class TokenManager(httpx.Auth):
         self._password = password
         self._clock = clock
         self._retrier = Retrier(policy or RetryPolicy(), sleep, clock, rng or random.Random(), on_retry)
+        self._shared = shared
+        self._shared_budget = shared_budget
         self._lock = asyncio.Lock()
         self._token: str | None = None
         self._expires: float | None = None
@@ -135,8 +144,9 @@ class TokenManager(httpx.Auth):
             return self._token, self._issued
         return await self._renew(self._issued)
 
-    async def _renew(self, held: int) -> tuple[str, int]:
-        """Log in, unless a login finished since the caller's token `held` was issued (double-checked)."""
+    async def _renew(self, held: int, rejected: str | None = None) -> tuple[str, int]:
+        """Log in, unless a login finished since the caller's token `held` was issued (double-checked).
+        `rejected`: the token a vendor just answered 401 to."""
         attempts_before = self._attempts
         async with self._lock:
             if self._issued != held and self._token is not None:
@@ -145,7 +155,12 @@ class TokenManager(httpx.Auth):
                 # The login we waited for failed: share its outcome rather than hammering the login.
                 raise self._last_error
             try:
-                token = await self._login()
+                if self._shared is None:
+                    token = await self._login()
+                else:
+                    if rejected is not None:
+                        await self._shared.invalidate(rejected)
+                    token = await self._renew_shared()
             except FacadeError as exc:
                 self._last_error = exc
                 raise
@@ -153,6 +168,21 @@ class TokenManager(httpx.Auth):
                 self._attempts += 1
             self._last_error = None
             return token, self._issued
+
+    async def _renew_shared(self) -> str:
+        """A token from the fleet store (another replica's) or from one login for the fleet."""
+        assert self._shared is not None
+        found, _source = await self._shared.renew(self._token, self._login_for_fleet, budget=self._shared_budget)
+        if found.token != self._token:  # another replica's token: adopt it
+            self._token, self._expires, self._renew_at = found.token, found.expires, found.renew_at
+            self._issued += 1
+            self._rejected = False
+        return found.token
+
+    async def _login_for_fleet(self) -> SharedToken:
+        token = await self._login()
+        assert self._expires is not None
+        return SharedToken(token, self._expires, self._renew_at)
 
     async def _login(self) -> str:
         with upstream_operation("login"):
@@ -196,7 +226,7 @@ class TokenManager(httpx.Auth):
         if response.status_code != 401:
             return
         # Revoked or expired early (clock skew): renew once, resend once.
-        token, held = await self._renew(held)
+        token, held = await self._renew(held, rejected=token)
         request.headers["Authorization"] = f"Bearer {token}"
         response = yield request
         if response.status_code == 401:

@@ -1,0 +1,153 @@
+"""`SharedTokenStore`: one vendor login per token lifetime for the whole fleet.
+
+The token, its expiry and its renewal time live in a Redis hash `<prefix>:token:<account>` that
+expires with the token. `account` names the vendor account without revealing it (a digest of the
+login URL and user name), so two configurations never share a token.
+
+- `renew(held, login)`: a token other than `held` that is not yet due for renewal, from Redis if a
+  peer already renewed, else by one `login()` under a fleet lock (peers wait for it, bounded by their
+  budget, then log in on their own). Redis unavailable → `login()` locally.
+- `invalidate(token)`: after a 401, drop the shared token, but only if it is still the one that was
+  rejected (compare-and-delete): the first replica to see the 401 drops it, the others find a newer
+  one, so a revoked token costs one login for the fleet.
+
+This puts vendor tokens in Redis: use `rediss://` and an ACL user limited to the prefix (README).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Literal
+
+from redis.asyncio import Redis
+
+from app.shared.locks import FleetLock
+from app.shared.tier import RedisTier, SharedUnavailable
+from app.timeutil import Clock
+
+TokenSource = Literal["shared", "login", "local"]
+
+_INVALIDATE = "if redis.call('HGET', KEYS[1], 'token') == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0"
+
+
+@dataclass(frozen=True, slots=True)
+class SharedToken:
+    token: str
+    expires: float
+    """Epoch seconds when the vendor stops accepting it."""
+    renew_at: float
+    """Epoch seconds from which a replica should renew it (a margin before `expires`)."""
+
+    def __repr__(self) -> str:  # never the token
+        return f"SharedToken(expires={self.expires}, renew_at={self.renew_at})"
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+def account_name(*parts: str) -> str:
+    """A non-secret, stable name for a vendor account (e.g. login URL and user name)."""
+    return hashlib.sha256("\0".join(parts).encode()).hexdigest()[:16]
+
+
+class SharedTokenStore:
+    def __init__(
+        self,
+        tier: RedisTier,
+        account: str,
+        *,
+        clock: Clock,
+        lock_ttl: float = 5.0,
+        wait_share: float = 0.5,
+        first_poll: float = 0.02,
+        max_poll: float = 0.2,
+    ) -> None:
+        self.tier = tier
+        self.key = tier.key("token", account)
+        self._lock_key = tier.key("token-lock", account)
+        self._clock = clock
+        self._lock_ttl = lock_ttl
+        self._wait_share = wait_share
+        self._first_poll = first_poll
+        self._max_poll = max_poll
+
+    async def get(self) -> SharedToken | None:
+        """The shared token if one is stored; raises `SharedUnavailable`."""
+        raw: dict[bytes | str, bytes | str] = await self.tier.call(
+            "token_get", lambda r: r.hgetall(self.key), classify=lambda f: "hit" if f else "miss"
+        )
+        try:
+            fields = {_text(k): _text(v) for k, v in raw.items()}
+            return SharedToken(fields["token"], float(fields["expires"]), float(fields["renew_at"]))
+        except (KeyError, ValueError, UnicodeDecodeError):
+            return None
+
+    async def put(self, token: SharedToken) -> None:
+        """Store `token` until it expires; raises `SharedUnavailable`."""
+        ttl_ms = int((token.expires - self._clock()) * 1000)
+        if ttl_ms <= 0:
+            return
+
+        async def store(r: Redis) -> list[object]:
+            pipe = r.pipeline(transaction=True)
+            pipe.hset(
+                self.key,
+                mapping={"token": token.token, "expires": repr(token.expires), "renew_at": repr(token.renew_at)},
+            )
+            pipe.pexpire(self.key, ttl_ms)
+            return await pipe.execute()
+
+        await self.tier.call("token_set", store)
+
+    async def invalidate(self, token: str) -> bool:
+        """Drop the shared token if it is still `token`; whether this call dropped it. Never raises."""
+        try:
+            dropped = await self.tier.call(
+                "token_invalidate",
+                lambda r: self.tier.script(_INVALIDATE)(keys=[self.key], args=[token]),
+                classify=lambda n: "dropped" if n else "already",
+            )
+        except SharedUnavailable:
+            return False
+        return bool(dropped)
+
+    def _usable(self, found: SharedToken | None, held: str | None) -> bool:
+        return found is not None and found.token != held and self._clock() < found.renew_at
+
+    async def renew(
+        self, held: str | None, login: Callable[[], Awaitable[SharedToken]], *, budget: float
+    ) -> tuple[SharedToken, TokenSource]:
+        """A usable token other than `held` (`shared`), else one from `login()` done once for the fleet
+        (`login`), or by this replica alone when Redis is unavailable or the peer's login outlasts
+        `wait_share * budget` seconds (`local`). Raises what `login()` raised."""
+        loop = asyncio.get_running_loop()
+        give_up = loop.time() + max(0.0, budget * self._wait_share)
+        lock = FleetLock(self.tier, self._lock_key, ttl=self._lock_ttl, operation="token_lock")
+        poll = self._first_poll
+        while True:
+            try:
+                found = await self.get()
+                if found is not None and self._usable(found, held):
+                    return found, "shared"
+                if await lock.acquire():
+                    async with lock.renewed():
+                        found = await self.get()  # a peer may have finished between our read and the lock
+                        if found is not None and self._usable(found, held):
+                            return found, "shared"
+                        token = await login()
+                        with contextlib.suppress(SharedUnavailable):
+                            await self.put(token)
+                        return token, "login"
+            except SharedUnavailable:
+                return await login(), "local"
+            remaining = give_up - loop.time()
+            if remaining <= 0:
+                self.tier.note("token_wait", "deadline")
+                return await login(), "local"
+            await asyncio.sleep(min(poll, remaining))
+            poll = min(poll * 2, self._max_poll)

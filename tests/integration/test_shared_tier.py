@@ -1,0 +1,137 @@
+"""Two replicas of the app in one process, sharing a real redis-server, against the emulators in
+live mode: what the shared tier changes, seen through the API (the multi-process fleet is
+`test_replicas.py`)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+import httpx
+import pytest
+
+from app.config import Settings
+from app.errors import ConfigurationError
+from app.factory import create_app
+from app.sandbox import iometer as iometer_sandbox
+from app.sandbox import waltero as waltero_sandbox
+from tests.support.apps import API_KEY, running
+from tests.support.clock import FakeClock
+
+
+def settings(redis_url: str | None, **more: Any) -> Settings:
+    values: dict[str, Any] = {
+        **iometer_sandbox.SANDBOX_SETTINGS,
+        **waltero_sandbox.SANDBOX_SETTINGS,
+        "IOMETER_URL": "http://iometer.test/api/v1/query",
+        "WALTERO_URL": "http://waltero.test/prod",
+        "FACADE_API_KEYS": API_KEY,
+        "FACADE_CHANGES_POLL": 0,
+        "FACADE_REDIS_TIMEOUT": 1.0,  # a busy 2-core test machine; the tier's own tests use short ones
+        **more,
+    }
+    if redis_url:
+        values["FACADE_REDIS_URL"] = redis_url
+    return Settings(**values)
+
+
+@contextlib.asynccontextmanager
+async def replicas(
+    redis_url: str | None, n: int = 2, **more: Any
+) -> AsyncIterator[tuple[list[httpx.AsyncClient], Any]]:
+    """`n` apps on the same emulators and Redis; yields their clients and the Waltero emulator."""
+    iometer = iometer_sandbox.create_emulator()
+    waltero = waltero_sandbox.create_emulator()
+    transports = {"iometer": httpx.ASGITransport(app=iometer.app), "waltero": httpx.ASGITransport(app=waltero.app)}
+    apps = [create_app(settings(redis_url, **more), transports=transports) for _ in range(n)]
+    async with contextlib.AsyncExitStack() as stack:
+        clients = [await stack.enter_async_context(running(app)) for app in apps]
+        yield clients, waltero
+
+
+def sample(text: str, line_start: str) -> float:
+    for line in text.splitlines():
+        if line.startswith(line_start + " "):
+            return float(line.rsplit(" ", 1)[1])
+    return 0.0
+
+
+async def test_a_value_one_replica_loaded_is_served_to_the_other_from_redis(redis_server):
+    async with replicas(redis_server.url) as ((a, b), waltero):
+        first = await a.get("/meters", params={"backend": "waltero"})
+        assert first.status_code == 200
+        vendor_calls = waltero.stats["requests"]
+        second = await b.get("/meters", params={"backend": "waltero"})
+        assert second.status_code == 200
+        assert second.json() == first.json()
+        assert waltero.stats["requests"] == vendor_calls  # b asked Redis, not Waltero
+        assert waltero.stats["login"] == 1  # b never logged in: a's token is the fleet's
+        metrics = (await b.get("/metrics")).text
+        assert sample(metrics, 'facade_shared_cache_operations_total{operation="lookup",outcome="hit"}') == 1.0
+        backends = (await b.get("/backends")).json()
+        assert backends["shared_cache"] == {"status": "up"}
+
+
+async def test_a_cursor_from_one_replica_pages_on_the_other_without_a_cursor_secret(redis_server):
+    async with replicas(redis_server.url) as ((a, b), _):
+        page = (await a.get("/meters", params={"limit": 1})).json()
+        assert page["next_cursor"]
+        following = await b.get("/meters", params={"cursor": page["next_cursor"]})
+        assert following.status_code == 200, following.text
+        assert following.json()["items"][0]["id"] > page["items"][0]["id"]
+
+
+async def test_without_redis_cursors_stay_per_replica():
+    async with replicas(None) as ((a, b), _):
+        page = (await a.get("/meters", params={"limit": 1})).json()
+        assert (await b.get("/meters", params={"cursor": page["next_cursor"]})).status_code == 422
+        assert (await a.get("/backends")).json()["shared_cache"] == {"status": "off"}
+
+
+async def test_redis_down_changes_nothing_a_client_sees_but_the_status(redis_server, caplog):
+    caplog.set_level(logging.WARNING, logger="app.shared")
+    async with replicas(redis_server.url, n=1) as ((a,), _):
+        meters = (await a.get("/meters", params={"backend": "waltero"})).json()["items"]
+        redis_server.kill()
+        for _ in range(3):  # misses (new keys) and hits alike answer as without Redis
+            readings = await a.get("/readings", params={"meter_id": meters[0]["id"], "start": "2026-01-01T00:00:00Z"})
+            assert readings.status_code == 200, readings.text
+            assert (await a.get("/meters", params={"limit": 2})).status_code == 200
+        assert (await a.get("/backends")).json()["shared_cache"] == {"status": "down"}
+        assert (await a.get("/readyz")).status_code == 200
+        outage = [r for r in caplog.records if "unreachable" in r.getMessage()]
+        assert len(outage) == 1  # one line per outage, not per request
+        redis_server.start()
+        async with asyncio.timeout(10):
+            while (await a.get("/backends")).json()["shared_cache"]["status"] != "up":
+                await asyncio.sleep(0.1)
+
+
+def test_the_redis_url_is_checked_and_its_password_redacted():
+    with pytest.raises(ConfigurationError, match="FACADE_REDIS_URL"):
+        settings("http://127.0.0.1:6379").validate_startup()
+    configured = settings("rediss://facade:pa55-word-redis@redis.internal:6380/0")
+    configured.validate_startup()
+    assert "pa55-word-redis" in configured.secrets()
+    assert "pa55-word-redis" not in repr(configured)
+
+
+async def test_a_rejected_token_costs_the_fleet_one_login_not_one_per_replica(redis_server):
+    vendor_clock = FakeClock(time.time())
+    iometer = iometer_sandbox.create_emulator()
+    waltero = waltero_sandbox.create_emulator(vendor_clock, token_ttl=3600)
+    transports = {"iometer": httpx.ASGITransport(app=iometer.app), "waltero": httpx.ASGITransport(app=waltero.app)}
+    apps = [create_app(settings(redis_server.url), transports=transports) for _ in range(2)]
+    async with running(apps[0]) as a, running(apps[1]) as b:
+        meters = (await a.get("/meters", params={"backend": "waltero"})).json()["items"]
+        devices = [m["device_id"] for m in meters[:4]]
+        assert (await b.get(f"/devices/{devices[0]}/status")).status_code == 200
+        assert waltero.stats["login"] == 1  # b took a's token from Redis
+        vendor_clock.advance(3601)  # Waltero now answers 401 to the token both replicas hold
+        answers = await asyncio.gather(a.get(f"/devices/{devices[1]}/status"), b.get(f"/devices/{devices[2]}/status"))
+        assert [r.status_code for r in answers] == [200, 200]
+        assert waltero.stats["login"] == 2  # the shared token was dropped once, renewed once

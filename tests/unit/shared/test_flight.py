@@ -1,0 +1,193 @@
+import asyncio
+import time
+
+import pytest
+
+from app.errors import UpstreamBadResponse
+from app.shared.bus import Broadcast
+from app.shared.entries import EntryKind, SharedEntries, SharedEntry
+from app.shared.flight import FleetFlight
+from tests.support.clock import FakeClock
+from tests.unit.shared.conftest import Recorder
+
+KIND = EntryKind("meter", dict[str, int])
+
+
+def made(clock, load, *, ttl=60.0, stale=0.0, tags=()):
+    """What the in-process cache hands the flight: a coroutine making the entry of one vendor call."""
+
+    async def make():
+        value = await load()
+        now = clock()
+        return SharedEntry(value, now, now + ttl, now + ttl + stale, frozenset(tags))
+
+    return make
+
+
+async def replica(make_tier, clock, *, broadcast=True, record=None, **kw):
+    tier = await make_tier(record=record) if record else await make_tier()
+    bus = Broadcast(tier) if broadcast else None
+    flight = FleetFlight(SharedEntries(tier, clock), bus, clock=clock, **kw)
+    if bus is not None:
+        bus.start()
+        async with asyncio.timeout(5):
+            await bus.wait_subscribed()
+    return flight, bus
+
+
+class Vendor:
+    def __init__(self, delay: float = 0.05) -> None:
+        self.calls = 0
+        self.delay = delay
+
+    async def load(self) -> dict[str, int]:
+        self.calls += 1
+        await asyncio.sleep(self.delay)
+        return {"n": self.calls}
+
+
+async def test_concurrent_misses_on_three_replicas_make_one_vendor_call(make_tier):
+    clock = FakeClock()
+    replicas = [await replica(make_tier, clock) for _ in range(3)]
+    vendor = Vendor(delay=0.2)
+    try:
+        results = await asyncio.gather(
+            *(
+                replicas[i % 3][0].load(KIND, "k", made(clock, vendor.load, ttl=60, tags={"t"}), budget=5)
+                for i in range(30)
+            )
+        )
+    finally:
+        for _, bus in replicas:
+            await bus.aclose()
+    assert vendor.calls == 1
+    assert {e.value["n"] for e, _ in results} == {1}
+    outcomes = sorted(o for _, o in results)
+    assert outcomes.count("loaded") == 1
+    assert outcomes.count("shared") == 29
+
+
+async def test_waiters_are_woken_by_the_broadcast_not_by_polling(make_tier):
+    clock = FakeClock()
+    (holder, hb), (waiter, wb) = (
+        await replica(make_tier, clock),
+        await replica(make_tier, clock, first_poll=5, max_poll=5),
+    )
+    vendor = Vendor(delay=0.3)
+    try:
+        first = asyncio.create_task(holder.load(KIND, "k", made(clock, vendor.load, ttl=60), budget=20))
+        await asyncio.sleep(0.05)
+        started = time.monotonic()
+        _entry, outcome = await waiter.load(KIND, "k", made(clock, vendor.load, ttl=60), budget=20)
+        waited = time.monotonic() - started
+        await first
+    finally:
+        await hb.aclose()
+        await wb.aclose()
+    assert (outcome, vendor.calls) == ("shared", 1)
+    assert waited < 1.0  # a 5 s poll would have made it 5 s
+
+
+async def test_a_dead_holders_lock_expires_and_a_waiter_takes_over_within_budget(make_tier):
+    clock = FakeClock()
+    flight, bus = await replica(make_tier, clock, lock_ttl=0.3)
+    # A replica died holding the lock: nobody renews it, nobody publishes.
+    await flight.tier.client.set(flight.lock_key(KIND, "k"), b"dead-replica", px=300)
+    vendor = Vendor()
+    started = time.monotonic()
+    try:
+        _entry, outcome = await flight.load(KIND, "k", made(clock, vendor.load, ttl=60), budget=4)
+    finally:
+        await bus.aclose()
+    assert (outcome, vendor.calls) == ("loaded", 1)
+    assert 0.2 < time.monotonic() - started < 1.5
+
+
+async def test_a_slow_holder_keeps_its_lock_past_its_ttl(make_tier):
+    clock = FakeClock()
+    (a, ab), (b, bb) = await replica(make_tier, clock, lock_ttl=0.3), await replica(make_tier, clock, lock_ttl=0.3)
+    vendor = Vendor(delay=1.0)  # three lock lifetimes
+    try:
+        first = asyncio.create_task(a.load(KIND, "k", made(clock, vendor.load, ttl=60), budget=10))
+        await asyncio.sleep(0.05)
+        _entry, outcome = await b.load(KIND, "k", made(clock, vendor.load, ttl=60), budget=10)
+        await first
+    finally:
+        await ab.aclose()
+        await bb.aclose()
+    assert (outcome, vendor.calls) == ("shared", 1)
+
+
+async def test_a_waiter_never_waits_past_its_share_of_the_budget(make_tier):
+    clock = FakeClock()
+    rec = Recorder()
+    flight, bus = await replica(make_tier, clock, record=rec)
+    await flight.tier.client.set(flight.lock_key(KIND, "k"), b"live-but-stuck", px=60_000)
+    vendor = Vendor()
+    started = time.monotonic()
+    try:
+        _entry, outcome = await flight.load(KIND, "k", made(clock, vendor.load, ttl=60), budget=0.6)
+    finally:
+        await bus.aclose()
+    assert (outcome, vendor.calls) == ("local", 1)
+    assert 0.25 < time.monotonic() - started < 0.6
+    assert rec.value("flight_wait", "deadline") == 1.0
+
+
+async def test_redis_down_means_a_local_call_at_once(make_tier, redis_server):
+    clock = FakeClock()
+    flight, _ = await replica(make_tier, clock, broadcast=False)
+    redis_server.kill()
+    vendor = Vendor(delay=0)
+    started = time.monotonic()
+    for _ in range(5):
+        _entry, outcome = await flight.load(KIND, "k", made(clock, vendor.load, ttl=60), budget=5)
+        assert outcome == "local"
+    assert vendor.calls == 5  # each replica is on its own now; the in-process cache coalesces
+    assert time.monotonic() - started < 0.5
+
+
+async def test_a_fresh_shared_entry_is_served_with_its_own_times_and_an_expired_one_reloaded(make_tier):
+    clock = FakeClock()
+    flight, _ = await replica(make_tier, clock, broadcast=False)
+    vendor = Vendor(delay=0)
+    entry, outcome = await flight.load(KIND, "k", made(clock, vendor.load, ttl=10, stale=600), budget=5)
+    assert outcome == "loaded"
+    clock.advance(4)
+    again, outcome = await flight.load(KIND, "k", made(clock, vendor.load, ttl=10), budget=5)
+    assert (outcome, again, vendor.calls) == ("shared", entry, 1)  # created/fresh_until as the loader set them
+    clock.advance(7)  # past fresh, inside the stale window: still in Redis, but refreshed under the lock
+    refreshed, outcome = await flight.load(KIND, "k", made(clock, vendor.load, ttl=10), budget=5)
+    assert (outcome, refreshed.value) == ("loaded", {"n": 2})
+
+
+async def test_a_failed_load_raises_and_releases_the_lock(make_tier):
+    clock = FakeClock()
+    flight, _ = await replica(make_tier, clock, broadcast=False)
+
+    async def failing():
+        raise UpstreamBadResponse("vendor broke", backend="waltero")
+
+    with pytest.raises(UpstreamBadResponse):
+        await flight.load(KIND, "k", made(clock, failing, ttl=10), budget=5)
+    assert await flight.tier.client.exists(flight.lock_key(KIND, "k")) == 0
+
+
+async def test_an_uncacheable_value_is_shared_with_the_waiters_only(make_tier):
+    """ttl 0 (nothing may be cached): replicas asking while it loads still share the one vendor call,
+    as callers of one process do; a caller asking afterwards loads again."""
+    clock = FakeClock()
+    (a, ab), (b, bb) = await replica(make_tier, clock), await replica(make_tier, clock)
+    vendor = Vendor(delay=0.3)
+    try:
+        first = asyncio.create_task(a.load(KIND, "k", made(clock, vendor.load, ttl=0), budget=10))
+        await asyncio.sleep(0.05)
+        waited, outcome = await b.load(KIND, "k", made(clock, vendor.load, ttl=0), budget=10)
+        loaded, _ = await first
+        assert (outcome, waited.value, loaded.value, vendor.calls) == ("shared", {"n": 1}, {"n": 1}, 1)
+        clock.advance(0.001)
+        later, outcome = await b.load(KIND, "k", made(clock, vendor.load, ttl=0), budget=10)
+        assert (outcome, later.value, vendor.calls) == ("loaded", {"n": 2}, 2)
+    finally:
+        await ab.aclose()
+        await bb.aclose()

@@ -1,0 +1,131 @@
+import asyncio
+import logging
+import time
+
+import pytest
+
+from app.shared.tier import RedisTier, SharedUnavailable, shared_status
+from tests.support.redis_server import running_redis
+from tests.unit.shared.conftest import Recorder
+
+
+async def test_commands_answer_and_are_counted(make_tier):
+    rec = Recorder()
+    tier = await make_tier(record=rec)
+    assert tier.status == "up"
+    await tier.call("set", lambda r: r.set(tier.key("x"), b"1"))
+    got = await tier.call("get", lambda r: r.get(tier.key("x")), classify=lambda v: "hit" if v else "miss")
+    missing = await tier.call("get", lambda r: r.get(tier.key("y")), classify=lambda v: "hit" if v else "miss")
+    assert (got, missing) == (b"1", None)
+    assert rec.value("get", "hit") == 1.0
+    assert rec.value("get", "miss") == 1.0
+    assert rec.value("set", "ok") == 1.0
+    assert rec.value("ping", "ok") == 1.0
+    assert shared_status(tier) == {"status": "up"}
+    assert shared_status(None) == {"status": "off"}
+
+
+async def test_killed_redis_is_one_outage_then_recovers_by_itself(make_tier, redis_server, caplog):
+    caplog.set_level(logging.INFO, logger="app.shared")
+    rec = Recorder()
+    tier = await make_tier(record=rec)
+    seen = []
+    tier.on_status(seen.append)
+    await asyncio.gather(*(tier.call("get", lambda r: r.get("k")) for _ in range(20)))  # a pool of connections
+    redis_server.kill()
+    started = time.monotonic()
+    for _ in range(50):
+        with pytest.raises(SharedUnavailable):
+            await tier.call("get", lambda r: r.get("k"))
+    # The first failure costs at most the timeout; the other 49 are skipped without a round trip.
+    assert time.monotonic() - started < 0.5
+    assert tier.status == "down"
+    assert rec.value("get", "error") == 1.0
+    assert rec.value("get", "skipped") == 49.0
+    warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 1
+    assert "unreachable" in warnings[0].getMessage()
+
+    redis_server.start()
+    async with asyncio.timeout(5):
+        while tier.status != "up":
+            await asyncio.sleep(0.02)
+    # the connections pooled before the outage are not a new outage after it
+    await asyncio.gather(*(tier.call("get", lambda r: r.get("k")) for _ in range(20)))
+    assert tier.status == "up"
+    assert seen == ["down", "up"]
+    assert len([r for r in caplog.records if r.levelno == logging.WARNING]) == 1
+    assert any("reachable again" in r.getMessage() for r in caplog.records)
+
+
+async def test_hung_redis_never_holds_a_caller_past_the_timeout(make_tier, redis_server):
+    rec = Recorder()
+    tier = await make_tier(record=rec, timeout=0.08, down_after=0.2)
+    redis_server.pause()
+    try:
+        calls = 0
+        while tier.status == "up" and calls < 10:
+            started = time.monotonic()
+            with pytest.raises(SharedUnavailable):
+                await tier.call("get", lambda r: r.get("k"))
+            assert time.monotonic() - started < 0.3
+            calls += 1
+        # Timeouts that go on (not one slow burst) are an outage: from then on nobody waits at all.
+        assert tier.status == "down"
+        assert rec.value("get", "timeout") == calls >= 3
+        started = time.monotonic()
+        with pytest.raises(SharedUnavailable):
+            await tier.call("get", lambda r: r.get("k"))
+        assert time.monotonic() - started < 0.01
+        assert rec.value("get", "skipped") == 1.0
+    finally:
+        redis_server.resume()
+    async with asyncio.timeout(5):
+        while tier.status != "up":
+            await asyncio.sleep(0.02)
+
+
+async def test_a_burst_of_slow_answers_is_not_an_outage(make_tier):
+    rec = Recorder()
+    tier = await make_tier(record=rec, timeout=0.05)
+    # Redis answers; only these commands are slow (a blocking pop), the ones around them are quick.
+    for _ in range(5):
+        with pytest.raises(SharedUnavailable):
+            await tier.call("slow", lambda r: r.blpop([tier.key("never")], timeout=1))
+    assert rec.value("slow", "timeout") == 5.0
+    assert tier.status == "up"
+
+
+async def test_unreachable_at_startup_is_down_not_an_error(tmp_path, caplog):
+    caplog.set_level(logging.WARNING, logger="app.shared")
+    with running_redis(tmp_path) as server:
+        url = server.url
+    tier = RedisTier(url, probe_every=0.05)
+    try:
+        await tier.start()
+        assert tier.status == "down"
+        assert len(caplog.records) == 1
+    finally:
+        await tier.aclose()
+
+
+async def test_password_never_in_logs_or_repr(tmp_path, caplog):
+    caplog.set_level(logging.DEBUG)
+    with running_redis(tmp_path, password="s3cret-redis-pw") as server:
+        good = RedisTier(server.url)
+        bad = RedisTier(server.url.replace("s3cret-redis-pw", "wrong-pw-1234"))
+        try:
+            await good.start()
+            await bad.start()
+            assert (good.status, bad.status) == ("up", "down")
+            text = caplog.text + repr(good) + repr(bad)
+            assert "s3cret-redis-pw" not in text
+            assert "wrong-pw-1234" not in text
+        finally:
+            await good.aclose()
+            await bad.aclose()
+
+
+def test_only_redis_urls():
+    with pytest.raises(ValueError, match="redis://"):
+        RedisTier("http://127.0.0.1:6379")

@@ -20,10 +20,11 @@ from typing import Any
 
 from app.backends.base import ChangesPage
 from app.cache import CacheEntry, approx_size
+from app.chunks import Chunk
 from app.corrections import Watermark, decode_mark, encode_mark
 from app.cursors import CursorCodec
 from app.metrics import Metrics
-from app.models import Change, DailyConsumption, DeviceStatus, Meter, Reading
+from app.models import Change, DailyConsumption, DeviceStatus, Meter
 from app.shared.bus import Broadcast
 from app.shared.cursor_key import shared_cursor_secret
 from app.shared.entries import EntryKind, SharedEntries, SharedEntry, key_digest
@@ -39,7 +40,7 @@ log = logging.getLogger("app.shared")
 CACHE_KINDS: dict[str, EntryKind[Any]] = {
     "meters": EntryKind("meters", list[Meter]),
     "meter": EntryKind("meter", Meter),
-    "readings": EntryKind("readings", list[Reading]),
+    "readings": EntryKind("readings", Chunk),
     "daily": EntryKind("daily", list[DailyConsumption]),
     "device_status": EntryKind("device_status", DeviceStatus),
     "changes": EntryKind("changes", ChangesPage),

@@ -124,6 +124,29 @@ def test_changes_never_fail(client, since, offset, backend):
 
 
 @EXAMPLES
+@given(
+    which=st.integers(0, 50),
+    mangle=mangles,
+    since=st.one_of(st.none(), edge_dates),
+    offset=offsets,
+    quantity=st.sampled_from([None, "power", "energy_import", "volume", "obis:1-0:32.7.0", "watts", ""]),
+)
+def test_live_stream_inputs_never_fail(client, which, mangle, since, offset, quantity):
+    c, meters = client
+    params: dict[str, Any] = {"meter_id": ids(meters, which, mangle)}
+    if since is not None:
+        params["since"] = stamp(since, offset)
+    if quantity is not None:
+        params["quantity"] = quantity
+    with c.stream("GET", "/readings/live", params=params) as response:
+        if response.status_code == 200:  # the stream started: its headers are all this test reads
+            assert response.headers["content-type"].startswith("text/event-stream")
+            return
+        response.read()
+        check(response)
+
+
+@EXAMPLES
 @given(which=st.integers(0, 50), mangle=mangles, kind=st.sampled_from(["meter", "device"]))
 def test_single_resources_never_fail(client, which, mangle, kind):
     c, meters = client

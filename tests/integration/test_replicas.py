@@ -86,6 +86,7 @@ def _stop(proc: subprocess.Popen[bytes]) -> None:
 
 
 def past_hour(hours_ago: int) -> tuple[str, str]:
+    # Readings are cached in week-long chunks (Waltero): tests that need a cold key pick a week of their own.
     """A one-hour window in the past (its readings live FACADE_TTL_PAST in every cache)."""
     top = datetime.now(UTC).replace(minute=0, second=0, microsecond=0) - timedelta(hours=hours_ago)
     fmt = "%Y-%m-%dT%H:%M:%SZ"
@@ -147,7 +148,8 @@ def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
 
 
 async def test_1000_requests_over_20_hot_keys_make_exactly_20_vendor_calls(fleet: Fleet) -> None:
-    windows = [past_hour(100 + i) for i in range(20)]
+    # 20 keys: a week apart, so each is its own cached chunk of readings (Waltero's are a week long)
+    windows = [past_hour(100 + i * 24 * 7) for i in range(20)]
     before = fleet.stats().get("telemetry", 0)
     clients = [fleet.client(i) for i in range(3)]
     statuses: list[int] = []
@@ -170,7 +172,7 @@ async def test_1000_requests_over_20_hot_keys_make_exactly_20_vendor_calls(fleet
 
 
 async def test_60_concurrent_identical_cold_requests_make_one_vendor_call(fleet: Fleet) -> None:
-    start, end = past_hour(200)
+    start, end = past_hour(24 * 7 * 30)
     before = fleet.stats().get("telemetry", 0)
     clients = [fleet.client(i) for i in range(3)]
     params = {"meter_id": fleet.meter, "start": start, "end": end}
@@ -226,7 +228,7 @@ async def test_about_one_login_per_token_lifetime_for_the_whole_fleet(fleet: Fle
 
 
 async def test_a_correction_is_gone_from_every_replica_within_one_poll_and_one_replica_polled(fleet: Fleet) -> None:
-    start, end = past_hour(300)
+    start, end = past_hour(120)  # a week with data (cached already or not: each replica reads it first)
     params = {"meter_id": fleet.meter, "start": start, "end": end}
     clients = [fleet.client(i) for i in range(3)]
     polled_before = [
@@ -301,7 +303,7 @@ async def test_redis_killed_mid_load_every_request_answers_and_sharing_resumes(f
         assert time.monotonic() < deadline, [fleet.shared_status(i) for i in range(3)]
         await asyncio.sleep(0.2)
     # shared again: a value loaded on one replica is served to another from Redis
-    start, end = past_hour(250)
+    start, end = past_hour(24 * 7 * 40)
     params = {"meter_id": fleet.meter, "start": start, "end": end}
     before = fleet.stats().get("telemetry", 0)
     async with fleet.client(0) as a, fleet.client(1) as b:
@@ -311,7 +313,7 @@ async def test_redis_killed_mid_load_every_request_answers_and_sharing_resumes(f
 
 
 async def test_a_replica_killed_holding_a_flight_lock_does_not_hold_up_the_others(fleet: Fleet) -> None:
-    start, end = past_hour(400)
+    start, end = past_hour(24 * 7 * 50)
     params = {"meter_id": fleet.meter, "start": start, "end": end}
     httpx.put(f"{fleet.waltero}/_sandbox/faults", json={"hang": True}, timeout=10).raise_for_status()
     victim = fleet.client(2)

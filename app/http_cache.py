@@ -64,6 +64,8 @@ class StoredResponse:
     provenance: Provenance
     created: float
     fresh_until: float
+    link: bytes | None = None
+    """`Link: <next page>; rel="next"` of a list with more to come."""
 
     def is_current(self, now: float) -> bool:
         return now < self.fresh_until and self.provenance.is_current()
@@ -133,6 +135,11 @@ class ResponseCache:
         self._entries.clear()
 
 
+def next_link(request: Request, next_cursor: str) -> str:
+    """`<path?...&cursor=...>; rel="next"`: the same query with the next page's cursor (RFC 8288)."""
+    return f'<{request.url.path}?{request.url.include_query_params(cursor=next_cursor).query}>; rel="next"'
+
+
 def render(
     request: Request,
     answer: Answer[Any],
@@ -156,15 +163,19 @@ def render(
     template = getattr(route, "path", "unmatched")
     facade = scope.setdefault("facade", {})
     facade["cache"] = result
+    next_cursor = getattr(model, "next_cursor", None)
+    link = next_link(request, next_cursor) if next_cursor else None
     if not answer.errors and provenance.cached and fresh_until > now and result != "STALE":
         responses.store(
             response_key(scope["path"], scope["query_string"]),
-            StoredResponse(body, etag, template, provenance, created, fresh_until),
+            StoredResponse(body, etag, template, provenance, created, fresh_until, link.encode() if link else None),
         )
     max_age = max(0.0, fresh_until - now) if not answer.errors else 0.0
     headers = dict(
         (k.decode(), v.decode()) for k, v in cache_headers(etag, max_age=max_age, age=now - created, result=result)
     )
+    if link:
+        headers["link"] = link
     if etag_matches(request.headers.get("if-none-match"), etag):
         return Response(status_code=304, headers=headers)
     return Response(body, media_type="application/json", headers=headers)

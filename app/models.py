@@ -147,6 +147,7 @@ class Page(Resource, Generic[T]):
 
 class DailyConsumptionList(Resource):
     items: list[DailyConsumption]
+    next_cursor: None = Field(default=None, description="Always null: the whole window is one answer.")
     errors: list[BackendError] | None = Field(
         default=None, description="Present when one backend failed and another answered."
     )

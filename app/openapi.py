@@ -88,6 +88,11 @@ HEADERS: dict[str, dict[str, Any]] = {
         "schema": {"type": "integer", "minimum": 1},
         "example": 30,
     },
+    "Link": {
+        "description": 'On a list with more to come: `<the same query with the next cursor>; rel="next"` (RFC 8288).',
+        "schema": {"type": "string"},
+        "example": '</meters?limit=100&cursor=eyJhZnRlciI6Ii4uLiJ9.c2ln>; rel="next"',
+    },
     "WWW-Authenticate": {
         "description": "The auth scheme: `Bearer`.",
         "schema": {"type": "string"},
@@ -423,6 +428,8 @@ def _responses(path: str, operation: dict[str, Any], examples: dict[int, dict[st
         names = ["X-Request-ID"]
         if path not in NO_STORE_PATHS and "application/json" in ok.get("content", {}):
             names = ["ETag", "Cache-Control", "Age", "X-Cache", "X-Request-ID"]
+            if "cursor" in {p.get("name") for p in operation.get("parameters", [])}:
+                names.append("Link")
             responses["304"] = {
                 "description": "Not modified: `If-None-Match` named the current `ETag`. No body.",
                 "headers": _header_refs("ETag", "Cache-Control", "Age", "X-Cache", "X-Request-ID"),

@@ -51,6 +51,8 @@ class HitPath:
         if self.on_hit is not None:
             self.on_hit(stored.route)
         headers = cache_headers(stored.etag, max_age=stored.fresh_until - now, age=now - stored.created, result="HIT")
+        if stored.link is not None:
+            headers.append((b"link", stored.link))
         if etag_matches(if_none_match, stored.etag):
             await send({"type": "http.response.start", "status": 304, "headers": headers})
             await send({"type": "http.response.body", "body": b""})

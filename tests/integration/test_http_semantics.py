@@ -106,3 +106,25 @@ async def test_dates_outside_the_supported_range_are_refused_saying_the_range():
         early = await c.get("/consumption/daily", params={"start": "0001-01-01", "end": "0001-01-03"})
         assert early.status_code == 422
         assert "1970 to 9998" in early.json()["detail"]
+
+
+async def test_lists_link_their_next_page_and_every_list_has_next_cursor():
+    app = two_vendors()
+    async with running(app) as c:
+        first = await c.get("/meters", params={"limit": 2, "backend": "waltero"})
+        link = first.headers["link"]
+        assert link.endswith('>; rel="next"')
+        target = link[1 : link.index(">")]
+        assert target.startswith("/meters?")
+        following = await c.get(target)
+        assert following.status_code == 200
+        assert following.json()["items"][0]["id"] > first.json()["items"][-1]["id"]
+        again = await c.get("/meters", params={"limit": 2, "backend": "waltero"})
+        assert again.headers["x-cache"] == "HIT"
+        assert again.headers["link"] == link  # the hit path serves the header too
+        last = await c.get("/meters", params={"limit": 1000})
+        assert "link" not in last.headers
+        assert last.json()["next_cursor"] is None
+        daily = (await c.get("/consumption/daily", params={"start": "2026-05-01", "end": "2026-05-02"})).json()
+        assert "next_cursor" in daily
+        assert daily["next_cursor"] is None

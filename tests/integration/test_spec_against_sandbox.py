@@ -91,7 +91,8 @@ async def test_every_operation_answers_with_data_from_its_examples(sandbox: http
                 assert any(row["consumption"] is not None for row in body["items"])
             # the declared headers are exactly the ones the service sends (of those the spec can declare)
             sent = {name.lower() for name in r.headers}
-            assert {h.lower() for h in declared["headers"]} <= sent, op["operationId"]
+            conditional = {"link"}  # only on a page with more to come
+            assert {h.lower() for h in declared["headers"]} - conditional <= sent, op["operationId"]
             if "etag" in sent:
                 assert "ETag" in declared["headers"], op["operationId"]
                 assert "304" in op["responses"], op["operationId"]

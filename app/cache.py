@@ -53,6 +53,8 @@ class CacheEntry(Generic[V]):
     """A negative entry: the load said "not found"; `value` is None and lookups raise this."""
     current: bool = True
     """False once the entry was replaced by a newer load, evicted by a correction, or cleared."""
+    from_tier: bool = False
+    """Loaded from the shared tier (another replica's load): no vendor call was made for it here."""
 
 
 class SharedTier(Protocol):
@@ -208,7 +210,8 @@ class SingleFlightCache:
             outcome = "HIT"
         self._waiters[key] = self._waiters.get(key, 0) + 1
         try:
-            return await asyncio.shield(future), outcome
+            entry = await asyncio.shield(future)
+            return entry, "HIT" if entry.from_tier else outcome
         except UpstreamError:
             stale = self.peek(key)
             if stale is not None:

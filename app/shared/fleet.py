@@ -91,7 +91,13 @@ class RedisCacheTier:
             return made[0]  # loaded here: keep the entry the cache made (with its size)
         value = shared.value
         return CacheEntry(
-            value, shared.created, shared.fresh_until, shared.stale_until, shared.tags, approx_size(value)
+            value,
+            shared.created,
+            shared.fresh_until,
+            shared.stale_until,
+            shared.tags,
+            approx_size(value),
+            from_tier=True,
         )
 
     def evicted(self, cache: str, keys: list[Hashable], tags: set[str]) -> None:

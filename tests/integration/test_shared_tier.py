@@ -68,6 +68,8 @@ async def test_a_value_one_replica_loaded_is_served_to_the_other_from_redis(redi
         second = await b.get("/meters", params={"backend": "waltero"})
         assert second.status_code == 200
         assert second.json() == first.json()
+        assert first.headers["x-cache"] == "MISS"
+        assert second.headers["x-cache"] == "HIT"  # a hit of the fleet's cache: no vendor call was made
         assert waltero.stats["requests"] == vendor_calls  # b asked Redis, not Waltero
         assert waltero.stats["login"] == 1  # b never logged in: a's token is the fleet's
         metrics = (await b.get("/metrics")).text

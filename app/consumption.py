@@ -14,7 +14,7 @@ from app.backends.base import DAILY_CONSUMPTION, READINGS
 from app.chunks import ReadingChunks
 from app.config import Settings
 from app.errors import InvalidRequest, NotFound
-from app.fanout import fan_out
+from app.fanout import gather_rows
 from app.guard import GuardedBackend
 from app.intervals import IntervalConsumption as Derived
 from app.intervals import boundaries, derive, epoch, group_sums
@@ -82,15 +82,7 @@ class ConsumptionService:
                     raise NotFound(f"No meter {sorted(missing)[0]!r} exists.", backend=b.name)
             return rows, provenance
 
-        good, errors = await fan_out(chosen, fetch)
-        answer: Answer[list[DailyConsumption]] = Answer([], errors=errors)
-        rows: list[DailyConsumption] = []
-        for part, provenance in good:
-            answer.provenance.extend(provenance)
-            rows.extend(part)
-        rows.sort(key=lambda r: (r.meter_id, r.date))
-        answer.value = rows
-        return answer
+        return await gather_rows(chosen, fetch, lambda r: (r.meter_id, r.date))
 
     # --- consumption at any resolution --------------------------------------------------------------
 
@@ -231,12 +223,4 @@ class ConsumptionService:
                     provenance.extend(found)
             return rows, provenance
 
-        good, errors = await fan_out(chosen, fetch)
-        answer: Answer[list[IntervalConsumption]] = Answer([], errors=errors)
-        rows: list[IntervalConsumption] = []
-        for part, provenance in good:
-            answer.provenance.extend(provenance)
-            rows.extend(part)
-        rows.sort(key=lambda r: (r.meter_id, r.start))
-        answer.value = rows
-        return answer
+        return await gather_rows(chosen, fetch, lambda r: (r.meter_id, r.start))

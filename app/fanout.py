@@ -11,10 +11,11 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Protocol, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from app.errors import FacadeError, UpstreamBadResponse
 from app.models import BackendError
+from app.provenance import Answer, Provenance
 
 log = logging.getLogger("app.fanout")
 
@@ -27,6 +28,7 @@ class Named(Protocol):
 
 
 B = TypeVar("B", bound=Named)
+R = TypeVar("R")
 
 
 async def fan_out(backends: Sequence[B], fetch: Callable[[B], Awaitable[T]]) -> tuple[list[T], list[BackendError]]:
@@ -56,3 +58,19 @@ async def fan_out(backends: Sequence[B], fetch: Callable[[B], Awaitable[T]]) -> 
         raise max((f for _, f in failures), key=lambda e: (e.status == 503, e.status))
     errors = [BackendError(backend=name, status=e.status, title=e.title, detail=e.detail) for name, e in failures]
     return good, errors
+
+
+async def gather_rows(
+    backends: Sequence[B],
+    fetch: Callable[[B], Awaitable[tuple[list[R], Provenance]]],
+    order: Callable[[R], Any],
+) -> Answer[list[R]]:
+    """`fan_out` of a fetch answering (rows, provenance): every answering backend's rows in one list
+    sorted by `order`, their provenance together, an error entry per failing backend."""
+    good, errors = await fan_out(backends, fetch)
+    answer: Answer[list[R]] = Answer([], errors=errors)
+    for rows, provenance in good:
+        answer.provenance.extend(provenance)
+        answer.value.extend(rows)
+    answer.value.sort(key=order)
+    return answer

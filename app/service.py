@@ -22,7 +22,7 @@ from app.config import Settings
 from app.consumption import ConsumptionService
 from app.cursors import CursorCodec
 from app.errors import InvalidRequest
-from app.fanout import fan_out
+from app.fanout import fan_out, gather_rows
 from app.guard import GuardedBackend
 from app.ids import FacadeId
 from app.metrics import Metrics
@@ -128,16 +128,13 @@ class MeterService:
             serial_number = query.get("serial_number")
         if serial_number is not None:
             number = serial_number
-            good, errors = await fan_out(self.selected(backend, METERS), lambda b: self._meters_by_serial(b, number))
+            found = await gather_rows(
+                self.selected(backend, METERS), lambda b: self._meters_by_serial(b, number), lambda m: m.id
+            )
         else:
-            good, errors = await fan_out(self.selected(backend, METERS), self._all_meters)
-        answer: Answer[Page] = Answer(([], None), errors=errors)
-        merged: list[Meter] = []
-        for meters, provenance in good:
-            answer.provenance.extend(provenance)
-            merged.extend(meters)
-        merged.sort(key=lambda m: m.id)
-        page, last = after_id(merged, lambda m: m.id, after, limit)
+            found = await gather_rows(self.selected(backend, METERS), self._all_meters, lambda m: m.id)
+        answer: Answer[Page] = Answer(([], None), errors=found.errors, provenance=found.provenance)
+        page, last = after_id(found.value, lambda m: m.id, after, limit)
         continues: dict[str, Any] = {"backend": backend}
         if serial_number is not None:
             continues["serial_number"] = serial_number

@@ -13,7 +13,7 @@ import importlib
 import random
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
-from typing import Any, ClassVar, Literal, Protocol
+from typing import Any, ClassVar, Literal, Protocol, TypeVar
 
 import httpx
 from pydantic import SecretStr
@@ -129,3 +129,14 @@ def names() -> list[str]:
 
 def iter_vendors() -> Iterator[Vendor]:
     yield from vendors().values()
+
+
+S = TypeVar("S", bound=VendorSettings)
+
+
+def settings_of(settings: Any, name: str, kind: type[S]) -> S:
+    """Vendor `name`'s settings out of the service's `Settings`, as its own settings class."""
+    found = settings.vendor_settings(name)
+    if not isinstance(found, kind):
+        raise TypeError(f"{name}'s settings are a {type(found).__name__}, not a {kind.__name__}")
+    return found

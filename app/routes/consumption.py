@@ -17,6 +17,13 @@ from app.service import MeterService
 from app.timeutil import local_midnight
 
 router = APIRouter(tags=["consumption"])
+MeterIdsParam = Annotated[
+    list[str] | None,
+    Query(description="Repeatable; none = every meter.", examples=[["waltero:11111111-1111-1111-1111-111111111101"]]),
+]
+TzParam = Annotated[
+    str | None, Query(description="IANA time zone; default `FACADE_TIMEZONE`, else UTC.", examples=["Europe/Berlin"])
+]
 
 
 @router.get(
@@ -47,17 +54,9 @@ async def daily_consumption(
             json_schema_extra={"format": "date"},
         ),
     ] = None,
-    meter_id: Annotated[
-        list[str] | None,
-        Query(
-            description="Repeatable; none = every meter.", examples=[["waltero:11111111-1111-1111-1111-111111111101"]]
-        ),
-    ] = None,
+    meter_id: MeterIdsParam = None,
     backend: BackendParam = None,
-    tz: Annotated[
-        str | None,
-        Query(description="IANA time zone; default `FACADE_TIMEZONE`, else UTC.", examples=["Europe/Berlin"]),
-    ] = None,
+    tz: TzParam = None,
     format: FormatParam = None,
 ) -> Response:
     form = wanted(request, format)
@@ -137,17 +136,9 @@ async def consumption(
             json_schema_extra={"format": "date"},
         ),
     ] = None,
-    meter_id: Annotated[
-        list[str] | None,
-        Query(
-            description="Repeatable; none = every meter.", examples=[["waltero:11111111-1111-1111-1111-111111111101"]]
-        ),
-    ] = None,
+    meter_id: MeterIdsParam = None,
     backend: BackendParam = None,
-    tz: Annotated[
-        str | None,
-        Query(description="IANA time zone; default `FACADE_TIMEZONE`, else UTC.", examples=["Europe/Berlin"]),
-    ] = None,
+    tz: TzParam = None,
     format: FormatParam = None,
 ) -> Response:
     form = wanted(request, format)

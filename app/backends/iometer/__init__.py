@@ -8,6 +8,7 @@ import httpx
 from pydantic import SecretStr, field_validator
 from pydantic_settings import SettingsConfigDict
 
+from app import vendors
 from app.backends.base import Backend
 from app.backends.http import RetryPolicy
 from app.backends.iometer.adapter import IometerBackend
@@ -91,6 +92,4 @@ VENDOR = Vendor(
 
 def settings_of(settings: Any) -> IometerSettings:
     """This vendor's settings out of the service's `Settings`."""
-    found = settings.vendor_settings("iometer")
-    assert isinstance(found, IometerSettings)
-    return found
+    return vendors.settings_of(settings, "iometer", IometerSettings)

@@ -79,50 +79,41 @@ INSTALLATIONS = _named(
 )
 """One offset page of the partner's installations with their meters and devices (ids only)."""
 
-METER = _named(
-    f"""
-    query Meter($id: Uuid!) {{
-      partner {{
-        meter(id: $id) {{
-          id
-          number
-          {MEDIUM_PROBE}
-          installation {{
-            id
-            currentDevice {{ id }}
-            currentMeter {{ id }}
-            meters {{ id }}
-            devices {{ id }}
-          }}
-        }}
+METER_FIELDS = f"""
+    fragment MeterFields on Meter {{
+      id
+      number
+      {MEDIUM_PROBE}
+      installation {{
+        id
+        currentDevice {{ id }}
+        currentMeter {{ id }}
+        meters {{ id }}
+        devices {{ id }}
       }}
     }}
+"""
+"""One meter with what its installation says about devices, shared by the lookups by id and by number."""
+
+METER = _named(
     """
+    query Meter($id: Uuid!) {
+      partner { meter(id: $id) { ...MeterFields } }
+    }
+    """
+    + METER_FIELDS
 )
-"""One meter with what its installation says about devices; `meter` is null when the partner cannot see it."""
+"""One meter; `meter` is null when the partner cannot see it."""
 
 METER_BY_NUMBER = _named(
-    f"""
-    query MeterByNumber($number: MeterNumber!) {{
-      partner {{
-        meter(number: $number) {{
-          id
-          number
-          {MEDIUM_PROBE}
-          installation {{
-            id
-            currentDevice {{ id }}
-            currentMeter {{ id }}
-            meters {{ id }}
-            devices {{ id }}
-          }}
-        }}
-      }}
-    }}
     """
+    query MeterByNumber($number: MeterNumber!) {
+      partner { meter(number: $number) { ...MeterFields } }
+    }
+    """
+    + METER_FIELDS
 )
-"""The meter with this printed number (`GET /meters?serial_number=`), with the same selection as `METER`;
-null when there is none."""
+"""The meter with this printed number (`GET /meters?serial_number=`); null when there is none."""
 
 METER_READINGS = _named(
     """

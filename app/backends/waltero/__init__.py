@@ -13,6 +13,7 @@ from typing import Annotated, Any, ClassVar, Literal
 from pydantic import SecretStr, field_validator
 from pydantic_settings import NoDecode, SettingsConfigDict
 
+from app import vendors
 from app.backends.waltero.adapter import WalteroBackend
 from app.backends.waltero.client import WalteroClient, waltero_retry_policy
 from app.backends.waltero.token import TokenManager
@@ -115,6 +116,4 @@ VENDOR = Vendor(
 
 def settings_of(settings: Any) -> WalteroSettings:
     """This vendor's settings out of the service's `Settings`."""
-    found = settings.vendor_settings("waltero")
-    assert isinstance(found, WalteroSettings)
-    return found
+    return vendors.settings_of(settings, "waltero", WalteroSettings)

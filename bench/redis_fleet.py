@@ -88,6 +88,7 @@ async def _sequential(base: str, paths: list[str]) -> list[float]:
 async def _lookup_micro(url: str, n: int = 300) -> dict[str, float]:
     """The Redis part alone: `FleetFlight.load` answering from Redis (lookup script + decode) for a
     readings page of 4 rows, in this process."""
+    from app.chunks import Chunk
     from app.metrics import Metrics
     from app.models import Reading
     from app.shared.entries import SharedEntry
@@ -96,10 +97,12 @@ async def _lookup_micro(url: str, n: int = 300) -> dict[str, float]:
     now = time.time()
     fleet = Fleet(url, prefix="benchmicro", timeout=1.0, clock=time.time, metrics=Metrics(), budget=5)
     await fleet.tier.start()
-    rows = [
-        Reading(meter_id="waltero:x", time=datetime.now(UTC), quantity="volume", obis=None, value=i, unit="m3")
-        for i in range(4)
-    ]
+    rows = Chunk(
+        [
+            Reading(meter_id="waltero:x", time=datetime.now(UTC), quantity="volume", obis=None, value=i, unit="m3")
+            for i in range(4)
+        ]
+    )
     kind = CACHE_KINDS["readings"]
 
     async def make() -> SharedEntry[Any]:

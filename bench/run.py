@@ -776,6 +776,7 @@ def main() -> None:
             continue
         print(f"... {name}", file=sys.stderr, flush=True)
         report[name] = step()
+        (ROOT / "bench" / "results.json").write_text(json.dumps(report, indent=2) + "\n")  # survives a later failure
     out = ROOT / "bench" / "results.json"
     out.write_text(json.dumps(report, indent=2) + "\n")
     print(render(report))

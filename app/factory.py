@@ -89,6 +89,7 @@ class FacadeApp(FastAPI):
     mode: Literal["live", "sandbox"]
     emulators: Mapping[str, Emulator]
     _runtime: Runtime | None = None
+    hit_path: HitPath | None = None
 
     @property
     def runtime(self) -> Runtime:
@@ -115,8 +116,7 @@ class FacadeApp(FastAPI):
     def build_middleware_stack(self) -> ASGIApp:
         inner = super().build_middleware_stack()
         keys = self.settings.client_keys()
-        hits = self.metrics.cache_lookups.labels("responses", "hit")
-        hit_path = HitPath(inner, responses=self.responses, clock=self.clock, on_hit=lambda route: hits.inc())
+        self.hit_path = hit_path = HitPath(inner, responses=self.responses, clock=self.clock)
         authed: ASGIApp = ClientAuth(hit_path, keys=keys)
         if self.settings.sandbox:
             authed = LiveDemo(authed)  # `/live-demo`, sandbox only, no key

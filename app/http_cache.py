@@ -66,6 +66,22 @@ class StoredResponse:
     fresh_until: float
     link: bytes | None = None
     """`Link: <next page>; rel="next"` of a list with more to come."""
+    _second: int = -1
+    _ok: list[tuple[bytes, bytes]] | None = None
+    _not_modified: list[tuple[bytes, bytes]] | None = None
+
+    def hit_headers(self, now: float, *, modified: bool) -> list[tuple[bytes, bytes]]:
+        """The headers of a hit (200, or 304 when not `modified`), made once per second: only
+        `max-age` and `Age` change, and only by whole seconds."""
+        second = int(now)
+        if second != self._second or self._ok is None or self._not_modified is None:
+            base = cache_headers(self.etag, max_age=self.fresh_until - now, age=now - self.created, result="HIT")
+            if self.link is not None:
+                base.append((b"link", self.link))
+            self._not_modified = base
+            self._ok = [*base, (b"content-type", b"application/json"), (b"content-length", b"%d" % len(self.body))]
+            self._second = second
+        return self._ok if modified else self._not_modified
 
     def is_current(self, now: float) -> bool:
         return now < self.fresh_until and self.provenance.is_current()

@@ -119,6 +119,9 @@ async def metrics(request: Request) -> Response:
         m.cache_entries.labels(name).set(entries)
         m.cache_bytes.labels(name).set(size)
     responses = request.app.responses
+    hit_path = request.app.hit_path
+    if hit_path is not None:  # hits are counted as a plain int on the hot path; publish them now
+        m.cache_lookups.labels("responses", "hit").inc(hit_path.take_hits())
     m.cache_entries.labels("responses").set(len(responses))
     m.cache_bytes.labels("responses").set(responses.bytes)
     for h in await service.health():

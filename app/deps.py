@@ -96,7 +96,8 @@ def problem_responses(*codes: int) -> dict[int | str, dict[str, Any]]:
         422: "Invalid parameters; `errors` names each bad field.",
         501: "The backend has no such operation.",
         502: "The vendor failed, rejected our credentials, or sent a bad payload.",
-        503: "The vendor throttles us or its circuit is open; see `Retry-After`.",
+        503: "The vendor throttles us, its circuit is open, or too many vendor calls are in flight here "
+        "(`overloaded`); see `Retry-After`.",
         504: "The vendor or the request deadline timed out.",
     }
     return {

@@ -188,7 +188,8 @@ def csv_response(
 
 def errors_header(errors: Sequence[Any]) -> dict[str, str]:
     """CSV has no place for a list's `errors`: `X-Backend-Errors: waltero=503, ...` says which backend
-    is missing from a partial answer (the JSON and NDJSON forms carry the full entries)."""
+    is missing from a partial answer, in CSV and NDJSON alike (only the JSON form carries the full
+    `errors` entries)."""
     if not errors:
         return {}
     return {"x-backend-errors": ", ".join(f"{e.backend}={e.status}" for e in errors)}

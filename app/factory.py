@@ -22,6 +22,7 @@ from typing import Any, Literal
 
 import httpx
 from fastapi import FastAPI
+from fastapi.routing import APIRoute
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from app import docs_ui, openapi, problems, vendors
@@ -281,8 +282,15 @@ def create_app(
     )
     problems.install(facade)
     docs_ui.install(facade)
-    for module in (meters, live, readings, consumption, devices, changes, ops):
+    modules = (meters, live, readings, consumption, devices, changes, ops)
+    for module in modules:
         facade.include_router(module.router)
+    facade.responses.params_by_path = {  # response-cache keys hold a route's own parameters, nothing else
+        route.path: frozenset(p.alias for p in route.dependant.query_params)
+        for module in modules
+        for route in module.router.routes
+        if isinstance(route, APIRoute) and "{" not in route.path
+    }
     backend_names = list(names)
     facade.openapi = lambda: openapi.build(facade, backend_names or vendors.names())  # type: ignore[method-assign]
     return facade

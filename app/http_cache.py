@@ -28,32 +28,16 @@ from starlette.responses import Response
 from app.provenance import Answer, Provenance
 from app.timeutil import Clock
 
-KEY_PARAMS = frozenset(
-    {
-        "backend",
-        "limit",
-        "cursor",
-        "meter_id",
-        "start",
-        "end",
-        "quantity",
-        "tz",
-        "since",
-        "resolution",
-        "serial_number",
-        "format",
-    }
-)
-"""Query parameters that select an answer. Any other parameter is ignored and never part of a key."""
 ResponseKey = tuple[str, tuple[tuple[str, str], ...]]
 ENTRY_OVERHEAD = 400  # the StoredResponse, its key and the LRU's bookkeeping
 
 
-def response_key(path: str, query_string: bytes) -> ResponseKey:
-    if not query_string:
+def response_key(path: str, query_string: bytes, known: frozenset[str]) -> ResponseKey:
+    """The path and, sorted, the query parameters its route takes (`known`); any other is dropped."""
+    if not query_string or not known:
         return (path, ())
     pairs = parse_qsl(query_string.decode("latin-1"), keep_blank_values=True)
-    return (path, tuple(sorted(p for p in pairs if p[0] in KEY_PARAMS)))
+    return (path, tuple(sorted(p for p in pairs if p[0] in known)))
 
 
 @dataclass(slots=True, eq=False)
@@ -116,6 +100,9 @@ class ResponseCache:
     """Bounded LRU of pre-serialized 200 answers (entries and bytes)."""
 
     def __init__(self, maxsize: int, clock: Clock, *, max_bytes: int, max_entry_bytes: int) -> None:
+        self.params_by_path: dict[str, frozenset[str]] = {}
+        """Query parameters each route without path parameters takes (set by the app from its routes);
+        a path not in it (`/meters/{meter_id}`, ...) takes none."""
         self._floor = max(1, max_bytes // maxsize)
         self.max_entry_bytes = max_entry_bytes
         self._entries: LRUCache[ResponseKey, StoredResponse] = LRUCache(max_bytes, getsizeof=self._weight)
@@ -126,6 +113,9 @@ class ResponseCache:
 
     def __len__(self) -> int:
         return len(self._entries)
+
+    def key(self, path: str, query_string: bytes) -> ResponseKey:
+        return response_key(path, query_string, self.params_by_path.get(path, frozenset()))
 
     @property
     def bytes(self) -> int:
@@ -183,7 +173,7 @@ def render(
     link = next_link(request, next_cursor) if next_cursor else None
     if not answer.errors and provenance.cached and fresh_until > now and result != "STALE":
         responses.store(
-            response_key(scope["path"], scope["query_string"]),
+            responses.key(scope["path"], scope["query_string"]),
             StoredResponse(body, etag, template, provenance, created, fresh_until, link.encode() if link else None),
         )
     max_age = max(0.0, fresh_until - now) if not answer.errors else 0.0

@@ -37,6 +37,7 @@ from app.errors import (
     InvalidRequest,
     NotFound,
     NotSupported,
+    Overloaded,
     UpstreamAuthFailed,
     UpstreamBadResponse,
     UpstreamRateLimited,
@@ -189,6 +190,16 @@ def error_examples() -> dict[int, dict[str, dict[str, Any]]]:
                 "The vendor still throttles after retries (see Retry-After)",
                 _problem(UpstreamRateLimited("Waltero kept answering 429 after 4 attempts.", backend="waltero")),
             ),
+            "overloaded": _example(
+                "Too many vendor calls in flight here (see Retry-After; not the vendor's fault)",
+                _problem(
+                    Overloaded(
+                        "waltero: 32 vendor calls are already in flight; try again shortly.",
+                        backend="waltero",
+                        retry_after=1,
+                    )
+                ),
+            ),
         },
         504: {
             "deadline": _example(
@@ -248,6 +259,7 @@ def build(app: FastAPI, backends: Sequence[str]) -> dict[str, Any]:
     timestamps = _datetime_fields()
     for name, schema in schemas.items():
         _timestamp_formats(name, schema, timestamps)
+        _always_sent(schema)
     examples = error_examples()
     for path, operations in spec.get("paths", {}).items():
         for operation in operations.values():
@@ -282,6 +294,14 @@ def _backend_field(schema: dict[str, Any]) -> None:
     if field is not None and field.get("type") == "string" and "enum" not in field:
         kept = {k: v for k, v in field.items() if k in ("description", "examples")}
         props["backend"] = {**_BACKEND_REF, **kept}
+
+
+def _always_sent(schema: dict[str, Any]) -> None:
+    """`next_cursor` (every list) and `shared_cache` (`/backends`) are always in the body, even when
+    null or off: say so, although the models give them defaults."""
+    for key in ("next_cursor", "shared_cache"):
+        if key in schema.get("properties", {}) and key not in schema.setdefault("required", []):
+            schema["required"].append(key)
 
 
 def _problem_schema(enum: list[str]) -> dict[str, Any]:

@@ -12,7 +12,7 @@ import re
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from app.http_cache import ResponseCache, etag_matches, response_key
+from app.http_cache import ResponseCache, etag_matches
 from app.timeutil import Clock
 
 _OTHER_REPRESENTATION = re.compile(rb"(?i)csv|ndjson|jsonl|event-stream")
@@ -36,7 +36,7 @@ class HitPath:
         if scope["type"] != "http" or scope["method"] not in ("GET", "HEAD"):
             await self.app(scope, receive, send)
             return
-        stored = self.responses.lookup(response_key(scope["path"], scope["query_string"]))
+        stored = self.responses.lookup(self.responses.key(scope["path"], scope["query_string"]))
         if stored is None:
             await self.app(scope, receive, send)
             return

@@ -55,7 +55,7 @@ def _quantities(quantity: list[str] | None) -> frozenset[str] | None:
             "description": "The event stream.",
             "content": {sse.MEDIA_TYPE: {"schema": {"type": "string"}}},
         },
-        **problem_responses(404, 422, 501, 503),
+        **problem_responses(404, 422, 501, 502, 503, 504),
     },
 )
 async def live_readings(

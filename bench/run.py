@@ -286,8 +286,10 @@ async def _miss_run(base: str, wa_port: int, n: int) -> dict[str, Any]:
         results: dict[str, Any] = {}
         for concurrency in (1, 8):
             facade_urls, direct_urls = [], []
-            for i in range(n):  # a distinct one-hour window per request: every facade call is a miss
-                t0 = now - timedelta(hours=i + 1 + concurrency * n)
+            for i in range(n):
+                # a one-hour window a week apart from every other: readings are cached in week-long chunks
+                # (Waltero), so each facade call is a real miss that goes to the vendor
+                t0 = now - timedelta(hours=1 + 24 * 7 * (i + concurrency * n))
                 t1 = t0 + timedelta(hours=1)
                 facade_urls.append(
                     f"{base}/readings?meter_id=waltero:{device}&start={t0:%Y-%m-%dT%H:%M:%SZ}&end={t1:%Y-%m-%dT%H:%M:%SZ}"

@@ -1,10 +1,11 @@
 from __future__ import annotations
 
 from datetime import date, datetime, timedelta
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo
 
 from fastapi import APIRouter, Query, Request
+from pydantic import BaseModel
 from starlette.responses import Response
 
 from app.deps import UPSTREAM_ERRORS, BackendParam, ServiceDep, iso_date, problem_responses, time_zone, within_deadline
@@ -13,6 +14,7 @@ from app.exports import FormatParam, export_responses, fields_of, filename, one_
 from app.http_cache import render
 from app.intervals import window_error
 from app.models import DailyConsumption, DailyConsumptionList, IntervalConsumption, IntervalConsumptionList
+from app.provenance import Answer
 from app.service import MeterService
 from app.timeutil import local_midnight
 
@@ -63,11 +65,23 @@ async def daily_consumption(
     zone, first, last = _window(service, start, end, tz, meter_id, "day")
     answer = await within_deadline(request, service.daily_consumption(meter_id or [], backend, first, last, zone))
     name = filename("consumption-daily", str(first), str(last), extension=form)
+    return await _respond(request, answer, form, name, DailyConsumption, DailyConsumptionList)
+
+
+async def _respond(
+    request: Request,
+    answer: Answer[Any],
+    form: str,
+    name: str,
+    row: type[BaseModel],
+    listing: type[DailyConsumptionList] | type[IntervalConsumptionList],
+) -> Response:
+    """The rows as NDJSON, CSV or the JSON list (with `errors` when a backend failed)."""
     if form == "ndjson":
         return await render_ndjson(one_batch(answer.value), name, answer.errors)
     if form == "csv":
-        return render_csv(request, answer, answer.value, fields_of(DailyConsumption), name)
-    body = DailyConsumptionList(items=answer.value, errors=answer.errors or None)
+        return render_csv(request, answer, answer.value, fields_of(row), name)
+    body = listing(items=answer.value, errors=answer.errors or None)
     return render(request, answer, body, exclude=None if answer.errors else {"errors"})
 
 
@@ -146,9 +160,4 @@ async def consumption(
     work = service.consumption(meter_id or [], backend, first, last, zone, resolution)
     answer = await within_deadline(request, work)
     name = filename("consumption", resolution, str(first), str(last), extension=form)
-    if form == "ndjson":
-        return await render_ndjson(one_batch(answer.value), name, answer.errors)
-    if form == "csv":
-        return render_csv(request, answer, answer.value, fields_of(IntervalConsumption), name)
-    body = IntervalConsumptionList(items=answer.value, errors=answer.errors or None)
-    return render(request, answer, body, exclude=None if answer.errors else {"errors"})
+    return await _respond(request, answer, form, name, IntervalConsumption, IntervalConsumptionList)

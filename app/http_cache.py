@@ -14,6 +14,7 @@ validated are stored. The cache is bounded in bytes as well as entries, and a bo
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import math
 from dataclasses import dataclass
@@ -32,6 +33,7 @@ ResponseKey = tuple[str, tuple[tuple[str, str], ...]]
 ENTRY_OVERHEAD = 400  # the StoredResponse, its key and the LRU's bookkeeping
 
 
+@functools.lru_cache(maxsize=4096)  # bounded; a hit's query string is parsed once, not on every hit
 def response_key(path: str, query_string: bytes, known: frozenset[str]) -> ResponseKey:
     """The path and, sorted, the query parameters its route takes (`known`); any other is dropped."""
     if not query_string or not known:

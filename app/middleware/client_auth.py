@@ -38,10 +38,11 @@ class ClientAuth:
             return None
         return self._digests.get(hashlib.sha256(presented).digest())
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or not self._digests or scope["path"] in OPEN_PATHS:
-            await self.app(scope, receive, send)
-            return
+    def admit(self, scope: Scope) -> bool:
+        """Whether the request may go on (an open path, no keys configured, or a valid key, whose label
+        then goes to `scope["facade"]["client"]`)."""
+        if not self._digests or scope["path"] in OPEN_PATHS:
+            return True
         presented = None
         for name, value in scope["headers"]:
             if name == b"x-api-key":
@@ -51,8 +52,13 @@ class ClientAuth:
                 presented = value[7:].strip()
                 break
         label = self._label_of(presented)
-        if label is not None:
-            scope.setdefault("facade", {})["client"] = label
+        if label is None:
+            return False
+        scope.setdefault("facade", {})["client"] = label
+        return True
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or self.admit(scope):
             await self.app(scope, receive, send)
             return
         body = problem_body(401, "Unauthorized", UNAUTHORIZED_DETAIL, type_="/problems/unauthorized")

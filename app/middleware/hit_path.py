@@ -18,6 +18,9 @@ from app.timeutil import Clock
 _OTHER_REPRESENTATION = re.compile(rb"(?i)csv|ndjson|jsonl|event-stream")
 
 
+Answered = tuple[int, list[tuple[bytes, bytes]], bytes]
+
+
 class HitPath:
     def __init__(self, app: ASGIApp, responses: ResponseCache, clock: Clock) -> None:
         self.app = app
@@ -32,36 +35,33 @@ class HitPath:
         new, self._published = self.hits - self._published, self.hits
         return new
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["method"] not in ("GET", "HEAD"):
-            await self.app(scope, receive, send)
-            return
+    def answer(self, scope: Scope) -> Answered | None:
+        """(status, headers, body) of a GET or HEAD whose response is stored and current, or None."""
+        if scope["method"] not in ("GET", "HEAD"):
+            return None
         stored = self.responses.lookup(self.responses.key(scope["path"], scope["query_string"]))
         if stored is None:
-            await self.app(scope, receive, send)
-            return
+            return None
         if_none_match = None
         for name, value in scope["headers"]:
             if name == b"if-none-match":
                 if_none_match = value
             elif name == b"accept" and _OTHER_REPRESENTATION.search(value):
-                await self.app(scope, receive, send)  # stored bytes are JSON; CSV or NDJSON goes to its route
-                return
+                return None  # stored bytes are JSON; CSV or NDJSON goes to its route
         facade = scope.setdefault("facade", {})
         facade["route"] = stored.route
         facade["cache"] = "HIT"
         self.hits += 1
         if if_none_match is not None and etag_matches(if_none_match, stored.etag):
-            await send(
-                {
-                    "type": "http.response.start",
-                    "status": 304,
-                    "headers": stored.hit_headers(self.clock(), modified=False),
-                }
-            )
-            await send({"type": "http.response.body", "body": b""})
+            return 304, stored.hit_headers(self.clock(), modified=False), b""
+        body = stored.body if scope["method"] == "GET" else b""
+        return 200, stored.hit_headers(self.clock(), modified=True), body
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        answered = self.answer(scope) if scope["type"] == "http" else None
+        if answered is None:
+            await self.app(scope, receive, send)
             return
-        await send(
-            {"type": "http.response.start", "status": 200, "headers": stored.hit_headers(self.clock(), modified=True)}
-        )
-        await send({"type": "http.response.body", "body": stored.body if scope["method"] == "GET" else b""})
+        status, headers, body = answered
+        await send({"type": "http.response.start", "status": status, "headers": headers})
+        await send({"type": "http.response.body", "body": body})

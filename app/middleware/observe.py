@@ -12,6 +12,7 @@ import logging
 import os
 import re
 import time
+from collections.abc import Callable
 from contextvars import ContextVar
 from typing import Any
 
@@ -20,6 +21,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from app.logs import ACCESS_LOG
 from app.metrics import Metrics
 from app.middleware.client_auth import OPEN_PATHS
+from app.middleware.hit_path import Answered
 from app.problems import problem_body
 
 log = logging.getLogger("app.access")
@@ -33,8 +35,11 @@ _METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"
 
 
 class Observe:
-    def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
+    def __init__(self, app: ASGIApp, metrics: Metrics, hit: Callable[[Scope], Answered | None] | None = None) -> None:
+        """`hit`: answers a request from stored bytes when it can (auth and the response cache, see
+        `FacadeApp`), so a hit skips the inner layers, the context variables and the send wrapper."""
         self.app = app
+        self.hit = hit
         self.stats = metrics.http
         # Request ids: a per-process random prefix and a counter, unique without a syscall per request.
         self._id_prefix = os.urandom(6).hex()
@@ -45,14 +50,12 @@ class Observe:
             await self.app(scope, receive, send)
             return
         started = time.perf_counter()
-        request_id = None
-        for name, value in scope["headers"]:
-            if name == b"x-request-id":
-                candidate = value.decode("latin-1")
-                if _VALID_REQUEST_ID.match(candidate):
-                    request_id = candidate
-                break
-        request_id = request_id or f"{self._id_prefix}{self._next_id():020x}"
+        if self.hit is not None:
+            answered = self.hit(scope)
+            if answered is not None:
+                await self._answer_hit(scope, send, answered, started)
+                return
+        request_id = self._request_id(scope)
         rid_token = request_id_var.set(request_id)
         calls = [0]
         calls_token = upstream_calls_var.set(calls)
@@ -93,28 +96,57 @@ class Observe:
                 await send_wrapper({"type": "http.response.body", "body": body})
         finally:
             stats.in_flight -= 1
-            elapsed = time.perf_counter() - started
-            route_obj = scope.get("route")
-            # API routes leave their template in the scope; the docs and spec routes are a fixed set of
-            # paths, so their own path is a bounded label too; anything else is `unmatched`.
-            route = (
-                getattr(route_obj, "path", None)
-                or facade.get("route")
-                or (scope["path"] if scope["path"] in OPEN_PATHS else "unmatched")
-            )
-            method = scope["method"] if scope["method"] in _METHODS else "OTHER"
-            stats.record(route, method, status, elapsed)
-            if ACCESS_LOG.enabled:
-                ACCESS_LOG.request(
-                    request_id,
-                    method,
-                    route,
-                    status,
-                    round(elapsed * 1000, 3),
-                    facade.get("cache"),
-                    calls[0],
-                    facade.get("client"),
-                    facade.get("invalid_fields"),
-                )
+            self._record(scope, facade, request_id, status, started, calls[0])
             request_id_var.reset(rid_token)
             upstream_calls_var.reset(calls_token)
+
+    def _request_id(self, scope: Scope) -> str:
+        """The caller's `X-Request-ID` when it is well-formed, else a new one."""
+        for name, value in scope["headers"]:
+            if name == b"x-request-id":
+                candidate: str = value.decode("latin-1")
+                if _VALID_REQUEST_ID.match(candidate):
+                    return candidate
+                break
+        return f"{self._id_prefix}{self._next_id():020x}"
+
+    async def _answer_hit(self, scope: Scope, send: Send, answered: Answered, started: float) -> None:
+        status, headers, body = answered
+        request_id = self._request_id(scope)
+        await send(
+            {
+                "type": "http.response.start",
+                "status": status,
+                "headers": [*headers, (b"x-request-id", request_id.encode())],
+            }
+        )
+        await send({"type": "http.response.body", "body": body})
+        self._record(scope, scope["facade"], request_id, status, started, 0)
+
+    def _record(
+        self, scope: Scope, facade: dict[str, Any], request_id: str, status: int, started: float, calls: int
+    ) -> None:
+        """Count the request in the metrics and write its access line."""
+        elapsed = time.perf_counter() - started
+        route_obj = scope.get("route")
+        # API routes leave their template in the scope; the docs and spec routes are a fixed set of
+        # paths, so their own path is a bounded label too; anything else is `unmatched`.
+        route = (
+            getattr(route_obj, "path", None)
+            or facade.get("route")
+            or (scope["path"] if scope["path"] in OPEN_PATHS else "unmatched")
+        )
+        method = scope["method"] if scope["method"] in _METHODS else "OTHER"
+        self.stats.record(route, method, status, elapsed)
+        if ACCESS_LOG.enabled:
+            ACCESS_LOG.request(
+                request_id,
+                method,
+                route,
+                status,
+                round(elapsed * 1000, 3),
+                facade.get("cache"),
+                calls,
+                facade.get("client"),
+                facade.get("invalid_fields"),
+            )

@@ -12,14 +12,9 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import signal
-import socket
-import subprocess
 import sys
-import tempfile
 import threading
 import time
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -28,6 +23,10 @@ import httpx
 
 ROOT = Path(__file__).resolve().parent.parent
 PY = sys.executable
+sys.path.insert(0, str(ROOT))
+
+from bench.run import free_port, server  # noqa: E402
+
 KEY = "export-bench-key-0123456789abcdef"
 
 _EMULATOR = r"""
@@ -39,12 +38,6 @@ uvicorn.run(emulator.app, host="127.0.0.1", port=int(sys.argv[1]), log_level="wa
 """
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def _status(pid: int) -> dict[str, float]:
     """VmRSS and VmHWM (peak) of `pid`, in MiB."""
     out: dict[str, float] = {}
@@ -52,33 +45,6 @@ def _status(pid: int) -> dict[str, float]:
         if line.startswith(("VmRSS:", "VmHWM:")):
             out[line.split(":")[0]] = int(line.split()[1]) / 1024
     return out
-
-
-@contextlib.contextmanager
-def _process(argv: list[str], health: str, env: dict[str, str]) -> Iterator[int]:
-    log = tempfile.TemporaryFile()
-    proc = subprocess.Popen(argv, env=env, stdout=log, stderr=log, cwd=ROOT)
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                httpx.get(health, timeout=2, headers={"X-API-Key": KEY})
-                break
-            except httpx.TransportError:
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    log.seek(0)
-                    raise RuntimeError(f"{argv[:4]} did not start:\n{log.read().decode()[-3000:]}") from None
-                time.sleep(0.1)
-        yield proc.pid
-    finally:
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            os.kill(proc.pid, signal.SIGKILL)
-            proc.wait()
-        log.close()
 
 
 def _env(io_port: int) -> dict[str, str]:
@@ -125,11 +91,19 @@ def measure(days: int = 366, quantity: str | None = "energy_import") -> dict[str
     env = _env(io_port)
     base = f"http://127.0.0.1:{port}"
     with (
-        _process([PY, "-c", _EMULATOR, str(io_port), str(days + 5)], f"http://127.0.0.1:{io_port}/_sandbox/stats", env),
-        _process(
+        server(
+            [PY, "-c", _EMULATOR, str(io_port), str(days + 5)],
+            f"http://127.0.0.1:{io_port}/_sandbox/stats",
+            env,
+            cpu=None,
+            startup=60,
+        ),
+        server(
             [PY, "-m", "uvicorn", "app.main:app", "--host", "127.0.0.1", "--port", str(port), "--no-access-log"],
             f"{base}/healthz",
             env,
+            cpu=None,
+            startup=60,
         ) as pid,
         httpx.Client(base_url=base, headers={"X-API-Key": KEY}, timeout=120) as client,
     ):

@@ -53,11 +53,15 @@ def pinned(cpu: str, argv: list[str]) -> list[str]:
 
 
 @contextlib.contextmanager
-def server(argv: list[str], health: str, env: dict[str, str] | None = None, cpu: str = SERVER_CPU) -> Iterator[int]:
+def server(
+    argv: list[str], health: str, env: dict[str, str] | None = None, cpu: str | None = SERVER_CPU, startup: float = 30
+) -> Iterator[int]:
+    """`argv` started (pinned to `cpu`, unless None), up once `health` answers; yields its PID, stops it."""
     log = tempfile.TemporaryFile()
-    proc = subprocess.Popen(pinned(cpu, argv), env={**os.environ, **(env or {})}, stdout=log, stderr=log, cwd=ROOT)
+    command = pinned(cpu, argv) if cpu is not None else argv
+    proc = subprocess.Popen(command, env={**os.environ, **(env or {})}, stdout=log, stderr=log, cwd=ROOT)
     try:
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + startup
         while True:
             try:
                 httpx.get(health, timeout=1, headers={"X-API-Key": KEY})

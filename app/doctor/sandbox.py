@@ -6,40 +6,11 @@ The doctor then talks to them over real HTTP exactly as it talks to the vendors,
 from __future__ import annotations
 
 import contextlib
-import socket
-import threading
 import time
 from collections.abc import Iterator, Sequence
-from typing import Any
-
-import uvicorn
 
 from app.config import Settings
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-@contextlib.contextmanager
-def serve(app: Any) -> Iterator[str]:
-    """Serve an ASGI app on 127.0.0.1 in a thread; yields its base URL; stops it on exit."""
-    port = _free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="off"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not server.started:
-        if not thread.is_alive() or time.monotonic() > deadline:
-            raise RuntimeError("the emulator did not start")
-        time.sleep(0.01)
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
+from app.sandbox.loopback import serve_in_thread
 
 
 @contextlib.contextmanager
@@ -61,7 +32,7 @@ def loopback_emulators(settings: Settings, breaks: Sequence[str] = ()) -> Iterat
         chosen[vendor].add(variant)
     io = iometer_sandbox.create_emulator(time.time, breaks=chosen["iometer"])
     wa = waltero_sandbox.create_emulator(time.time, breaks=chosen["waltero"])
-    with serve(io.app) as io_url, serve(wa.app) as wa_url:
+    with serve_in_thread(io.app, lifespan="off") as io_url, serve_in_thread(wa.app, lifespan="off") as wa_url:
         values = {
             **settings.model_dump(by_alias=True),
             **iometer_sandbox.SANDBOX_SETTINGS,

@@ -12,14 +12,13 @@ import contextlib
 import json
 import socket
 import threading
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
-import uvicorn
 
+from app.sandbox.loopback import serve_in_thread
 from tests.support.servers import free_port
 
 
@@ -131,21 +130,10 @@ def serve_small_buffers(app: Any, *, send_buffer: int = 8192) -> Iterator[str]:
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, send_buffer)
     sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    config = uvicorn.Config(app, log_level="warning", lifespan="auto")
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not server.started:
-        if not thread.is_alive() or time.monotonic() > deadline:
-            raise RuntimeError("uvicorn did not start")
-        time.sleep(0.01)
     try:
-        yield f"http://127.0.0.1:{port}"
+        with serve_in_thread(app, sock=sock) as url:
+            yield url
     finally:
-        server.should_exit = True
-        thread.join(timeout=10)
         sock.close()
 
 

@@ -9,22 +9,18 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
-import socket
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Iterator
 from typing import Any
 
 import httpx
-import uvicorn
 
+from app.sandbox import loopback
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+free_port = loopback.free_port
+"""A free port on 127.0.0.1 (re-exported for the tests)."""
 
 
 def wait_until_up(url: str, timeout: float = 20.0) -> None:
@@ -41,21 +37,8 @@ def wait_until_up(url: str, timeout: float = 20.0) -> None:
 @contextlib.contextmanager
 def serve_in_thread(app: Any, port: int | None = None) -> Iterator[str]:
     """Serve `app` on 127.0.0.1; yields its base URL (`http://127.0.0.1:PORT`)."""
-    port = port or free_port()
-    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="auto")
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not server.started:
-        if not thread.is_alive() or time.monotonic() > deadline:
-            raise RuntimeError("uvicorn did not start")
-        time.sleep(0.01)
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
+    with loopback.serve_in_thread(app, port=port) as url:
+        yield url
 
 
 @contextlib.contextmanager

@@ -11,9 +11,9 @@ from typing import Any
 
 from pyinstrument import Profiler
 
-from app.config import Settings
 from app.factory import create_app
-from app.logs import configure_logging
+from app.infra.config import Settings
+from app.infra.logs import configure_logging
 
 KEY = "profile-key"
 
@@ -30,7 +30,7 @@ async def _run(n: int) -> Profiler:
         sent.append(message)
 
     async with app.router.lifespan_context(app):
-        meters = app.service
+        meters = app.core.service
         page = await meters.list_meters("iometer", 1, None)
         path = f"/meters/{page.value[0][0].id}"
 

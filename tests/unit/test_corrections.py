@@ -5,9 +5,9 @@ from __future__ import annotations
 import asyncio
 from datetime import timedelta
 
-from app.corrections import CorrectionsPoller
-from app.models import Change
-from app.timeutil import from_epoch
+from app.core.corrections import CorrectionsPoller
+from app.domain.models import Change
+from app.infra.timeutil import from_epoch
 from tests.support.apps import fake_app, running
 from tests.support.clock import FakeClock
 from tests.support.fake_backend import FakeBackend, fake_uuid
@@ -31,7 +31,7 @@ def correction(backend: FakeBackend, meter: int, n: int, at: float, ident: str |
 
 
 def evictions(app, backend: str) -> float | None:
-    return app.metrics.registry.get_sample_value("facade_correction_evictions_total", {"backend": backend})
+    return app.infra.metrics.registry.get_sample_value("facade_correction_evictions_total", {"backend": backend})
 
 
 async def test_a_poll_with_nothing_new_evicts_nothing_and_counts_are_per_backend():
@@ -39,7 +39,7 @@ async def test_a_poll_with_nothing_new_evicts_nothing_and_counts_are_per_backend
     io, wa = FakeBackend("iometer", changes=True), FakeBackend("waltero", changes=True)
     app = fake_app({"iometer": io, "waltero": wa}, clock=clock)
     async with running(app) as c:
-        service = app.service
+        service = app.core.service
         poller = CorrectionsPoller(
             list(service.backends.values()), service.evict_for_changes, every=60, clock=clock, sleep=clock.sleep
         )
@@ -75,7 +75,7 @@ async def test_corrections_at_the_same_instant_as_the_watermark_are_not_lost():
     wa = FakeBackend("waltero", changes=True)
     app = fake_app({"waltero": wa}, clock=clock)
     async with running(app) as c:
-        service = app.service
+        service = app.core.service
         poller = CorrectionsPoller(
             list(service.backends.values()), service.evict_for_changes, every=60, clock=clock, sleep=clock.sleep
         )
@@ -105,7 +105,7 @@ async def test_the_loop_sleeps_with_the_injected_sleep_and_survives_a_failing_fe
             await asyncio.sleep(0)
 
         wa.fail = RuntimeError("feed down")
-        service = app.service
+        service = app.core.service
         poller = CorrectionsPoller(
             list(service.backends.values()), service.evict_for_changes, every=42, clock=clock, sleep=sleep
         )

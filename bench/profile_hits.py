@@ -30,7 +30,7 @@ async def _run(n: int) -> Profiler:
         sent.append(message)
 
     async with app.router.lifespan_context(app):
-        meters = app.core.service
+        meters = app.service
         page = await meters.list_meters("iometer", 1, None)
         path = f"/meters/{page.value[0][0].id}"
 

@@ -64,7 +64,7 @@ async def _run(base: str, n: int) -> Profiler:
         }
 
     async with app.router.lifespan_context(app):
-        meters = (await app.core.service.list_meters("waltero", 1, None)).value[0]
+        meters = (await app.service.list_meters("waltero", 1, None)).value[0]
         meter = meters[0].id
         now = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
 

@@ -216,7 +216,7 @@ def build(app: FastAPI, backends: Sequence[str]) -> dict[str, Any]:
     if app.openapi_schema:
         return app.openapi_schema
     spec = get_openapi(
-        title=app.title, version=app.version, description=app.description, routes=app.api.routes, tags=app.openapi_tags
+        title=app.title, version=app.version, description=app.description, routes=app.routes, tags=app.openapi_tags
     )
     spec = _rename_schemas(spec)
     components = spec.setdefault("components", {})

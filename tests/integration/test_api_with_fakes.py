@@ -97,7 +97,7 @@ async def test_one_backend_failing_keeps_the_other(fakes, clock):
         assert {row["meter_id"].split(":")[0] for row in daily["items"]} == {"iometer"}
         assert daily["errors"]
         io.fail = UpstreamBadResponse("IOmeter sent garbage.", backend="iometer")
-        io_cache = app.core.service.caches["meters"]
+        io_cache = app.service.caches["meters"]
         io_cache.clear()
         app.responses.clear()
         r = await c.get("/meters")

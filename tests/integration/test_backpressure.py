@@ -51,12 +51,12 @@ async def test_past_the_cap_a_load_is_refused_at_once_and_the_circuit_does_not_c
             assert r.json()["type"] == "/problems/overloaded"
             assert r.headers["retry-after"] == "1"
         assert backend.started == 2  # two hold the connection slots, the third waits for one
-        assert app.core.service.backends["waltero"].loads_in_flight == 3
+        assert app.service.backends["waltero"].loads_in_flight == 3
         backend.gate.set()
         answered = await asyncio.gather(*requests)
         assert sorted(r.status_code for r in answered) == [200, 200, 200, 503, 503]
-        assert app.core.service.backends["waltero"].breaker.state == "closed"
-        assert app.core.service.backends["waltero"].loads_in_flight == 0
+        assert app.service.backends["waltero"].breaker.state == "closed"
+        assert app.service.backends["waltero"].loads_in_flight == 0
         # a hit is never refused by the cap: it makes no load
         again = await c.get("/readings", params={"meter_id": meter, **window(0)})
         assert again.headers["x-cache"] == "HIT"
@@ -72,13 +72,13 @@ async def test_vendor_work_stops_once_every_caller_has_gone():
             *(c.get("/readings", params={"meter_id": meter, **window(i)}) for i in range(6))
         )
         assert [r.status_code for r in answered] == [504] * 6
-        guarded = app.core.service.backends["waltero"]
+        guarded = app.service.backends["waltero"]
         for _ in range(200):  # the cancellations run on the next turns of the loop
             if guarded.loads_in_flight == 0:
                 break
             await asyncio.sleep(0.01)
         assert guarded.loads_in_flight == 0
-        assert app.core.service.caches["readings"].inflight == 0
+        assert app.service.caches["readings"].inflight == 0
         # every call that reached the vendor was cancelled; most queued for a slot never started (one may
         # slip into a slot freed a moment before its own caller's deadline fires)
         assert backend.started < 6

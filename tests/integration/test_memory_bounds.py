@@ -25,7 +25,7 @@ async def test_the_junk_parameter_attack_makes_no_entries():
             r = await c.get("/consumption/daily", params={**year_from(date(2025, 12, 1)), "junk": str(i)})
             assert r.headers["x-cache"] == "HIT"
         assert (len(app.responses), app.responses.bytes) == (entries, size)
-        daily = app.core.service.caches["daily"]
+        daily = app.service.caches["daily"]
         assert len(daily) == 1
 
 
@@ -35,7 +35,7 @@ async def test_every_cache_stays_inside_its_byte_budget_under_distinct_valid_req
         for i in range(120):
             r = await c.get("/consumption/daily", params=year_from(date(2024, 1, 1) + timedelta(days=i)))
             assert r.status_code == 200
-        responses, daily = app.responses, app.core.service.caches["daily"]
+        responses, daily = app.responses, app.service.caches["daily"]
         assert responses.bytes <= app.settings.cache_bytes("responses")
         assert daily.bytes <= daily.max_bytes == app.settings.cache_bytes("daily")
         # a year of three meters is ~1,100 rows (~0.6 MB of rows): only a few fit, and the newest are the ones kept

@@ -24,7 +24,7 @@ KEY = "outage-key-0123456789"
 
 def upstream_attempts(app) -> float:  # type: ignore[no-untyped-def]
     total = 0.0
-    for metric in app.infra.metrics.registry.collect():
+    for metric in app.metrics.registry.collect():
         if metric.name == "facade_upstream_requests":
             total += sum(
                 s.value for s in metric.samples if s.name.endswith("_total") and s.labels["backend"] == "waltero"

@@ -31,7 +31,7 @@ def correction(backend: FakeBackend, meter: int, n: int, at: float, ident: str |
 
 
 def evictions(app, backend: str) -> float | None:
-    return app.infra.metrics.registry.get_sample_value("facade_correction_evictions_total", {"backend": backend})
+    return app.metrics.registry.get_sample_value("facade_correction_evictions_total", {"backend": backend})
 
 
 async def test_a_poll_with_nothing_new_evicts_nothing_and_counts_are_per_backend():
@@ -39,7 +39,7 @@ async def test_a_poll_with_nothing_new_evicts_nothing_and_counts_are_per_backend
     io, wa = FakeBackend("iometer", changes=True), FakeBackend("waltero", changes=True)
     app = fake_app({"iometer": io, "waltero": wa}, clock=clock)
     async with running(app) as c:
-        service = app.core.service
+        service = app.service
         poller = CorrectionsPoller(
             list(service.backends.values()), service.evict_for_changes, every=60, clock=clock, sleep=clock.sleep
         )
@@ -75,7 +75,7 @@ async def test_corrections_at_the_same_instant_as_the_watermark_are_not_lost():
     wa = FakeBackend("waltero", changes=True)
     app = fake_app({"waltero": wa}, clock=clock)
     async with running(app) as c:
-        service = app.core.service
+        service = app.service
         poller = CorrectionsPoller(
             list(service.backends.values()), service.evict_for_changes, every=60, clock=clock, sleep=clock.sleep
         )
@@ -105,7 +105,7 @@ async def test_the_loop_sleeps_with_the_injected_sleep_and_survives_a_failing_fe
             await asyncio.sleep(0)
 
         wa.fail = RuntimeError("feed down")
-        service = app.core.service
+        service = app.service
         poller = CorrectionsPoller(
             list(service.backends.values()), service.evict_for_changes, every=42, clock=clock, sleep=sleep
         )

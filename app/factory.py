@@ -147,16 +147,15 @@ def create_app(
     `transports` replaces the network transport per backend (tests); in sandbox mode the emulators'
     ASGI apps are the transports (`emulators` may be passed in to share them with a test).
     `backend_factories` replaces the registry's vendors (tests with fake backends)."""
-    settings.validate_startup()
+    vendors.validate_startup(settings)
     transports = dict(transports or {})
     emulator_loop = None
     if settings.sandbox:
-        from app import sandbox
         from app.sandbox.threaded import EmulatorLoop, ThreadedASGITransport
 
-        settings = sandbox.sandbox_settings(settings)
+        settings = vendors.sandbox_settings(settings)
         if emulators is None:  # the sandbox proper: emulators on a loop of their own, like remote vendors
-            emulators = sandbox.create_emulators(clock)
+            emulators = vendors.create_emulators(clock)
             emulator_loop = EmulatorLoop()
             for name, emulator in emulators.items():
                 transports.setdefault(name, ThreadedASGITransport(emulator.app, emulator_loop))
@@ -168,7 +167,7 @@ def create_app(
     rng = rng or random.Random()
     secret = settings.cursor_secret.get_secret_value().encode() if settings.cursor_secret else None
     cursors = CursorCodec(secret)
-    names = list(backend_factories) if backend_factories is not None else settings.configured_vendors()
+    names = list(backend_factories) if backend_factories is not None else vendors.configured_vendors(settings)
     backend_deadline = _backend_deadline(settings)
     live_metrics = LiveMetrics(metrics.registry)
 
@@ -185,7 +184,7 @@ def create_app(
         )
         if backend_factories is not None:
             return backend_factories[name](ctx)
-        return vendors.vendors()[name].create_backend(ctx, settings.vendor_settings(name))
+        return vendors.vendors()[name].create_backend(ctx, vendors.vendor_settings(settings, name))
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[dict[str, Runtime]]:

@@ -12,6 +12,7 @@ from typing import NoReturn
 
 from pydantic import ValidationError
 
+from app.backends.registry import all_secrets
 from app.factory import FacadeApp, create_app
 from app.infra.config import Settings
 from app.infra.errors import ConfigurationError
@@ -32,7 +33,7 @@ def _build() -> FacadeApp:
         problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
         _refuse(f"meter-facade cannot start: invalid configuration ({problems}).")
     try:
-        configure_logging(settings.log_level, settings.secrets())
+        configure_logging(settings.log_level, all_secrets(settings))
         return create_app(settings)
     except ConfigurationError as exc:
         _refuse(f"meter-facade cannot start: {exc}")

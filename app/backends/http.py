@@ -6,32 +6,17 @@ so both vendors back off the same way and report retries the same way.
 
 from __future__ import annotations
 
-import contextlib
 import email.utils
 import random
-from collections.abc import Awaitable, Callable, Iterator, Mapping
-from contextvars import ContextVar
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 
 import httpx
 
+from app.infra.context import current_attempt, current_operation, upstream_operation
 from app.infra.timeutil import Clock
 
-current_operation: ContextVar[str] = ContextVar("current_operation", default="other")
-"""The facade operation an upstream call serves (`readings`, `daily_consumption`, ...): a metric label."""
-
-current_attempt: ContextVar[int] = ContextVar("current_attempt", default=1)
-"""Which attempt of a retried call is being sent (1 = first): for the upstream call log."""
-
-
-@contextlib.contextmanager
-def upstream_operation(name: str) -> Iterator[None]:
-    """Label every upstream request made inside the block with `name`."""
-    token = current_operation.set(name)
-    try:
-        yield
-    finally:
-        current_operation.reset(token)
+__all__ = ["current_operation", "upstream_operation"]
 
 
 Sleep = Callable[[float], Awaitable[None]]

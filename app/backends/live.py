@@ -2,7 +2,8 @@
 
 The hub never sees `MeterService` or a `Backend`: it gets a `Resolve` (meter id → where its stream
 comes from), a `History` (readings of one meter in a window, for resume and catch-up) and one
-`LiveSource` per backend that can stream. `wiring.py` binds them to the service.
+`LiveSource` per backend that can stream. `app/live/wiring.py` binds them to the
+service; each vendor builds its source from a `LiveContext`.
 """
 
 from __future__ import annotations
@@ -11,10 +12,11 @@ import math
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Protocol
+from typing import Any, Protocol
 
 from app.domain.models import Reading
 from app.infra.errors import FacadeError
+from app.infra.timeutil import Clock
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,3 +78,17 @@ class LiveOverloaded(FacadeError):
     def __init__(self, detail: str, *, retry_after: float = 5.0) -> None:
         super().__init__(detail)
         self.retry_after = float(math.ceil(retry_after))
+
+
+@dataclass(frozen=True, slots=True)
+class LiveContext:
+    """What a vendor gets to build its live source."""
+
+    settings: Any
+    """The vendor's own settings (an instance of its registry entry's `settings`)."""
+    clock: Clock
+    fetch: Callable[[str, datetime, datetime], Awaitable[list[Reading]]]
+    """The backend's readings of one upstream meter id in `[start, end)`, guarded (load cap, breaker)
+    and uncached: a poll must see the newest point."""
+    emulator: Any | None = None
+    """The vendor's in-process emulator in sandbox mode (its ASGI app answers WebSockets too)."""

@@ -11,16 +11,20 @@ from __future__ import annotations
 
 import importlib
 import random
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Awaitable, Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar, Literal, Protocol, TypeVar
 
 import httpx
-from pydantic import SecretStr
+from pydantic import SecretStr, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from app.backends.base import Backend
 from app.backends.http import Sleep
+from app.backends.live import LiveContext, LiveSource
+from app.doctor.report import DoctorContext
+from app.infra.config import Settings
+from app.infra.errors import ConfigurationError
 from app.infra.timeutil import Clock
 from app.shared.tokens import SharedTokenStore
 
@@ -85,15 +89,25 @@ class BackendContext:
 
 @dataclass(frozen=True, slots=True)
 class Vendor:
+    """Everything the service, the sandbox, live streams and the doctor need of one vendor. Callers loop
+    over the registry; nothing outside `app/backends/<vendor>/` names a vendor."""
+
     name: str
     """The id prefix (`iometer:...`), the `backend` parameter's value and every metric's label."""
     settings: type[VendorSettings]
     create_backend: Callable[[BackendContext, Any], Backend]
     """Called with the context and this vendor's settings (an instance of `settings`)."""
-    create_emulator: Callable[[Clock, int], Emulator] | None = None
-    """The sandbox emulator on an injected clock and seed; None when the vendor has none."""
-    sandbox_settings: Callable[[], Mapping[str, str]] = dict
-    """Env-style settings pointing the vendor at its emulator (URL on a sandbox host, demo credentials)."""
+    create_emulator: Callable[[Clock, int, frozenset[str]], Emulator] | None = None
+    """The sandbox emulator on an injected clock and seed, serving the given `emulator_variants`; None
+    when the vendor has none. It must import nothing of the adapter (its own reading of the docs)."""
+    emulator_variants: frozenset[str] = frozenset()
+    """Emulator variants, each breaking one pinned assumption (`make doctor` shows its one FAIL)."""
+    sandbox_settings: Callable[[str], Mapping[str, Any]] = lambda base_url: {}
+    """Env-style settings pointing the vendor at its emulator served at `base_url` (demo credentials)."""
+    create_live_source: Callable[[LiveContext], LiveSource] | None = None
+    """The vendor's source for `/readings/live`; None when it has none."""
+    doctor: Callable[[DoctorContext], Awaitable[None]] | None = None
+    """The vendor's read-only self-check (`make doctor`): appends one finding per check."""
     setup_hint: str = ""
     """What to set to enable the vendor, for the startup refusal."""
 
@@ -131,12 +145,81 @@ def iter_vendors() -> Iterator[Vendor]:
     yield from vendors().values()
 
 
+def vendor_settings(settings: Settings, name: str) -> VendorSettings:
+    """The settings of vendor `name`: its env-prefixed variables, explicit values given to `settings`
+    (tests, the sandbox) winning over the environment. Read once per `settings` object."""
+    cached = settings._vendor_cache.get(name)
+    if cached is None:
+        vendor = vendors()[name]
+        prefix = str(vendor.settings.model_config.get("env_prefix", "")).upper()
+        given = {
+            k[len(prefix) :].lower(): v
+            for k, v in (settings.model_extra or {}).items()
+            if prefix and k.upper().startswith(prefix)
+        }
+        try:
+            cached = settings._vendor_cache[name] = vendor.settings(**given)
+        except ValidationError as exc:  # name the variable, e.g. IOMETER_AUTH, not the field
+            wrong = "; ".join(f"{prefix}{'.'.join(map(str, e['loc'])).upper()}: {e['msg']}" for e in exc.errors())
+            raise ConfigurationError(f"invalid configuration ({wrong}).") from None
+    return cached  # type: ignore[no-any-return]
+
+
+def configured_vendors(settings: Settings) -> list[str]:
+    """Vendors whose enabling variables are all set."""
+    return [n for n in names() if vendor_settings(settings, n).configured()]
+
+
+def all_secrets(settings: Settings) -> list[str]:
+    """Every configured secret value, the service's and each vendor's `SecretStr`s, for redaction."""
+    found = settings.facade_secrets()
+    for name in names():
+        found.extend(vendor_settings(settings, name).secrets())
+    return found
+
+
+def validate_startup(settings: Settings) -> None:
+    """Raise `ConfigurationError` saying what to set when the service could not work."""
+    problems: list[str] = []
+    for vendor in iter_vendors():
+        missing = vendor_settings(settings, vendor.name).missing()
+        if missing:
+            problems.append(f"{vendor.name} is half configured: also set {' and '.join(missing)}.")
+    live = bool(configured_vendors(settings))
+    if not settings.sandbox and not live and not problems:
+        hints = "; or ".join(v.setup_hint for v in iter_vendors() if v.setup_hint)
+        problems.append(
+            f"No backend is configured: set {hints}; or set FACADE_SANDBOX=true to serve the built-in emulators."
+        )
+    problems.extend(settings.startup_problems(live=live))
+    if problems:
+        raise ConfigurationError(" ".join(problems))
+
+
+def create_emulators(clock: Clock, *, seed: int = 7) -> dict[str, Emulator]:
+    """One sandbox emulator per vendor that has one, all on the same injected clock."""
+    return {v.name: v.create_emulator(clock, seed, frozenset()) for v in iter_vendors() if v.create_emulator}
+
+
+def sandbox_host(name: str) -> str:
+    """The base URL of vendor `name`'s in-process emulator (a host only the sandbox transport answers)."""
+    return f"http://{name}.sandbox"
+
+
+def sandbox_settings(settings: Settings) -> Settings:
+    """`settings` with every vendor pointed at its emulator and its demo credentials."""
+    overrides: dict[str, Any] = {}
+    for vendor in iter_vendors():
+        overrides.update(vendor.sandbox_settings(sandbox_host(vendor.name)))
+    return Settings.model_validate({**settings.model_dump(by_alias=True), **overrides})
+
+
 S = TypeVar("S", bound=VendorSettings)
 
 
-def settings_of(settings: Any, name: str, kind: type[S]) -> S:
+def settings_of(settings: Settings, name: str, kind: type[S]) -> S:
     """Vendor `name`'s settings out of the service's `Settings`, as its own settings class."""
-    found = settings.vendor_settings(name)
+    found = vendor_settings(settings, name)
     if not isinstance(found, kind):
         raise TypeError(f"{name}'s settings are a {type(found).__name__}, not a {kind.__name__}")
     return found

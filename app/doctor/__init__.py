@@ -31,11 +31,8 @@ from collections.abc import Awaitable, Sequence
 
 import httpx
 
-from app.backends.iometer import doctor as iometer
-from app.backends.iometer import settings_of as io_settings
-from app.backends.waltero import doctor as waltero
-from app.backends.waltero import settings_of as wa_settings
-from app.doctor.report import Finding, render, unknown
+from app.backends import registry as vendors
+from app.doctor.report import DoctorContext, Finding, render, unknown
 from app.infra.config import Settings
 from app.infra.timeutil import Clock
 
@@ -45,19 +42,20 @@ __all__ = ["Finding", "main", "run"]
 async def run(
     settings: Settings, *, clock: Clock = time.time, transport: httpx.AsyncBaseTransport | None = None
 ) -> tuple[list[Finding], list[str]]:
-    """Probe every configured vendor; returns the findings and the secrets to keep out of any output."""
-    secrets = [s for s in (_secret(io_settings(settings).partner_secret), _secret(wa_settings(settings).password)) if s]
+    """Probe every configured vendor of the registry; returns the findings and the secrets to keep out of
+    any output (every vendor's secrets, and the tokens the checks obtained)."""
+    secrets = [s for name in vendors.names() for s in vendors.vendor_settings(settings, name).secrets() if s]
     findings: list[Finding] = []
     timeout = httpx.Timeout(settings.read_timeout * 2, connect=settings.connect_timeout)
     async with httpx.AsyncClient(timeout=timeout, transport=transport) as http:
-        if io_settings(settings).configured():
-            await _guarded("iometer", iometer.check(settings, http, clock, findings), findings)
-        else:
-            findings.append(unknown("iometer", "configured", "IOMETER_PARTNER_ID / IOMETER_PARTNER_SECRET not set"))
-        if wa_settings(settings).configured():
-            await _guarded("waltero", waltero.check(settings, http, clock, findings, secrets), findings)
-        else:
-            findings.append(unknown("waltero", "configured", "WALTERO_USERNAME / WALTERO_PASSWORD not set"))
+        for vendor in vendors.iter_vendors():
+            if vendor.doctor is None:
+                continue
+            if not vendors.vendor_settings(settings, vendor.name).configured():
+                findings.append(unknown(vendor.name, "configured", f"{vendor.setup_hint or 'its settings'} not set"))
+                continue
+            ctx = DoctorContext(settings, http, clock, findings, secrets)
+            await _guarded(vendor.name, vendor.doctor(ctx), findings)
     return findings, secrets
 
 
@@ -71,11 +69,6 @@ async def _guarded(vendor: str, probes: Awaitable[None], findings: list[Finding]
         findings.append(unknown(vendor, "reachable", f"the vendor stopped answering ({type(exc).__name__})"))
     except (KeyError, IndexError, TypeError, AttributeError, ValueError) as exc:
         findings.append(unknown(vendor, "readable", f"an answer had an unexpected shape ({type(exc).__name__})"))
-
-
-def _secret(value: object) -> str:
-    getter = getattr(value, "get_secret_value", None)
-    return str(getter()) if getter else ""
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -100,11 +93,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         except ValueError as exc:
             print(f"doctor: {exc}", file=sys.stderr)
             return 2
-    if not (io_settings(settings).configured() or wa_settings(settings).configured()):
+    if not vendors.configured_vendors(settings):
+        hints = " and/or ".join(v.setup_hint for v in vendors.iter_vendors() if v.setup_hint)
         print(
-            "doctor: no vendor is configured. Set IOMETER_PARTNER_ID and IOMETER_PARTNER_SECRET and/or "
-            "WALTERO_USERNAME and WALTERO_PASSWORD, or run `FACADE_SANDBOX=true make doctor`.",
-            file=sys.stderr,
+            f"doctor: no vendor is configured. Set {hints}, or run `FACADE_SANDBOX=true make doctor`.", file=sys.stderr
         )
         return 2
     return _report(settings, "the configured vendors")

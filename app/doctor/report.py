@@ -3,9 +3,11 @@ counts, field names, times and ids, and `render` blanks every secret it was give
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
+
+import httpx
 
 Status = Literal["PASS", "FAIL", "UNKNOWN"]
 
@@ -19,6 +21,19 @@ class Finding:
     evidence: str
     fix: str | None = None
     """For a FAIL: the one place in the code (or the one setting) to change."""
+
+
+@dataclass(frozen=True, slots=True)
+class DoctorContext:
+    """What a vendor's checks get: the service's settings (the vendor's own through its `settings_of`),
+    an HTTP client, the clock, the list to append findings to, and the list of secrets seen (tokens the
+    checks obtain are added, so the report blanks them)."""
+
+    settings: Any
+    http: httpx.AsyncClient
+    clock: Callable[[], float]
+    findings: list[Finding]
+    secrets: list[str]
 
 
 def passed(vendor: str, check: str, evidence: str) -> Finding:

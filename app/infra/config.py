@@ -7,15 +7,12 @@ refuses configurations that cannot work and says what to set.
 from __future__ import annotations
 
 import re
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
-from pydantic import Field, PrivateAttr, SecretStr, ValidationError, field_validator, model_validator
+from pydantic import Field, PrivateAttr, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-from app.backends import registry as vendors
-from app.backends.registry import VendorSettings
-from app.infra.errors import ConfigurationError
 from app.infra.timeutil import zone
 
 CommaList = Annotated[list[str], NoDecode]
@@ -76,7 +73,8 @@ class Settings(BaseSettings):
     # over the environment.
     model_config = SettingsConfigDict(env_file=None, extra="allow", populate_by_name=False)
 
-    _vendor_cache: dict[str, VendorSettings] = PrivateAttr(default_factory=dict)
+    _vendor_cache: dict[str, Any] = PrivateAttr(default_factory=dict)
+    """Each vendor's settings once read (`app.backends.registry.vendor_settings`)."""
 
     # --- modes and client auth -------------------------------------------------------------
     sandbox: bool = Field(False, alias="FACADE_SANDBOX")
@@ -125,7 +123,6 @@ class Settings(BaseSettings):
     circuit_reset: float = Field(30, alias="FACADE_CIRCUIT_RESET", gt=0)
 
     # --- live readings (`/readings/live`) ----------------------------------------------------------
-    live_poll: float = Field(60, alias="FACADE_LIVE_POLL", gt=0, description="s between shared Waltero polls")
     live_max_clients: int = Field(1000, alias="FACADE_LIVE_MAX_CLIENTS", ge=0)
     live_ping: float = Field(15, alias="FACADE_LIVE_PING", gt=0, le=15, description="s between keep-alives")
     live_linger: float = Field(30, alias="FACADE_LIVE_LINGER", ge=0, le=30, description="s after the last client")
@@ -167,31 +164,9 @@ class Settings(BaseSettings):
         """This cache's share of `FACADE_CACHE_MAX_BYTES`."""
         return int(self.cache_max_bytes * CACHE_BYTE_SHARES.get(cache, CACHE_BYTE_SHARES["other"]))
 
-    def vendor_settings(self, name: str) -> VendorSettings:
-        """The settings of vendor `name`: its env-prefixed variables, explicit values given to this
-        object winning over the environment."""
-        cached = self._vendor_cache.get(name)
-        if cached is None:
-            vendor = vendors.vendors()[name]
-            prefix = str(vendor.settings.model_config.get("env_prefix", "")).upper()
-            given = {
-                k[len(prefix) :].lower(): v
-                for k, v in (self.model_extra or {}).items()
-                if prefix and k.upper().startswith(prefix)
-            }
-            try:
-                cached = self._vendor_cache[name] = vendor.settings(**given)
-            except ValidationError as exc:  # name the variable, e.g. IOMETER_AUTH, not the field
-                wrong = "; ".join(f"{prefix}{'.'.join(map(str, e['loc'])).upper()}: {e['msg']}" for e in exc.errors())
-                raise ConfigurationError(f"invalid configuration ({wrong}).") from None
-        return cached
-
-    def configured_vendors(self) -> list[str]:
-        """Vendors whose enabling variables are all set (every registered one in sandbox mode)."""
-        return [n for n in vendors.names() if self.vendor_settings(n).configured()]
-
-    def secrets(self) -> list[str]:
-        """Every configured secret value (API keys, cursor key, each vendor's `SecretStr`s), for redaction."""
+    def facade_secrets(self) -> list[str]:
+        """The service's own secret values (API keys, cursor key, Redis password), for redaction; with
+        the vendors' secrets: `app.backends.registry.all_secrets`."""
         found = [k.get_secret_value() for k in self.api_keys]
         if self.cursor_secret is not None:
             found.append(self.cursor_secret.get_secret_value())
@@ -199,23 +174,12 @@ class Settings(BaseSettings):
             password = urlsplit(self.redis_url.get_secret_value()).password
             if password:
                 found.append(password)
-        for name in vendors.names():
-            found.extend(self.vendor_settings(name).secrets())
         return found
 
-    def validate_startup(self) -> None:
-        """Raise `ConfigurationError` saying what to set when the service could not work."""
+    def startup_problems(self, *, live: bool) -> list[str]:
+        """What to set when the service could not work (`live`: some vendor is configured); the vendors'
+        own problems are added by `app.backends.registry.validate_startup`."""
         problems: list[str] = []
-        for vendor in vendors.iter_vendors():
-            missing = self.vendor_settings(vendor.name).missing()
-            if missing:
-                problems.append(f"{vendor.name} is half configured: also set {' and '.join(missing)}.")
-        live = bool(self.configured_vendors())
-        if not self.sandbox and not live and not problems:
-            hints = "; or ".join(v.setup_hint for v in vendors.iter_vendors() if v.setup_hint)
-            problems.append(
-                f"No backend is configured: set {hints}; or set FACADE_SANDBOX=true to serve the built-in emulators."
-            )
         if not self.sandbox and live and not self.api_keys and not self.allow_anonymous:
             problems.append(
                 "Live backends need client auth: set FACADE_API_KEYS (comma-separated keys) "
@@ -233,5 +197,4 @@ class Settings(BaseSettings):
             zone(self.timezone)
         except ValueError:
             problems.append(f"FACADE_TIMEZONE={self.timezone!r} is not an IANA time zone (e.g. Europe/Berlin).")
-        if problems:
-            raise ConfigurationError(" ".join(problems))
+        return problems

@@ -13,9 +13,8 @@ import time
 
 import httpx
 
-from app.api.middleware.observe import request_id_var, upstream_calls_var
-from app.backends.http import current_attempt, current_operation
 from app.infra.config import Settings
+from app.infra.context import current_attempt, current_operation, request_id_var, upstream_calls_var
 from app.infra.metrics import Metrics
 
 log = logging.getLogger("app.infra.upstream")

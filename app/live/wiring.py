@@ -11,16 +11,16 @@ what the hub's narrow callables are bound to.
 from __future__ import annotations
 
 import random
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from datetime import datetime
 from typing import Any
 
 from app.backends import registry as vendors
 from app.backends.base import READINGS
-from app.backends.iometer import IometerSettings
-from app.backends.live import LiveSource, LiveTarget
+from app.backends.live import LiveContext, LiveSource, LiveTarget
 from app.core.service import MeterService
 from app.domain.models import Reading
+from app.guard.guarded import GuardedBackend
 from app.infra.config import Settings
 from app.infra.errors import NotSupported
 from app.infra.timeutil import Clock
@@ -35,40 +35,33 @@ HISTORY_LIMIT = 100_000
 def live_sources(
     settings: Settings, service: MeterService, clock: Clock, emulators: Mapping[str, Any] | None
 ) -> dict[str, LiveSource]:
-    """A `LiveSource` per configured backend that can stream; in sandbox mode IOmeter's WebSocket goes
-    to the in-process emulator."""
+    """A `LiveSource` per configured backend whose vendor has one (the registry's `create_live_source`);
+    in sandbox mode each gets its in-process emulator."""
     sources: dict[str, LiveSource] = {}
-    iometer = service.backends.get("iometer")
-    io_settings = settings.vendor_settings("iometer") if "iometer" in vendors.names() else None
-    if iometer is not None and isinstance(io_settings, IometerSettings) and io_settings.configured():
-        from app.backends.iometer.auth import BasicAuth, WsseAuth
-        from app.backends.iometer.live_source import IometerLiveSource, websockets_connect
-
-        partner, secret = io_settings.partner_id or "", io_settings.partner_secret
-        assert secret is not None
-        header = (
-            WsseAuth(partner, secret, clock=clock).header
-            if io_settings.auth == "wsse"
-            else BasicAuth(partner, secret).header
+    for name, guarded in service.backends.items():
+        vendor = vendors.vendors().get(name)
+        if vendor is None or vendor.create_live_source is None:
+            continue
+        vendor_settings = vendors.vendor_settings(settings, name)
+        if not vendor_settings.configured():
+            continue
+        sources[name] = vendor.create_live_source(
+            LiveContext(
+                settings=vendor_settings,
+                clock=clock,
+                fetch=_uncached_readings(guarded),
+                emulator=(emulators or {}).get(name),
+            )
         )
-        connect: Any = websockets_connect
-        if emulators and "iometer" in emulators:
-            from app.live.asgi_websocket import AsgiWebSocketConnector
-
-            connect = AsgiWebSocketConnector(emulators["iometer"].app)
-        sources["iometer"] = IometerLiveSource(io_settings.url, header, connect=connect)
-    waltero = service.backends.get("waltero")
-    if waltero is not None:
-        from app.backends.waltero.live_source import WalteroLiveSource
-
-        guarded = waltero
-
-        async def fetch(device_id: str, start: datetime, end: datetime) -> list[Reading]:
-            # uncached (a poll must see the newest point) but guarded: load cap, breaker
-            return await guarded.call(lambda: guarded.backend.readings(device_id, start, end, None, HISTORY_LIMIT))
-
-        sources["waltero"] = WalteroLiveSource(fetch, interval=settings.live_poll, clock=clock)
     return sources
+
+
+def _uncached_readings(guarded: GuardedBackend) -> Callable[[str, datetime, datetime], Awaitable[list[Reading]]]:
+    async def fetch(upstream_id: str, start: datetime, end: datetime) -> list[Reading]:
+        # uncached (a poll must see the newest point) but guarded: load cap, breaker
+        return await guarded.call(lambda: guarded.backend.readings(upstream_id, start, end, None, HISTORY_LIMIT))
+
+    return fetch
 
 
 def create_hub(

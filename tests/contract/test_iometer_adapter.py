@@ -24,6 +24,7 @@ from app.backends.iometer import create_backend
 from app.backends.iometer.adapter import IometerBackend
 from app.backends.iometer.emulator import SANDBOX_SETTINGS, Emulator, create_emulator
 from app.backends.iometer.emulator.data import BERLIN, ReadingRecord
+from app.backends.registry import vendor_settings
 from app.domain.models import DailyConsumption, Meter, Reading
 from app.factory import backend_context
 from app.infra.config import Settings
@@ -76,7 +77,7 @@ class Rig:
             mode="sandbox",
             on_retry=lambda backend, reason: self.retries.append((backend, reason)),
         )
-        backend = create_backend(ctx, configured.vendor_settings("iometer"))
+        backend = create_backend(ctx, vendor_settings(configured, "iometer"))
         assert isinstance(backend, IometerBackend)
         self.backend = backend
 
@@ -164,8 +165,8 @@ def as_tuples(readings: list[Reading]) -> list[tuple[datetime, str, str | None, 
 
 
 def test_is_configured() -> None:
-    assert settings().vendor_settings("iometer").configured()
-    assert not Settings().vendor_settings("iometer").configured()
+    assert vendor_settings(settings(), "iometer").configured()
+    assert not vendor_settings(Settings(), "iometer").configured()
 
 
 async def test_meters_value_by_value(rig: Rig) -> None:

@@ -14,6 +14,7 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from app.backends.base import Backend
+from app.backends.registry import vendor_settings
 from app.backends.waltero.emulator import (
     EMPTY_NAME_DEVICE,
     GAPPY_DEVICES,
@@ -592,7 +593,7 @@ def test_the_bucket_rule_is_a_setting_defaulting_to_the_pinned_reading() -> None
     from tests.unit.backends.waltero.harness import waltero_settings
 
     def buckets(**given: str) -> str:
-        return waltero_settings(**given).vendor_settings("waltero").daily_buckets  # type: ignore[attr-defined,no-any-return]
+        return vendor_settings(waltero_settings(**given), "waltero").daily_buckets  # type: ignore[attr-defined,no-any-return]
 
     assert buckets() == "rolling"
     assert buckets(WALTERO_DAILY_BUCKETS="utc-calendar") == "utc-calendar"

@@ -356,7 +356,7 @@ HEAT_PUMP = "11111111-1111-1111-1111-111111111106"  # electricity, display unit 
 
 async def test_twenty_clients_on_one_waltero_device_share_one_poll_per_interval() -> None:
     poll = 0.25
-    async with stack(FACADE_LIVE_POLL=poll) as s:
+    async with stack(WALTERO_LIVE_POLL=poll) as s:
         readers = await asyncio.gather(*(s.open(f"waltero:{HEAT_PUMP}") for _ in range(20)))
         try:
             await s.until_metric("facade_live_clients", 20)
@@ -385,7 +385,7 @@ async def test_twenty_clients_on_one_waltero_device_share_one_poll_per_interval(
 
 
 async def test_a_waltero_outage_reports_status_and_the_poll_resumes_from_the_last_point() -> None:
-    async with stack(FACADE_LIVE_POLL=0.2, FACADE_RETRY_ATTEMPTS=1) as s:
+    async with stack(WALTERO_LIVE_POLL=0.2, FACADE_RETRY_ATTEMPTS=1) as s:
         reader = await s.open(f"waltero:{HEAT_PUMP}")
         try:
             await s.until(lambda: s.waltero.stats["telemetry"] >= 1)

@@ -14,10 +14,10 @@ from datetime import UTC, datetime, timedelta
 
 import httpx
 
+from app.backends.registry import create_emulators, sandbox_settings, vendor_settings
 from app.factory import create_app
 from app.infra.config import Settings
 from app.infra.logs import configure_logging
-from app.sandbox import create_emulators, sandbox_settings
 from tests.support.apps import running
 from tests.support.clock import FakeClock
 from tests.support.servers import PYTHON, free_port, serve_process
@@ -44,8 +44,8 @@ async def test_no_secret_or_token_in_any_log_line_or_response() -> None:
     full = sandbox_settings(settings)
     secrets = [
         KEY,
-        *full.vendor_settings("iometer").secrets(),
-        *full.vendor_settings("waltero").secrets(),
+        *vendor_settings(full, "iometer").secrets(),
+        *vendor_settings(full, "waltero").secrets(),
     ]
     # Log everything, DEBUG included, and without the formatter's safety net: redaction must be at the source.
     configure_logging("DEBUG", secrets=[], stream=stream)

@@ -15,6 +15,7 @@ import httpx
 import pytest
 
 from app.backends.iometer import emulator as iometer_sandbox
+from app.backends.registry import all_secrets, validate_startup
 from app.backends.waltero import emulator as waltero_sandbox
 from app.factory import create_app
 from app.infra.config import Settings
@@ -115,10 +116,10 @@ async def test_redis_down_changes_nothing_a_client_sees_but_the_status(redis_ser
 
 def test_the_redis_url_is_checked_and_its_password_redacted():
     with pytest.raises(ConfigurationError, match="FACADE_REDIS_URL"):
-        settings("http://127.0.0.1:6379").validate_startup()
+        validate_startup(settings("http://127.0.0.1:6379"))
     configured = settings("rediss://facade:pa55-word-redis@redis.internal:6380/0")
-    configured.validate_startup()
-    assert "pa55-word-redis" in configured.secrets()
+    validate_startup(configured)
+    assert "pa55-word-redis" in all_secrets(configured)
     assert "pa55-word-redis" not in repr(configured)
 
 

@@ -14,7 +14,7 @@ from pydantic import SecretStr
 from pydantic_settings import SettingsConfigDict
 
 from app.backends import registry as vendors
-from app.backends.registry import BackendContext, Vendor, VendorSettings
+from app.backends.registry import BackendContext, Vendor, VendorSettings, all_secrets, validate_startup, vendor_settings
 from app.domain.models import Change
 from app.factory import create_app
 from app.infra.config import Settings
@@ -77,23 +77,23 @@ def acme_only(**extra: str) -> Settings:
 
 
 def test_startup_validation_comes_from_the_registry(acme):
-    acme_only().validate_startup()  # acme alone is a working configuration
+    validate_startup(acme_only())  # acme alone is a working configuration
     with pytest.raises(ConfigurationError) as half:
-        Settings(ACME_USER="u", FACADE_API_KEYS=API_KEY).validate_startup()
+        validate_startup(Settings(ACME_USER="u", FACADE_API_KEYS=API_KEY))
     assert "ACME_TOKEN" in str(half.value)
     with pytest.raises(ConfigurationError) as nothing:
-        Settings().validate_startup()
+        validate_startup(Settings())
     assert "ACME_USER and ACME_TOKEN" in str(nothing.value)
 
 
 def test_the_vendors_settings_read_their_own_prefix(acme, monkeypatch):
     monkeypatch.setenv("ACME_URL", "https://acme.test/v2")
-    settings = acme_only().vendor_settings("acme")
+    settings = vendor_settings(acme_only(), "acme")
     assert isinstance(settings, AcmeSettings)
     assert settings.url == "https://acme.test/v2"
     assert settings.token is not None
     assert settings.token.get_secret_value() == "acme-token-value"
-    assert "acme-token-value" in acme_only().secrets()
+    assert "acme-token-value" in all_secrets(acme_only())
 
 
 async def test_a_third_vendor_serves_every_list_and_filter(acme):
@@ -153,7 +153,7 @@ async def test_every_backend_with_a_feed_is_merged_into_changes(acme):
 async def test_a_new_vendors_secret_is_never_logged(acme):
     stream = io.StringIO()
     settings = acme_only()
-    configure_logging("INFO", settings.secrets(), stream=stream)
+    configure_logging("INFO", all_secrets(settings), stream=stream)
     try:
         logging.getLogger("app.test").info("token is acme-token-value")
     finally:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from app.backends.registry import validate_startup
 from app.infra.config import Settings, parse_api_keys
 from app.infra.errors import ConfigurationError
 
@@ -34,4 +35,4 @@ def test_settings_hand_out_label_key_pairs_and_keep_them_through_a_copy(monkeypa
 def test_a_label_given_twice_refuses_to_start():
     settings = Settings(FACADE_SANDBOX=True, FACADE_API_KEYS="app:one,app:two")
     with pytest.raises(ConfigurationError, match="app"):
-        settings.validate_startup()
+        validate_startup(settings)

@@ -1,18 +1,19 @@
 import pytest
 
+from app.backends.registry import validate_startup, vendor_settings
 from app.infra.config import Settings
 from app.infra.errors import ConfigurationError
 
 
 def test_nothing_configured_refuses_and_says_what_to_set():
     with pytest.raises(ConfigurationError) as info:
-        Settings().validate_startup()
+        validate_startup(Settings())
     assert "FACADE_SANDBOX=true" in str(info.value)
     assert "WALTERO_USERNAME" in str(info.value)
 
 
 def test_sandbox_alone_is_enough():
-    Settings(FACADE_SANDBOX="true").validate_startup()
+    validate_startup(Settings(FACADE_SANDBOX="true"))
 
 
 @pytest.mark.parametrize(
@@ -26,13 +27,13 @@ def test_sandbox_alone_is_enough():
 )
 def test_refusals(values, needle):
     with pytest.raises(ConfigurationError) as info:
-        Settings(**values).validate_startup()
+        validate_startup(Settings(**values))
     assert needle in str(info.value)
 
 
 def test_live_with_keys_or_anonymous_starts():
-    Settings(WALTERO_USERNAME="u", WALTERO_PASSWORD="p", FACADE_API_KEYS="a, b").validate_startup()
-    Settings(WALTERO_USERNAME="u", WALTERO_PASSWORD="p", FACADE_ALLOW_ANONYMOUS="true").validate_startup()
+    validate_startup(Settings(WALTERO_USERNAME="u", WALTERO_PASSWORD="p", FACADE_API_KEYS="a, b"))
+    validate_startup(Settings(WALTERO_USERNAME="u", WALTERO_PASSWORD="p", FACADE_ALLOW_ANONYMOUS="true"))
 
 
 def test_environment_is_read(monkeypatch):
@@ -41,8 +42,8 @@ def test_environment_is_read(monkeypatch):
     monkeypatch.setenv("IOMETER_AUTH", "BASIC")
     s = Settings()
     assert [k.get_secret_value() for k in s.api_keys] == ["k1", "k2"]
-    assert s.vendor_settings("waltero").organizations == ["o1", "o2"]  # type: ignore[attr-defined]
-    assert s.vendor_settings("iometer").auth == "basic"  # type: ignore[attr-defined]
+    assert vendor_settings(s, "waltero").organizations == ["o1", "o2"]  # type: ignore[attr-defined]
+    assert vendor_settings(s, "iometer").auth == "basic"  # type: ignore[attr-defined]
     assert "k1" not in repr(s)
 
 
@@ -58,7 +59,7 @@ def test_only_prefixed_variables_are_read(monkeypatch):
     s = Settings(WALTERO_USERNAME="u", WALTERO_PASSWORD="p")
     assert (s.sandbox, s.allow_anonymous, s.timezone, s.api_keys) == (False, False, "UTC", [])
     with pytest.raises(ConfigurationError):
-        s.validate_startup()
+        validate_startup(s)
 
 
 def test_the_sandbox_gets_a_longer_default_deadline_unless_one_is_set(monkeypatch):

@@ -13,7 +13,6 @@ import os
 import re
 import time
 from collections.abc import Callable
-from contextvars import ContextVar
 from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -21,14 +20,12 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from app.api.middleware.client_auth import OPEN_PATHS
 from app.api.middleware.hit_path import Answered
 from app.api.problems import problem_body
+from app.infra.context import request_id_var, upstream_calls_var
 from app.infra.logs import ACCESS_LOG
 from app.infra.metrics import Metrics
 
 log = logging.getLogger("app.access")
 
-request_id_var: ContextVar[str | None] = ContextVar("request_id", default=None)
-upstream_calls_var: ContextVar[list[int] | None] = ContextVar("upstream_calls", default=None)
-"""A one-element counter of upstream calls made for the current request."""
 
 _VALID_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 _METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})

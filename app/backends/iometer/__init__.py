@@ -14,13 +14,14 @@ from app.backends.http import RetryPolicy
 from app.backends.iometer.adapter import IometerBackend
 from app.backends.iometer.auth import BasicAuth, WsseAuth
 from app.backends.iometer.client import IometerClient, PartnerTransport
+from app.backends.live import LiveContext, LiveSource
 from app.backends.registry import BackendContext, Emulator, Vendor, VendorSettings
+from app.doctor.report import DoctorContext
 from app.infra.timeutil import Clock
 
 __all__ = ["VENDOR", "IometerBackend", "IometerSettings", "create_backend"]
 
 DEFAULT_URL = "https://partner.prod.iometer.cloud/api/v1/query"
-SANDBOX_URL = "http://iometer.sandbox/api/v1/query"
 
 
 class IometerSettings(VendorSettings):
@@ -67,17 +68,51 @@ def create_backend(ctx: BackendContext, settings: IometerSettings) -> Backend:
     )
 
 
-def _emulator(clock: Clock, seed: int) -> Emulator:
+def _emulator(clock: Clock, seed: int, variants: frozenset[str]) -> Emulator:
     from app.backends.iometer.emulator import create_emulator
 
-    emulator: Any = create_emulator(clock, seed=seed)
+    emulator: Any = create_emulator(clock, seed=seed, breaks=set(variants))
     return emulator  # type: ignore[no-any-return]
 
 
-def _sandbox_settings() -> dict[str, str]:
-    from app.backends.iometer.emulator import SANDBOX_SETTINGS
+def _sandbox_settings(base_url: str) -> dict[str, str]:
+    from app.backends.iometer.emulator import QUERY_PATH, SANDBOX_SETTINGS
 
-    return {**SANDBOX_SETTINGS, "IOMETER_URL": SANDBOX_URL}
+    return {**SANDBOX_SETTINGS, "IOMETER_URL": base_url + QUERY_PATH}
+
+
+def _live_source(ctx: LiveContext) -> LiveSource:
+    """A GraphQL subscription over WebSocket, authenticated like every partner request; in the sandbox the
+    WebSocket goes to the in-process emulator."""
+    from app.backends.iometer.live_source import IometerLiveSource, websockets_connect
+
+    settings: IometerSettings = ctx.settings
+    partner, secret = settings.partner_id or "", settings.partner_secret
+    if secret is None:
+        raise ValueError("IOmeter is not configured: set IOMETER_PARTNER_ID and IOMETER_PARTNER_SECRET")
+    header = (
+        WsseAuth(partner, secret, clock=ctx.clock).header
+        if settings.auth == "wsse"
+        else BasicAuth(partner, secret).header
+    )
+    connect: Any = websockets_connect
+    if ctx.emulator is not None:
+        from app.sandbox.asgi_websocket import AsgiWebSocketConnector
+
+        connect = AsgiWebSocketConnector(ctx.emulator.app)
+    return IometerLiveSource(settings.url, header, connect=connect)
+
+
+async def _doctor(ctx: DoctorContext) -> None:
+    from app.backends.iometer import doctor
+
+    await doctor.check(ctx.settings, ctx.http, ctx.clock, ctx.findings)
+
+
+def _variants() -> frozenset[str]:
+    from app.backends.iometer.emulator.app import BREAKS
+
+    return frozenset(BREAKS)
 
 
 VENDOR = Vendor(
@@ -85,7 +120,10 @@ VENDOR = Vendor(
     settings=IometerSettings,
     create_backend=create_backend,
     create_emulator=_emulator,
+    emulator_variants=_variants(),
     sandbox_settings=_sandbox_settings,
+    create_live_source=_live_source,
+    doctor=_doctor,
     setup_hint="IOMETER_PARTNER_ID and IOMETER_PARTNER_SECRET",
 )
 

@@ -8,16 +8,20 @@ vendor call), `mapping`/`daily`/`feed` (pure translation to the normalized model
 
 from __future__ import annotations
 
+import logging
+import os
 from typing import Annotated, Any, ClassVar, Literal
 
-from pydantic import SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import NoDecode, SettingsConfigDict
 
 from app.backends import registry as vendors
+from app.backends.live import LiveContext, LiveSource
 from app.backends.registry import BackendContext, Emulator, Vendor, VendorSettings
 from app.backends.waltero.adapter import WalteroBackend
 from app.backends.waltero.client import WalteroClient, waltero_retry_policy
 from app.backends.waltero.token import TokenManager
+from app.doctor.report import DoctorContext
 from app.infra.config import split_commas
 from app.infra.errors import ConfigurationError
 from app.infra.timeutil import Clock
@@ -26,7 +30,7 @@ from app.shared.tokens import account_name
 __all__ = ["VENDOR", "TokenManager", "WalteroBackend", "WalteroClient", "WalteroSettings", "create_backend"]
 
 DEFAULT_URL = "https://qs0iya7cfk.execute-api.eu-central-1.amazonaws.com/prod"
-SANDBOX_URL = "http://waltero.sandbox"
+logger = logging.getLogger(__name__)
 
 
 class WalteroSettings(VendorSettings):
@@ -43,10 +47,23 @@ class WalteroSettings(VendorSettings):
     daily_buckets: Literal["rolling", "utc-calendar"] = "rolling"
     """`rolling`: 24 h windows from `startDate` (the pinned reading); `utc-calendar`: UTC days cut to the range."""
 
+    live_poll: float = Field(60, gt=0)
+    """`WALTERO_LIVE_POLL`: seconds between the shared telemetry polls of a watched device (live streams)."""
+
     @field_validator("organizations", mode="before")
     @classmethod
     def _split(cls, value: object) -> object:
         return split_commas(value)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _deprecated_live_poll(cls, data: Any) -> Any:
+        # FACADE_LIVE_POLL was the round-2 name; still read, with one log line a start-up.
+        old = os.environ.get("FACADE_LIVE_POLL")
+        if old is not None and isinstance(data, dict) and "live_poll" not in data:
+            logger.warning("FACADE_LIVE_POLL is deprecated and will be removed: set WALTERO_LIVE_POLL instead")
+            data = {**data, "live_poll": old}
+        return data
 
 
 def create_backend(ctx: BackendContext, settings: WalteroSettings) -> WalteroBackend:
@@ -91,17 +108,35 @@ def create_backend(ctx: BackendContext, settings: WalteroSettings) -> WalteroBac
     )
 
 
-def _emulator(clock: Clock, seed: int) -> Emulator:
+def _emulator(clock: Clock, seed: int, variants: frozenset[str]) -> Emulator:
     from app.backends.waltero.emulator import create_emulator
 
-    emulator: Any = create_emulator(clock, seed=seed)
+    emulator: Any = create_emulator(clock, seed=seed, breaks=set(variants))
     return emulator  # type: ignore[no-any-return]
 
 
-def _sandbox_settings() -> dict[str, str]:
+def _sandbox_settings(base_url: str) -> dict[str, str]:
     from app.backends.waltero.emulator import SANDBOX_SETTINGS
 
-    return {**SANDBOX_SETTINGS, "WALTERO_URL": SANDBOX_URL, "WALTERO_ORGANIZATIONS": ""}
+    return {**SANDBOX_SETTINGS, "WALTERO_URL": base_url + "/prod", "WALTERO_ORGANIZATIONS": ""}
+
+
+def _live_source(ctx: LiveContext) -> LiveSource:
+    from app.backends.waltero.live_source import WalteroLiveSource
+
+    return WalteroLiveSource(ctx.fetch, interval=ctx.settings.live_poll, clock=ctx.clock)
+
+
+async def _doctor(ctx: DoctorContext) -> None:
+    from app.backends.waltero import doctor
+
+    await doctor.check(ctx.settings, ctx.http, ctx.clock, ctx.findings, ctx.secrets)
+
+
+def _variants() -> frozenset[str]:
+    from app.backends.waltero.emulator.emulator import BREAKS
+
+    return frozenset(BREAKS)
 
 
 VENDOR = Vendor(
@@ -109,7 +144,10 @@ VENDOR = Vendor(
     settings=WalteroSettings,
     create_backend=create_backend,
     create_emulator=_emulator,
+    emulator_variants=_variants(),
     sandbox_settings=_sandbox_settings,
+    create_live_source=_live_source,
+    doctor=_doctor,
     setup_hint="WALTERO_USERNAME and WALTERO_PASSWORD",
 )
 

@@ -28,7 +28,7 @@ from app.backends.iometer.live_source import (
 from app.backends.iometer.payloads import TimeParser
 from app.backends.live import CONNECTED, LiveTarget
 from app.infra.errors import UpstreamAuthFailed, UpstreamBadResponse
-from app.live.asgi_websocket import AsgiWebSocketConnector
+from app.sandbox.asgi_websocket import AsgiWebSocketConnector
 from tests.support.clock import FakeClock
 from tests.support.servers import serve_in_thread
 

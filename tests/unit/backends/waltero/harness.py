@@ -10,6 +10,7 @@ from typing import Any
 
 import httpx
 
+from app.backends.registry import vendor_settings
 from app.backends.waltero import create_backend
 from app.backends.waltero.adapter import WalteroBackend
 from app.backends.waltero.emulator import SANDBOX_SETTINGS, Emulator, create_emulator
@@ -70,5 +71,5 @@ async def waltero_rig(
             mode="sandbox",
             on_retry=lambda backend, reason: retries.append((backend, reason)),
         )
-        backend = create_backend(ctx, configured.vendor_settings("waltero"))
+        backend = create_backend(ctx, vendor_settings(configured, "waltero"))
         yield Rig(emulator, clock, http, backend, retries)

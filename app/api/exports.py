@@ -1,4 +1,4 @@
-"""Exports: CSV and NDJSON renderings of the facade's lists (CONTRACT.md "Round 2 additions").
+"""Exports: CSV and NDJSON renderings of the facade's lists (docs/api-guide.md "Round 2 additions").
 
 - `negotiate` picks the representation from `?format=` (a browser link) or `Accept`:
   `text/csv` → CSV, `application/x-ndjson` → NDJSON, anything else → JSON (the default). An unknown

@@ -1,7 +1,7 @@
 """`python -m app.doctor` (`make doctor`): a read-only self-check of every pinned vendor assumption.
 
 Reads the same settings as the service (`IOMETER_*`, `WALTERO_*`, from the environment) and asks each
-configured vendor, with small read-only requests, whether what UPSTREAMS.md pins is what it does:
+configured vendor, with small read-only requests, whether what docs/vendors/<vendor>.md pins is what it does:
 
 - IOmeter: the partner credentials; the schema by introspection, diffed against the pinned SDL (where
   the server allows introspection); `obisCode(format: decimal)` and the default OBIS form;

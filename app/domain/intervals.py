@@ -2,7 +2,7 @@
 
 `GET /consumption?resolution=15min|hour|day|month` cuts `[local midnight of start, local midnight of
 end)` in `tz` into real local intervals (`boundaries`) and derives each interval's consumption from
-register pairs (`derive`) with the daily rule of CONTRACT.md, generalized from days to any interval
+register pairs (`derive`) with the daily rule of docs/api-guide.md, generalized from days to any interval
 `[t0, t1)`. For each pair of consecutive readings `(a, b)`:
 - a pair inside the interval adds `max(0, b.v - a.v)` (a decrease is a meter swap: zero, never negative);
 - a pair that straddles `t0` or `t1` adds the same increase times the share of `[a.t, b.t]` inside the

@@ -1,4 +1,4 @@
-"""The facade's normalized resources, as internal apps see them (CONTRACT.md).
+"""The facade's normalized resources, as internal apps see them (docs/api-guide.md).
 
 Every timestamp is an aware UTC `datetime` serialized as RFC 3339 with `Z`; energy is in kWh,
 power in W, volume in m3. Routes and the service speak only these types.

@@ -1,4 +1,4 @@
-"""Every setting of the service, read from the environment (CONTRACT.md's table and the cache knobs).
+"""Every setting of the service, read from the environment (the README's configuration table; cache knobs too).
 
 `Settings()` reads the environment; tests build `Settings(...)` with explicit values. `validate()`
 refuses configurations that cannot work and says what to set.

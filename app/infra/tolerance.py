@@ -4,7 +4,7 @@ The adapters accept both plausible shapes (data wrapped or bare, flat or nested 
 in any order, ...) and call `record(backend, aspect, shape, pinned=...)` each time they meet one. The
 count is process-wide and exported as `facade_vendor_wire_shapes_total{backend,aspect,shape}` by
 `WireShapeCollector` (registered on each app's metrics registry); the first time a shape that is *not*
-the one UPSTREAMS.md pins is seen, one WARNING per process says so, naming the aspect and the shape
+the one docs/vendors/<vendor>.md pins is seen, one WARNING per process says so, naming the aspect and the shape
 (never a value from the payload). `python -m app.doctor` reports the same aspects against a live vendor.
 
 Labels are closed sets: `backend`, `aspect` and `shape` are code-defined names, never vendor text.
@@ -36,7 +36,7 @@ def record(backend: str, aspect: str, shape: str, *, pinned: bool, count: int = 
         _announced.add(key)
     if first and not pinned:
         logger.warning(
-            "%s sent %s in the %r shape, not the one UPSTREAMS.md pins; accepted (see `make doctor`)",
+            "%s sent %s in the %r shape, not the one docs/vendors/<vendor>.md pins; accepted (see `make doctor`)",
             backend,
             aspect.replace("_", " "),
             shape,

@@ -90,7 +90,7 @@ def build_client(
     backend: str, settings: Settings, metrics: Metrics, transport: httpx.AsyncBaseTransport | None = None
 ) -> httpx.AsyncClient:
     """A pooled client for one backend. The pool is kept small on purpose: httpx slows down sharply
-    with many concurrent connections (PERF-NOTES.md), and coalescing keeps upstream concurrency low."""
+    with many concurrent connections (README, "Performance"), and coalescing keeps upstream concurrency low."""
     limits = httpx.Limits(
         max_connections=settings.upstream_concurrency, max_keepalive_connections=settings.upstream_concurrency
     )

@@ -43,7 +43,7 @@ from app.live.metrics import LiveMetrics
 log = logging.getLogger("app.live")
 
 REPLAY_LIMIT = timedelta(hours=24)
-"""Resume replays at most this far back (CONTRACT.md)."""
+"""Resume replays at most this far back (docs/api-guide.md)."""
 HISTORY_SLACK = timedelta(seconds=1)
 """History windows end this far after now (their end is exclusive)."""
 

@@ -57,6 +57,6 @@ def test_the_readme_points_to_the_guide_not_to_files_outside_the_repository():
     assert "docs/api-guide.md" in readme
     assert "../shared" not in readme
     assert "PERF-NOTES" not in readme
-    assert "UPSTREAMS.md" not in readme
+    assert "UPSTREAMS" not in readme
     assert "jq" in readme
     assert "GNU `date`" in readme

@@ -1,5 +1,5 @@
 """openapi/openapi.json is generated from the app (`make openapi`) and must not go stale; it must
-also describe what CONTRACT.md promises."""
+also describe what docs/api-guide.md promises."""
 
 import json
 import re

@@ -38,7 +38,7 @@ def facade_url() -> Iterator[str]:
 
 @schemathesis.check
 def no_server_error_but_documented_501(ctx, response, case):  # type: ignore[no-untyped-def]
-    """No 5xx, except the 501 CONTRACT.md prescribes for an operation a backend lacks
+    """No 5xx, except the 501 docs/api-guide.md prescribes for an operation a backend lacks
     (`/changes?backend=iometer`)."""
     if response.status_code >= 500:
         body = response.json()

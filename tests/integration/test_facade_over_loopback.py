@@ -1,7 +1,7 @@
 """The whole service over loopback sockets, in live mode, against both emulators over loopback
 sockets: every endpoint checked value by value against the emulators' own data.
 
-The expected values come from the emulators' data accessors and CONTRACT.md's rules written out
+The expected values come from the emulators' data accessors and the API guide's (docs/api-guide.md) rules written out
 here (units and media tables) or in the contract tests' reference functions, never from the
 adapters' own mapping code.
 """
@@ -30,7 +30,7 @@ from tests.support.servers import serve_in_thread
 
 KEY = "loopback-key-0123456789"
 BERLIN = ZoneInfo("Europe/Berlin")
-# CONTRACT.md's normalization, written out independently of app/backends/waltero/mapping.py
+# the API guide's (docs/api-guide.md) normalization, written out independently of app/backends/waltero/mapping.py
 UNITS = {"m3": ("m3", 1.0), "L": ("m3", 0.001), "kWh": ("kWh", 1.0), "Wh": ("kWh", 0.001), "MWh": ("kWh", 1000.0)}
 MEDIA = {"water_cold": "water", "water_hot": "water", "gas": "gas", "electricity": "electricity", "heat": "heat"}
 

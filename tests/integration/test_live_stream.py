@@ -2,7 +2,7 @@
 on loopback ports (IOmeter behind a TCP proxy that can drop and refuse connections), all on one fake
 clock that the tests move to make the emulators take new readings.
 
-Expected values come from the emulators' data and CONTRACT.md's unit rules written out here, never
+Expected values come from the emulators' data and the API guide's (docs/api-guide.md) unit rules written out here, never
 from the adapters' mapping code. Every server runs on 127.0.0.1 and is stopped when its context exits;
 every wait is bounded.
 """
@@ -113,7 +113,7 @@ async def stack(*, small_buffers: bool = False, **settings: Any) -> AsyncIterato
 
 
 def expected_items(emulator: Any, meter_id: str, slot: str) -> list[tuple[str, str | None, float, str | None]]:
-    """CONTRACT.md's normalization of the emulator's own reading (Wh → kWh, W as sent)."""
+    """the API guide's (docs/api-guide.md) normalization of the emulator's own reading (Wh → kWh, W as sent)."""
     at = datetime.strptime(slot, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
     [record] = emulator.data.readings(meter_id, at, at + timedelta(seconds=1))
     return [(q, code, value, unit) for _, q, code, value, unit in expected_readings(record)]
@@ -373,7 +373,7 @@ async def test_twenty_clients_on_one_waltero_device_share_one_poll_per_interval(
             for reader in readers:
                 await reader.wait(lambda r: len(r.readings()) == 1)
             index = s.waltero.data.index_at(hour)
-            want = s.waltero.data.processed(HEAT_PUMP, index) / 1000  # Wh → kWh (CONTRACT.md)
+            want = s.waltero.data.processed(HEAT_PUMP, index) / 1000  # Wh → kWh (docs/api-guide.md)
             for reader in readers:
                 [event] = reader.readings()
                 assert event.id == format_rfc3339(hour)

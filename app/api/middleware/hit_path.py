@@ -1,6 +1,6 @@
 """The hit path: answer a GET (or HEAD) whose exact response is cached, before FastAPI routing.
 
-Measured on this stack (PERF-NOTES.md), FastAPI's routing and dependency machinery, not the cache
+Measured on this stack (README, "Performance"), FastAPI's routing and dependency machinery, not the cache
 lookup, is what a hit pays for; answering from stored bytes here costs one dict lookup, a few identity
 checks and the headers. Everything else (misses, errors, other methods, other representations such as
 CSV) goes on to the app unchanged.

@@ -1,4 +1,4 @@
-"""`GET /readings/live`: a meter's readings as Server-Sent Events (CONTRACT.md, "Round 2 additions")."""
+"""`GET /readings/live`: a meter's readings as Server-Sent Events (docs/api-guide.md, "Round 2 additions")."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""IOmeter Partner API backend (GraphQL). See `adapter.IometerBackend` and UPSTREAMS.md."""
+"""IOmeter Partner API backend (GraphQL). See `adapter.IometerBackend` and docs/vendors/iometer.md."""
 
 from __future__ import annotations
 

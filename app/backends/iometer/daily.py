@@ -1,4 +1,4 @@
-"""Daily consumption derived from a cumulative register (CONTRACT.md, IOmeter `source: derived`).
+"""Daily consumption derived from a cumulative register (docs/api-guide.md, IOmeter `source: derived`).
 
 For a local day `[t0, t1)` and each pair of consecutive readings `(a, b)`:
 - a pair inside the day (`t0 <= a.t` and `b.t <= t1`) adds `max(0, b.v - a.v)`; a decrease means the

@@ -1,4 +1,4 @@
-"""The doctor's IOmeter probes: each pinned assumption of UPSTREAMS.md asked of the real server.
+"""The doctor's IOmeter probes: each pinned assumption of docs/vendors/iometer.md asked of the real server.
 
 Read-only: only queries (never a mutation), a handful of small requests. The raw JSON is looked at
 before any tolerance, so a shape the adapter copes with but does not pin still shows as a FAIL naming

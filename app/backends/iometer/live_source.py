@@ -1,5 +1,5 @@
 """IOmeter live readings: one `liveReadings(installationId)` subscription per stream, over
-GraphQL-over-WebSocket (`graphql-transport-ws`) on the query URL (UPSTREAMS.md, "subscriptions").
+GraphQL-over-WebSocket (`graphql-transport-ws`) on the query URL (docs/vendors/iometer.md, "subscriptions").
 
 The protocol is spoken directly over the `websockets` package rather than through gql's
 `WebsocketsTransport`: the hub owns reconnects (backoff, jitter, catch-up), and a connection here is
@@ -54,7 +54,7 @@ Connector = Callable[[str, str], contextlib.AbstractAsyncContextManager[WebSocke
 
 
 def websocket_url(query_url: str) -> str:
-    """The subscription URL: the query URL with `ws(s)://` (UPSTREAMS.md: same path)."""
+    """The subscription URL: the query URL with `ws(s)://` (docs/vendors/iometer.md: same path)."""
     if query_url.startswith("https://"):
         return "wss://" + query_url.removeprefix("https://")
     if query_url.startswith("http://"):

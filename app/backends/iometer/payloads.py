@@ -1,4 +1,4 @@
-"""IOmeter response payloads: shape checks and the OBIS/unit readings of UPSTREAMS.md.
+"""IOmeter response payloads: shape checks and the OBIS/unit readings of docs/vendors/iometer.md.
 
 Every accessor raises `UpstreamBadResponse` when the vendor's JSON lacks a field or has the wrong
 type, so a malformed answer is a 502 and never a `KeyError` (500). The OBIS table and the unit

@@ -1,4 +1,4 @@
-"""The doctor's Waltero probes: each pinned assumption of UPSTREAMS.md asked of the real service.
+"""The doctor's Waltero probes: each pinned assumption of docs/vendors/waltero.md asked of the real service.
 
 Read-only: a login and GETs. The raw JSON is looked at before any tolerance, so a shape the adapter
 copes with but does not pin still shows as a FAIL naming the place where the pin lives. The token is

@@ -2,7 +2,7 @@
 
 Only the adapter (and the doctor) use this module: the sandbox emulator serves JSON written from the vendor's page
 (`app/backends/waltero/emulator/wire.py`), so the two can disagree and the doctor (`python -m app.doctor`) can
-tell. Everything here follows `UPSTREAMS.md`; the parts marked *pinned* there are this project's reading
+tell. Everything here follows `docs/vendors/waltero.md`; the parts marked *pinned* there are this project's reading
 of a vendor page that left them out, so when a real server disagrees, this is the one module to correct.
 
 Conventions of the wire (pinned):

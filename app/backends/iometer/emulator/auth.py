@@ -1,4 +1,4 @@
-"""The emulator's side of IOmeter auth: check WSSE and Basic headers as UPSTREAMS.md pins them.
+"""The emulator's side of IOmeter auth: check WSSE and Basic headers as docs/vendors/iometer.md pins them.
 
 Written independently of the adapter's `WsseAuth` (only the rules are shared), so that a mistake in
 one is not silently mirrored by the other.

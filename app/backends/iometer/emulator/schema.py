@@ -5,7 +5,7 @@ The adapter validates its documents against its own copy (`app/backends/iometer/
 two are kept apart on purpose so the emulator can disagree with the adapter (a test compares them).
 Variants (`BREAKS` in `app.py`) edit the SDL text or the resolvers to break one pinned assumption.
 
-Pinned behaviour served here (UPSTREAMS.md):
+Pinned behaviour served here (docs/vendors/iometer.md):
 - `readings(startTime, limit, cursor)`: `time >= startTime`, ascending by time (ties by meter), at most
   `limit` (default 100, capped at 1000, and at most the emulator's `page_size`); `cursor` is opaque
   and non-null exactly when more readings remain; it is only valid with the same `startTime` on the
@@ -360,7 +360,7 @@ def parse_obis(text: str) -> Obis:
 
 
 REPLAY_LIMIT = 24 * 3600.0
-"""`meterReadings(startTime)` replays at most this far back (UPSTREAMS.md: up to 24 h)."""
+"""`meterReadings(startTime)` replays at most this far back (docs/vendors/iometer.md: up to 24 h)."""
 
 
 def _subscription_resolvers(poll: float) -> dict[str, tuple[Callable[..., Any], Callable[..., Any]]]:

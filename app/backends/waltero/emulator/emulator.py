@@ -1,9 +1,9 @@
-"""The Waltero sandbox: a Starlette app serving UPSTREAMS.md's Waltero section from demo data.
+"""The Waltero sandbox: a Starlette app serving docs/vendors/waltero.md from demo data.
 
 Vendor paths (at the root, and the same under `/prod` so a base URL ending in `/prod` works):
 `POST /api/auth/login`, `GET /api/auth/me`, metering v3 `device-daily-consumption`, devices (list and
 one), telemetry, fields, data-audit changes. The JSON is written from the vendor's page and the pinned
-shapes of UPSTREAMS.md (`wire.py`), never from the adapter's shape module, so the two can disagree.
+shapes of docs/vendors/waltero.md (`wire.py`), never from the adapter's shape module, so the two can disagree.
 
 Variants (`create_emulator(..., breaks={...})`, `--break NAME`): each breaks one pinned assumption, so
 that `python -m app.doctor` can be shown to flag exactly that one (see `BREAKS`).

@@ -1,5 +1,5 @@
 """What the Waltero emulator puts on the wire, written from the vendor's page (`waltero-metering-api.txt`)
-and UPSTREAMS.md's pinned shapes, independently of the adapter's `app.backends.waltero.shapes`.
+and docs/vendors/waltero.md's pinned shapes, independently of the adapter's `app.backends.waltero.shapes`.
 
 The emulator must be able to disagree with the adapter: a misreading in the adapter's shape module then
 fails a test instead of passing twice. So nothing here imports the adapter; names are spelled as the

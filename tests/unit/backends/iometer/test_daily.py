@@ -1,4 +1,4 @@
-"""Daily consumption from a cumulative register, per CONTRACT.md's formula."""
+"""Daily consumption from a cumulative register, per the API guide's (docs/api-guide.md) formula."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Every document the adapter sends validates against the pinned SDL; the SDL says what UPSTREAMS.md pins."""
+"""Every document the adapter sends validates against the pinned SDL; the SDL says what docs/vendors/iometer.md pins."""
 
 from __future__ import annotations
 

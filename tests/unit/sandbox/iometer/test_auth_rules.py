@@ -1,4 +1,4 @@
-"""The emulator enforces UPSTREAMS.md's auth rules."""
+"""The emulator enforces docs/vendors/iometer.md's auth rules."""
 
 from __future__ import annotations
 

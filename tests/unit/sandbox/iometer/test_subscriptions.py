@@ -1,5 +1,5 @@
 """Subscriptions: GraphQL over WebSocket (`graphql-transport-ws`) on the query path, authorized by the
-`Authorization` value in `connection_init` (UPSTREAMS.md), driven by gql's own WebSocket transport
+`Authorization` value in `connection_init` (docs/vendors/iometer.md), driven by gql's own WebSocket transport
 over a real loopback socket."""
 
 from __future__ import annotations

@@ -403,7 +403,7 @@ def measure_amplification() -> dict[str, Any]:
         after = stats(wa_port)
         organizations = len({m["site_id"] for m in meters})
         calls = after.get("daily_consumption", 0) - before.get("daily_consumption", 0)
-        # CONTRACT.md: one metering-v3 call per organization covers every meter; the service asks for
+        # docs/api-guide.md: one metering-v3 call per organization covers every meter; the service asks for
         # the whole backend, so every configured organization is read once
         out["50 requests for the daily consumption of different meters of one organization"] = {
             "distinct_meters": len(same_org),

@@ -250,7 +250,7 @@ async def test_readings_of_unknown_or_foreign_meters_are_not_found(rig: Rig) -> 
 def straightforward_daily(
     emulator: Emulator, meter_id: str, start: date, end: date, tz: ZoneInfo, max_gap: float = 21600
 ) -> list[tuple[date, float | None, bool]]:
-    """The daily rule of docs/api-guide.md applied literally to the emulator's readings (kWh), day by day, pair by pair."""
+    """The daily rule of docs/api-guide.md applied literally to the emulator's readings (kWh), pair by pair."""
     lo, hi = local_midnight(start, tz) - timedelta(days=2), local_midnight(end, tz) + timedelta(days=2)
     points = [(r.time, r.value("1-0:1.8.0") / 1000) for r in emulator.data.readings(meter_id, lo, hi)]  # type: ignore[operator]
     out = []

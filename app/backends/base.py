@@ -98,3 +98,46 @@ class Backend(Protocol):
     async def aclose(self) -> None:
         """Release what the backend itself owns (not the injected httpx client)."""
         ...
+
+
+# Optional capabilities: a backend that has one implements its protocol, and the service asks with
+# `isinstance` (never `getattr`). Each is a cheaper or more exact path than the `Backend` default.
+
+
+@runtime_checkable
+class SerialLookup(Protocol):
+    """A backend that finds meters by printed number itself (else the service filters its listing)."""
+
+    async def meters_by_serial(self, serial_number: str) -> list[Meter]:
+        """Exact matches of the printed number; empty when there is none."""
+        ...
+
+
+@runtime_checkable
+class WindowedReadings(Protocol):
+    """A backend whose whole-window read is cheaper than `readings` with a limit, and which can say
+    where the next reading after the window is (days up to it are known empty)."""
+
+    async def readings_window(
+        self, upstream_meter_id: str, start: datetime, end: datetime
+    ) -> tuple[list[Reading], datetime | None]:
+        """Every reading of `[start, end)` (all registers), and the time of the first reading at or
+        after `end` when the vendor showed it (else None)."""
+        ...
+
+
+@runtime_checkable
+class RegisterValues(Protocol):
+    """A backend that names which reading is a meter's cumulative register (the one its consumption
+    derives from); without it the service takes `volume` (water, gas) or `energy_import` (the rest)."""
+
+    def register_value(self, meter: Meter, reading: Reading) -> float | None:
+        """The reading's value when it is the meter's cumulative register (kWh or m3), else None."""
+        ...
+
+
+@runtime_checkable
+class ChunkedReadings(Protocol):
+    """A backend whose readings are best cached in chunks of several days (the default is one UTC day)."""
+
+    readings_chunk_days: int

@@ -15,6 +15,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime
 
+from app.backends.base import ChunkedReadings, RegisterValues, WindowedReadings
 from app.domain.models import Meter, Reading
 from app.guard.guarded import GuardedBackend
 from app.guard.provenance import Provenance
@@ -45,7 +46,8 @@ class ReadingChunks:
         self._ttl = ttl
 
     def _chunk_seconds(self, b: GuardedBackend) -> int:
-        return 86400 * max(1, int(getattr(b.backend, "readings_chunk_days", 1)))
+        days = b.backend.readings_chunk_days if isinstance(b.backend, ChunkedReadings) else 1
+        return 86400 * max(1, int(days))
 
     def _chunk_starts(self, b: GuardedBackend, start: datetime, end: datetime) -> list[float]:
         size = self._chunk_seconds(b)
@@ -54,12 +56,12 @@ class ReadingChunks:
 
     def _chunk_loader(self, b: GuardedBackend, upstream: str, c0: float) -> Callable[[], Awaitable[Chunk]]:
         c1 = c0 + self._chunk_seconds(b)
-        window = getattr(b.backend, "readings_window", None)  # a backend's cheaper whole-window read
+        backend = b.backend
 
         async def load() -> Chunk:
             next_time: datetime | None = None
-            if window is not None:
-                rows, next_time = await window(upstream, from_epoch(c0), from_epoch(c1))
+            if isinstance(backend, WindowedReadings):  # a backend's cheaper whole-window read
+                rows, next_time = await backend.readings_window(upstream, from_epoch(c0), from_epoch(c1))
             else:
                 rows = await b.backend.readings(upstream, from_epoch(c0), from_epoch(c1), None, CHUNK_LIMIT)
             rows = sorted(rows, key=lambda r: (r.time, r.quantity, r.obis or ""))
@@ -128,7 +130,7 @@ class ReadingChunks:
         from the cached chunks. The register is what the backend's `register_value(meter, reading)`
         picks, if it has one (IOmeter: the register its daily derivation uses), else the readings of
         quantity `volume` (water, gas) or `energy_import` (the rest)."""
-        pick = getattr(b.backend, "register_value", None)
+        pick = b.backend.register_value if isinstance(b.backend, RegisterValues) else None
         quantity = REGISTER.get(meter.medium, "energy_import")
         wanted = None if pick is not None else frozenset({quantity})
         upstream = meter.id.split(":", 1)[1]

@@ -15,7 +15,7 @@ from datetime import date, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from app.backends.base import CHANGES, DEVICE_STATUS, METERS, READINGS, AuthState, ChangesPage
+from app.backends.base import CHANGES, DEVICE_STATUS, METERS, READINGS, AuthState, ChangesPage, SerialLookup
 from app.core.chunks import ReadingChunks
 from app.core.consumption import ConsumptionService
 from app.core.fanout import fan_out, gather_rows
@@ -109,12 +109,15 @@ class MeterService:
     async def _meters_by_serial(self, b: GuardedBackend, serial_number: str) -> tuple[list[Meter], Provenance]:
         """Exact matches of the printed number: the backend's own lookup when it has one, else its
         cached listing filtered."""
-        find = getattr(b.backend, "meters_by_serial", None)
-        if find is None:
+        backend = b.backend
+        if not isinstance(backend, SerialLookup):
             meters, provenance = await self._all_meters(b)
             return [m for m in meters if m.serial_number == serial_number], provenance
         return await b.cached(
-            "meters", ("serial_number", serial_number), lambda: find(serial_number), ttl=self.settings.ttl_meters
+            "meters",
+            ("serial_number", serial_number),
+            lambda: backend.meters_by_serial(serial_number),
+            ttl=self.settings.ttl_meters,
         )
 
     async def list_meters(

@@ -1,8 +1,8 @@
 """`create_app(settings)`: the whole service, wired.
 
 Built eagerly (pure, in memory): metrics, the response cache, the routes, and the pure-ASGI front
-(`Observe` → `HeadAsGet` → `ClientAuth` → `HitPath`), which `FacadeApp.build_middleware_stack` puts
-outside FastAPI's own stack so a cached answer never pays for FastAPI's routing.
+(`app.api.front`: `Observe` → `HeadAsGet` → `ClientAuth` → `HitPath`), composed around FastAPI's own
+stack so a cached answer never pays for FastAPI's routing.
 Built in the lifespan (I/O), owned by one `AsyncExitStack` and closed in reverse order on shutdown
 (after uvicorn drained in-flight requests): one httpx client per backend, the backends, their guards,
 the service and the corrections poller, handed to the routes as a typed `Runtime`.
@@ -23,14 +23,12 @@ from typing import Any, Literal
 import httpx
 from fastapi import FastAPI
 from fastapi.routing import APIRoute
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import Receive, Scope, Send
 
 from app.api import docs_ui, openapi, problems
+from app.api.front import Front, compose_front
 from app.api.http_cache import ResponseCache
-from app.api.middleware.client_auth import ClientAuth
-from app.api.middleware.head import HeadAsGet
-from app.api.middleware.hit_path import Answered, HitPath
-from app.api.middleware.observe import Observe
+from app.api.middleware.hit_path import HitPath
 from app.api.routes import changes, consumption, devices, live, meters, ops, readings
 from app.backends import registry as vendors
 from app.backends.base import Backend
@@ -48,7 +46,6 @@ from app.infra.config import Settings
 from app.infra.metrics import Metrics
 from app.infra.timeutil import Clock
 from app.infra.upstream import build_client
-from app.live.demo import LiveDemo
 from app.live.hub import Hub
 from app.live.metrics import LiveMetrics
 from app.live.wiring import create_hub
@@ -91,7 +88,7 @@ class FacadeApp(FastAPI):
     mode: Literal["live", "sandbox"]
     emulators: Mapping[str, Emulator]
     _runtime: Runtime | None = None
-    hit_path: HitPath | None = None
+    front: Front | None = None
 
     @property
     def runtime(self) -> Runtime:
@@ -105,31 +102,28 @@ class FacadeApp(FastAPI):
         return self.runtime.service
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        # HTTP goes straight to the front: FastAPI's own `__call__` wraps every request in its native
-        # telemetry hooks, which this service does not use and which cost a sixth of a cache hit.
+        # HTTP goes to the front, composed once around FastAPI's own middleware stack (FastAPI's
+        # `__call__` would also wrap every request in telemetry hooks this service does not use).
         if scope["type"] == "http":
-            if self.middleware_stack is None:
+            front = self.front
+            if front is None:
                 self.middleware_stack = self.build_middleware_stack()
+                front = self.front = compose_front(
+                    self.middleware_stack,
+                    settings=self.settings,
+                    metrics=self.metrics,
+                    responses=self.responses,
+                    clock=self.clock,
+                )
             scope["app"] = self
-            await self.middleware_stack(scope, receive, send)
+            await front.app(scope, receive, send)
             return
         await super().__call__(scope, receive, send)
 
-    def build_middleware_stack(self) -> ASGIApp:
-        inner = super().build_middleware_stack()
-        keys = self.settings.client_keys()
-        self.hit_path = hit_path = HitPath(inner, responses=self.responses, clock=self.clock)
-        auth = ClientAuth(hit_path, keys=keys)
-        authed: ASGIApp = auth
-        if self.settings.sandbox:
-            authed = LiveDemo(authed)  # `/live-demo`, sandbox only, no key
-
-        def hit(scope: Scope) -> Answered | None:
-            # A cached answer, checked in the same order as the layers below (key, then store), but
-            # without going through them: a hit is most of the traffic, and each layer costs.
-            return hit_path.answer(scope) if auth.admit(scope) else None
-
-        return Observe(HeadAsGet(authed), metrics=self.metrics, hit=hit)
+    @property
+    def hit_path(self) -> HitPath | None:
+        """The front's response-cache layer, once the first request composed the front."""
+        return self.front.hit_path if self.front is not None else None
 
 
 def create_app(

@@ -32,6 +32,7 @@ from starlette.responses import Response, StreamingResponse
 from app.api.http_cache import cache_headers, etag_matches, etag_of
 from app.api.problems import problem_body
 from app.guard.provenance import Answer
+from app.infra.context import request_info
 from app.infra.errors import FacadeError, InvalidRequest
 from app.infra.timeutil import Clock
 
@@ -303,7 +304,7 @@ def render_csv(
     fresh_until = provenance.fresh_until(now)
     max_age = max(0.0, fresh_until - now) if not answer.errors else 0.0
     result = provenance.cache_result
-    request.scope.setdefault("facade", {})["cache"] = result
+    request_info(request.scope).cache = result
     headers = {
         k.decode(): v.decode()
         for k, v in cache_headers(etag, max_age=max_age, age=now - provenance.created(now), result=result)

@@ -27,6 +27,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from app.guard.provenance import Answer, Provenance
+from app.infra.context import request_info
 from app.infra.timeutil import Clock
 
 ResponseKey = tuple[str, tuple[tuple[str, str], ...]]
@@ -169,8 +170,7 @@ def render(
     scope = request.scope
     route = scope.get("route")
     template = getattr(route, "path", "unmatched")
-    facade = scope.setdefault("facade", {})
-    facade["cache"] = result
+    request_info(scope).cache = result
     next_cursor = getattr(model, "next_cursor", None)
     link = next_link(request, next_cursor) if next_cursor else None
     if not answer.errors and provenance.cached and fresh_until > now and result != "STALE":

@@ -17,6 +17,7 @@ from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 
+from app.infra.context import request_info
 from app.infra.errors import FacadeError, InvalidRequest, NotFound
 
 log = logging.getLogger("app.api.problems")
@@ -102,7 +103,7 @@ def validation_errors(exc: RequestValidationError) -> list[dict[str, Any]]:
 
 def _log_fields(request: Request, fields: list[str]) -> None:
     """Hand a 422's field names (never their values) to the access log line."""
-    request.scope.setdefault("facade", {})["invalid_fields"] = sorted(set(fields))[:20]
+    request_info(request.scope).invalid_fields = sorted(set(fields))[:20]
 
 
 def install(app: FastAPI) -> None:

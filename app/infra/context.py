@@ -8,8 +8,10 @@ load started by one request reports to that request only.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Iterator, MutableMapping
 from contextvars import ContextVar
+from dataclasses import dataclass
+from typing import Any, Protocol, runtime_checkable
 
 request_id_var: ContextVar[str | None] = ContextVar("request_id", default=None)
 """The request id the front assigned (or accepted from `X-Request-ID`); forwarded to the vendors."""
@@ -32,3 +34,44 @@ def upstream_operation(name: str) -> Iterator[None]:
         yield
     finally:
         current_operation.reset(token)
+
+
+@dataclass(slots=True)
+class RequestInfo:
+    """What the layers of one HTTP request tell its access-log line and metrics. The front puts one
+    in the ASGI scope (`request_info(scope)`); each layer fills in what it knows."""
+
+    route: str | None = None
+    """The route template when no FastAPI route matched (a page served by the front itself, a hit)."""
+    cache: str | None = None
+    """`HIT`, `MISS` or `STALE`."""
+    client: str | None = None
+    """The label of the API key presented (never the key)."""
+    invalid_fields: list[str] | None = None
+    """A 422's field names (never their values)."""
+
+
+def request_info(scope: MutableMapping[str, Any]) -> RequestInfo:
+    """The request's `RequestInfo`, created on first use."""
+    info = scope.get("facade")
+    if info is None:
+        info = scope["facade"] = RequestInfo()
+    return info  # type: ignore[no-any-return]
+
+
+Answered = tuple[int, list[tuple[bytes, bytes]], bytes]
+"""A complete answer from stored bytes: (status, headers, body)."""
+
+
+@runtime_checkable
+class Answers(Protocol):
+    """A front layer that can take part in the fast path: `answer(scope)` adds the layer's own
+    condition and asks the layer below, returning a stored answer or None (then the request goes
+    through the layers as usual)."""
+
+    def answer(self, scope: MutableMapping[str, Any]) -> Answered | None: ...
+
+
+def answer_of(app: object) -> Answers | None:
+    """`app` when it can take part in the fast path, else None."""
+    return app if isinstance(app, Answers) else None

@@ -8,9 +8,9 @@ auth, so only this one path is open.
 
 from __future__ import annotations
 
-from typing import Any
-
 from starlette.types import ASGIApp, Receive, Scope, Send
+
+from app.infra.context import Answered, answer_of, request_info
 
 PATH = "/live-demo"
 
@@ -111,14 +111,20 @@ class LiveDemo:
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
+        self._inner = answer_of(app)
         self._body = PAGE.encode()
+
+    def answer(self, scope: Scope) -> Answered | None:
+        """The layer below's stored answer; the demo page itself is not a cached answer."""
+        if scope["path"] == PATH or self._inner is None:
+            return None
+        return self._inner.answer(scope)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["path"] != PATH or scope["method"] not in ("GET", "HEAD"):
             await self.app(scope, receive, send)
             return
-        facade: dict[str, Any] = scope.setdefault("facade", {})
-        facade["route"] = PATH
+        request_info(scope).route = PATH
         headers = [
             (b"content-type", b"text/html; charset=utf-8"),
             (b"content-length", b"%d" % len(self._body)),

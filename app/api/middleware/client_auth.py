@@ -8,7 +8,7 @@ Open paths need no key. With no keys configured the API is open (the factory all
 sandbox mode or with `FACADE_ALLOW_ANONYMOUS=true`).
 
 Each key has a label (`FACADE_API_KEYS=app1:KEY1,...`, see `app.infra.config.parse_api_keys`); the label of
-the key a request presented goes to `scope["facade"]["client"]`, for the access log.
+the key a request presented goes to the request's `RequestInfo`, for the access log.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from app.api.docs_ui import DOCS_PATHS
 from app.api.problems import PROBLEM_JSON, problem_body
+from app.infra.context import Answered, answer_of, request_info
 
 OPEN_PATHS = frozenset({"/healthz", "/readyz", "/metrics", "/openapi.json", *DOCS_PATHS})
 """Paths served without a key: probes, metrics, the spec, and the docs pages with their assets."""
@@ -30,6 +31,7 @@ class ClientAuth:
     def __init__(self, app: ASGIApp, keys: Iterable[tuple[str, str]]) -> None:
         """`keys`: (label, key) pairs."""
         self.app = app
+        self._inner = answer_of(app)
         self._digests = {hashlib.sha256(key.encode()).digest(): label for label, key in keys}
 
     def _label_of(self, presented: bytes | None) -> str | None:
@@ -40,7 +42,7 @@ class ClientAuth:
 
     def admit(self, scope: Scope) -> bool:
         """Whether the request may go on (an open path, no keys configured, or a valid key, whose label
-        then goes to `scope["facade"]["client"]`)."""
+        then goes to the request's `RequestInfo`)."""
         if not self._digests or scope["path"] in OPEN_PATHS:
             return True
         presented = None
@@ -54,8 +56,13 @@ class ClientAuth:
         label = self._label_of(presented)
         if label is None:
             return False
-        scope.setdefault("facade", {})["client"] = label
+        request_info(scope).client = label
         return True
+
+    def answer(self, scope: Scope) -> Answered | None:
+        """The layer below's stored answer, for a request this layer admits."""
+        inner = self._inner
+        return inner.answer(scope) if inner is not None and self.admit(scope) else None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or self.admit(scope):

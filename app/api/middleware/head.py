@@ -7,10 +7,17 @@ from __future__ import annotations
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from app.infra.context import Answered, answer_of
+
 
 class HeadAsGet:
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
+        self._inner = answer_of(app)
+
+    def answer(self, scope: Scope) -> Answered | None:
+        """The layer below's stored answer (the response cache answers HEAD itself, headers only)."""
+        return self._inner.answer(scope) if self._inner is not None else None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["method"] != "HEAD":

@@ -13,12 +13,10 @@ import re
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from app.api.http_cache import ResponseCache, etag_matches
+from app.infra.context import Answered, request_info
 from app.infra.timeutil import Clock
 
 _OTHER_REPRESENTATION = re.compile(rb"(?i)csv|ndjson|jsonl|event-stream")
-
-
-Answered = tuple[int, list[tuple[bytes, bytes]], bytes]
 
 
 class HitPath:
@@ -48,9 +46,9 @@ class HitPath:
                 if_none_match = value
             elif name == b"accept" and _OTHER_REPRESENTATION.search(value):
                 return None  # stored bytes are JSON; CSV or NDJSON goes to its route
-        facade = scope.setdefault("facade", {})
-        facade["route"] = stored.route
-        facade["cache"] = "HIT"
+        info = request_info(scope)
+        info.route = stored.route
+        info.cache = "HIT"
         self.hits += 1
         if if_none_match is not None and etag_matches(if_none_match, stored.etag):
             return 304, stored.hit_headers(self.clock(), modified=False), b""

@@ -1,7 +1,7 @@
 """Request id, Prometheus metrics and the access log for every HTTP request.
 
 The `route` label is the matched path template (set by the router in `scope["route"]`, or by the hit
-path in `scope["facade"]["route"]`); an unmatched path is `unmatched`, so raw paths and ids never
+path in the request's `RequestInfo`); an unmatched path is `unmatched`, so raw paths and ids never
 become label values. Methods outside the standard set are counted as `OTHER`.
 """
 
@@ -12,15 +12,12 @@ import logging
 import os
 import re
 import time
-from collections.abc import Callable
-from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.api.middleware.client_auth import OPEN_PATHS
-from app.api.middleware.hit_path import Answered
 from app.api.problems import problem_body
-from app.infra.context import request_id_var, upstream_calls_var
+from app.infra.context import Answered, RequestInfo, answer_of, request_id_var, request_info, upstream_calls_var
 from app.infra.logs import ACCESS_LOG
 from app.infra.metrics import Metrics
 
@@ -32,11 +29,12 @@ _METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"
 
 
 class Observe:
-    def __init__(self, app: ASGIApp, metrics: Metrics, hit: Callable[[Scope], Answered | None] | None = None) -> None:
-        """`hit`: answers a request from stored bytes when it can (auth and the response cache, see
-        `FacadeApp`), so a hit skips the inner layers, the context variables and the send wrapper."""
+    def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
+        """When `app` takes part in the fast path (`Answers`, see `app.api.front`), a request the layers
+        below can answer from stored bytes skips them, the context variables and the send wrapper."""
         self.app = app
-        self.hit = hit
+        inner = answer_of(app)
+        self.hit = inner.answer if inner is not None else None
         self.stats = metrics.http
         # Request ids: a per-process random prefix and a counter, unique without a syscall per request.
         self._id_prefix = os.urandom(6).hex()
@@ -56,7 +54,7 @@ class Observe:
         rid_token = request_id_var.set(request_id)
         calls = [0]
         calls_token = upstream_calls_var.set(calls)
-        facade: dict[str, Any] = scope.setdefault("facade", {})
+        info = request_info(scope)
         status = 500
         started_response = False
         rid_header = (b"x-request-id", request_id.encode())
@@ -93,7 +91,7 @@ class Observe:
                 await send_wrapper({"type": "http.response.body", "body": body})
         finally:
             stats.in_flight -= 1
-            self._record(scope, facade, request_id, status, started, calls[0])
+            self._record(scope, info, request_id, status, started, calls[0])
             request_id_var.reset(rid_token)
             upstream_calls_var.reset(calls_token)
 
@@ -118,10 +116,10 @@ class Observe:
             }
         )
         await send({"type": "http.response.body", "body": body})
-        self._record(scope, scope["facade"], request_id, status, started, 0)
+        self._record(scope, request_info(scope), request_id, status, started, 0)
 
     def _record(
-        self, scope: Scope, facade: dict[str, Any], request_id: str, status: int, started: float, calls: int
+        self, scope: Scope, info: RequestInfo, request_id: str, status: int, started: float, calls: int
     ) -> None:
         """Count the request in the metrics and write its access line."""
         elapsed = time.perf_counter() - started
@@ -130,7 +128,7 @@ class Observe:
         # paths, so their own path is a bounded label too; anything else is `unmatched`.
         route = (
             getattr(route_obj, "path", None)
-            or facade.get("route")
+            or info.route
             or (scope["path"] if scope["path"] in OPEN_PATHS else "unmatched")
         )
         method = scope["method"] if scope["method"] in _METHODS else "OTHER"
@@ -142,8 +140,8 @@ class Observe:
                 route,
                 status,
                 round(elapsed * 1000, 3),
-                facade.get("cache"),
+                info.cache,
                 calls,
-                facade.get("client"),
-                facade.get("invalid_fields"),
+                info.client,
+                info.invalid_fields,
             )

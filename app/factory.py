@@ -34,14 +34,14 @@ from app.backends import registry as vendors
 from app.backends.base import Backend
 from app.backends.http import Sleep
 from app.backends.registry import BackendContext, Emulator
+from app.core.caches import Caches, build_caches
 from app.core.corrections import CorrectionsPoller
 from app.core.fleet import Fleet
 from app.core.service import MeterService
 from app.domain.cursors import CursorCodec
 from app.domain.models import Change
-from app.guard.cache import SingleFlightCache
 from app.guard.circuit import CircuitBreaker
-from app.guard.guarded import GuardedBackend, build_caches
+from app.guard.guarded import GuardedBackend
 from app.infra.config import Settings
 from app.infra.metrics import Metrics
 from app.infra.timeutil import Clock
@@ -276,9 +276,9 @@ def create_app(
     facade.mode = mode
     facade.emulators = dict(emulators or {})
     facade.responses = ResponseCache(
-        settings.cache_size("responses"),
+        settings.cache_maxsize_responses,
         clock,
-        max_bytes=settings.cache_bytes("responses"),
+        max_bytes=settings.responses_cache_bytes(),
         max_entry_bytes=settings.cache_max_entry_bytes,
     )
     problems.install(facade)
@@ -327,10 +327,10 @@ def _evict_everywhere(service: MeterService, fleet: Fleet, changes: Iterable[Cha
     return evicted
 
 
-def _drop_correctable(caches: Mapping[str, SingleFlightCache]) -> None:
+def _drop_correctable(caches: Caches) -> None:
     """After a gap in the eviction broadcast: drop what a missed correction could have touched."""
-    caches["readings"].clear()
-    caches["daily"].clear()
+    for cache in caches.correctable():
+        cache.clear()
 
 
 def backend_context(

@@ -18,11 +18,10 @@ import logging
 from collections.abc import Awaitable, Callable, Hashable, Iterable, Mapping
 from typing import Any
 
-from app.backends.base import ChangesPage
-from app.core.chunks import Chunk
+from app.core.caches import CACHE_SPECS
 from app.core.corrections import Watermark, decode_mark, encode_mark
 from app.domain.cursors import CursorCodec
-from app.domain.models import Change, DailyConsumption, DeviceStatus, Meter
+from app.domain.models import Change
 from app.guard.cache import CacheEntry, approx_size
 from app.infra.metrics import Metrics
 from app.infra.timeutil import Clock
@@ -37,14 +36,7 @@ from app.shared.tokens import SharedTokenStore
 
 log = logging.getLogger("app.shared")
 
-CACHE_KINDS: dict[str, EntryKind[Any]] = {
-    "meters": EntryKind("meters", list[Meter]),
-    "meter": EntryKind("meter", Meter),
-    "readings": EntryKind("readings", Chunk),
-    "daily": EntryKind("daily", list[DailyConsumption]),
-    "device_status": EntryKind("device_status", DeviceStatus),
-    "changes": EntryKind("changes", ChangesPage),
-}
+CACHE_KINDS: dict[str, EntryKind[Any]] = {spec.name: EntryKind(spec.name, spec.value) for spec in CACHE_SPECS}
 """The value type of each in-process cache, as stored in Redis (a cache not listed stays local)."""
 
 

@@ -16,6 +16,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from app.backends.base import CHANGES, DEVICE_STATUS, METERS, READINGS, AuthState, ChangesPage, SerialLookup
+from app.core.caches import Caches
 from app.core.chunks import ReadingChunks
 from app.core.consumption import ConsumptionService
 from app.core.fanout import fan_out, gather_rows
@@ -24,7 +25,6 @@ from app.core.routing import BackendRouter
 from app.domain.cursors import CursorCodec
 from app.domain.ids import FacadeId
 from app.domain.models import Change, DailyConsumption, DeviceStatus, IntervalConsumption, Meter, Reading
-from app.guard.cache import SingleFlightCache
 from app.guard.guarded import GuardedBackend
 from app.guard.provenance import Answer, Provenance
 from app.infra.config import Settings
@@ -64,7 +64,7 @@ class MeterService:
         self,
         backends: Mapping[str, GuardedBackend],
         *,
-        caches: Mapping[str, SingleFlightCache],
+        caches: Caches,
         settings: Settings,
         clock: Clock,
         metrics: Metrics,
@@ -325,7 +325,7 @@ class MeterService:
         evicted: dict[str, int] = {}
         for backend in sorted({m.split(":", 1)[0] for m in meters}):
             theirs = {m for m in meters if m.startswith(backend + ":")}
-            count = self.caches["readings"].evict_tagged(theirs) + self.caches["daily"].evict_tagged(theirs)
+            count = sum(cache.evict_tagged(theirs) for cache in self.caches.correctable())
             evicted[backend] = count
             if count:
                 self.metrics.corrections_evicted.labels(backend).inc(count)

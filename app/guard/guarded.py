@@ -19,37 +19,13 @@ from collections.abc import Awaitable, Callable, Hashable, Iterable, Mapping
 from typing import Any, TypeVar
 
 from app.backends.base import Backend
-from app.guard.cache import SharedTier, SingleFlightCache
+from app.guard.cache import SingleFlightCache
 from app.guard.circuit import CircuitBreaker
 from app.guard.provenance import Provenance
-from app.infra.config import Settings
 from app.infra.errors import FacadeError, Overloaded, UpstreamBadResponse, UpstreamTimeout
-from app.infra.metrics import Metrics
-from app.infra.timeutil import Clock
 
 T = TypeVar("T")
 log = logging.getLogger("app.guard.guarded")
-
-CACHE_NAMES = ("meters", "meter", "readings", "daily", "device_status", "changes")
-
-
-def build_caches(
-    settings: Settings, clock: Clock, metrics: Metrics, tier: SharedTier | None = None
-) -> dict[str, SingleFlightCache]:
-    """The data caches, shared by every backend (keys start with the backend's name)."""
-    return {
-        name: SingleFlightCache(
-            name,
-            maxsize=settings.cache_size(name),
-            max_bytes=settings.cache_bytes(name),
-            timer=clock,
-            stale_if_error=settings.stale_if_error,
-            negative_ttl=settings.negative_ttl if name in ("meter", "device_status", "readings") else 0.0,
-            metrics=metrics,
-            tier=tier,
-        )
-        for name in CACHE_NAMES
-    }
 
 
 class GuardedBackend:

@@ -54,8 +54,8 @@ def parse_api_keys(value: str) -> list[ApiKey]:
 
 
 SANDBOX_REQUEST_DEADLINE = 30.0
-CACHE_BYTE_SHARES = {"responses": 0.3, "readings": 0.25, "daily": 0.2, "changes": 0.05, "other": 0.05}
-"""Shares of the byte budget; `other` is each of meters, meter, device_status."""
+RESPONSES_BYTE_SHARE = 0.3
+"""The response cache's share of the byte budget; the data caches' shares are in `app.core.caches`."""
 
 
 def _as_api_key(value: object, position: int) -> object:
@@ -98,7 +98,7 @@ class Settings(BaseSettings):
     cache_maxsize_daily: int = Field(128, alias="FACADE_CACHE_MAXSIZE_DAILY", ge=1)
     cache_maxsize_changes: int = Field(128, alias="FACADE_CACHE_MAXSIZE_CHANGES", ge=1)
     cache_maxsize_responses: int = Field(2048, alias="FACADE_CACHE_MAXSIZE_RESPONSES", ge=1)
-    # Bytes, for every cache together (split by CACHE_BYTE_SHARES); a client controls what it asks
+    # Bytes, for every cache together (shares: app/core/caches.py); a client controls what it asks
     # for, so entry counts alone do not bound memory (README, "Performance").
     cache_max_bytes: int = Field(48 * 1024 * 1024, alias="FACADE_CACHE_MAX_BYTES", ge=1024 * 1024)
     cache_max_entry_bytes: int = Field(
@@ -151,18 +151,9 @@ class Settings(BaseSettings):
             self.request_deadline = SANDBOX_REQUEST_DEADLINE
         return self
 
-    def cache_size(self, cache: str) -> int:
-        """Configured entries for a cache by name (`readings`, `daily`, `changes`, `responses`, others)."""
-        return {
-            "readings": self.cache_maxsize_readings,
-            "daily": self.cache_maxsize_daily,
-            "changes": self.cache_maxsize_changes,
-            "responses": self.cache_maxsize_responses,
-        }.get(cache, self.cache_maxsize)
-
-    def cache_bytes(self, cache: str) -> int:
-        """This cache's share of `FACADE_CACHE_MAX_BYTES`."""
-        return int(self.cache_max_bytes * CACHE_BYTE_SHARES.get(cache, CACHE_BYTE_SHARES["other"]))
+    def responses_cache_bytes(self) -> int:
+        """The response cache's share of `FACADE_CACHE_MAX_BYTES`."""
+        return int(self.cache_max_bytes * RESPONSES_BYTE_SHARE)
 
     def facade_secrets(self) -> list[str]:
         """The service's own secret values (API keys, cursor key, Redis password), for redaction; with

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from datetime import date, timedelta
 
+from app.core.caches import data_cache_bytes
 from tests.support.apps import fake_app, running
 from tests.support.fake_backend import FakeBackend
 
@@ -36,8 +37,8 @@ async def test_every_cache_stays_inside_its_byte_budget_under_distinct_valid_req
             r = await c.get("/consumption/daily", params=year_from(date(2024, 1, 1) + timedelta(days=i)))
             assert r.status_code == 200
         responses, daily = app.responses, app.service.caches["daily"]
-        assert responses.bytes <= app.settings.cache_bytes("responses")
-        assert daily.bytes <= daily.max_bytes == app.settings.cache_bytes("daily")
+        assert responses.bytes <= app.settings.responses_cache_bytes()
+        assert daily.bytes <= daily.max_bytes == data_cache_bytes(app.settings, "daily")
         # a year of three meters is ~1,100 rows (~0.6 MB of rows): only a few fit, and the newest are the ones kept
         assert 0 < len(daily) < 40
         assert 0 < len(responses) < 40

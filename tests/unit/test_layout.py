@@ -37,8 +37,9 @@ def module_name(path: Path) -> str:
     return ".".join(parts)
 
 
-def imports_of(path: Path) -> set[str]:
-    """Every module `path` imports at any depth (`from a import b` counts as `a` and `a.b`)."""
+def imports_of(path: Path, roots: tuple[str, ...] = ("app",)) -> set[str]:
+    """Every module under `roots` that `path` imports at any depth (`from a import b` counts as `a` and
+    `a.b`)."""
     found: set[str] = set()
     for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
         if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
@@ -46,7 +47,7 @@ def imports_of(path: Path) -> set[str]:
             found.update(f"{node.module}.{alias.name}" for alias in node.names)
         elif isinstance(node, ast.Import):
             found.update(alias.name for alias in node.names)
-    return {m for m in found if m == "app" or m.startswith("app.")}
+    return {m for m in found if any(m == r or m.startswith(r + ".") for r in roots)}
 
 
 def level_of(module: str) -> int | None:

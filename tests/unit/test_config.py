@@ -69,3 +69,15 @@ def test_the_sandbox_gets_a_longer_default_deadline_unless_one_is_set(monkeypatc
     assert Settings(FACADE_SANDBOX=True).request_deadline == 7
     monkeypatch.delenv("FACADE_REQUEST_DEADLINE")
     assert Settings(WALTERO_USERNAME="u", WALTERO_PASSWORD="p").request_deadline == 10
+
+
+def test_live_poll_is_a_waltero_setting_and_the_old_name_is_still_read(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    assert vendor_settings(Settings(), "waltero").live_poll == 60  # type: ignore[attr-defined]
+    monkeypatch.setenv("FACADE_LIVE_POLL", "7")
+    with caplog.at_level("WARNING"):
+        assert vendor_settings(Settings(), "waltero").live_poll == 7  # type: ignore[attr-defined]
+    assert "FACADE_LIVE_POLL is deprecated" in caplog.text
+    monkeypatch.setenv("WALTERO_LIVE_POLL", "3")
+    assert vendor_settings(Settings(), "waltero").live_poll == 3  # type: ignore[attr-defined]

@@ -1,24 +1,21 @@
-"""`create_app(settings)`: the whole service, wired.
+"""`create_app(settings)`: the whole service, wired in two parts.
 
-Built eagerly (pure, in memory): metrics, the response cache, the routes, and the pure-ASGI front
-(`app.api.front`: `Observe` → `HeadAsGet` → `ClientAuth` → `HitPath`), composed around FastAPI's own
-stack so a cached answer never pays for FastAPI's routing.
-Built in the lifespan (I/O), owned by one `AsyncExitStack` and closed in reverse order on shutdown
-(after uvicorn drained in-flight requests): one httpx client per backend, the backends, their guards,
-the service and the corrections poller, handed to the routes as a typed `Runtime`.
+- The front, built eagerly and in memory: metrics, the response cache, the routes, and the pure-ASGI
+  front (`app.api.front`) composed around FastAPI's own stack so a cached answer never pays for
+  FastAPI's routing.
+- The runtime, built in the lifespan (I/O) by `app.runtime.build_runtime`: httpx clients, backends,
+  guards, service, poller, live hub and fleet, handed to the routes as a typed `Runtime`.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import logging
 import random
 import time
-from collections.abc import AsyncIterator, Callable, Iterable, Mapping
-from dataclasses import dataclass, field
-from typing import Any, Literal
+from collections.abc import AsyncIterator, Mapping
+from typing import Literal
 
 import httpx
 from fastapi import FastAPI
@@ -31,25 +28,15 @@ from app.api.http_cache import ResponseCache
 from app.api.middleware.hit_path import HitPath
 from app.api.routes import changes, consumption, devices, live, meters, ops, readings
 from app.backends import registry as vendors
-from app.backends.base import Backend
 from app.backends.http import Sleep
-from app.backends.registry import BackendContext, Emulator
-from app.core.caches import Caches, build_caches
-from app.core.corrections import CorrectionsPoller
-from app.core.fleet import Fleet
+from app.backends.registry import Emulator
 from app.core.service import MeterService
 from app.domain.cursors import CursorCodec
-from app.domain.models import Change
-from app.guard.circuit import CircuitBreaker
-from app.guard.guarded import GuardedBackend
 from app.infra.config import Settings
 from app.infra.metrics import Metrics
 from app.infra.timeutil import Clock
-from app.infra.upstream import build_client
-from app.live.hub import Hub
 from app.live.metrics import LiveMetrics
-from app.live.wiring import create_hub
-from app.shared.tokens import SharedTokenStore
+from app.runtime import BackendFactory, Runtime, Wiring, build_runtime
 
 log = logging.getLogger("app")
 
@@ -61,21 +48,6 @@ power in W, volume in m3; times are RFC 3339 UTC. Errors are RFC 9457 `applicati
 Authenticate with `Authorization: Bearer <key>` or `X-API-Key: <key>` (the **Authorize** button).
 Successful GETs carry `ETag`, `Cache-Control`, `Age` and `X-Cache: HIT|MISS|STALE`.
 """
-
-BackendFactory = Callable[[BackendContext], Backend]
-
-
-@dataclass(slots=True)
-class Runtime:
-    """What the lifespan builds and the routes use."""
-
-    service: MeterService
-    backends: dict[str, Backend]
-    poller: CorrectionsPoller | None = None
-    live: Hub | None = None
-    readiness: dict[str, Any] = field(default_factory=dict)
-    fleet: Fleet | None = None
-    """What the replicas share through Redis (`FACADE_REDIS_URL`); None when unset."""
 
 
 class FacadeApp(FastAPI):
@@ -162,96 +134,31 @@ def create_app(
     secret = settings.cursor_secret.get_secret_value().encode() if settings.cursor_secret else None
     cursors = CursorCodec(secret)
     names = list(backend_factories) if backend_factories is not None else vendors.configured_vendors(settings)
-    backend_deadline = _backend_deadline(settings)
-    live_metrics = LiveMetrics(metrics.registry)
 
-    def build_backend(name: str, http: httpx.AsyncClient, fleet: Fleet | None) -> Backend:
-        ctx = backend_context(
-            settings,
-            http,
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[dict[str, Runtime]]:
+        wiring = Wiring(
+            settings=settings,
             clock=clock,
             sleep=sleep,
             rng=rng,
             mode=mode,
-            on_retry=lambda backend, reason: metrics.upstream_retries.labels(backend, reason).inc(),
-            token_store=fleet.token_store if fleet is not None else None,
+            metrics=metrics,
+            live_metrics=LiveMetrics(metrics.registry),
+            cursors=cursors,
+            names=names,
+            transports=transports,
+            emulators=facade.emulators,
+            backend_factories=backend_factories,
+            on_close=(emulator_loop.close,) if emulator_loop is not None else (),
         )
-        if backend_factories is not None:
-            return backend_factories[name](ctx)
-        return vendors.vendors()[name].create_backend(ctx, vendors.vendor_settings(settings, name))
-
-    @contextlib.asynccontextmanager
-    async def lifespan(app: FastAPI) -> AsyncIterator[dict[str, Runtime]]:
-        async with contextlib.AsyncExitStack() as stack:
-            if emulator_loop is not None:
-                stack.callback(emulator_loop.close)
-            fleet = _fleet(settings, clock, metrics, backend_deadline)
-            if fleet is not None:
-                stack.push_async_callback(fleet.aclose)
-            built: dict[str, Backend] = {}
-            for name in names:
-                client = build_client(name, settings, metrics, transports.get(name))
-                stack.push_async_callback(client.aclose)
-                built[name] = backend = build_backend(name, client, fleet)
-                stack.push_async_callback(backend.aclose)
-            caches = build_caches(settings, clock, metrics, fleet.cache_tier if fleet is not None else None)
-            guarded = {
-                name: GuardedBackend(
-                    backend,
-                    caches=caches,
-                    breaker=CircuitBreaker(
-                        name,
-                        failure_threshold=settings.circuit_failures,
-                        reset_after=settings.circuit_reset,
-                        clock=clock,
-                        on_change=metrics.circuit_state.labels(name).set,
-                    ),
-                    deadline=backend_deadline,
-                    max_loads=settings.max_loads,
-                    slots=settings.upstream_concurrency,
-                )
-                for name, backend in built.items()
-            }
-            for name in guarded:
-                metrics.circuit_state.labels(name).set(0)
-            service = MeterService(
-                guarded, caches=caches, settings=settings, clock=clock, metrics=metrics, cursors=cursors
-            )
-            stack.push_async_callback(service.aclose)
-            stack.callback(facade.responses.clear)
-            evict: Callable[[Iterable[Change]], dict[str, int]] = service.evict_for_changes
-            if fleet is not None:
-                fleet.attach(
-                    evict_local=service.evict_meters,
-                    drop_local=functools.partial(_drop_correctable, caches),
-                    cursors=None if settings.cursor_secret else cursors,
-                )
-                evict = functools.partial(_evict_everywhere, service, fleet)
-            poller = CorrectionsPoller(
-                list(guarded.values()),
-                evict,
-                every=settings.changes_poll,
-                clock=clock,
-                sleep=sleep,
-                watermarks=fleet.watermarks if fleet is not None else None,
-                leadership=fleet.leadership if fleet is not None else None,
-            )
-            if fleet is not None:
-                await fleet.start(lead=poller.active)
-            hub = create_hub(
-                settings, service, clock=clock, metrics=live_metrics, rng=rng, emulators=facade.emulators or None
-            )
-            stack.push_async_callback(hub.aclose)
-            runtime = Runtime(
-                service=service, backends=built, poller=poller if poller.active else None, live=hub, fleet=fleet
-            )
-            if runtime.poller is not None:
-                task = asyncio.create_task(runtime.poller.run())
-                stack.push_async_callback(_cancel, task)
+        async with build_runtime(wiring) as runtime:
             facade._runtime = runtime
-            stack.callback(setattr, facade, "_runtime", None)
-            log.info("started", extra={"fields": {"mode": mode, "backends": sorted(built)}})
-            yield {"runtime": runtime}
+            try:
+                yield {"runtime": runtime}
+            finally:
+                facade._runtime = None
+                facade.responses.clear()
 
     facade = FacadeApp(
         title="Meter facade",
@@ -297,70 +204,4 @@ def create_app(
     return facade
 
 
-def _backend_deadline(settings: Settings) -> float:
-    """A little inside the request's, so a slow vendor is its own error entry, not the whole list's 504."""
-    return max(0.05, settings.request_deadline * 0.9)
-
-
-def _fleet(settings: Settings, clock: Clock, metrics: Metrics, budget: float) -> Fleet | None:
-    """The shared tier when FACADE_REDIS_URL is set. Sandbox replicas each run their own emulators,
-    whose vendor tokens mean nothing to another replica's: they keep their tokens to themselves."""
-    if settings.redis_url is None:
-        return None
-    return Fleet(
-        settings.redis_url.get_secret_value(),
-        prefix=settings.redis_prefix,
-        timeout=settings.redis_timeout,
-        clock=clock,
-        metrics=metrics,
-        budget=budget,
-        share_tokens=not settings.sandbox,
-        max_entry_bytes=settings.cache_max_entry_bytes,
-    )
-
-
-def _evict_everywhere(service: MeterService, fleet: Fleet, changes: Iterable[Change]) -> dict[str, int]:
-    """The poller's eviction with a shared tier: here at once, then every other replica and Redis."""
-    changes = list(changes)
-    evicted = service.evict_for_changes(changes)
-    fleet.evict_everywhere(changes)
-    return evicted
-
-
-def _drop_correctable(caches: Caches) -> None:
-    """After a gap in the eviction broadcast: drop what a missed correction could have touched."""
-    for cache in caches.correctable():
-        cache.clear()
-
-
-def backend_context(
-    settings: Settings,
-    http: httpx.AsyncClient,
-    *,
-    clock: Clock,
-    sleep: Sleep,
-    rng: random.Random,
-    mode: Literal["live", "sandbox"],
-    on_retry: Callable[[str, str], None] = lambda backend, reason: None,
-    token_store: Callable[[str], SharedTokenStore | None] | None = None,
-) -> BackendContext:
-    """What a vendor's `create_backend` gets, from the service settings."""
-    return BackendContext(
-        http=http,
-        clock=clock,
-        sleep=sleep,
-        rng=rng,
-        mode=mode,
-        deadline=_backend_deadline(settings),
-        max_gap=settings.max_gap,
-        upstream_concurrency=settings.upstream_concurrency,
-        retry_attempts=settings.retry_attempts,
-        on_retry=on_retry,
-        token_store=token_store,
-    )
-
-
-async def _cancel(task: asyncio.Task[Any]) -> None:
-    task.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await task
+__all__ = ["FacadeApp", "Runtime", "create_app"]

@@ -26,11 +26,11 @@ from app.backends.iometer.emulator import SANDBOX_SETTINGS, Emulator, create_emu
 from app.backends.iometer.emulator.data import BERLIN, ReadingRecord
 from app.backends.registry import vendor_settings
 from app.domain.models import DailyConsumption, Meter, Reading
-from app.factory import backend_context
 from app.infra.config import Settings
 from app.infra.errors import NotFound, NotSupported, UpstreamAuthFailed, UpstreamRateLimited, UpstreamTimeout
 from app.infra.timeutil import days, local_midnight
 from app.infra.tolerance import WireShapeCollector
+from app.runtime import backend_context
 from tests.support.clock import FakeClock
 from tests.support.servers import serve_in_thread
 

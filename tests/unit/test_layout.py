@@ -25,6 +25,7 @@ LEVELS: dict[str, int] = {
     "app.live": 4,
     "app.api": 5,
     "app.factory": 6,
+    "app.runtime": 6,
     "app.main": 6,
 }
 VENDORS = sorted(p.name for p in (APP / "backends").iterdir() if (p / "__init__.py").exists())

@@ -14,8 +14,8 @@ from app.backends.registry import vendor_settings
 from app.backends.waltero import create_backend
 from app.backends.waltero.adapter import WalteroBackend
 from app.backends.waltero.emulator import SANDBOX_SETTINGS, Emulator, create_emulator
-from app.factory import backend_context
 from app.infra.config import Settings
+from app.runtime import backend_context
 from tests.support.clock import FakeClock
 
 BASE_URL = "http://waltero.test/prod"

@@ -18,6 +18,9 @@ from app.factory import create_app
 from app.infra.config import Settings
 from tests.support.servers import serve_in_thread
 
+# The first test also generates the client package (openapi-python-client in a subprocess).
+pytestmark = pytest.mark.timeout(300)
+
 ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
 PACKAGE = "facade_client_under_test"

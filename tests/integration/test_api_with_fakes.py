@@ -50,7 +50,7 @@ async def test_meters_merge_sorted_and_paginate(fakes, clock):
     app = fake_app({"iometer": io, "waltero": wa}, clock=clock)
     async with running(app) as c:
         seen, cursor = [], None
-        while True:
+        for _ in range(50):  # 7 meters, 2 a page
             r = await c.get("/meters", params={"limit": 2, **({"cursor": cursor} if cursor else {})})
             assert r.status_code == 200
             body = r.json()
@@ -59,6 +59,8 @@ async def test_meters_merge_sorted_and_paginate(fakes, clock):
             cursor = body["next_cursor"]
             if cursor is None:
                 break
+        else:
+            pytest.fail("paging /meters did not end after 50 pages")
         assert seen == sorted(seen)
         assert len(seen) == len(set(seen)) == 7
         assert io.calls["list_meters"] == 1
@@ -144,7 +146,7 @@ async def test_readings_cursor_never_splits_or_repeats_a_timestamp(fakes, clock)
         assert len(everything["items"]) == 24
         assert everything["next_cursor"] is None
         pages, cursor = [], None
-        while True:
+        for _ in range(100):  # 24 rows, 3 a page
             r = (
                 await c.get("/readings", params={**params, "limit": 3, **({"cursor": cursor} if cursor else {})})
             ).json()
@@ -152,6 +154,8 @@ async def test_readings_cursor_never_splits_or_repeats_a_timestamp(fakes, clock)
             cursor = r["next_cursor"]
             if not cursor:
                 break
+        else:
+            pytest.fail("paging /readings did not end after 100 pages")
         assert pages == everything["items"]
         times = [row["time"] for row in pages]
         assert times == sorted(times)

@@ -191,7 +191,7 @@ def test_agrees_with_the_formula_written_pair_by_pair(seed: int) -> None:
 
 def test_a_year_of_ten_meters_is_fast() -> None:
     """Target ≤ 100 ms of CPU for 10 meters x 35,040 readings into a year of days (bound here with
-    slack for slow machines; the point is no per-day rescans)."""
+    generous slack for loaded machines; the point is no per-day rescans)."""
     bounds = boundaries(date(2025, 1, 1), date(2026, 1, 1))
     start = bounds[0]
     rng = random.Random(1)
@@ -208,7 +208,7 @@ def test_a_year_of_ten_meters_is_fast() -> None:
         results = daily_from_register(times, values, bounds, MAX_GAP)
     elapsed = time.process_time() - cpu
     assert len(results) == 365
-    assert elapsed < 0.4, f"{elapsed * 1000:.0f} ms"
+    assert elapsed < 1.0, f"{elapsed * 1000:.0f} ms"  # 10x the target, for a loaded machine; a rescan is 365x
 
 
 def test_mismatched_lengths_are_refused() -> None:

@@ -31,6 +31,7 @@ lint: install
 	$(VENV)/bin/ruff check app tests scripts bench
 	$(VENV)/bin/ruff format --check app tests scripts bench
 	$(VENV)/bin/mypy app
+	$(VENV)/bin/vulture app vulture_whitelist.py --min-confidence 80
 	$(VENV)/bin/hadolint Dockerfile
 
 format: install

@@ -9,7 +9,7 @@ import time
 from datetime import date, timedelta
 from zoneinfo import ZoneInfo
 
-from app.backends.iometer.daily import daily_from_register
+from app.domain.intervals import derive
 from app.infra.timeutil import local_midnight
 
 READINGS_PER_YEAR = 365 * 96
@@ -31,6 +31,6 @@ def year_of_readings_cpu_seconds(meters: int = 10, seed: int = 1) -> float:
         series.append((times, values))
     started = time.process_time()
     for times, values in series:
-        days = daily_from_register(times, values, boundaries, 21600)
+        days = derive(times, values, boundaries, 21600)
         assert len(days) == 365
     return time.process_time() - started

@@ -314,7 +314,7 @@ def render_csv(
     if next_cursor:
         headers["link"] = f'<{request.url.include_query_params(cursor=next_cursor)}>; rel="next"'
 
-    if etag_matches(request.headers.get("if-none-match"), etag):
+    if etag_matches(", ".join(request.headers.getlist("if-none-match")), etag):  # repeated fields are one list
         return Response(status_code=304, headers=headers)
     return Response(body, media_type=CSV_MEDIA, headers=headers)
 

@@ -184,6 +184,6 @@ def render(
     )
     if link:
         headers["link"] = link
-    if etag_matches(request.headers.get("if-none-match"), etag):
+    if etag_matches(", ".join(request.headers.getlist("if-none-match")), etag):  # repeated fields are one list
         return Response(status_code=304, headers=headers)
     return Response(body, media_type="application/json", headers=headers)

@@ -14,7 +14,7 @@ from app.backends.base import DAILY_CONSUMPTION, READINGS
 from app.core.chunks import ReadingChunks
 from app.core.fanout import gather_rows
 from app.core.routing import BackendRouter
-from app.domain.intervals import IntervalConsumption as Derived
+from app.domain.intervals import DerivedConsumption as Derived
 from app.domain.intervals import boundaries, derive, epoch, group_sums
 from app.domain.models import DailyConsumption, IntervalConsumption, Meter
 from app.guard.guarded import GuardedBackend

@@ -34,16 +34,8 @@ from app.infra.timeutil import Clock, format_rfc3339, from_epoch, parse_rfc3339
 
 log = logging.getLogger("app.core.service")
 
-Page = tuple[list[Any], str | None]
-CHUNK_LIMIT = 1_000_000
-"""`limit` of one chunk's vendor read: the whole chunk (a chunk is a day or a week of one meter)."""
-CHUNKS_AT_ONCE = 4
-"""Chunks of one meter loaded concurrently (well inside `FACADE_MAX_LOADS`)."""
-METERS_AT_ONCE = 3
-"""Meters whose finer consumption is derived concurrently (3 x 4 chunk loads at most)."""
-REGISTER = {"water": "volume", "gas": "volume"}
-"""The cumulative register interval consumption is derived from, by medium (default `energy_import`)."""
-MAX_DAILY_PIECE = 366
+ItemsAndCursor = tuple[list[Any], str | None]
+"""One page of a list as the routes get it: the items and the next page's cursor (None on the last)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,7 +114,7 @@ class MeterService:
 
     async def list_meters(
         self, backend: str | None, limit: int, cursor: str | None, serial_number: str | None = None
-    ) -> Answer[Page]:
+    ) -> Answer[ItemsAndCursor]:
         after = ""
         if cursor:
             given = {"backend": backend, "serial_number": serial_number}
@@ -136,7 +128,7 @@ class MeterService:
             )
         else:
             found = await gather_rows(self.selected(backend, METERS), self._all_meters, lambda m: m.id)
-        answer: Answer[Page] = Answer(([], None), errors=found.errors, provenance=found.provenance)
+        answer: Answer[ItemsAndCursor] = Answer(([], None), errors=found.errors, provenance=found.provenance)
         page, last = after_id(found.value, lambda m: m.id, after, limit)
         continues: dict[str, Any] = {"backend": backend}
         if serial_number is not None:
@@ -168,7 +160,7 @@ class MeterService:
         quantities: frozenset[str] | None,
         limit: int,
         cursor: str | None,
-    ) -> Answer[Page]:
+    ) -> Answer[ItemsAndCursor]:
         """Readings in `[start, end)` (end None = up to now), ascending by (time, quantity).
 
         With a cursor, `meter_id`, `start`, `end` and `quantities` may be left out (the cursor holds them)."""
@@ -254,7 +246,7 @@ class MeterService:
 
     async def changes(
         self, since: datetime | None, backend: str | None, limit: int, cursor: str | None
-    ) -> Answer[Page]:
+    ) -> Answer[ItemsAndCursor]:
         """The corrections feeds of every backend that has one (or the one named), merged ascending by
         (changed_at, id). Each feed's own resume token, and how far into that page we are, ride inside
         the facade's signed cursor."""
@@ -287,7 +279,7 @@ class MeterService:
             return b.name, (token, skip), page, provenance
 
         good, errors = await fan_out(sources, fetch)
-        answer: Answer[Page] = Answer(([], None), errors=errors)
+        answer: Answer[ItemsAndCursor] = Answer(([], None), errors=errors)
         for *_, provenance in good:
             answer.provenance.extend(provenance)
         merged, moved = merge_feeds([(name, position, page) for name, position, page, _ in good], limit)

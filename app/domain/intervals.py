@@ -45,7 +45,10 @@ _QUARTER = timedelta(minutes=15)
 
 
 @dataclass(frozen=True, slots=True)
-class IntervalConsumption:
+class DerivedConsumption:
+    """One interval's figure derived from the register (the rows of the API, `models.IntervalConsumption`,
+    are built from it)."""
+
     consumption: float | None
     """Register increase over the interval, in the unit of the values; None when no pair contributed."""
     complete: bool
@@ -152,7 +155,7 @@ def boundaries(start: date, end: date, tz: ZoneInfo, resolution: str) -> list[da
 
 def derive(
     times: Sequence[float], values: Sequence[float], bounds: Sequence[float], max_gap: float
-) -> list[IntervalConsumption]:
+) -> list[DerivedConsumption]:
     """Consumption for each interval `[bounds[k], bounds[k+1])` from a cumulative register.
 
     `times` must be strictly ascending (epoch seconds) with `values` the register at those times;
@@ -164,7 +167,7 @@ def derive(
     steps = [d if d > 0 else 0.0 for d in map(sub, values[1:], values[:-1])]
     prefix = list(accumulate(steps, initial=0.0))  # prefix[i] = sum of steps[:i]
 
-    results: list[IntervalConsumption] = []
+    results: list[DerivedConsumption] = []
     for k in range(len(bounds) - 1):
         t0 = bounds[k]
         t1 = bounds[k + 1]
@@ -196,7 +199,7 @@ def derive(
                 contributing = True
                 end_bracketed = True
 
-        results.append(IntervalConsumption(total if contributing else None, start_bracketed and end_bracketed))
+        results.append(DerivedConsumption(total if contributing else None, start_bracketed and end_bracketed))
     return results
 
 
@@ -205,8 +208,8 @@ def epoch(bounds: Sequence[datetime]) -> list[float]:
 
 
 def group_sums(
-    parts: Sequence[IntervalConsumption], part_bounds: Sequence[datetime], group_bounds: Sequence[datetime]
-) -> list[IntervalConsumption]:
+    parts: Sequence[DerivedConsumption], part_bounds: Sequence[datetime], group_bounds: Sequence[datetime]
+) -> list[DerivedConsumption]:
     """Null-aware sums of consecutive parts (e.g. local days) into groups (e.g. months).
 
     Every group boundary must also be a part boundary. A group is complete only when every part is;
@@ -214,7 +217,7 @@ def group_sums(
     if len(parts) != len(part_bounds) - 1:
         raise ValueError("one part per pair of part boundaries")
     index = {b: i for i, b in enumerate(part_bounds)}
-    out: list[IntervalConsumption] = []
+    out: list[DerivedConsumption] = []
     for g0, g1 in pairwise(group_bounds):
         try:
             i0, i1 = index[g0], index[g1]
@@ -223,7 +226,7 @@ def group_sums(
         chunk = parts[i0:i1]
         known = [p.consumption for p in chunk if p.consumption is not None]
         out.append(
-            IntervalConsumption(
+            DerivedConsumption(
                 sum(known) if known else None,
                 bool(chunk) and all(p.complete for p in chunk),
             )

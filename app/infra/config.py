@@ -15,8 +15,6 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from app.infra.timeutil import zone
 
-CommaList = Annotated[list[str], NoDecode]
-
 
 def split_commas(value: object) -> object:
     """`"a, b,"` → `["a", "b"]` for list settings given as one environment string."""

@@ -370,17 +370,21 @@ def as_tuples(changes: list[Change]) -> list[tuple[str, str, datetime, float | N
     return [(c.id, c.meter_id, c.changed_at, c.previous_value, c.new_value) for c in changes]
 
 
+MAX_PAGES = 500
+"""Every paging loop stops here: a cursor that never ends fails the test instead of growing it forever."""
+
+
 async def page_through(backend: Backend, since: datetime, limit: int) -> tuple[list[Change], int]:
     items: list[Change] = []
-    cursor, pages = None, 0
-    while True:
+    cursor = None
+    for pages in range(1, MAX_PAGES + 1):
         page = await backend.changes(since, limit, cursor)
-        pages += 1
         assert len(page.items) <= limit
         items.extend(page.items)
         cursor = page.next_cursor
         if cursor is None:
             return items, pages
+    pytest.fail(f"paging did not end: still a next_cursor after {MAX_PAGES} pages")
 
 
 async def test_changes_merge_every_organization(rig: Rig) -> None:
@@ -428,14 +432,14 @@ async def test_changes_made_while_paging_are_picked_up(rig: Rig) -> None:
 
 async def page_through_from(backend: Backend, since: datetime, limit: int, cursor: str) -> tuple[list[Change], int]:
     items: list[Change] = []
-    pages = 0
     next_cursor: str | None = cursor
-    while next_cursor is not None:
+    for pages in range(1, MAX_PAGES + 1):
         page = await backend.changes(since, limit, next_cursor)
-        pages += 1
         items.extend(page.items)
         next_cursor = page.next_cursor
-    return items, pages
+        if next_cursor is None:
+            return items, pages
+    pytest.fail(f"paging did not end: still a next_cursor after {MAX_PAGES} pages")
 
 
 async def test_changes_reject_a_garbled_cursor(rig: Rig) -> None:

@@ -18,6 +18,9 @@ from app.infra.config import Settings
 from tests.support.servers import serve_in_thread
 
 KEY = "props-key-0123456789"
+# Up to 60 examples per property over real HTTP.
+pytestmark = pytest.mark.timeout(300)
+
 EXAMPLES = settings(
     max_examples=60, derandomize=True, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )

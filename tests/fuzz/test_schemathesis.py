@@ -27,6 +27,8 @@ config = SchemathesisConfig.from_dict(
     {"generation": {"mode": "all", "max-examples": 40, "deterministic": True}, "headers": {"X-API-Key": KEY}}
 )
 schema = schemathesis.openapi.from_path(str(SPEC), config=config)
+# 40 examples per operation; the first case also starts the facade.
+pytestmark = pytest.mark.timeout(300)
 
 
 @pytest.fixture(scope="module")

@@ -50,7 +50,7 @@ async def test_meters_merge_sorted_and_paginate(fakes, clock):
     app = fake_app({"iometer": io, "waltero": wa}, clock=clock)
     async with running(app) as c:
         seen, cursor = [], None
-        while True:
+        for _ in range(50):  # 7 meters, 2 a page
             r = await c.get("/meters", params={"limit": 2, **({"cursor": cursor} if cursor else {})})
             assert r.status_code == 200
             body = r.json()
@@ -59,6 +59,8 @@ async def test_meters_merge_sorted_and_paginate(fakes, clock):
             cursor = body["next_cursor"]
             if cursor is None:
                 break
+        else:
+            pytest.fail("paging /meters did not end after 50 pages")
         assert seen == sorted(seen)
         assert len(seen) == len(set(seen)) == 7
         assert io.calls["list_meters"] == 1
@@ -134,6 +136,66 @@ async def test_etag_304_and_x_cache(fakes, clock):
         assert fakes[1].calls["get_meter"] == 2
 
 
+async def hit_path_answers(c) -> float:
+    """Answers the hit path gave from stored bytes, before routing (published on each scrape)."""
+    prefix = 'facade_cache_lookups_total{cache="responses",result="hit"} '
+    lines = [line for line in (await c.get("/metrics")).text.splitlines() if line.startswith(prefix)]
+    return float(lines[0].removeprefix(prefix)) if lines else 0.0
+
+
+async def test_a_weak_entity_tag_matches_by_weak_comparison_on_the_miss_and_the_hit_path(fakes, clock):
+    """RFC 9110 13.1.2: If-None-Match compares weakly, so W/"x" names the same representation as "x"."""
+    app = fake_app({"iometer": fakes[0], "waltero": fakes[1]}, clock=clock)
+    url = f"/meters/waltero:{fakes[1].meter_ids[0]}"
+    async with running(app) as c:
+        first = await c.get(url)
+        etag = first.headers["etag"]
+        assert etag.startswith('"')  # a strong tag
+        weak = "W/" + etag
+        clock.advance(301)  # past the 300 s TTL: the next answer is built anew (the miss path)
+        miss = await c.get(url, headers={"If-None-Match": weak})
+        assert (miss.status_code, miss.headers["x-cache"], miss.content) == (304, "MISS", b"")
+        assert miss.headers["etag"] == etag
+        assert fakes[1].calls["get_meter"] == 2
+        answered = await hit_path_answers(c)
+        hit = await c.get(url, headers={"If-None-Match": weak})
+        assert (hit.status_code, hit.headers["x-cache"], hit.content) == (304, "HIT", b"")
+        assert await hit_path_answers(c) == answered + 1  # the stored response answered, before routing
+        listed = await c.get(url, headers={"If-None-Match": f'W/"other" ,  {weak}'})
+        assert listed.status_code == 304
+        # a list may also come as repeated header fields (RFC 9110 5.3), the match in any of them
+        assert (await c.get(url, headers=[("If-None-Match", weak), ("If-None-Match", '"other"')])).status_code == 304
+        clock.advance(301)
+        repeated = await c.get(url, headers=[("If-None-Match", '"other"'), ("If-None-Match", weak)])
+        assert (repeated.status_code, repeated.headers["x-cache"]) == (304, "MISS")
+        assert fakes[1].calls["get_meter"] == 3
+        for other in ('W/"other"', "W/" + etag[:-2] + '"', etag[1:-1]):  # another tag; an unquoted one
+            answer = await c.get(url, headers={"If-None-Match": other})
+            assert answer.status_code == 200, other
+            assert answer.content == first.content
+        assert fakes[1].calls["get_meter"] == 3
+
+
+async def test_if_none_match_star_is_304_whenever_the_resource_exists(fakes, clock):
+    """`If-None-Match: *` matches any current representation (a 304), and nothing where there is none."""
+    app = fake_app({"iometer": fakes[0], "waltero": fakes[1]}, clock=clock)
+    url = f"/meters/waltero:{fakes[1].meter_ids[0]}"
+    async with running(app) as c:
+        miss = await c.get(url, headers={"If-None-Match": "*"})
+        assert (miss.status_code, miss.headers["x-cache"], miss.content) == (304, "MISS", b"")
+        assert miss.headers["etag"]
+        answered = await hit_path_answers(c)
+        hit = await c.get(url, headers={"If-None-Match": "*"})
+        assert (hit.status_code, hit.headers["x-cache"], hit.content) == (304, "HIT", b"")
+        assert hit.headers["etag"] == miss.headers["etag"]
+        assert await hit_path_answers(c) == answered + 1
+        assert (await c.get("/meters", headers={"If-None-Match": "*"})).status_code == 304  # a list exists too
+        missing = await c.get("/meters/waltero:no-such-meter", headers={"If-None-Match": "*"})
+        assert missing.status_code == 404
+        assert missing.headers["content-type"] == "application/problem+json"
+        assert (await c.get(url)).status_code == 200
+
+
 async def test_readings_cursor_never_splits_or_repeats_a_timestamp(fakes, clock):
     io = fakes[0]
     app = fake_app({"iometer": io}, clock=clock)
@@ -144,7 +206,7 @@ async def test_readings_cursor_never_splits_or_repeats_a_timestamp(fakes, clock)
         assert len(everything["items"]) == 24
         assert everything["next_cursor"] is None
         pages, cursor = [], None
-        while True:
+        for _ in range(100):  # 24 rows, 3 a page
             r = (
                 await c.get("/readings", params={**params, "limit": 3, **({"cursor": cursor} if cursor else {})})
             ).json()
@@ -152,6 +214,8 @@ async def test_readings_cursor_never_splits_or_repeats_a_timestamp(fakes, clock)
             cursor = r["next_cursor"]
             if not cursor:
                 break
+        else:
+            pytest.fail("paging /readings did not end after 100 pages")
         assert pages == everything["items"]
         times = [row["time"] for row in pages]
         assert times == sorted(times)

@@ -8,9 +8,12 @@ from __future__ import annotations
 
 from datetime import datetime
 
+import pytest
+
 from bench.ndjson_export import measure
 
 
+@pytest.mark.timeout(300)  # two processes and a year of quarter hours
 def test_a_year_of_quarter_hours_streams_with_rss_growth_under_20_mb() -> None:
     result = measure(days=366)
     assert result["content_type"] == "application/x-ndjson"

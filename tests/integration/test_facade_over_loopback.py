@@ -75,9 +75,13 @@ def rfc(t: datetime) -> str:
     return t.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+MAX_PAGES = 500
+"""Every paging loop stops here: a cursor that never ends fails the test instead of growing it forever."""
+
+
 def all_pages(client: httpx.Client, path: str, params: dict[str, Any]) -> list[dict[str, Any]]:
     items, cursor = [], None
-    while True:
+    for _ in range(MAX_PAGES):
         r = client.get(path, params={**params, **({"cursor": cursor} if cursor else {})})
         assert r.status_code == 200, r.text
         body = r.json()
@@ -85,6 +89,7 @@ def all_pages(client: httpx.Client, path: str, params: dict[str, Any]) -> list[d
         cursor = body["next_cursor"]
         if cursor is None:
             return items
+    pytest.fail(f"paging {path} did not end: still a next_cursor after {MAX_PAGES} pages")
 
 
 # --- IOmeter ------------------------------------------------------------------------------------

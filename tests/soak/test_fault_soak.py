@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 
 from app.backends.iometer import emulator as iometer
 from app.backends.waltero import emulator as waltero
@@ -106,6 +107,7 @@ def workload(meters: list[dict[str, Any]], rng: random.Random) -> str:
     return f"/changes?since={now - timedelta(days=rng.randint(1, 5)):%Y-%m-%dT%H:%M:%SZ}"
 
 
+@pytest.mark.timeout(600)  # ~25 s of load plus process start-up, slower on a shared machine
 def test_fault_soak() -> None:
     io_port, wa_port = free_port(), free_port()
     log_path = tempfile.mktemp(suffix=".log")

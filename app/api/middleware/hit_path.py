@@ -42,8 +42,8 @@ class HitPath:
             return None
         if_none_match = None
         for name, value in scope["headers"]:
-            if name == b"if-none-match":
-                if_none_match = value
+            if name == b"if-none-match":  # repeated fields are one list (RFC 9110 5.3)
+                if_none_match = value if if_none_match is None else if_none_match + b"," + value
             elif name == b"accept" and _OTHER_REPRESENTATION.search(value):
                 return None  # stored bytes are JSON; CSV or NDJSON goes to its route
         info = request_info(scope)

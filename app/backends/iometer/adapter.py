@@ -4,7 +4,7 @@ Meters come from the partner's installations (offset pages until an empty page);
 unit from the OBIS medium group (A) of its first reading, its `device_id` only where the installation
 says which device it has (`meter_device`). Readings come from a meter's cursor chain
 (`partner.meter(id).readings`), sorted and de-duplicated whatever order the vendor sends them in;
-daily consumption is derived from the medium's cumulative register (`daily.py`). Device status is
+daily consumption is derived from the medium's cumulative register (`app.domain.intervals.derive`). Device status is
 found through the device's installation, located with a small device → installation index refreshed
 from the installations listing (single-flight: concurrent lookups wait for the listing in flight).
 Ids are lower-cased on arrival. IOmeter has no audit feed: `changes` raises `NotSupported`.
@@ -19,7 +19,7 @@ from collections.abc import AsyncGenerator, Awaitable, Callable, Iterable
 from contextlib import aclosing
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
-from typing import Any, Literal, TypeVar
+from typing import Any, Literal
 from zoneinfo import ZoneInfo
 
 from app.backends.base import (
@@ -34,7 +34,6 @@ from app.backends.concurrency import both, gather_first_error
 from app.backends.http import upstream_operation
 from app.backends.iometer import documents as docs
 from app.backends.iometer.client import IometerClient
-from app.backends.iometer.daily import daily_from_register
 from app.backends.iometer.payloads import (
     UNIT_BY_MEDIUM,
     ReadingsPage,
@@ -52,6 +51,7 @@ from app.backends.iometer.payloads import (
     req_obj,
     req_str,
 )
+from app.domain.intervals import derive
 from app.domain.models import DailyConsumption, DeviceStatus, Medium, Meter, Reading
 from app.infra import tolerance
 from app.infra.errors import NotFound, NotSupported, UpstreamBadResponse
@@ -62,8 +62,6 @@ NAME = "iometer"
 # spelling per meter keeps cache keys, row filters and eviction tags in agreement.
 _UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 INSTALLATIONS_PAGE = 100
-T = TypeVar("T")
-U = TypeVar("U")
 
 
 def prefixed(upstream_id: str) -> str:
@@ -425,9 +423,7 @@ class IometerBackend:
         rows: list[DailyConsumption] = []
         for meter_id in sorted(meter_ids):
             times, values, unit = series.get(meter_id, ([], [], units.get(meter_id, "kWh")))
-            for day, result in zip(
-                day_list, daily_from_register(times, values, boundaries, self._max_gap), strict=True
-            ):
+            for day, result in zip(day_list, derive(times, values, boundaries, self._max_gap), strict=True):
                 rows.append(
                     DailyConsumption(
                         meter_id=prefixed(meter_id),

@@ -9,7 +9,8 @@ Conventions of the wire (pinned):
 - timestamps are UTC ISO-8601 with milliseconds, `2026-05-18T22:00:00.000Z` (`format_wire_time`);
 - the metering application is always addressed as `/v3/` (the unversioned path may move);
 - the metering application speaks camelCase (`deviceId`), platform-api snake_case (`device_id`);
-- errors are `{"code", "message"}` with the codes of `ERROR_CODES`; 429 carries `Retry-After` seconds.
+- errors are `{"code", "message"}`: `errors.py` maps them by status and only quotes the code; 429 carries
+  `Retry-After` seconds.
 
 Parsing is tolerant (unknown fields are ignored) but strict about what the adapter relies on: a payload
 without a required field raises `UpstreamBadResponse` via `parse`, never a `KeyError`. Where the page
@@ -26,7 +27,6 @@ from __future__ import annotations
 
 import datetime as dt
 import math
-import re
 from typing import Annotated, Any, Final, TypeVar
 from urllib.parse import quote
 
@@ -46,7 +46,6 @@ DAILY_CONSUMPTION_ROUTE: Final = "/api/organizations/{org_id}/applications/meter
 DEVICES_ROUTE: Final = "/api/organizations/{org_id}/devices"
 DEVICE_ROUTE: Final = "/api/devices/{device_id}"
 TELEMETRY_ROUTE: Final = "/api/devices/{device_id}/telemetry"
-FIELDS_ROUTE: Final = "/api/devices/{device_id}/fields"
 CHANGES_ROUTE: Final = "/api/organizations/{org_id}/data-audit/changes"
 
 
@@ -71,10 +70,6 @@ def telemetry_path(device_id: str) -> str:
     return TELEMETRY_ROUTE.format(device_id=_segment(device_id))
 
 
-def fields_path(device_id: str) -> str:
-    return FIELDS_ROUTE.format(device_id=_segment(device_id))
-
-
 def changes_path(org_id: str) -> str:
     return CHANGES_ROUTE.format(org_id=_segment(org_id))
 
@@ -94,15 +89,8 @@ OFFSET: Final = "offset"
 SINCE: Final = "since"
 CURSOR: Final = "cursor"
 
-RESOLUTIONS: Final = ("day", "week", "month", "year")
-DEVICES_DEFAULT_LIMIT: Final = 100
 DEVICES_MAX_LIMIT: Final = 100
-CHANGES_DEFAULT_LIMIT: Final = 200
 CHANGES_MAX_LIMIT: Final = 1000
-
-METER_TYPES: Final = ("water_cold", "water_hot", "gas", "electricity", "heat")
-UNITS: Final = ("m3", "L", "kWh", "Wh", "MWh")
-ACTORS: Final = ("system", "user")
 
 # Telemetry field names (the `fields` endpoint groups them by their prefix).
 PROCESSED: Final = "meter.value.processed"
@@ -111,38 +99,9 @@ BATTERY_VOLTAGE: Final = "battery.voltage"
 BATTERY_PERCENT: Final = "battery.percent"
 RSSI: Final = "connection.rssi"
 LAST_SEEN: Final = "connection.last_seen"
-TEMPERATURE: Final = "meta.temperature"
-
-# Vendor error table: status -> code. Other 4xx answer BAD_REQUEST, other 5xx INTERNAL_ERROR.
-ERROR_CODES: Final = {
-    400: "BAD_REQUEST",
-    401: "UNAUTHENTICATED",
-    403: "FORBIDDEN",
-    404: "NOT_FOUND",
-    429: "RATE_LIMITED",
-    500: "INTERNAL_ERROR",
-}
-
-
-def error_code(status: int) -> str:
-    """The vendor's error code for an HTTP status."""
-    if status in ERROR_CODES:
-        return ERROR_CODES[status]
-    return "INTERNAL_ERROR" if status >= 500 else "BAD_REQUEST"
 
 
 # --- time on the wire ----------------------------------------------------------------------------------
-_WIRE_TIME = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,6})?(Z|\+00:00)$")
-
-
-def parse_wire_time(text: str) -> dt.datetime:
-    """A query timestamp as Waltero accepts it: UTC ISO-8601, milliseconds optional
-    (`2026-05-18T22:00:00.000Z` or `2026-05-18T22:00:00Z`). Raises `ValueError` otherwise."""
-    if not _WIRE_TIME.match(text):
-        raise ValueError("must be a UTC ISO-8601 timestamp such as 2026-05-18T22:00:00.000Z")
-    return parse_rfc3339(text)
-
-
 def format_wire_time(value: dt.datetime) -> str:
     """UTC ISO-8601 with milliseconds: `2026-05-18T22:00:00.000Z`."""
     return format_millis(value)
@@ -343,15 +302,6 @@ class TelemetryResponse(WireModel):
         return value
 
 
-class DeviceFields(WireModel):
-    """`GET /api/devices/{id}/fields`: the field names the device's sensor variant reports."""
-
-    meter: list[str] = Field(default_factory=list)
-    battery: list[str] = Field(default_factory=list)
-    connection: list[str] = Field(default_factory=list)
-    meta: list[str] = Field(default_factory=list)
-
-
 class AuditChange(WireModel):
     """One data-audit row. `timestamp` is the corrected reading's time; values in the display unit."""
 
@@ -370,11 +320,6 @@ class AuditChangesPage(WireModel):
 
     data: list[AuditChange]
     next_cursor: str | None = None
-
-
-class ErrorBody(WireModel):
-    code: str
-    message: str
 
 
 # --- parsing --------------------------------------------------------------------------------------------

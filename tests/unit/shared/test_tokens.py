@@ -79,10 +79,12 @@ async def test_a_dead_login_holder_does_not_block_the_others_past_their_budget(m
     vendor = Vendor(clock, delay=0)
     loop = asyncio.get_running_loop()
     started = loop.time()
-    _token, source = await store.renew(None, vendor.login, budget=0.4)
+    _token, source = await store.renew(None, vendor.login, budget=4.0)
     assert source == "local"
     assert vendor.logins == 1
-    assert loop.time() - started < 0.4
+    # Waited its share (half of 4 s), then logged in itself: a budget this long leaves 2 s of slack on a
+    # loaded machine between the share and the whole budget (the dead holder's lock lives 60 s).
+    assert 1.9 < loop.time() - started < 4.0
 
 
 async def test_the_token_is_never_in_a_repr():

@@ -10,7 +10,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from app.backends.iometer.daily import DayConsumption, daily_from_register
+from app.domain.intervals import DerivedConsumption, derive
 from app.infra.timeutil import days, local_midnight
 
 BERLIN = ZoneInfo("Europe/Berlin")
@@ -34,7 +34,7 @@ def hourly_register(start: float, end: float, step: float = 900.0) -> tuple[list
     return times, [100.0 + (t - ORIGIN) / 3600 for t in times]
 
 
-def naive(times: list[float], values: list[float], bounds: list[float], max_gap: float) -> list[DayConsumption]:
+def naive(times: list[float], values: list[float], bounds: list[float], max_gap: float) -> list[DerivedConsumption]:
     """The formula written out pair by pair (an independent reference)."""
     out = []
     for t0, t1 in itertools.pairwise(bounds):
@@ -55,14 +55,14 @@ def naive(times: list[float], values: list[float], bounds: list[float], max_gap:
                 contributing = True
                 start_ok = start_ok or straddles_start
                 end_ok = end_ok or straddles_end
-        out.append(DayConsumption(total if contributing else None, start_ok and end_ok))
+        out.append(DerivedConsumption(total if contributing else None, start_ok and end_ok))
     return out
 
 
 @pytest.mark.parametrize(("day", "hours"), [(date(2026, 3, 29), 23), (date(2025, 10, 26), 25), (date(2026, 5, 4), 24)])
 def test_days_are_real_local_days(day: date, hours: int) -> None:
     times, values = hourly_register(local(day, 0) - 86400, local(day, 0) + 2 * 86400)
-    [result] = daily_from_register(times, values, boundaries(day, day + timedelta(days=1)), MAX_GAP)
+    [result] = derive(times, values, boundaries(day, day + timedelta(days=1)), MAX_GAP)
     assert result.complete
     assert result.consumption == pytest.approx(hours)
 
@@ -72,9 +72,9 @@ def test_a_gap_longer_than_max_gap_across_midnight_leaves_both_days_incomplete()
     before = hourly_register(local(d, 0) - 3600, local(d, 20))
     after = hourly_register(local(d, 20) + 8 * 3600, local(d, 0) + 3 * 86400)
     times, values = before[0] + after[0], before[1] + after[1]
-    first, second = daily_from_register(times, values, boundaries(d, d + timedelta(days=2)), MAX_GAP)
-    assert first == DayConsumption(pytest.approx(20.0), False)  # 00:00..20:00 inside; the gap pair is excluded
-    assert second == DayConsumption(pytest.approx(20.0), False)  # 04:00..24:00
+    first, second = derive(times, values, boundaries(d, d + timedelta(days=2)), MAX_GAP)
+    assert first == DerivedConsumption(pytest.approx(20.0), False)  # 00:00..20:00 inside; the gap pair is excluded
+    assert second == DerivedConsumption(pytest.approx(20.0), False)  # 04:00..24:00
 
 
 def test_a_gap_shorter_than_max_gap_is_interpolated_across_midnight() -> None:
@@ -82,9 +82,9 @@ def test_a_gap_shorter_than_max_gap_is_interpolated_across_midnight() -> None:
     before = hourly_register(local(d, 0) - 3600, local(d, 23))
     after = hourly_register(local(d, 23) + 2 * 3600, local(d, 0) + 3 * 86400)
     times, values = before[0] + after[0], before[1] + after[1]
-    first, second = daily_from_register(times, values, boundaries(d, d + timedelta(days=2)), MAX_GAP)
-    assert first == DayConsumption(pytest.approx(24.0), True)  # 23 inside + half of the 2 h pair
-    assert second == DayConsumption(pytest.approx(24.0), True)
+    first, second = derive(times, values, boundaries(d, d + timedelta(days=2)), MAX_GAP)
+    assert first == DerivedConsumption(pytest.approx(24.0), True)  # 23 inside + half of the 2 h pair
+    assert second == DerivedConsumption(pytest.approx(24.0), True)
 
 
 def test_a_meter_swap_counts_zero_for_the_drop() -> None:
@@ -92,7 +92,7 @@ def test_a_meter_swap_counts_zero_for_the_drop() -> None:
     times, values = hourly_register(local(d, 0) - 3600, local(d, 0) + 86400 + 3600)
     swap = times.index(local(d, 12))
     values = values[:swap] + [0.01 + v - values[swap] for v in values[swap:]]  # new meter counts from ~0
-    [result] = daily_from_register(times, values, boundaries(d, d + timedelta(days=1)), MAX_GAP)
+    [result] = derive(times, values, boundaries(d, d + timedelta(days=1)), MAX_GAP)
     assert result.complete
     assert result.consumption == pytest.approx(24.0 - 0.25)  # only the quarter hour into the swap is lost
 
@@ -101,26 +101,26 @@ def test_readings_exactly_on_midnight_bracket_the_day() -> None:
     d = date(2026, 5, 4)
     t0, t1 = local(d, 0), local(d, 0) + 86400
     times, values = [t0 - 86400, t0, t1, t1 + 86400], [1.0, 5.0, 17.0, 20.0]  # neighbours far beyond max_gap
-    [result] = daily_from_register(times, values, [t0, t1], MAX_GAP)
-    assert result == DayConsumption(12.0, True)
+    [result] = derive(times, values, [t0, t1], MAX_GAP)
+    assert result == DerivedConsumption(12.0, True)
 
 
 def test_a_reading_on_midnight_brackets_only_that_boundary() -> None:
     d = date(2026, 5, 4)
     t0, t1 = local(d, 0), local(d, 0) + 86400
     times, values = [t0, t0 + 3600, t1 + 12 * 3600], [1.0, 2.0, 30.0]
-    [result] = daily_from_register(times, values, [t0, t1], MAX_GAP)
-    assert result == DayConsumption(1.0, False)
+    [result] = derive(times, values, [t0, t1], MAX_GAP)
+    assert result == DerivedConsumption(1.0, False)
 
 
 def test_a_day_with_one_reading() -> None:
     d = date(2026, 5, 4)
     t0, t1 = local(d, 0), local(d, 0) + 86400
     times, values = [t0 - 86400, local(d, 12), t1 + 86400], [0.0, 10.0, 20.0]
-    assert daily_from_register(times, values, [t0, t1], MAX_GAP) == [DayConsumption(None, False)]
+    assert derive(times, values, [t0, t1], MAX_GAP) == [DerivedConsumption(None, False)]
     # With neighbours inside max_gap, both pairs straddle a boundary and are interpolated.
     times = [local(d, 12) - 13 * 3600, local(d, 12), local(d, 12) + 14 * 3600]
-    [result] = daily_from_register(times, values, [t0, t1], 14 * 3600)
+    [result] = derive(times, values, [t0, t1], 14 * 3600)
     assert result.complete
     assert result.consumption == pytest.approx(10.0 * 12 / 13 + 10.0 * 12 / 14)
 
@@ -128,19 +128,15 @@ def test_a_day_with_one_reading() -> None:
 def test_a_day_without_readings_is_null_and_incomplete() -> None:
     d = date(2026, 5, 4)
     times, values = [local(d, 0) - 86400, local(d, 0) + 2 * 86400], [1.0, 2.0]
-    assert daily_from_register(times, values, boundaries(d, d + timedelta(days=1)), MAX_GAP) == [
-        DayConsumption(None, False)
-    ]
-    assert (
-        daily_from_register([], [], boundaries(d, d + timedelta(days=3)), MAX_GAP) == [DayConsumption(None, False)] * 3
-    )
+    assert derive(times, values, boundaries(d, d + timedelta(days=1)), MAX_GAP) == [DerivedConsumption(None, False)]
+    assert derive([], [], boundaries(d, d + timedelta(days=3)), MAX_GAP) == [DerivedConsumption(None, False)] * 3
 
 
 def test_one_pair_spanning_the_whole_day_is_counted_once() -> None:
     d = date(2026, 5, 4)
     t0, t1 = local(d, 0), local(d, 0) + 86400
-    [result] = daily_from_register([t0 - 43200, t1 + 43200], [0.0, 48.0], [t0, t1], 2 * 86400)
-    assert result == DayConsumption(pytest.approx(24.0), True)
+    [result] = derive([t0 - 43200, t1 + 43200], [0.0, 48.0], [t0, t1], 2 * 86400)
+    assert result == DerivedConsumption(pytest.approx(24.0), True)
 
 
 def test_consumption_is_the_register_difference_for_a_rising_register() -> None:
@@ -163,7 +159,7 @@ def test_consumption_is_the_register_difference_for_a_rising_register() -> None:
                 return a_v + (b_v - a_v) * (at - a_t) / (b_t - a_t)
         raise AssertionError("not bracketed")
 
-    results = daily_from_register(times, values, bounds, MAX_GAP)
+    results = derive(times, values, bounds, MAX_GAP)
     for (t0, t1), result in zip(itertools.pairwise(bounds), results, strict=True):
         assert result.complete
         assert result.consumption == pytest.approx(register(t1) - register(t0), abs=1e-9)
@@ -180,7 +176,7 @@ def test_agrees_with_the_formula_written_pair_by_pair(seed: int) -> None:
         t += rng.choice([900] * 20 + [3 * 3600, 8 * 3600, 86400, 1800])
         v = rng.uniform(0, 1) if rng.random() < 0.03 else v + rng.random()  # occasional swap
     bounds = boundaries(date(2025, 10, 21), date(2025, 10, 31))
-    got = daily_from_register(times, values, bounds, MAX_GAP)
+    got = derive(times, values, bounds, MAX_GAP)
     want = naive(times, values, bounds, MAX_GAP)
     for g, w in zip(got, want, strict=True):
         assert g.complete == w.complete
@@ -191,7 +187,7 @@ def test_agrees_with_the_formula_written_pair_by_pair(seed: int) -> None:
 
 def test_a_year_of_ten_meters_is_fast() -> None:
     """Target ≤ 100 ms of CPU for 10 meters x 35,040 readings into a year of days (bound here with
-    slack for slow machines; the point is no per-day rescans)."""
+    generous slack for loaded machines; the point is no per-day rescans)."""
     bounds = boundaries(date(2025, 1, 1), date(2026, 1, 1))
     start = bounds[0]
     rng = random.Random(1)
@@ -205,12 +201,12 @@ def test_a_year_of_ten_meters_is_fast() -> None:
         meters.append((times, values))
     cpu = time.process_time()
     for times, values in meters:
-        results = daily_from_register(times, values, bounds, MAX_GAP)
+        results = derive(times, values, bounds, MAX_GAP)
     elapsed = time.process_time() - cpu
     assert len(results) == 365
-    assert elapsed < 0.4, f"{elapsed * 1000:.0f} ms"
+    assert elapsed < 1.0, f"{elapsed * 1000:.0f} ms"  # 10x the target, for a loaded machine; a rescan is 365x
 
 
 def test_mismatched_lengths_are_refused() -> None:
     with pytest.raises(ValueError):
-        daily_from_register([1.0, 2.0], [1.0], [0.0, 3.0], MAX_GAP)
+        derive([1.0, 2.0], [1.0], [0.0, 3.0], MAX_GAP)

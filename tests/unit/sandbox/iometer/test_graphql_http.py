@@ -133,7 +133,7 @@ async def test_meter_readings_page_through_tiny_pages_exactly_once(
     seen: list[str] = []
     cursor: str | None = None
     pages = 0
-    while True:
+    for _ in range(50):  # 20 rows, 7 a page
         data = await caller.data(METER_READINGS, {"id": meter.id, "start": iso(start), "limit": 1000, "cursor": cursor})
         response = data["partner"]["meter"]["readings"]
         assert len(response["readings"]) <= 7  # page_size caps below limit
@@ -142,6 +142,8 @@ async def test_meter_readings_page_through_tiny_pages_exactly_once(
         cursor = response["cursor"]
         if cursor is None:
             break
+    else:
+        pytest.fail("paging meter readings did not end after 50 pages")
     assert seen == expected
     assert len(expected) == 20  # 5 h 7 min back: 20 quarter hours up to now
     assert pages == 3
@@ -167,12 +169,14 @@ async def test_partner_readings_are_ascending_and_cover_every_meter(
     start = datetime.fromtimestamp(clock(), UTC) - timedelta(hours=1)
     rows: list[dict[str, Any]] = []
     cursor = None
-    while True:
+    for _ in range(100):
         data = await caller.data(PARTNER_READINGS, {"start": iso(start), "limit": 1000, "cursor": cursor})
         rows += data["readings"]["readings"]
         cursor = data["readings"]["cursor"]
         if cursor is None:
             break
+    else:
+        pytest.fail("paging partner readings did not end after 100 pages")
     assert len(rows) == 4 * len(emulator.data.meters)  # 05:45, 06:00, 06:15, 06:30 for each meter
     assert len({(r["time"], r["meter"]["id"]) for r in rows}) == len(rows)  # ties split across pages, none repeated
     assert [r["time"] for r in rows] == sorted(r["time"] for r in rows)

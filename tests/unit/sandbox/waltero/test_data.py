@@ -38,7 +38,7 @@ def test_clock_assumption(clock: FakeClock) -> None:
 # --- devices --------------------------------------------------------------------------------------------
 async def test_devices_page_by_limit_and_offset(api: httpx.AsyncClient, emulator: Emulator) -> None:
     seen, offset, totals = [], 0, set()
-    while True:
+    for _ in range(50):  # 12 devices, 5 a page
         body = (await api.get(f"/api/organizations/{ORG_NORTH}/devices", params={"limit": 5, "offset": offset})).json()
         totals.add(body["total"])
         if not body["data"]:
@@ -46,6 +46,8 @@ async def test_devices_page_by_limit_and_offset(api: httpx.AsyncClient, emulator
         assert len(body["data"]) <= 5
         seen.extend(body["data"])
         offset += len(body["data"])
+    else:
+        pytest.fail("paging devices by offset did not end after 50 pages")
     assert totals == {12}
     assert offset == 12  # three pages: 5, 5, 2
     assert seen == [d.to_wire() for d in emulator.devices(ORG_NORTH)]
@@ -401,13 +403,15 @@ async def test_feed_since_is_inclusive_and_cursor_pages(api: httpx.AsyncClient, 
     assert body["data"] == [c for c in everything if c["changed_at"] >= middle["changed_at"]]
     assert body["next_cursor"] is None
     pages, cursor = [], None
-    while True:
+    for _ in range(200):
         params = {"since": "2026-01-01T00:00:00.000Z", "limit": 4, **({"cursor": cursor} if cursor else {})}
         body = (await api.get(path, params=params)).json()
         pages.append(body["data"])
         cursor = body["next_cursor"]
         if cursor is None:
             break
+    else:
+        pytest.fail("paging the changes feed did not end after 200 pages")
     assert [c for page in pages for c in page] == everything
     assert len(pages) == math.ceil(len(everything) / 4)
 

@@ -30,6 +30,7 @@ from app.domain.cursors import CursorCodec
 from app.domain.models import Change
 from app.guard.circuit import CircuitBreaker
 from app.guard.guarded import GuardedBackend
+from app.infra import tolerance
 from app.infra.config import Settings
 from app.infra.metrics import Metrics
 from app.infra.timeutil import Clock
@@ -82,6 +83,7 @@ class Wiring:
 async def build_runtime(w: Wiring) -> AsyncIterator[Runtime]:
     settings, metrics, clock = w.settings, w.metrics, w.clock
     async with contextlib.AsyncExitStack() as stack:
+        stack.enter_context(tolerance.recording(metrics.wire_shapes))  # for the background tasks started here
         for callback in w.on_close:
             stack.callback(callback)
         deadline = backend_deadline(settings)

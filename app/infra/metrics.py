@@ -15,7 +15,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from app.infra.tolerance import WireShapeCollector
+from app.infra.tolerance import WireShapeCollector, WireShapes
 
 # Buckets from a 1 ms cache hit to a 10 s upstream deadline.
 LATENCY_BUCKETS: tuple[float, ...] = (
@@ -94,7 +94,9 @@ class Metrics:
         self.registry = r = CollectorRegistry(auto_describe=True)
         self.http = HttpStats()
         r.register(self.http)
-        r.register(WireShapeCollector())  # facade_vendor_wire_shapes_total, process-wide (app.infra.tolerance)
+        self.wire_shapes = WireShapes()
+        """This app's record of vendor wire shapes (`app.infra.tolerance`)."""
+        r.register(WireShapeCollector(self.wire_shapes))  # facade_vendor_wire_shapes_total
         self.upstream_requests = Counter(
             "facade_upstream_requests",
             "Calls to a vendor, each attempt counted; outcome is `ok`, an HTTP "

@@ -33,6 +33,7 @@ from app.infra.tolerance import WireShapeCollector
 from app.runtime import backend_context
 from tests.support.clock import FakeClock
 from tests.support.servers import serve_in_thread
+from tests.support.wire_shapes import current_shapes
 
 URL = "http://iometer.test/api/v1/query"
 QUANTITY = {
@@ -538,7 +539,7 @@ async def test_only_the_meter_the_installation_names_gets_its_device(big_pages: 
 
 def _samples(vendor: str, aspect: str, shape: str) -> float:
     registry = CollectorRegistry()
-    registry.register(WireShapeCollector())
+    registry.register(WireShapeCollector(current_shapes()))
     value = registry.get_sample_value(
         "facade_vendor_wire_shapes_total", {"backend": vendor, "aspect": aspect, "shape": shape}
     )

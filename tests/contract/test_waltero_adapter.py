@@ -31,6 +31,7 @@ from app.infra.timeutil import local_midnight
 from app.infra.tolerance import WireShapeCollector
 from tests.support.clock import FakeClock
 from tests.support.servers import serve_in_thread
+from tests.support.wire_shapes import current_shapes
 from tests.unit.backends.waltero.harness import Rig, waltero_rig
 
 NOW = datetime(2026, 5, 17, 6, 40, tzinfo=UTC)
@@ -518,7 +519,7 @@ async def test_daily_for_one_meter_on_a_cold_backend_asks_its_organization_only(
 
 def _wire_shapes(aspect: str, shape: str) -> float:
     registry = CollectorRegistry()
-    registry.register(WireShapeCollector())
+    registry.register(WireShapeCollector(current_shapes()))
     value = registry.get_sample_value(
         "facade_vendor_wire_shapes_total", {"backend": "waltero", "aspect": aspect, "shape": shape}
     )

@@ -17,6 +17,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.api.middleware.client_auth import OPEN_PATHS
 from app.api.problems import problem_body
+from app.infra import tolerance
 from app.infra.context import Answered, RequestInfo, answer_of, request_id_var, request_info, upstream_calls_var
 from app.infra.logs import ACCESS_LOG
 from app.infra.metrics import Metrics
@@ -36,6 +37,7 @@ class Observe:
         inner = answer_of(app)
         self.hit = inner.answer if inner is not None else None
         self.stats = metrics.http
+        self.wire_shapes = metrics.wire_shapes
         # Request ids: a per-process random prefix and a counter, unique without a syscall per request.
         self._id_prefix = os.urandom(6).hex()
         self._next_id = itertools.count(1).__next__
@@ -54,6 +56,7 @@ class Observe:
         rid_token = request_id_var.set(request_id)
         calls = [0]
         calls_token = upstream_calls_var.set(calls)
+        shapes_token = tolerance.current.set(self.wire_shapes)  # vendor work for this request counts here
         info = request_info(scope)
         status = 500
         started_response = False
@@ -94,6 +97,7 @@ class Observe:
             self._record(scope, info, request_id, status, started, calls[0])
             request_id_var.reset(rid_token)
             upstream_calls_var.reset(calls_token)
+            tolerance.current.reset(shapes_token)
 
     def _request_id(self, scope: Scope) -> str:
         """The caller's `X-Request-ID` when it is well-formed, else a new one."""

@@ -22,6 +22,7 @@ from app.infra.errors import (
 )
 from app.infra.tolerance import WireShapeCollector
 from tests.support.clock import FakeClock
+from tests.support.wire_shapes import current_shapes
 
 BASE = "http://waltero.test/prod"
 DEVICE = "11111111-1111-1111-1111-111111111101"
@@ -294,7 +295,7 @@ async def test_a_device_listing_that_ignores_offset_stops_and_is_counted() -> No
 
     rig = Rig(_mock(handler))
     registry = CollectorRegistry()
-    registry.register(WireShapeCollector())
+    registry.register(WireShapeCollector(current_shapes()))
     labels = {"backend": "waltero", "aspect": "device_paging", "shape": "offset_ignored"}
     before = registry.get_sample_value("facade_vendor_wire_shapes_total", labels) or 0.0
     async with rig.http:

@@ -3,16 +3,22 @@ from collections.abc import Iterator
 
 import pytest
 
+from app.backends import registry as vendors
 from app.infra import tolerance
 
-_PREFIXES = ("FACADE_", "IOMETER_", "WALTERO_")
+
+def _prefixes() -> tuple[str, ...]:
+    """The service's own prefix and every registered vendor's (from the registry, never a list here)."""
+    vendor = (str(v.settings.model_config.get("env_prefix", "")).upper() for v in vendors.iter_vendors())
+    return ("FACADE_", *(p for p in vendor if p))
 
 
 @pytest.fixture(autouse=True)
 def _isolated_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     """Nothing depends on the developer's environment variables."""
+    prefixes = _prefixes()
     for name in list(os.environ):
-        if name.startswith(_PREFIXES):
+        if name.startswith(prefixes):
             monkeypatch.delenv(name, raising=False)
 
 

@@ -158,7 +158,7 @@ async def test_a_cursor_alone_keeps_its_page_size_and_a_limit_beside_it_wins():
         assert len(wider["items"]) == 7
 
         meter = first["items"][0]["id"]
-        page = (await c.get("/readings", params={"meter_id": meter, "start": "2026-01-01T00:00:00Z", "limit": 5}))
+        page = await c.get("/readings", params={"meter_id": meter, "start": "2026-01-01T00:00:00Z", "limit": 5})
         assert page.status_code == 200, page.text
         body = page.json()
         start = body["items"][0]["time"]

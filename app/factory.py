@@ -220,6 +220,7 @@ def create_app(
             }
             for name in guarded:
                 metrics.circuit_state.labels(name).set(0)
+                metrics.start_backend(name)
             service = MeterService(
                 guarded, caches=caches, settings=settings, clock=clock, metrics=metrics, cursors=cursors
             )

@@ -15,6 +15,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from app.backends.http import RETRY_REASONS
 from app.backends.tolerance import WireShapeCollector
 
 # Buckets from a 1 ms cache hit to a 10 s upstream deadline.
@@ -90,6 +91,9 @@ class HttpStats(Collector):
 
 
 class Metrics:
+    """Counters whose label values are a fixed set are exported at 0 from start-up (`start_backend`), so
+    `increase()` and `rate()` see their first event (an alert on the first failed login fires)."""
+
     def __init__(self) -> None:
         self.registry = r = CollectorRegistry(auto_describe=True)
         self.http = HttpStats()
@@ -177,3 +181,12 @@ class Metrics:
             ["operation", "outcome"],
             registry=r,
         )
+
+    def start_backend(self, backend: str) -> None:
+        """Create every fixed-label series of `backend` at 0 (a counter without a series until its first
+        event hides that event from `increase()`)."""
+        self.token_refreshes.labels(backend)
+        self.token_refresh_failures.labels(backend)
+        self.corrections_evicted.labels(backend)
+        for reason in RETRY_REASONS:
+            self.upstream_retries.labels(backend, reason)

@@ -36,6 +36,8 @@ def upstream_operation(name: str) -> Iterator[None]:
 
 Sleep = Callable[[float], Awaitable[None]]
 RetryHook = Callable[[str], None]
+RETRY_REASONS = ("429", "5xx", "connect")
+"""Every reason a `RetryHook` is called with (the metric's label values, exported at 0 from start-up)."""
 """Called with the reason (`429`, `5xx`, `connect`) before each retry; used for metrics."""
 
 

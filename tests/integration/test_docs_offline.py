@@ -13,7 +13,7 @@ import httpx
 import pytest
 
 from app.config import Settings
-from app.docs_ui import ASSETS
+from app.docs_ui import ASSET_REWRITES, ASSETS, REDOC_LOGO_CDN, REDOC_LOGO_INLINE
 from app.factory import create_app
 from tests.support.servers import serve_in_thread
 from tests.support.tools import require_tool
@@ -47,11 +47,15 @@ def render(url: str, tmp: Path) -> tuple[str, set[str]]:
         f"--log-net-log={net_log}",
         OFFLINE,
         "--virtual-time-budget=20000",
+        "--enable-logging=stderr",
+        "--v=0",
         "--dump-dom",
         url,
     ]
     done = subprocess.run(argv, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr[-2000:]
+    refused = [line for line in done.stderr.splitlines() if "Content Security Policy" in line]
+    assert not refused, refused  # the page's own CSP refused nothing: a console error otherwise
     origin = url.split("/", 3)[:3]
     events = json.loads(net_log.read_text())["events"]
     asked = {
@@ -92,8 +96,9 @@ def test_swagger_ui_renders_every_operation_offline(base_url: str, tmp_path: Pat
 
 def test_redoc_renders_the_operation_list_offline(base_url: str, tmp_path: Path) -> None:
     dom, asked = render(f"{base_url}/redoc", tmp_path)
-    # ReDoc's sidebar logo points at a CDN: the page's CSP refuses it before any request is made
+    # ReDoc's sidebar logo is served inline (the CDN URL rewritten): nothing for the CSP to refuse
     assert_only_own_requests(base_url, asked, {"/openapi.json"})
+    assert 'alt="redocly logo"' in dom and REDOC_LOGO_INLINE.decode() in dom
     listed = re.findall(r'data-item-id="tag/[^/"]+/operation/([^"]+)"', dom)
     assert listed
     assert sorted(listed) == sorted(operation_ids(base_url))
@@ -118,7 +123,11 @@ def test_pages_name_no_outside_host_and_assets_are_pinned(base_url: str) -> None
         for path, (file, _) in ASSETS.items():
             r = client.get(path)
             assert r.status_code == 200, path
-            assert r.content == file.read_bytes(), path
+            if file in ASSET_REWRITES:  # the npm copy with its one outside URL replaced, nothing else
+                assert REDOC_LOGO_CDN not in r.content
+                assert r.content == file.read_bytes().replace(REDOC_LOGO_CDN, REDOC_LOGO_INLINE), path
+            else:
+                assert r.content == file.read_bytes(), path
             assert "immutable" in r.headers["cache-control"]
         init = client.get("/docs/assets/swagger-init.js").text
         assert "http" not in init

@@ -25,7 +25,7 @@ from fastapi import FastAPI
 from fastapi.routing import APIRoute
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from app import docs_ui, openapi, problems, vendors
+from app import __version__, docs_ui, openapi, problems, vendors
 from app.backends.base import Backend
 from app.backends.http import Sleep
 from app.cache import SingleFlightCache
@@ -262,7 +262,7 @@ def create_app(
 
     facade = FacadeApp(
         title="Meter facade",
-        version="0.2.0",
+        version=__version__,  # pyproject.toml, through the package metadata
         description=DESCRIPTION,
         lifespan=lifespan,
         redirect_slashes=False,
@@ -271,7 +271,7 @@ def create_app(
         openapi_tags=[
             {"name": "meters", "description": "Meters of every backend"},
             {"name": "readings", "description": "Register readings"},
-            {"name": "consumption", "description": "Daily consumption"},
+            {"name": "consumption", "description": "Consumption per local day, hour, quarter-hour or month"},
             {"name": "devices", "description": "Device health"},
             {"name": "changes", "description": "Corrections feed"},
             {"name": "operations", "description": "Health, readiness, backends, metrics"},

@@ -13,6 +13,7 @@ import time
 
 import httpx
 
+from app import __version__
 from app.backends.http import current_attempt, current_operation
 from app.config import Settings
 from app.metrics import Metrics
@@ -105,6 +106,6 @@ def build_client(
     return httpx.AsyncClient(  # the pool limits are the transport's: httpx ignores `limits=` beside `transport=`
         transport=InstrumentedTransport(inner, backend, metrics),
         timeout=timeout,
-        headers={"User-Agent": "meter-facade/0.1"},
+        headers={"User-Agent": f"meter-facade/{__version__}"},
         follow_redirects=False,
     )

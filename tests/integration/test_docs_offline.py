@@ -132,3 +132,30 @@ def test_pages_name_no_outside_host_and_assets_are_pinned(base_url: str) -> None
         init = client.get("/docs/assets/swagger-init.js").text
         assert "http" not in init
         assert "validatorUrl: null" in init
+
+
+def test_the_live_demo_plots_power_against_a_time_axis(tmp_path: Path) -> None:
+    """The demo page in Chromium, on the sandbox: the replayed hours are drawn with HH:MM ticks along x."""
+    chromium = require_tool("chromium")
+    with serve_in_thread(create_app(Settings(FACADE_SANDBOX=True, FACADE_CHANGES_POLL=0))) as url:
+        argv = [
+            chromium,
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--no-first-run",
+            f"--user-data-dir={tmp_path / 'profile'}",
+            OFFLINE,
+            "--virtual-time-budget=15000",  # the stream never ends: the page as it is after 15 s (virtual)
+            "--dump-dom",
+            f"{url}/live-demo",
+        ]
+        done = subprocess.run(argv, capture_output=True, text=True, timeout=120)
+    dom = done.stdout
+    assert 'id="xaxis"' in dom, done.stderr[-2000:]
+    ticks = re.findall(r'<text[^>]*class="tick"[^>]*>(\d\d:\d\d)</text>', dom)
+    assert 3 <= len(ticks) <= 9, (ticks, dom[-3000:])
+    assert ticks == sorted(ticks) or "00:00" in ticks  # left to right in time (a midnight may wrap)
+    points = re.search(r'<polyline id="line"[^>]*points="([^"]+)"', dom)
+    assert points and len(points.group(1).split()) >= 6  # 6 h of 15-minute instants replayed
+    assert "time (local)" in dom

@@ -35,7 +35,12 @@ ASSETS: dict[str, tuple[Path, str]] = {
 """URL path → (file, media type). A fixed set, so these paths are also fixed metric labels."""
 
 REDOC_LOGO_CDN = b"https://cdn.redoc.ly/redoc/logo-mini.svg"
-REDOC_LOGO_INLINE = b"data:image/svg+xml;base64,PHN2ZyB4bWxucz0iaHR0cDovL3d3dy53My5vcmcvMjAwMC9zdmciIHdpZHRoPSIxNiIgaGVpZ2h0PSIxNiIgdmlld0JveD0iMCAwIDE2IDE2Ij48cmVjdCB3aWR0aD0iMTYiIGhlaWdodD0iMTYiIHJ4PSIzIiBmaWxsPSIjMzIzMjlmIi8+PC9zdmc+"
+REDOC_LOGO_INLINE = (
+    b"data:image/svg+xml;base64,"
+    b"PHN2ZyB4bWxucz0iaHR0cDovL3d3dy53My5vcmcvMjAwMC9zdmciIHdpZHRoPSIxNiIgaGVpZ2h0PSIx"
+    b"NiIgdmlld0JveD0iMCAwIDE2IDE2Ij48cmVjdCB3aWR0aD0iMTYiIGhlaWdodD0iMTYiIHJ4PSIzIiBm"
+    b"aWxsPSIjMzIzMjlmIi8+PC9zdmc+"
+)
 """A plain 16 px square in ReDoc's colour, in place of the CDN logo (img-src allows `data:`)."""
 ASSET_REWRITES: dict[Path, tuple[bytes, bytes]] = {
     STATIC / "redoc" / "redoc.standalone.js": (REDOC_LOGO_CDN, REDOC_LOGO_INLINE),

@@ -12,6 +12,8 @@ from dataclasses import dataclass
 from app.errors import InvalidRequest, NotFound
 
 _SHAPE = re.compile(r"^([a-z][a-z0-9_-]{0,31}):([A-Za-z0-9._~-]{1,128})$")
+ID_PATTERN = r"^[a-z][a-z0-9_-]{0,31}:[A-Za-z0-9._~-]{1,128}$"
+"""The same shape for the OpenAPI (ECMA-262 regex), declared on every id parameter."""
 
 
 @dataclass(frozen=True, slots=True)

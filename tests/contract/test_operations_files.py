@@ -176,6 +176,8 @@ FIXED_COUNTERS = (
     "facade_token_refreshes_total",
     "facade_token_refresh_failures_total",
     "facade_upstream_retries_total",
+    "facade_correction_evictions_total",
+    "facade_live_events_total",
 )
 
 
@@ -213,7 +215,8 @@ async def test_fixed_label_counters_start_at_zero_and_the_first_failed_login_pag
             assert failed.status_code >= 500
             after = samples((await c.get("/metrics")).text, FIXED_COUNTERS)
     for backend in ("iometer", "waltero"):
-        assert at_start[f'facade_token_refresh_failures_total{{backend="{backend}"}}'] == 0.0
+        for counter in FIXED_COUNTERS[:2] + FIXED_COUNTERS[3:]:
+            assert at_start[f'{counter}{{backend="{backend}"}}'] == 0.0, counter
         for reason in ("429", "5xx", "connect"):
             assert at_start[f'facade_upstream_retries_total{{backend="{backend}",reason="{reason}"}}'] == 0.0
     failures = 'facade_token_refresh_failures_total{backend="waltero"}'

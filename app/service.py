@@ -116,8 +116,9 @@ class MeterService:
         """A window that ended is fresh `ttl_past` from its oldest part's fetch, whatever the TTL of the
         chunks it was read from (a chunk reaching now lives `ttl_recent`): the guide's "Caching headers"."""
         now = self.clock()
-        if end is not None and end.timestamp() <= now and answer.provenance.cached:
-            answer.fresh_until = answer.provenance.created(now) + self.settings.ttl_past
+        provenance = answer.provenance
+        if end is not None and end.timestamp() <= now and provenance.cached and provenance.cache_result != "STALE":
+            answer.fresh_until = provenance.created(now) + self.settings.ttl_past
         return answer
 
     # --- meters -------------------------------------------------------------------------------------

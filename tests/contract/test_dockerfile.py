@@ -129,4 +129,4 @@ def test_the_build_context_is_what_the_image_copies_and_nothing_else():
         "app/.mypy_cache/x",
     ):
         assert _excluded(path, rules), path
-    assert not _excluded("app/routes/meters.py", rules)
+    assert not _excluded("app/api/routes/meters.py", rules)

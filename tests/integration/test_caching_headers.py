@@ -8,8 +8,8 @@ import re
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
-from app.config import Settings
 from app.factory import create_app
+from app.infra.config import Settings
 from tests.support.apps import fake_app, running
 from tests.support.clock import FakeClock
 from tests.support.fake_backend import FakeBackend

@@ -20,8 +20,8 @@ from types import ModuleType
 
 import pytest
 
-from app.config import Settings
 from app.factory import create_app
+from app.infra.config import Settings
 from tests.support.servers import serve_in_thread
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -165,7 +165,7 @@ def test_only_the_sse_operation_is_marked_streaming_and_it_is_described() -> Non
 
 
 def test_the_spec_declares_id_patterns_quantities_and_health_schemas() -> None:
-    from app.ids import split_id
+    from app.domain.ids import split_id
 
     pattern = SPEC["paths"]["/readings"]["get"]["parameters"][0]["schema"]["pattern"]
     ids = 0

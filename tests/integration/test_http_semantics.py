@@ -142,8 +142,8 @@ async def test_a_parameter_of_another_route_is_unknown_here_too():
 
 
 async def test_a_cursor_alone_keeps_its_page_size_and_a_limit_beside_it_wins():
-    from app.config import Settings
     from app.factory import create_app
+    from app.infra.config import Settings
 
     app = create_app(Settings(FACADE_SANDBOX=True, FACADE_CHANGES_POLL=0))
     async with running(app, key=None) as c:

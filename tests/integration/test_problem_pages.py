@@ -8,8 +8,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from app import errors
-from app.problems import PROBLEM_TYPES
+from app.api.problems import PROBLEM_TYPES
+from app.infra import errors
 from tests.support.apps import fake_app, running
 from tests.support.fake_backend import FakeBackend
 

@@ -7,8 +7,8 @@ import tomllib
 from pathlib import Path
 
 from app import __version__
-from app.config import Settings
 from app.factory import create_app
+from app.infra.config import Settings
 
 ROOT = Path(__file__).resolve().parents[2]
 

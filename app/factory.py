@@ -22,6 +22,7 @@ from fastapi import FastAPI
 from fastapi.routing import APIRoute
 from starlette.types import Receive, Scope, Send
 
+from app import __version__
 from app.api import docs_ui, openapi, problems
 from app.api.front import Front, compose_front
 from app.api.http_cache import ResponseCache
@@ -162,7 +163,7 @@ def create_app(
 
     facade = FacadeApp(
         title="Meter facade",
-        version="0.2.0",
+        version=__version__,  # pyproject.toml, through the package metadata
         description=DESCRIPTION,
         lifespan=lifespan,
         redirect_slashes=False,
@@ -171,7 +172,7 @@ def create_app(
         openapi_tags=[
             {"name": "meters", "description": "Meters of every backend"},
             {"name": "readings", "description": "Register readings"},
-            {"name": "consumption", "description": "Daily consumption"},
+            {"name": "consumption", "description": "Consumption per local day, hour, quarter-hour or month"},
             {"name": "devices", "description": "Device health"},
             {"name": "changes", "description": "Corrections feed"},
             {"name": "operations", "description": "Health, readiness, backends, metrics"},

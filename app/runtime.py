@@ -154,6 +154,7 @@ def _build_backend(w: Wiring, name: str, http: httpx.AsyncClient, fleet: Fleet |
 def _guard(settings: Settings, metrics: Metrics, clock: Clock, caches: Caches, backend: Backend) -> GuardedBackend:
     name = backend.name
     metrics.circuit_state.labels(name).set(0)
+    metrics.start_backend(name)
     return GuardedBackend(
         backend,
         caches=caches,

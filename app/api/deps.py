@@ -30,7 +30,15 @@ async def get_service(request: Request) -> MeterService:
 
 ServiceDep = Annotated[MeterService, Depends(get_service)]
 BackendParam = Annotated[str | None, Query(max_length=64, description="Only this backend.", examples=["waltero"])]
-LimitParam = Annotated[int, Query(ge=1, le=1000, description="Page size, 1..1000.", examples=[100])]
+LimitParam = Annotated[
+    int | None,
+    Query(
+        ge=1,
+        le=1000,
+        description="Page size, 1..1000. Default: the `cursor`'s own page size, else 100.",
+        examples=[100],
+    ),
+]
 CursorParam = Annotated[
     str | None,
     Query(max_length=4096, description="Opaque: `next_cursor` of the previous page, unchanged."),

@@ -2,9 +2,11 @@
 
 The UIs are vendored from the npm registry under `app/static/` (versions, licences and integrity in
 `app/static/README.md`), served on versioned paths with a year-long `Cache-Control`. The pages name no
-outside host, and their `Content-Security-Policy` keeps the browser from loading anything from one
-(ReDoc's sidebar logo points at a CDN; blocked, ReDoc drops it), so both pages work on a network
-without internet access. `GET /` redirects to `/docs`.
+outside host, and their `Content-Security-Policy` keeps the browser from loading anything from one, so
+both pages work on a network without internet access. ReDoc's bundle names one outside resource, the
+sidebar's Redocly logo on a CDN: it is served with that URL replaced by an inline `data:` image
+(`ASSET_REWRITES`), so the page asks no other host and its CSP has nothing to refuse (no console
+error). `GET /` redirects to `/docs`.
 """
 
 from __future__ import annotations
@@ -31,6 +33,19 @@ ASSETS: dict[str, tuple[Path, str]] = {
     "/docs/assets/swagger-init.js": (STATIC / "swagger-init.js", "text/javascript"),
 }
 """URL path → (file, media type). A fixed set, so these paths are also fixed metric labels."""
+
+REDOC_LOGO_CDN = b"https://cdn.redoc.ly/redoc/logo-mini.svg"
+REDOC_LOGO_INLINE = (
+    b"data:image/svg+xml;base64,"
+    b"PHN2ZyB4bWxucz0iaHR0cDovL3d3dy53My5vcmcvMjAwMC9zdmciIHdpZHRoPSIxNiIgaGVpZ2h0PSIx"
+    b"NiIgdmlld0JveD0iMCAwIDE2IDE2Ij48cmVjdCB3aWR0aD0iMTYiIGhlaWdodD0iMTYiIHJ4PSIzIiBm"
+    b"aWxsPSIjMzIzMjlmIi8+PC9zdmc+"
+)
+"""A plain 16 px square in ReDoc's colour, in place of the CDN logo (img-src allows `data:`)."""
+ASSET_REWRITES: dict[Path, tuple[bytes, bytes]] = {
+    STATIC / "redoc" / "redoc.standalone.js": (REDOC_LOGO_CDN, REDOC_LOGO_INLINE),
+}
+"""Vendored files served with one outside URL replaced (the files themselves stay byte-for-byte copies)."""
 
 DOCS_PATHS = frozenset({"/", "/docs", "/redoc", *ASSETS})
 """Every path this module serves; none needs an API key."""
@@ -80,7 +95,14 @@ _REDOC_PAGE = """<!doctype html>
 
 @functools.cache
 def _asset_bytes(path: Path) -> bytes:
-    return path.read_bytes()
+    content = path.read_bytes()
+    rewrite = ASSET_REWRITES.get(path)
+    if rewrite is not None:
+        old, new = rewrite
+        if old not in content:
+            raise RuntimeError(f"{path.name} no longer names {old.decode()}: update ASSET_REWRITES")
+        content = content.replace(old, new)
+    return content
 
 
 def install(app: FastAPI) -> None:

@@ -29,7 +29,7 @@ from pydantic import BaseModel
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
-from app.api.http_cache import cache_headers, etag_matches, etag_of
+from app.api.http_cache import answer_fresh_until, cache_headers, etag_matches, etag_of
 from app.api.problems import problem_body
 from app.guard.provenance import Answer
 from app.infra.context import request_info
@@ -183,7 +183,9 @@ def csv_response(
 ) -> Response:
     body = to_csv(items, fields)
     return Response(
-        body, media_type=CSV_MEDIA, headers={**(headers or {}), "content-disposition": content_disposition(name)}
+        body,
+        media_type=CSV_MEDIA,
+        headers={**(headers or {}), "content-disposition": content_disposition(name), "vary": "Accept"},
     )
 
 
@@ -273,6 +275,7 @@ def ndjson_response(lines: AsyncIterator[bytes], name: str, headers: dict[str, s
             **(headers or {}),
             "content-disposition": content_disposition(name),
             "cache-control": "no-store",
+            "vary": "Accept",
             "x-content-type-options": "nosniff",
         },
     )
@@ -282,6 +285,9 @@ def ndjson_response(lines: AsyncIterator[bytes], name: str, headers: dict[str, s
 
 
 def wanted(request: Request, format_param: str | None) -> Format:
+    """The negotiated form; marks the request as negotiated, so its answer (JSON included, and the hit
+    path's copy of it) carries `Vary: Accept`."""
+    request_info(request.scope).negotiated = True
     return negotiate(request.headers.get("accept"), format_param)
 
 
@@ -301,13 +307,13 @@ def render_csv(
     etag = etag_of(body)
     now = clock()
     provenance = answer.provenance
-    fresh_until = provenance.fresh_until(now)
+    fresh_until = answer_fresh_until(answer, now)
     max_age = max(0.0, fresh_until - now) if not answer.errors else 0.0
     result = provenance.cache_result
     request_info(request.scope).cache = result
     headers = {
         k.decode(): v.decode()
-        for k, v in cache_headers(etag, max_age=max_age, age=now - provenance.created(now), result=result)
+        for k, v in cache_headers(etag, max_age=max_age, age=now - provenance.created(now), result=result, vary=True)
     }
     headers.update(errors_header(answer.errors))
     headers["content-disposition"] = content_disposition(name)

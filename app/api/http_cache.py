@@ -53,6 +53,8 @@ class StoredResponse:
     fresh_until: float
     link: bytes | None = None
     """`Link: <next page>; rel="next"` of a list with more to come."""
+    vary: bool = False
+    """Whether the route negotiates its representation (`Vary: Accept` on every hit too)."""
     _second: int = -1
     _ok: list[tuple[bytes, bytes]] | None = None
     _not_modified: list[tuple[bytes, bytes]] | None = None
@@ -62,7 +64,9 @@ class StoredResponse:
         `max-age` and `Age` change, and only by whole seconds."""
         second = int(now)
         if second != self._second or self._ok is None or self._not_modified is None:
-            base = cache_headers(self.etag, max_age=self.fresh_until - now, age=now - self.created, result="HIT")
+            base = cache_headers(
+                self.etag, max_age=self.fresh_until - now, age=now - self.created, result="HIT", vary=self.vary
+            )
             if self.link is not None:
                 base.append((b"link", self.link))
             self._not_modified = base
@@ -90,13 +94,31 @@ def etag_matches(if_none_match: bytes | str | None, etag: bytes) -> bool:
     return False
 
 
-def cache_headers(etag: bytes, *, max_age: float, age: float, result: str) -> list[tuple[bytes, bytes]]:
-    return [
+def cache_headers(
+    etag: bytes, *, max_age: float, age: float, result: str, vary: bool = False
+) -> list[tuple[bytes, bytes]]:
+    """`Age` is the oldest part's age, and 0 on a `MISS` (everything fetched for this request);
+    `Vary: Accept` when the route's body depends on `Accept` (CSV/NDJSON negotiation)."""
+    headers = [
         (b"etag", etag),
         (b"cache-control", b"private, max-age=%d" % max(0, math.floor(max_age))),
-        (b"age", b"%d" % max(0, math.floor(age))),
+        (b"age", b"0" if result == "MISS" else b"%d" % max(0, math.floor(age))),
         (b"x-cache", result.encode()),
     ]
+    if vary:
+        headers.append((b"vary", b"Accept"))
+    return headers
+
+
+def negotiates(request: Request) -> bool:
+    """Whether the route answering `request` picked its representation from `Accept` (set by
+    `app.api.exports.wanted`)."""
+    return request_info(request.scope).negotiated
+
+
+def answer_fresh_until(answer: Answer[Any], now: float) -> float:
+    """Until when an answer is fresh: its own freshness if it has one, else its parts' earliest."""
+    return answer.fresh_until if answer.fresh_until is not None else answer.provenance.fresh_until(now)
 
 
 class ResponseCache:
@@ -164,9 +186,10 @@ def render(
     etag = etag_of(body)
     now = clock()
     provenance = answer.provenance
-    fresh_until = provenance.fresh_until(now)
+    fresh_until = answer_fresh_until(answer, now)
     created = provenance.created(now)
     result = provenance.cache_result
+    vary = negotiates(request)
     scope = request.scope
     route = scope.get("route")
     template = getattr(route, "path", "unmatched")
@@ -176,11 +199,14 @@ def render(
     if not answer.errors and provenance.cached and fresh_until > now and result != "STALE":
         responses.store(
             responses.key(scope["path"], scope["query_string"]),
-            StoredResponse(body, etag, template, provenance, created, fresh_until, link.encode() if link else None),
+            StoredResponse(
+                body, etag, template, provenance, created, fresh_until, link.encode() if link else None, vary
+            ),
         )
     max_age = max(0.0, fresh_until - now) if not answer.errors else 0.0
     headers = dict(
-        (k.decode(), v.decode()) for k, v in cache_headers(etag, max_age=max_age, age=now - created, result=result)
+        (k.decode(), v.decode())
+        for k, v in cache_headers(etag, max_age=max_age, age=now - created, result=result, vary=vary)
     )
     if link:
         headers["link"] = link

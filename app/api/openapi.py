@@ -11,7 +11,11 @@ the service really does:
 - explicit schema names (`MeterPage`, ...), one shared `BackendName` enum, `format: date-time` on
   response timestamps;
 - the response headers (`ETag`, `Cache-Control`, `Age`, `X-Cache`, `X-Request-ID`, `Retry-After`,
-  `WWW-Authenticate`) and the 304 of cached GETs are declared.
+  `WWW-Authenticate`, `Vary`) and the 304 of cached GETs are declared;
+- every id parameter carries the pattern the service accepts (`ID_PATTERN`: a schema-valid id is never a
+  422, at most a 404), `quantity` is the `Quantity` enum or an `obis:<code>`, the health answers have
+  schemas, and the Server-Sent Events operation is marked `x-streaming: server-sent-events` (with its
+  events described) so client generators can leave it out or stream it: a plain request never ends.
 
 In sandbox mode the date examples are moved into the emulators' data window (the last 90 days), so
 "Try it out" with the defaults answers with data; the checked-in spec (live mode) keeps fixed dates.
@@ -33,7 +37,9 @@ from pydantic import BaseModel
 
 from app.api.middleware.client_auth import OPEN_PATHS, UNAUTHORIZED_DETAIL
 from app.api.problems import PROBLEM_JSON
+from app.api.routes.readings import QUANTITIES
 from app.domain import models
+from app.domain.ids import ID_PATTERN
 from app.domain.models import Problem
 from app.infra.errors import (
     FacadeError,
@@ -68,13 +74,13 @@ HEADERS: dict[str, dict[str, Any]] = {
         "example": "private, max-age=300",
     },
     "Age": {
-        "description": "Seconds since the data was fetched from the vendor.",
+        "description": "Seconds since the oldest part of the answer was fetched from the vendor; 0 on a `MISS`.",
         "schema": {"type": "integer", "minimum": 0},
         "example": 12,
     },
     "X-Cache": {
-        "description": "`HIT` (stored answer), `MISS` (fetched now) or `STALE` (expired, served while the vendor "
-        "fails).",
+        "description": "`MISS`: every part fetched from the vendor for this request (`Age: 0`); `HIT`: at least "
+        "one part from the cache; `STALE`: at least one part expired, served while its vendor fails.",
         "schema": {"type": "string", "enum": ["HIT", "MISS", "STALE"]},
         "example": "HIT",
     },
@@ -93,6 +99,11 @@ HEADERS: dict[str, dict[str, Any]] = {
         "description": 'On a list with more to come: `<the same query with the next cursor>; rel="next"` (RFC 8288).',
         "schema": {"type": "string"},
         "example": '</meters?limit=100&cursor=eyJhZnRlciI6Ii4uLiJ9.c2ln>; rel="next"',
+    },
+    "Vary": {
+        "description": "`Accept` on the lists that also answer CSV and NDJSON: the body depends on `Accept`.",
+        "schema": {"type": "string"},
+        "example": "Accept",
     },
     "WWW-Authenticate": {
         "description": "The auth scheme: `Bearer`.",
@@ -239,6 +250,13 @@ def build(app: FastAPI, backends: Sequence[str]) -> dict[str, Any]:
     }
     for name in ("HTTPValidationError", "ValidationError"):
         schemas.pop(name, None)
+    schemas["Quantity"] = {
+        "type": "string",
+        "enum": list(QUANTITIES),
+        "title": "Quantity",
+        "description": "A normalized register (any other OBIS register is `obis:<code>`).",
+    }
+    schemas.update(copy.deepcopy(HEALTH_SCHEMAS))
     schemas["BackendName"] = {
         "type": "string",
         "enum": enum,
@@ -264,8 +282,10 @@ def build(app: FastAPI, backends: Sequence[str]) -> dict[str, Any]:
     for path, operations in spec.get("paths", {}).items():
         for operation in operations.values():
             _parameters(operation)
+            _id_and_quantity_parameters(operation)
             _backend_parameter(operation)
             _responses(path, operation, examples)
+            _health_and_streams(path, operation)
     for schema in schemas.values():
         _backend_field(schema)
     spec = dict(_share_backend_enum(spec, enum))
@@ -277,6 +297,70 @@ def build(app: FastAPI, backends: Sequence[str]) -> dict[str, Any]:
 
 
 _BACKEND_REF = {"$ref": "#/components/schemas/BackendName"}
+ID_PARAMETERS = frozenset({"meter_id", "device_id"})
+OBIS_PATTERN = r"^obis:[0-9A-Za-z:.*\-]{1,32}$"
+"""`obis:<code>`, as `app.api.routes.readings` accepts it."""
+HEALTH_SCHEMAS: dict[str, dict[str, Any]] = {
+    "Health": {
+        "type": "object",
+        "title": "Health",
+        "description": "`/healthz`: the process answers.",
+        "properties": {"status": {"type": "string", "enum": ["ok"]}},
+        "required": ["status"],
+    },
+    "Readiness": {
+        "type": "object",
+        "title": "Readiness",
+        "description": "`/readyz` when ready: every configured backend's check (`ok`).",
+        "properties": {
+            "status": {"type": "string", "enum": ["ready"]},
+            "backends": {
+                "type": "object",
+                "additionalProperties": {"type": "string"},
+                "description": "Backend name → `ok`.",
+                "examples": [{"iometer": "ok", "waltero": "ok"}],
+            },
+        },
+        "required": ["status", "backends"],
+    },
+}
+_HEALTH = {"/healthz": "Health", "/readyz": "Readiness"}
+SSE_EVENTS = {
+    "readings": '`{"meter_id", "time", "items": [Reading, ...]}`, one per instant; `id` is the instant',
+    "status": '`{"upstream": "live"|"reconnecting"|"overflow"}`',
+}
+
+
+def _id_and_quantity_parameters(operation: dict[str, Any]) -> None:
+    """Ids carry the service's id pattern; `quantity` items are a `Quantity` or an `obis:<code>`."""
+    for parameter in operation.get("parameters", []):
+        schema = parameter["schema"]
+        target = schema.get("items", schema) if schema.get("type") == "array" else schema
+        if parameter["name"] in ID_PARAMETERS and target.get("type") == "string":
+            target["pattern"] = ID_PATTERN
+        elif parameter["name"] == "quantity" and schema.get("type") == "array":
+            schema["items"] = {
+                "anyOf": [
+                    {"$ref": "#/components/schemas/Quantity"},
+                    {"type": "string", "pattern": OBIS_PATTERN, "description": "Any OBIS register"},
+                ]
+            }
+
+
+def _health_and_streams(path: str, operation: dict[str, Any]) -> None:
+    """Schemas for the health answers; the SSE operation marked so generators skip it or stream it."""
+    ok = operation.get("responses", {}).get("200", {})
+    media = ok.get("content", {})
+    if path in _HEALTH and "application/json" in media:
+        media["application/json"]["schema"] = {"$ref": f"#/components/schemas/{_HEALTH[path]}"}
+    if "text/event-stream" in media:
+        operation["x-streaming"] = "server-sent-events"
+        media["text/event-stream"]["x-events"] = dict(SSE_EVENTS)
+        media["text/event-stream"]["schema"] = {
+            "type": "string",
+            "description": "An endless `text/event-stream`: read it as a stream (an EventSource, or a streamed "
+            "request), never as one body. Events: " + "; ".join(f"`{k}`: {v}" for k, v in SSE_EVENTS.items()) + ".",
+        }
 
 
 def _backend_parameter(operation: dict[str, Any]) -> None:
@@ -448,11 +532,16 @@ def _responses(path: str, operation: dict[str, Any], examples: dict[int, dict[st
         names = ["X-Request-ID"]
         if path not in NO_STORE_PATHS and "application/json" in ok.get("content", {}):
             names = ["ETag", "Cache-Control", "Age", "X-Cache", "X-Request-ID"]
+            negotiated = "text/csv" in ok.get("content", {})
             if "cursor" in {p.get("name") for p in operation.get("parameters", [])}:
                 names.append("Link")
+            if negotiated:
+                names.append("Vary")
             responses["304"] = {
                 "description": "Not modified: `If-None-Match` named the current `ETag`. No body.",
-                "headers": _header_refs("ETag", "Cache-Control", "Age", "X-Cache", "X-Request-ID"),
+                "headers": _header_refs(
+                    "ETag", "Cache-Control", "Age", "X-Cache", "X-Request-ID", *(["Vary"] if negotiated else [])
+                ),
             }
         elif path in NO_STORE_PATHS:
             names.append("Cache-Control")

@@ -21,7 +21,7 @@ __all__ = ["current_operation", "upstream_operation"]
 
 Sleep = Callable[[float], Awaitable[None]]
 RetryHook = Callable[[str], None]
-"""Called with the reason (`429`, `5xx`, `connect`) before each retry; used for metrics."""
+"""Called with the reason (one of `app.infra.metrics.RETRY_REASONS`) before each retry; used for metrics."""
 
 
 def parse_retry_after(value: str | None, now: float) -> float | None:

@@ -1,6 +1,7 @@
 """The cursor schemes, one small pager each. Every cursor is signed (`CursorCodec`) and carries the
-query it continues, so a cursor alone (without the original parameters) continues the listing, and a
-cursor given with other parameters than its own is a 422.
+query it continues and its page size, so a cursor alone (without the original parameters) continues the
+listing with the same page size (a `limit` sent alongside wins), and a cursor given with other parameters
+than its own is a 422.
 
 - `after_id`: a list sorted by id, continued after the last id served (`/meters`).
 - `time_and_count`: readings ascending by time, continued at the last time served, skipping the
@@ -27,6 +28,10 @@ from app.infra.timeutil import format_rfc3339, parse_rfc3339
 T = TypeVar("T")
 Query = dict[str, Any]
 
+DEFAULT_LIMIT = 100
+"""A list's page size when neither `limit` nor a cursor says one."""
+MAX_LIMIT = 1000
+
 
 def _bad(detail: str = "cursor is not valid: pass back next_cursor unchanged") -> InvalidRequest:
     return InvalidRequest(detail, field="cursor")
@@ -39,8 +44,9 @@ class Pager:
     codec: CursorCodec
     scope: str
 
-    def encode(self, query: Query, position: dict[str, Any]) -> str:
-        return self.codec.encode(self.scope, {"q": query, **position})
+    def encode(self, query: Query, position: dict[str, Any], limit: int | None = None) -> str:
+        """A cursor continuing `query` at `position`, with the page size `limit` (issue 24)."""
+        return self.codec.encode(self.scope, {"q": query, **position, **({"l": limit} if limit else {})})
 
     def decode(self, cursor: str, given: Query | None) -> tuple[Query, dict[str, Any]]:
         """(the cursor's query, its position). `given` is the query sent alongside, if any: it must be
@@ -52,6 +58,16 @@ class Pager:
         if given is not None and any(given.get(k) != v for k, v in query.items() if given.get(k) is not None):
             raise _bad("cursor belongs to another query: send it alone, or with the parameters that made it")
         return query, state
+
+
+def page_size(limit: int | None, state: dict[str, Any] | None) -> int:
+    """The page size of a request: its `limit`, else its cursor's (`state`), else `DEFAULT_LIMIT`."""
+    if limit is not None:
+        return limit
+    carried = (state or {}).get("l")
+    if isinstance(carried, int) and not isinstance(carried, bool) and 1 <= carried <= MAX_LIMIT:
+        return carried
+    return DEFAULT_LIMIT
 
 
 def after_id(items: Sequence[T], key: Callable[[T], str], after: str, limit: int) -> tuple[list[T], str | None]:

@@ -12,7 +12,7 @@ import logging
 from collections.abc import AsyncIterator, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import date, datetime
-from typing import Any
+from typing import Any, TypeVar
 from zoneinfo import ZoneInfo
 
 from app.backends.base import CHANGES, DEVICE_STATUS, METERS, READINGS, AuthState, ChangesPage, SerialLookup
@@ -20,7 +20,16 @@ from app.core.caches import Caches
 from app.core.chunks import ReadingChunks
 from app.core.consumption import ConsumptionService
 from app.core.fanout import fan_out, gather_rows
-from app.core.pagers import FeedPosition, Pager, after_id, feed_position, merge_feeds, time_and_count, time_position
+from app.core.pagers import (
+    FeedPosition,
+    Pager,
+    after_id,
+    feed_position,
+    merge_feeds,
+    page_size,
+    time_and_count,
+    time_position,
+)
 from app.core.routing import BackendRouter
 from app.domain.cursors import CursorCodec
 from app.domain.ids import FacadeId
@@ -30,7 +39,9 @@ from app.guard.provenance import Answer, Provenance
 from app.infra.config import Settings
 from app.infra.errors import InvalidRequest
 from app.infra.metrics import Metrics
-from app.infra.timeutil import Clock, format_rfc3339, from_epoch, parse_rfc3339
+from app.infra.timeutil import Clock, format_rfc3339, from_epoch, local_midnight, parse_rfc3339
+
+T = TypeVar("T")
 
 log = logging.getLogger("app.core.service")
 
@@ -93,6 +104,15 @@ class MeterService:
             return self.settings.ttl_past
         return self.settings.ttl_recent
 
+    def _past_window(self, answer: Answer[T], end: datetime | None) -> Answer[T]:
+        """A window that ended is fresh `ttl_past` from its oldest part's fetch, whatever the TTL of the
+        chunks it was read from (a chunk reaching now lives `ttl_recent`): the guide's "Caching headers"."""
+        now = self.clock()
+        provenance = answer.provenance
+        if end is not None and end.timestamp() <= now and provenance.cached and provenance.cache_result != "STALE":
+            answer.fresh_until = provenance.created(now) + self.settings.ttl_past
+        return answer
+
     # --- meters -------------------------------------------------------------------------------------
 
     async def _all_meters(self, b: GuardedBackend) -> tuple[list[Meter], Provenance]:
@@ -113,9 +133,11 @@ class MeterService:
         )
 
     async def list_meters(
-        self, backend: str | None, limit: int, cursor: str | None, serial_number: str | None = None
+        self, backend: str | None, limit: int | None, cursor: str | None, serial_number: str | None = None
     ) -> Answer[ItemsAndCursor]:
+        """A page of meters; `limit` None = the cursor's page size (else the default)."""
         after = ""
+        state: dict[str, Any] | None = None
         if cursor:
             given = {"backend": backend, "serial_number": serial_number}
             query, state = self._meters_pager.decode(cursor, given if backend or serial_number else None)
@@ -129,11 +151,12 @@ class MeterService:
         else:
             found = await gather_rows(self.selected(backend, METERS), self._all_meters, lambda m: m.id)
         answer: Answer[ItemsAndCursor] = Answer(([], None), errors=found.errors, provenance=found.provenance)
-        page, last = after_id(found.value, lambda m: m.id, after, limit)
+        size = page_size(limit, state)
+        page, last = after_id(found.value, lambda m: m.id, after, size)
         continues: dict[str, Any] = {"backend": backend}
         if serial_number is not None:
             continues["serial_number"] = serial_number
-        next_cursor = self._meters_pager.encode(continues, {"after": last}) if last else None
+        next_cursor = self._meters_pager.encode(continues, {"after": last}, size) if last else None
         answer.value = (page, next_cursor)
         return answer
 
@@ -158,12 +181,13 @@ class MeterService:
         start: datetime | None,
         end: datetime | None,
         quantities: frozenset[str] | None,
-        limit: int,
+        limit: int | None,
         cursor: str | None,
     ) -> Answer[ItemsAndCursor]:
         """Readings in `[start, end)` (end None = up to now), ascending by (time, quantity).
 
-        With a cursor, `meter_id`, `start`, `end` and `quantities` may be left out (the cursor holds them)."""
+        With a cursor, `meter_id`, `start`, `end`, `quantities` and `limit` may be left out (the cursor
+        holds them)."""
         qkey = sorted(quantities) if quantities else None
         query: dict[str, Any] = {
             "meter_id": meter_id,
@@ -173,6 +197,7 @@ class MeterService:
         }
         skip = 0
         from_time = start
+        state: dict[str, Any] | None = None
         if cursor:
             query, state = self._readings_pager.decode(cursor, query if meter_id else None)
             from_time, skip = time_position(state)
@@ -187,7 +212,8 @@ class MeterService:
         if meter_id is None or start is None or from_time is None:
             raise InvalidRequest("meter_id and start are required (or a cursor)", field="meter_id")
         b, fid = self.resolve(meter_id, field="meter_id", in_path=False, capability=READINGS)
-        want = skip + limit + 1
+        size = page_size(limit, state)
+        want = skip + size + 1
         rows: list[Reading] = []
         provenance = Provenance()
         window_end = end or from_epoch(self.clock())
@@ -196,9 +222,9 @@ class MeterService:
             provenance.extend(part)
             if len(rows) >= want:
                 break
-        page, position = time_and_count(rows, lambda r: r.time, from_time, skip, limit)
-        next_cursor = self._readings_pager.encode(query, position) if position else None
-        return Answer((page, next_cursor), provenance=provenance)
+        page, position = time_and_count(rows, lambda r: r.time, from_time, skip, size)
+        next_cursor = self._readings_pager.encode(query, position, size) if position else None
+        return self._past_window(Answer((page, next_cursor), provenance=provenance), end)
 
     async def stream_readings(
         self, meter_id: str, start: datetime, end: datetime | None, quantities: frozenset[str] | None
@@ -228,7 +254,8 @@ class MeterService:
         self, meter_ids: list[str], backend: str | None, start: date, end: date, tz: ZoneInfo, resolution: str
     ) -> Answer[list[IntervalConsumption]]:
         """Every interval of `[start, end)` in `tz` at `resolution`, ordered by (meter_id, start)."""
-        return await self.consumptions.consumption(meter_ids, backend, start, end, tz, resolution)
+        answer = await self.consumptions.consumption(meter_ids, backend, start, end, tz, resolution)
+        return self._past_window(answer, local_midnight(end, tz))
 
     # --- device status ------------------------------------------------------------------------------
 
@@ -245,12 +272,13 @@ class MeterService:
     # --- changes ------------------------------------------------------------------------------------
 
     async def changes(
-        self, since: datetime | None, backend: str | None, limit: int, cursor: str | None
+        self, since: datetime | None, backend: str | None, limit: int | None, cursor: str | None
     ) -> Answer[ItemsAndCursor]:
         """The corrections feeds of every backend that has one (or the one named), merged ascending by
         (changed_at, id). Each feed's own resume token, and how far into that page we are, ride inside
         the facade's signed cursor."""
         positions: dict[str, list[Any] | None] = {}
+        state: dict[str, Any] | None = None
         if cursor:
             given = {"since": format_rfc3339(since) if since else None, "backend": backend}
             query, state = self._changes_pager.decode(cursor, given if since else None)
@@ -261,6 +289,7 @@ class MeterService:
                 raise InvalidRequest("cursor is not valid", field="cursor") from None
         if since is None:
             raise InvalidRequest("since is required (or a cursor)", field="since")
+        size = page_size(limit, state)
         sources = self.selected(backend, CHANGES)
         if cursor:
             sources = [b for b in sources if positions.get(b.name) is not None]
@@ -270,8 +299,8 @@ class MeterService:
             token, skip = feed_position(positions.get(b.name))
             page, provenance = await b.cached(
                 "changes",
-                (feed_since, limit, token),
-                lambda: b.backend.changes(feed_since, limit, token),
+                (feed_since, size, token),
+                lambda: b.backend.changes(feed_since, size, token),
                 ttl=self.settings.ttl_changes,
             )
             if provenance.cache_result == "MISS":
@@ -282,11 +311,11 @@ class MeterService:
         answer: Answer[ItemsAndCursor] = Answer(([], None), errors=errors)
         for *_, provenance in good:
             answer.provenance.extend(provenance)
-        merged, moved = merge_feeds([(name, position, page) for name, position, page, _ in good], limit)
+        merged, moved = merge_feeds([(name, position, page) for name, position, page, _ in good], size)
         positions.update(moved)
         more = any(p is not None for p in positions.values())
         query = {"since": format_rfc3339(since), "backend": backend}
-        next_cursor = self._changes_pager.encode(query, {"p": positions}) if more else None
+        next_cursor = self._changes_pager.encode(query, {"p": positions}, size) if more else None
         answer.value = (merged, next_cursor)
         return answer
 

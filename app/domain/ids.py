@@ -12,6 +12,8 @@ from dataclasses import dataclass
 from app.infra.errors import InvalidRequest, NotFound
 
 _SHAPE = re.compile(r"^([a-z][a-z0-9_-]{0,31}):([A-Za-z0-9._~-]{1,128})$")
+ID_PATTERN = r"^[a-z][a-z0-9_-]{0,31}:[A-Za-z0-9._~-]{1,128}$"
+"""The same shape for the OpenAPI (ECMA-262 regex), declared on every id parameter."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,7 +30,7 @@ def split_id(value: str, *, field: str, in_path: bool) -> FacadeId:
     path it is a 404 (no resource has that name)."""
     match = _SHAPE.match(value)
     if not match:
-        message = f"{field} must look like '<backend>:<id>', e.g. 'iometer:578936dc-8020-4022-a560-2f59d2dca9ee'"
+        message = f"{field} must look like '<backend>:<id>', e.g. 'iometer:8d116ece-1738-47d9-bd9c-172411e20b8f'"
         if in_path:
             raise NotFound(f"No resource has the id {value!r}: {message}.")
         raise InvalidRequest(message, field=field)

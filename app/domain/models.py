@@ -43,7 +43,7 @@ class Resource(BaseModel):
 class Meter(Resource):
     """A metering point. IOmeter meters are electricity meters; a Waltero device is one meter."""
 
-    id: str = Field(description="`<backend>:<upstream id>`", examples=["iometer:578936dc-8020-4022-a560-2f59d2dca9ee"])
+    id: str = Field(description="`<backend>:<upstream id>`", examples=["iometer:8d116ece-1738-47d9-bd9c-172411e20b8f"])
     backend: BackendName = Field(description="Which vendor holds the meter.", examples=["iometer"])
     serial_number: str = Field(description="The number printed on the meter.", examples=["1EMH0007058153"])
     name: str | None = Field(description="Display name, if the vendor has one.", examples=["Kitchen sub-meter"])
@@ -62,7 +62,7 @@ class Meter(Resource):
 class Reading(Resource):
     """One value of one register at one instant."""
 
-    meter_id: str = Field(examples=["iometer:578936dc-8020-4022-a560-2f59d2dca9ee"])
+    meter_id: str = Field(examples=["iometer:8d116ece-1738-47d9-bd9c-172411e20b8f"])
     time: UtcDateTime
     quantity: str = Field(
         description="`energy_import`, `energy_import_t1`, `energy_import_t2`, `energy_export`, `power`, `volume`, "
@@ -169,7 +169,7 @@ LocalDateTime = Annotated[
 class IntervalConsumption(Resource):
     """Consumption of one meter over one local interval: a quarter-hour, an hour, a day or a month."""
 
-    meter_id: str = Field(examples=["iometer:578936dc-8020-4022-a560-2f59d2dca9ee"])
+    meter_id: str = Field(examples=["iometer:8d116ece-1738-47d9-bd9c-172411e20b8f"])
     start: LocalDateTime = Field(examples=["2026-03-29T01:00:00+01:00"])
     end: LocalDateTime = Field(description="Exclusive.", examples=["2026-03-29T03:00:00+02:00"])
     consumption: float | None = Field(description="Consumption in `unit`; null when unknown.", examples=[0.412])

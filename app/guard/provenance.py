@@ -32,8 +32,12 @@ class Provenance:
 
     @property
     def cache_result(self) -> CacheResult:
-        """STALE if any part was stale, else MISS if any part went upstream, else HIT."""
-        return "STALE" if "STALE" in self._results else "MISS" if "MISS" in self._results else "HIT"
+        """STALE if any part was stale; else HIT if any part came from a cache (so `Age`, the oldest
+        part's age, may be above 0); else MISS: every part was fetched for this request (or nothing was
+        cached at all), so the answer is 0 s old (docs/api-guide.md "Caching headers")."""
+        if "STALE" in self._results:
+            return "STALE"
+        return "HIT" if "HIT" in self._results else "MISS"
 
     @property
     def cached(self) -> bool:
@@ -57,3 +61,6 @@ class Answer(Generic[T]):
     value: T
     errors: list[BackendError] = field(default_factory=list)
     provenance: Provenance = field(default_factory=Provenance)
+    fresh_until: float | None = None
+    """The answer's own freshness (epoch seconds) when it outlives its parts': a window entirely in the
+    past stays fresh `FACADE_TTL_PAST` although it was read from chunks that reach now (issue 24)."""

@@ -17,6 +17,10 @@ from prometheus_client.registry import Collector
 
 from app.infra.tolerance import WireShapeCollector, WireShapes
 
+RETRY_REASONS = ("429", "5xx", "connect")
+"""Every reason the retry loop (`app.backends.http`) is called with: the label values of
+`facade_upstream_retries_total`, exported at 0 from start-up."""
+
 # Buckets from a 1 ms cache hit to a 10 s upstream deadline.
 LATENCY_BUCKETS: tuple[float, ...] = (
     0.0005,
@@ -90,6 +94,9 @@ class HttpStats(Collector):
 
 
 class Metrics:
+    """Counters whose label values are a fixed set are exported at 0 from start-up (`start_backend`), so
+    `increase()` and `rate()` see their first event (an alert on the first failed login fires)."""
+
     def __init__(self) -> None:
         self.registry = r = CollectorRegistry(auto_describe=True)
         self.http = HttpStats()
@@ -179,3 +186,12 @@ class Metrics:
             ["operation", "outcome"],
             registry=r,
         )
+
+    def start_backend(self, backend: str) -> None:
+        """Create every fixed-label series of `backend` at 0 (a counter without a series until its first
+        event hides that event from `increase()`)."""
+        self.token_refreshes.labels(backend)
+        self.token_refresh_failures.labels(backend)
+        self.corrections_evicted.labels(backend)
+        for reason in RETRY_REASONS:
+            self.upstream_retries.labels(backend, reason)

@@ -13,6 +13,7 @@ import time
 
 import httpx
 
+from app import __version__
 from app.infra.config import Settings
 from app.infra.context import current_attempt, current_operation, request_id_var, upstream_calls_var
 from app.infra.metrics import Metrics
@@ -104,6 +105,6 @@ def build_client(
     return httpx.AsyncClient(  # the pool limits are the transport's: httpx ignores `limits=` beside `transport=`
         transport=InstrumentedTransport(inner, backend, metrics),
         timeout=timeout,
-        headers={"User-Agent": "meter-facade/0.1"},
+        headers={"User-Agent": f"meter-facade/{__version__}"},
         follow_redirects=False,
     )

@@ -28,23 +28,45 @@ label{margin-right:1rem}svg{border:1px solid #ccc;background:#fafafa;width:100%;
 <button id="go">Stream</button> <span id="status">idle</span></p>
 <p>Replays the last 6 hours, then plots each new instant as the emulator takes it (every 15 minutes of
 its clock). Latest: <b id="latest">-</b></p>
-<svg id="plot" viewBox="0 0 960 320" preserveAspectRatio="none"><polyline id="line" fill="none"
+<svg id="plot" viewBox="0 0 960 320" preserveAspectRatio="none"><g id="xaxis" font-size="11" fill="#555"
+stroke="#ddd"></g><line x1="0" y1="284" x2="960" y2="284" stroke="#999"/><polyline id="line" fill="none"
 stroke="#36c" stroke-width="2" points=""/><text id="ymax" x="4" y="14" font-size="12"></text>
-<text id="ymin" x="4" y="314" font-size="12"></text></svg>
+<text id="ymin" x="4" y="278" font-size="12"></text><text x="956" y="316" font-size="11"
+text-anchor="end" fill="#555">time (local)</text></svg>
 <script>
 "use strict";
 const $ = (id) => document.getElementById(id);
 let points = [], lastId = null, controller = null;
 function headers() { const k = $("key").value.trim(); return k ? {"X-API-Key": k} : {}; }
 function setStatus(s) { $("status").textContent = s; $("status").className = s; }
+const STEPS = [60e3, 300e3, 900e3, 1800e3, 3600e3, 7200e3, 10800e3, 21600e3, 43200e3, 86400e3];
+function timeAxis(t0, t1) {
+  // ticks at whole local minutes/hours, at most 8, each a vertical grid line and an HH:MM label
+  const g = $("xaxis"); g.replaceChildren();
+  const step = STEPS.find(s => (t1 - t0) / s <= 8) || 86400e3;
+  const offset = new Date(t0).getTimezoneOffset() * 60e3;
+  for (let t = Math.ceil((t0 - offset) / step) * step + offset; t <= t1; t += step) {
+    const x = ((t - t0) / (t1 - t0) * 960).toFixed(1), ns = $("plot").namespaceURI;
+    const tick = document.createElementNS(ns, "line");
+    for (const [k, v] of [["x1", x], ["x2", x], ["y1", 0], ["y2", 288]]) tick.setAttribute(k, v);
+    const label = document.createElementNS(ns, "text");
+    label.setAttribute("x", x); label.setAttribute("y", 302); label.setAttribute("stroke", "none");
+    label.setAttribute("text-anchor", "middle"); label.setAttribute("class", "tick");
+    label.textContent = new Date(t).toLocaleTimeString([], {hour: "2-digit", minute: "2-digit", hour12: false});
+    g.append(tick, label);
+  }
+}
 function draw() {
-  if (!points.length) { $("line").setAttribute("points", ""); return; }
-  const t0 = points[0][0], t1 = Math.max(points[points.length - 1][0], t0 + 1);
+  if (!points.length) { $("line").setAttribute("points", ""); $("xaxis").replaceChildren(); return; }
+  points.sort((a, b) => a[0] - b[0]);
+  const t0 = points[0][0], t1 = Math.max(points[points.length - 1][0], t0 + 60e3);
   let lo = Math.min(...points.map(p => p[1])), hi = Math.max(...points.map(p => p[1]));
   if (hi === lo) { hi += 1; lo -= 1; }
+  // x is time (not the point's index), so gaps and uneven instants show as they are
   $("line").setAttribute("points", points.map(([t, v]) =>
-    ((t - t0) / (t1 - t0) * 960).toFixed(1) + "," + (310 - (v - lo) / (hi - lo) * 300).toFixed(1)).join(" "));
+    ((t - t0) / (t1 - t0) * 960).toFixed(1) + "," + (280 - (v - lo) / (hi - lo) * 260).toFixed(1)).join(" "));
   $("ymax").textContent = hi.toFixed(0) + " W"; $("ymin").textContent = lo.toFixed(0) + " W";
+  timeAxis(t0, t1);
 }
 function onEvent(type, data, id) {
   if (id) lastId = id;

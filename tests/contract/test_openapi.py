@@ -171,9 +171,12 @@ def test_cached_operations_declare_their_headers_and_the_304():
     for path in ("/meters", "/meters/{meter_id}", "/readings", "/consumption/daily", "/devices/{device_id}/status"):
         responses = spec["paths"][path]["get"]["responses"]
         lists = path in ("/meters", "/readings")  # pages: `Link: rel="next"` when there is more
+        negotiated = "{" not in path  # the lists that also answer CSV and NDJSON: `Vary: Accept`
         expected = {"ETag", "Cache-Control", "Age", "X-Cache", "X-Request-ID"} | ({"Link"} if lists else set())
+        expected |= {"Vary"} if negotiated else set()
         assert set(responses["200"]["headers"]) == expected
         assert "content" not in responses["304"]
         assert "ETag" in responses["304"]["headers"]
+        assert ("Vary" in responses["304"]["headers"]) == negotiated
     for path in ("/healthz", "/metrics"):
         assert "304" not in spec["paths"][path]["get"]["responses"]

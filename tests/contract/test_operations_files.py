@@ -168,3 +168,97 @@ def test_the_readme_lists_exactly_the_shipped_alerts():
     listed = re.findall(r"^\| `(MeterFacade\w+)` \|.*\| (\d+[smh]) \| (page|ticket) \|$", readme, re.MULTILINE)
     shipped = [(r["alert"], r["for"], r["labels"]["severity"]) for r in alert_rules()]
     assert listed == shipped
+
+
+# --- the alerts against what the service really exports ------------------------------------------
+
+FIXED_COUNTERS = (
+    "facade_token_refreshes_total",
+    "facade_token_refresh_failures_total",
+    "facade_upstream_retries_total",
+    "facade_correction_evictions_total",
+    "facade_live_events_total",
+)
+
+
+def samples(text: str, names: tuple[str, ...]) -> dict[str, float]:
+    """`name{labels}` → value of every sample of `names` in a scrape."""
+    out = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name in names:
+                labels = ",".join(f'{k}="{v}"' for k, v in sorted(sample.labels.items()))
+                out[f"{sample.name}{{{labels}}}"] = sample.value
+    return out
+
+
+async def test_fixed_label_counters_start_at_zero_and_the_first_failed_login_pages(tmp_path: Path):
+    from datetime import UTC, datetime
+
+    from app.sandbox import create_emulators
+    from tests.support.clock import FakeClock
+
+    clock = FakeClock(datetime.now(UTC).replace(minute=7, second=0, microsecond=0))
+    emulators = create_emulators(clock)
+    app = create_app(
+        Settings(FACADE_SANDBOX=True, FACADE_CHANGES_POLL=0), clock=clock, sleep=clock.sleep, emulators=emulators
+    )
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://sandbox.test") as c:
+            at_start = samples((await c.get("/metrics")).text, FIXED_COUNTERS)
+            meters = (await c.get("/meters", params={"backend": "waltero"})).json()["items"]
+            waltero = emulators["waltero"]
+            waltero.revoke_tokens()  # our token is refused: a new login, which the vendor refuses too
+            waltero.faults.fail_next = [401] * 6
+            failed = await c.get(f"/devices/{meters[0]['device_id']}/status")
+            assert failed.status_code >= 500
+            after = samples((await c.get("/metrics")).text, FIXED_COUNTERS)
+    for backend in ("iometer", "waltero"):
+        for counter in FIXED_COUNTERS[:2] + FIXED_COUNTERS[3:]:
+            assert at_start[f'{counter}{{backend="{backend}"}}'] == 0.0, counter
+        for reason in ("429", "5xx", "connect"):
+            assert at_start[f'facade_upstream_retries_total{{backend="{backend}",reason="{reason}"}}'] == 0.0
+    failures = 'facade_token_refresh_failures_total{backend="waltero"}'
+    assert after[failures] >= 1.0
+    assert after['facade_token_refresh_failures_total{backend="iometer"}'] == 0.0
+
+    # the scrapes as Prometheus would see them: 5 minutes as at start-up, then as after the failure
+    series = [{"series": name, "values": f"{at_start[name]:g}x5 {after[name]:g}x10"} for name in sorted(at_start)]
+    rule = next(r for r in alert_rules() if r["alert"] == "MeterFacadeTokenRefreshFailing")
+    cases = {
+        "rule_files": [str(ALERTS)],
+        "evaluation_interval": "1m",
+        "tests": [
+            {
+                "interval": "1m",
+                "input_series": series,
+                "alert_rule_test": [
+                    {"eval_time": "4m", "alertname": "MeterFacadeTokenRefreshFailing", "exp_alerts": []},
+                    {
+                        "eval_time": "9m",
+                        "alertname": "MeterFacadeTokenRefreshFailing",
+                        "exp_alerts": [
+                            {
+                                "exp_labels": {"severity": "page", "backend": "waltero"},
+                                "exp_annotations": {
+                                    "summary": "waltero: vendor login failing",
+                                    "description": f"{after[failures]:g} failed logins to waltero in 15 minutes.",
+                                    "runbook": rule["annotations"]["runbook"],
+                                },
+                            }
+                        ],
+                    },
+                ],
+            }
+        ],
+    }
+    path = tmp_path / "from-scrape.test.yml"
+    path.write_text(yaml.safe_dump(cases))
+    tested = promtool("test", "rules", str(path), cwd=tmp_path)
+    assert tested.returncode == 0, tested.stdout + tested.stderr
+    # the same scrapes without the start-up zeros (a series born at the failure) never page: the zeros matter
+    born_late = [{**s, "values": f"_x5 {after[s['series']]:g}x10"} if s["series"] == failures else s for s in series]
+    cases["tests"][0]["input_series"] = born_late  # type: ignore[index]
+    path.write_text(yaml.safe_dump(cases))
+    assert promtool("test", "rules", str(path), cwd=tmp_path).returncode != 0

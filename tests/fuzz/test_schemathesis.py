@@ -76,3 +76,22 @@ def test_api_survives_fuzzing(case, facade_url):  # type: ignore[no-untyped-def]
         excluded_checks=[positive_data_acceptance, ignored_auth, not_a_server_error],
         additional_checks=[no_server_error_but_documented_501, errors_are_problem_json],
     )
+
+
+positive = schemathesis.openapi.from_path(
+    str(SPEC),
+    config=SchemathesisConfig.from_dict(
+        {"generation": {"mode": "positive", "max-examples": 60, "deterministic": True}, "headers": {"X-API-Key": KEY}}
+    ),
+)
+
+
+# Every id parameter declares the pattern the service parses: a schema-valid id is a 200 or a 404
+# (no such resource), never a 422. The id-only operations check exactly that.
+@positive.include(path_regex=r"^/(meters/\{meter_id\}|devices/\{device_id\}/status)$").parametrize()
+@settings(max_examples=60, derandomize=True, deadline=None, suppress_health_check=list(HealthCheck))
+def test_schema_valid_ids_are_never_refused(case, facade_url):  # type: ignore[no-untyped-def]
+    case.headers = {"X-API-Key": KEY}  # only the key: a generated `Authorization` would be another client
+    response = case.call(base_url=facade_url, timeout=30)
+    assert response.status_code in (200, 404), (case.path_parameters, response.status_code, response.text[:300])
+    case.validate_response(response, checks=[positive_data_acceptance])

@@ -12,7 +12,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from app.api.docs_ui import ASSETS
+from app.api.docs_ui import ASSET_REWRITES, ASSETS, REDOC_LOGO_CDN, REDOC_LOGO_INLINE
 from app.factory import create_app
 from app.infra.config import Settings
 from tests.support.servers import serve_in_thread
@@ -47,11 +47,15 @@ def render(url: str, tmp: Path) -> tuple[str, set[str]]:
         f"--log-net-log={net_log}",
         OFFLINE,
         "--virtual-time-budget=20000",
+        "--enable-logging=stderr",
+        "--v=0",
         "--dump-dom",
         url,
     ]
     done = subprocess.run(argv, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr[-2000:]
+    refused = [line for line in done.stderr.splitlines() if "Content Security Policy" in line]
+    assert not refused, refused  # the page's own CSP refused nothing: a console error otherwise
     origin = url.split("/", 3)[:3]
     events = json.loads(net_log.read_text())["events"]
     asked = {
@@ -92,8 +96,9 @@ def test_swagger_ui_renders_every_operation_offline(base_url: str, tmp_path: Pat
 
 def test_redoc_renders_the_operation_list_offline(base_url: str, tmp_path: Path) -> None:
     dom, asked = render(f"{base_url}/redoc", tmp_path)
-    # ReDoc's sidebar logo points at a CDN: the page's CSP refuses it before any request is made
+    # ReDoc's sidebar logo is served inline (the CDN URL rewritten): nothing for the CSP to refuse
     assert_only_own_requests(base_url, asked, {"/openapi.json"})
+    assert 'alt="redocly logo"' in dom and REDOC_LOGO_INLINE.decode() in dom
     listed = re.findall(r'data-item-id="tag/[^/"]+/operation/([^"]+)"', dom)
     assert listed
     assert sorted(listed) == sorted(operation_ids(base_url))
@@ -118,8 +123,39 @@ def test_pages_name_no_outside_host_and_assets_are_pinned(base_url: str) -> None
         for path, (file, _) in ASSETS.items():
             r = client.get(path)
             assert r.status_code == 200, path
-            assert r.content == file.read_bytes(), path
+            if file in ASSET_REWRITES:  # the npm copy with its one outside URL replaced, nothing else
+                assert REDOC_LOGO_CDN not in r.content
+                assert r.content == file.read_bytes().replace(REDOC_LOGO_CDN, REDOC_LOGO_INLINE), path
+            else:
+                assert r.content == file.read_bytes(), path
             assert "immutable" in r.headers["cache-control"]
         init = client.get("/docs/assets/swagger-init.js").text
         assert "http" not in init
         assert "validatorUrl: null" in init
+
+
+def test_the_live_demo_plots_power_against_a_time_axis(tmp_path: Path) -> None:
+    """The demo page in Chromium, on the sandbox: the replayed hours are drawn with HH:MM ticks along x."""
+    chromium = require_tool("chromium")
+    with serve_in_thread(create_app(Settings(FACADE_SANDBOX=True, FACADE_CHANGES_POLL=0))) as url:
+        argv = [
+            chromium,
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--no-first-run",
+            f"--user-data-dir={tmp_path / 'profile'}",
+            OFFLINE,
+            "--virtual-time-budget=15000",  # the stream never ends: the page as it is after 15 s (virtual)
+            "--dump-dom",
+            f"{url}/live-demo",
+        ]
+        done = subprocess.run(argv, capture_output=True, text=True, timeout=120)
+    dom = done.stdout
+    assert 'id="xaxis"' in dom, done.stderr[-2000:]
+    ticks = re.findall(r'<text[^>]*class="tick"[^>]*>(\d\d:\d\d)</text>', dom)
+    assert 3 <= len(ticks) <= 9, (ticks, dom[-3000:])
+    assert ticks == sorted(ticks) or "00:00" in ticks  # left to right in time (a midnight may wrap)
+    points = re.search(r'<polyline id="line"[^>]*points="([^"]+)"', dom)
+    assert points and len(points.group(1).split()) >= 6  # 6 h of 15-minute instants replayed
+    assert "time (local)" in dom

@@ -213,3 +213,14 @@ async def test_csv_pages_like_the_json_and_links_the_next_page(client: httpx.Asy
     assert parse_csv(second.text) == [as_cells(i) for i in json_second["items"]]
     every = await client.get("/meters", params={"limit": 1000, "format": "csv"})
     assert "link" not in every.headers  # the last page has no next
+
+
+async def test_the_daily_files_are_named_after_their_first_and_last_day(client: httpx.AsyncClient) -> None:
+    params = {"start": "2026-04-10", "end": "2026-04-17", "tz": "Europe/Berlin"}  # 10..16 April
+    for form, extension in (("csv", "csv"), ("ndjson", "ndjson")):
+        response = await client.get("/consumption/daily", params={**params, "format": form})
+        assert response.status_code == 200, response.text
+        disposition = response.headers["content-disposition"]
+        assert disposition == f'attachment; filename="consumption-daily-2026-04-10-2026-04-16.{extension}"'
+        dates = {line.split(",")[1] for line in response.text.splitlines()[1:]} if form == "csv" else set()
+        assert not dates or max(dates) == "2026-04-16"

@@ -139,3 +139,39 @@ async def test_a_parameter_of_another_route_is_unknown_here_too():
             r = await c.get("/meters", params={"limit": 2, "since": str(i), "tz": f"x{i}"})
             assert r.headers["x-cache"] == "HIT"
         assert len(app.responses) == stored
+
+
+async def test_a_cursor_alone_keeps_its_page_size_and_a_limit_beside_it_wins():
+    from app.factory import create_app
+    from app.infra.config import Settings
+
+    app = create_app(Settings(FACADE_SANDBOX=True, FACADE_CHANGES_POLL=0))
+    async with running(app, key=None) as c:
+        first = (await c.get("/meters", params={"limit": 5})).json()
+        assert len(first["items"]) == 5
+        alone = (await c.get("/meters", params={"cursor": first["next_cursor"]})).json()
+        assert len(alone["items"]) == 5
+        assert alone["items"][0]["id"] > first["items"][-1]["id"]
+        again = (await c.get("/meters", params={"cursor": alone["next_cursor"]})).json()
+        assert 1 <= len(again["items"]) <= 5
+        wider = (await c.get("/meters", params={"cursor": first["next_cursor"], "limit": 7})).json()
+        assert len(wider["items"]) == 7
+
+        meter = first["items"][0]["id"]
+        page = await c.get("/readings", params={"meter_id": meter, "start": "2026-01-01T00:00:00Z", "limit": 5})
+        assert page.status_code == 200, page.text
+        body = page.json()
+        start = body["items"][0]["time"]
+        query = {"meter_id": meter, "start": start, "limit": 5}
+        body = (await c.get("/readings", params=query)).json()
+        assert len(body["items"]) == 5
+        for _ in range(3):  # bounded: three pages, each the cursor's size
+            body = (await c.get("/readings", params={"cursor": body["next_cursor"]})).json()
+            assert len(body["items"]) == 5
+
+        since = "2026-01-01T00:00:00Z"
+        changes = (await c.get("/changes", params={"since": since, "limit": 2})).json()
+        assert len(changes["items"]) == 2
+        more = (await c.get("/changes", params={"cursor": changes["next_cursor"]})).json()
+        assert len(more["items"]) == 2
+        assert more["items"][0]["id"] != changes["items"][0]["id"]

@@ -19,11 +19,12 @@ from collections.abc import Iterable
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from app.api.docs_ui import DOCS_PATHS
-from app.api.problems import PROBLEM_JSON, problem_body
+from app.api.problems import PROBLEM_JSON, PROBLEM_PATHS, problem_body
 from app.infra.context import Answered, answer_of, request_info
 
-OPEN_PATHS = frozenset({"/healthz", "/readyz", "/metrics", "/openapi.json", *DOCS_PATHS})
-"""Paths served without a key: probes, metrics, the spec, and the docs pages with their assets."""
+OPEN_PATHS = frozenset({"/healthz", "/readyz", "/metrics", "/openapi.json", *DOCS_PATHS, *PROBLEM_PATHS})
+"""Paths served without a key: probes, metrics, the spec, the docs pages with their assets, and the
+problem-type pages every problem's `type` points to."""
 UNAUTHORIZED_DETAIL = "Send a valid API key as 'Authorization: Bearer <key>' or 'X-API-Key: <key>'."
 
 

@@ -44,7 +44,7 @@ async def list_changes(
         ),
     ] = None,
     backend: BackendParam = None,
-    limit: LimitParam = 100,
+    limit: LimitParam = None,
     cursor: CursorParam = None,
     format: FormatParam = None,
 ) -> Response:

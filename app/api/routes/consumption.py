@@ -81,7 +81,7 @@ async def daily_consumption(
     form = wanted(request, format)
     zone, first, last = _window(service, start, end, tz, meter_id, "day")
     answer = await within_deadline(request, service.daily_consumption(meter_id or [], backend, first, last, zone))
-    name = filename("consumption-daily", str(first), str(last), extension=form)
+    name = filename("consumption-daily", str(first), str(last - timedelta(days=1)), extension=form)  # last day
     return await _respond(request, answer, form, name, DailyConsumption, DailyConsumptionList)
 
 

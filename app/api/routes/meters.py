@@ -44,7 +44,7 @@ async def list_meters(
     request: Request,
     service: ServiceDep,
     backend: BackendParam = None,
-    limit: LimitParam = 100,
+    limit: LimitParam = None,
     cursor: CursorParam = None,
     serial_number: Annotated[
         str | None,

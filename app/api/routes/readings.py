@@ -70,7 +70,7 @@ async def list_readings(
             examples=[["energy_import"]],
         ),
     ] = None,
-    limit: LimitParam = 100,
+    limit: LimitParam = None,
     cursor: CursorParam = None,
     format: FormatParam = None,
 ) -> Response:

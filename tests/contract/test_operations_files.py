@@ -195,7 +195,7 @@ def samples(text: str, names: tuple[str, ...]) -> dict[str, float]:
 async def test_fixed_label_counters_start_at_zero_and_the_first_failed_login_pages(tmp_path: Path):
     from datetime import UTC, datetime
 
-    from app.sandbox import create_emulators
+    from app.backends.registry import create_emulators
     from tests.support.clock import FakeClock
 
     clock = FakeClock(datetime.now(UTC).replace(minute=7, second=0, microsecond=0))

@@ -13,11 +13,11 @@ from zoneinfo import ZoneInfo
 from app.backends.base import DAILY_CONSUMPTION, READINGS
 from app.chunks import ReadingChunks
 from app.config import Settings
-from app.errors import InvalidRequest, NotFound
+from app.errors import FacadeError, InvalidRequest, NotFound
 from app.fanout import gather_rows
 from app.guard import GuardedBackend
 from app.intervals import IntervalConsumption as Derived
-from app.intervals import boundaries, derive, epoch, group_sums
+from app.intervals import Plausibility, boundaries, derive, epoch, group_sums, plausible
 from app.models import DailyConsumption, IntervalConsumption, Meter
 from app.provenance import Answer, Provenance
 from app.routing import BackendRouter
@@ -48,6 +48,14 @@ class ConsumptionService:
         self.settings = settings
         self._ttl = ttl
         self._all_meters = all_meters
+        self.plausibility = Plausibility(
+            {
+                "electricity": settings.plausible_kw_electricity,
+                "heat": settings.plausible_kw_heat,
+                "gas": settings.plausible_m3h_gas,
+                "water": settings.plausible_m3h_water,
+            }
+        )
 
     async def daily_consumption(
         self, meter_ids: list[str], backend: str | None, start: date, end: date, tz: ZoneInfo
@@ -80,9 +88,49 @@ class ConsumptionService:
                 missing = prefixed - {r.meter_id for r in rows}
                 if missing:
                     raise NotFound(f"No meter {sorted(missing)[0]!r} exists.", backend=b.name)
-            return rows, provenance
+            return await self._plausible_days(b, rows, tz), provenance
 
         return await gather_rows(chosen, fetch, lambda r: (r.meter_id, r.date))
+
+    async def _plausible_days(
+        self, b: GuardedBackend, rows: list[DailyConsumption], tz: ZoneInfo
+    ) -> list[DailyConsumption]:
+        """The rows after the plausibility bound (applied here, after the cache, so a changed bound needs
+        no flush). The meter's medium is looked up (the cached listing) only for a figure above the
+        bound of some medium of its unit; when the listing fails, the loosest bound of the unit serves."""
+        media: dict[str, str] | None = None
+        hours: dict[date, float] = {}
+        out: list[DailyConsumption] = []
+        for row in rows:
+            bound = None
+            if row.consumption is not None:
+                seconds = hours.get(row.date)
+                if seconds is None:
+                    first = local_midnight(row.date, tz)
+                    seconds = hours[row.date] = (
+                        local_midnight(row.date + timedelta(days=1), tz) - first
+                    ).total_seconds()
+                if not self.plausibility.surely_plausible(row.consumption, row.unit, seconds):
+                    if media is None:
+                        try:
+                            meters, _ = await self._all_meters(b)
+                            media = {m.id: m.medium for m in meters}
+                        except FacadeError:  # a vendor failure; the figure is still bounded by its unit
+                            media = {}
+                    bound = self.plausibility.bound(media.get(row.meter_id), row.unit, seconds)
+            complete, quality = plausible(row.consumption, row.complete, row.quality, bound)
+            if complete != row.complete or quality != row.quality:
+                row = DailyConsumption(
+                    meter_id=row.meter_id,
+                    date=row.date,
+                    consumption=row.consumption,
+                    unit=row.unit,
+                    complete=complete,
+                    source=row.source,
+                    quality=quality,
+                )
+            out.append(row)
+        return out
 
     # --- consumption at any resolution --------------------------------------------------------------
 
@@ -116,6 +164,7 @@ class ConsumptionService:
                     unit=row.unit,
                     complete=row.complete,
                     source=row.source,
+                    quality=row.quality,
                 )
             )
         return Answer(rows, errors=daily.errors, provenance=daily.provenance)
@@ -147,7 +196,7 @@ class ConsumptionService:
                 continue
             days_of = per_meter[meter_id]
             parts = [
-                Derived(d.consumption, d.complete) if (d := days_of.get(day)) else Derived(None, False)
+                Derived(d.consumption, d.complete, d.quality) if (d := days_of.get(day)) else Derived(None, False)
                 for day in all_days
             ]
             known = next(iter(days_of.values()))
@@ -161,6 +210,7 @@ class ConsumptionService:
                         unit=known.unit,
                         complete=total.complete,
                         source=known.source,
+                        quality=total.quality,
                     )
                 )
         answer.value = rows
@@ -196,18 +246,22 @@ class ConsumptionService:
                 provenance.extend(found)
             times, values, part = await self._chunks.register(b, meter, fetch_from, fetch_to)
             provenance.extend(part)
-            rows = [
-                IntervalConsumption(
-                    meter_id=meter_id,
-                    start=bounds[k],
-                    end=bounds[k + 1],
-                    consumption=_kwh6(result.consumption),
-                    unit=meter.unit,
-                    complete=result.complete,
-                    source="derived",
+            rows = []
+            for k, result in enumerate(derive(times, values, edges, gap)):
+                bound = self.plausibility.bound(meter.medium, meter.unit, edges[k + 1] - edges[k])
+                complete, quality = plausible(result.consumption, result.complete, result.quality, bound)
+                rows.append(
+                    IntervalConsumption(
+                        meter_id=meter_id,
+                        start=bounds[k],
+                        end=bounds[k + 1],
+                        consumption=_kwh6(result.consumption),
+                        unit=meter.unit,
+                        complete=complete,
+                        source="derived",
+                        quality=quality,
+                    )
                 )
-                for k, result in enumerate(derive(times, values, edges, gap))
-            ]
             return rows, provenance
 
         async def fetch(b: GuardedBackend) -> tuple[list[IntervalConsumption], Provenance]:

@@ -23,6 +23,16 @@ UtcDateTime = Annotated[
 BackendName = str
 """A registered vendor's name (`app.vendors`); the OpenAPI lists the configured ones as an enum."""
 Medium = Literal["electricity", "water", "gas", "heat", "unknown"]
+Quality = Literal["measured", "estimated", "reset", "suspect"]
+
+QUALITY_DESCRIPTION = (
+    "How the figure was obtained (null when `consumption` is null). `measured`: register readings on both "
+    "boundaries, or the vendor's own figure; `estimated`: a boundary interpolated between readings (at most "
+    "FACADE_MAX_GAP apart); `reset`: a register reset or meter swap was inferred inside the row (the drop "
+    "counts zero, counting goes on from the new base); `suspect`: a reading was ignored as a glitch, or the "
+    "figure is above the plausibility bound of the meter's medium. `complete` is false for `reset` and "
+    "`suspect` rows."
+)
 
 
 _SHARED_FIELDS_SETS: dict[frozenset[str], frozenset[str]] = {}
@@ -83,11 +93,16 @@ class DailyConsumption(Resource):
     date: dt.date = Field(description="Local calendar day in the requested `tz`.", examples=["2026-05-19"])
     consumption: float | None = Field(description="Consumption in `unit`; null when unknown.", examples=[0.412])
     unit: str | None = Field(description="Normalized unit.", examples=["m3"])
-    complete: bool = Field(description="True when the whole day is covered by data.", examples=[True])
+    complete: bool = Field(
+        description="True when the whole day is covered by data and the figure needed neither the glitch nor the "
+        "reset rule and is plausible (never for `reset` or `suspect`).",
+        examples=[True],
+    )
     source: Literal["upstream", "derived"] = Field(
         description="`upstream`: the vendor's own daily figure; `derived`: computed from register readings.",
         examples=["upstream"],
     )
+    quality: Quality | None = Field(default=None, description=QUALITY_DESCRIPTION, examples=["measured"])
 
 
 class DeviceStatus(Resource):
@@ -175,13 +190,17 @@ class IntervalConsumption(Resource):
     consumption: float | None = Field(description="Consumption in `unit`; null when unknown.", examples=[0.412])
     unit: str | None = Field(description="Normalized unit.", examples=["kWh"])
     complete: bool = Field(
-        description="True when the whole interval is covered by data (a month: every one of its days).",
+        description="True when the whole interval is covered by data and the figure needed neither the glitch nor "
+        "the reset rule and is plausible (never for `reset` or `suspect`; a month: every one of its days).",
         examples=[True],
     )
     source: Literal["upstream", "derived"] = Field(
         description="`upstream`: the vendor's own daily figures (or their sum); `derived`: computed from register "
         "readings.",
         examples=["derived"],
+    )
+    quality: Quality | None = Field(
+        default=None, description=QUALITY_DESCRIPTION + " A month: the worst of its days.", examples=["measured"]
     )
 
 

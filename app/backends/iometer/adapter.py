@@ -436,6 +436,7 @@ class IometerBackend:
                         unit=unit,
                         complete=result.complete,
                         source="derived",
+                        quality=result.quality,
                     )
                 )
         return rows

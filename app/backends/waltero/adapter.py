@@ -273,6 +273,7 @@ class WalteroBackend:
                         unit=scale.unit,
                         complete=bool(local and local.complete and value is not None and ended[day]),
                         source="upstream",
+                        quality=None if value is None else "measured",  # the vendor's own figure
                     )
                 )
         return rows

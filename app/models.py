@@ -169,14 +169,19 @@ class DailyConsumptionList(Resource):
 
 
 def _local_rfc3339(value: datetime) -> str:
-    return value.isoformat()
+    """The local wall clock with its offset; an offset of zero is written `Z`, never `+00:00`."""
+    text = value.isoformat()
+    return text[:-6] + "Z" if text.endswith("+00:00") else text
 
 
 LocalDateTime = Annotated[
     datetime,
     PlainSerializer(_local_rfc3339, return_type=str, when_used="json"),
     Field(
-        description="RFC 3339 with the local UTC offset of the requested `tz`.", examples=["2026-03-29T03:00:00+02:00"]
+        description="RFC 3339 on the local wall clock of the requested `tz`, with its UTC offset at that instant "
+        "(so a DST day shows both offsets); an offset of zero (`tz=UTC`, or a zone at UTC+0 then) is written `Z`, "
+        "never `+00:00`.",
+        examples=["2026-03-29T03:00:00+02:00"],
     ),
 ]
 

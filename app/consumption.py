@@ -10,7 +10,7 @@ from datetime import date, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from app.backends.base import DAILY_CONSUMPTION, READINGS
+from app.backends.base import DAILY_CONSUMPTION, READINGS, DailyBySite
 from app.chunks import ReadingChunks
 from app.config import Settings
 from app.errors import FacadeError, InvalidRequest, NotFound
@@ -74,14 +74,17 @@ class ConsumptionService:
 
         async def fetch(b: GuardedBackend) -> tuple[list[DailyConsumption], Provenance]:
             ids = wanted.get(b.name)
-            ask = None if (b.backend.daily_grain == "backend" or not ids) else frozenset(ids)
-            rows, provenance = await b.cached(
-                "daily",
-                (ask, start, end, tz.key),
-                lambda: b.backend.daily_consumption(ask, start, end, tz),
-                ttl=ttl,
-                tags=lambda rows: {r.meter_id for r in rows} | {f"{b.name}:*"},
-            )
+            if isinstance(b.backend, DailyBySite):
+                rows, provenance = await self._by_site(b, b.backend, frozenset(ids) if ids else None, start, end, tz)
+            else:
+                ask = None if (b.backend.daily_grain == "backend" or not ids) else frozenset(ids)
+                rows, provenance = await b.cached(
+                    "daily",
+                    (ask, start, end, tz.key),
+                    lambda: b.backend.daily_consumption(ask, start, end, tz),
+                    ttl=ttl,
+                    tags=lambda rows: {r.meter_id for r in rows} | {f"{b.name}:*"},
+                )
             if ids:
                 prefixed = {f"{b.name}:{i}" for i in ids}
                 rows = [r for r in rows if r.meter_id in prefixed]
@@ -91,6 +94,37 @@ class ConsumptionService:
             return await self._plausible_days(b, rows, tz), provenance
 
         return await gather_rows(chosen, fetch, lambda r: (r.meter_id, r.date))
+
+    async def _by_site(
+        self,
+        b: GuardedBackend,
+        backend: DailyBySite,
+        ids: frozenset[str] | None,
+        start: date,
+        end: date,
+        tz: ZoneInfo,
+    ) -> tuple[list[DailyConsumption], Provenance]:
+        """Daily rows of the sites holding `ids` (every site for None), one cache entry per site and
+        window: any subset of a site's meters is answered from the one entry (issue 21)."""
+        sites = await b.call(functools.partial(backend.daily_sites, ids))
+        ttl = self._ttl(local_midnight(end, tz))
+
+        async def one_site(site: str) -> tuple[list[DailyConsumption], Provenance]:
+            return await b.cached(
+                "daily",
+                ("site", site, start, end, tz.key),
+                functools.partial(backend.site_daily_consumption, site, start, end, tz),
+                ttl=ttl,
+                tags=lambda rows: {r.meter_id for r in rows} | {f"{b.name}:*"},
+            )
+
+        rows: list[DailyConsumption] = []
+        provenance = Provenance()
+        for part, found in await asyncio.gather(*(one_site(site) for site in sorted(sites))):
+            rows.extend(part)
+            provenance.extend(found)
+        rows.sort(key=lambda r: (r.meter_id, r.date))
+        return rows, provenance
 
     async def _plausible_days(
         self, b: GuardedBackend, rows: list[DailyConsumption], tz: ZoneInfo

@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import itertools
 import random
+import re
 from collections.abc import Sequence
+from pathlib import Path
 
 import pytest
 from hypothesis import given, settings
@@ -259,3 +261,19 @@ def test_no_row_is_complete_when_it_contains_an_ignored_reading(
         if ignored_in((t0, t1), register.ignored):
             assert not row.complete
             assert row.quality in (None, "suspect")
+
+
+def test_the_guides_worked_example_is_what_derive_answers() -> None:
+    guide = (Path(__file__).resolve().parents[2] / "docs" / "api-guide.md").read_text()
+    row = re.search(r"^\| register \(kWh\) \|(.*)\|$", guide, re.MULTILINE)
+    assert row, "the worked example's table changed: update this test"
+    values = [float(cell.strip().strip("*")) for cell in row[1].split("|")]
+    assert values == [12345.0, 12345.25, 0.0, 12345.75, 12346.0]
+    [hour] = derive(quarters(values), values, [0.0, 4 * QUARTER], MAX_GAP)
+    assert (hour.consumption, hour.quality, hour.complete) == (pytest.approx(1.0), "suspect", False)
+    assert "`consumption: 1.0, quality: suspect, complete: false`" in guide
+    naive = sum(max(0.0, b - a) for a, b in itertools.pairwise(values))
+    assert f"**{naive:,.2f} kWh**" in guide
+    reset = [12345.0, 12345.25, 0.5, 0.75, 1.0]
+    [hour] = derive(quarters(reset), reset, [0.0, 4 * QUARTER], MAX_GAP)
+    assert (hour.consumption, hour.quality, hour.complete) == (pytest.approx(0.75), "reset", False)

@@ -1,12 +1,16 @@
 """Daily consumption derived from a cumulative register (CONTRACT.md, IOmeter `source: derived`).
 
-For a local day `[t0, t1)` and each pair of consecutive readings `(a, b)`:
-- a pair inside the day (`t0 <= a.t` and `b.t <= t1`) adds `max(0, b.v - a.v)`; a decrease means the
-  meter was replaced, so that step counts zero, never negative;
+The register is cleaned first (`app.intervals.clean`): a reading off the track that the register
+returns from within a few readings is a misread and is ignored; a drop that persists is a reset (the
+meter was replaced). Then, for a local day `[t0, t1)` and each pair of consecutive kept readings `(a, b)`:
+- a pair inside the day (`t0 <= a.t` and `b.t <= t1`) adds `max(0, b.v - a.v)`; the step into a reset
+  counts zero, never negative;
 - a pair that straddles `t0` or `t1` adds the same increase times the share of `[a.t, b.t]` inside the
   day (linear interpolation), but only when `b.t - a.t <= max_gap`.
 A boundary is *bracketed* when such a pair straddles it or a reading falls exactly on it; a day is
-`complete` when both boundaries are. With no pair contributing, the consumption is None.
+`complete` when both boundaries are and neither the glitch nor the reset rule was needed (`quality`
+says which: `measured`, `estimated`, `reset`, `suspect`). With no pair contributing, the consumption
+is None.
 
 The rule itself lives in `app.intervals.derive` (any interval, not only days); this module keeps the
 daily names the IOmeter adapter uses.

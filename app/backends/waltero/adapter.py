@@ -84,7 +84,8 @@ class WalteroBackend:
     name = "waltero"
     capabilities = frozenset({METERS, READINGS, DAILY_CONSUMPTION, DEVICE_STATUS, CHANGES})
     daily_grain: Literal["meter", "backend"] = "meter"
-    """One call per organization of the asked meters: the service asks for exactly the meters wanted."""
+    """One call per organization of the asked meters. The service itself uses `DailyBySite` (one cache
+    entry per organization and window), so this grain only matters to direct callers."""
     readings_chunk_days = 7
     """The facade caches readings in aligned chunks; hourly telemetry makes a week one small call."""
 

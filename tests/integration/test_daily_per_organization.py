@@ -81,3 +81,24 @@ async def test_the_whole_backend_and_a_subset_share_the_organization_entries(
         "/consumption/daily", params={**WINDOW, "meter_id": "waltero:99999999-9999-9999-9999-999999999999"}
     )
     assert unknown.status_code == 404
+
+
+async def test_cached_organization_entries_answer_while_the_circuit_is_open() -> None:
+    clock = FakeClock(datetime(2026, 6, 20, 10, 7, tzinfo=UTC))
+    emulators = create_emulators(clock)
+    settings = Settings(FACADE_SANDBOX=True, FACADE_CHANGES_POLL=0, FACADE_RETRY_ATTEMPTS=1)
+    app = create_app(settings, clock=clock, sleep=clock.sleep, emulators=emulators)
+    waltero = emulators["waltero"]
+    meters = [f"waltero:{d.id}" for d in waltero.data.org_devices(NORTH)]
+    async with running(app, key=None) as client:
+        before = await daily(client, meters[:2])
+        waltero.faults.outage = True
+        for k in range(8):  # windows nobody asked for: each must reach the failing vendor
+            r = await client.get("/readings", params={"meter_id": meters[0], "start": f"2026-05-{k + 1:02d}T00:00:00Z"})
+            assert r.status_code in (502, 503), r.text
+        backends = (await client.get("/backends")).json()["items"]
+        assert next(b for b in backends if b["name"] == "waltero")["circuit"] == "open"
+        calls = waltero.stats["requests"]
+        assert await daily(client, meters[:2]) == before  # from the organization's entry
+        assert await daily(client, meters[1:2]) == [r for r in before if r["meter_id"] == meters[1]]
+        assert waltero.stats["requests"] == calls

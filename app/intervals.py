@@ -381,10 +381,12 @@ class Plausibility:
 
     def bound(self, medium: str | None, unit: str | None, seconds: float) -> float | None:
         """The largest plausible figure over `seconds` for `medium` (kWh or m3); without a known medium,
-        the loosest bound of the media measured in `unit`; None when nothing bounds it."""
-        if medium in self.per_hour:
+        the loosest bound of the media measured in `unit`; None when nothing bounds it (a unit that is
+        neither kWh nor m3, passed through as the vendor sent it, is never bounded)."""
+        media = MEDIA_OF_UNIT.get(unit or "", ())
+        if medium in media and medium in self.per_hour:
             return self.per_hour[medium] * seconds / 3600
-        rates = [self.per_hour[m] for m in MEDIA_OF_UNIT.get(unit or "", ()) if m in self.per_hour]
+        rates = [self.per_hour[m] for m in media if m in self.per_hour]
         return max(rates) * seconds / 3600 if rates else None
 
     def surely_plausible(self, consumption: float, unit: str | None, seconds: float) -> bool:

@@ -99,6 +99,8 @@ def test_the_plausibility_bound() -> None:
     assert bounds.bound("electricity", "kWh", 900) == pytest.approx(25.0)
     assert bounds.bound(None, "kWh", 3600) == pytest.approx(500.0)  # medium unknown: the loosest of the unit
     assert bounds.bound("unknown", "L/h", 3600) is None
+    assert bounds.bound("heat", "GJ", 3600) is None  # a unit passed through as sent: not in kW terms
+    assert bounds.bound("water", "kWh", 3600) == pytest.approx(500.0)  # the unit decides what is bounded
     assert bounds.surely_plausible(99.0, "kWh", 3600)
     assert not bounds.surely_plausible(101.0, "kWh", 3600)
     assert plausible(30.0, True, "measured", 25.0) == (False, "suspect")

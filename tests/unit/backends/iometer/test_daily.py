@@ -78,7 +78,7 @@ def test_a_gap_longer_than_max_gap_across_midnight_leaves_both_days_incomplete()
     after = hourly_register(local(d, 20) + 8 * 3600, local(d, 0) + 3 * 86400)
     times, values = before[0] + after[0], before[1] + after[1]
     first, second = daily_from_register(times, values, boundaries(d, d + timedelta(days=2)), MAX_GAP)
-    assert first == DayConsumption(pytest.approx(20.0), False, "measured")  # 00:00..20:00 inside; the gap pair is excluded
+    assert first == DayConsumption(pytest.approx(20.0), False, "measured")  # 00:00..20:00; no gap pair
     assert second == DayConsumption(pytest.approx(20.0), False, "measured")  # 04:00..24:00
 
 

@@ -11,10 +11,10 @@ from zoneinfo import ZoneInfo
 import httpx
 import pytest
 
-from app.config import Settings
 from app.factory import create_app
+from app.infra.config import Settings
+from app.infra.timeutil import local_midnight
 from app.sandbox import create_emulators
-from app.timeutil import local_midnight
 from tests.support.apps import running
 from tests.support.clock import FakeClock
 

@@ -1,4 +1,4 @@
-"""Register arithmetic that tells a glitch from a reset (app.intervals `clean`, `derive`, `plausible`).
+"""Register arithmetic that tells a glitch from a reset (app.domain.intervals `clean`, `derive`, `plausible`).
 
 Example-based cases first (the issue's own series among them), then Hypothesis properties over generated
 rising registers with injected glitches, resets, duplicates, gaps and out-of-order points."""
@@ -15,7 +15,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from app.intervals import (
+from app.domain.intervals import (
     GLITCH_READINGS,
     IntervalConsumption,
     Plausibility,

@@ -1,6 +1,6 @@
 """Daily consumption derived from a cumulative register (CONTRACT.md, IOmeter `source: derived`).
 
-The register is cleaned first (`app.intervals.clean`): a reading off the track that the register
+The register is cleaned first (`app.domain.intervals.clean`): a reading off the track that the register
 returns from within a few readings is a misread and is ignored; a drop that persists is a reset (the
 meter was replaced). Then, for a local day `[t0, t1)` and each pair of consecutive kept readings `(a, b)`:
 - a pair inside the day (`t0 <= a.t` and `b.t <= t1`) adds `max(0, b.v - a.v)`; the step into a reset
@@ -12,7 +12,7 @@ A boundary is *bracketed* when such a pair straddles it or a reading falls exact
 says which: `measured`, `estimated`, `reset`, `suspect`). With no pair contributing, the consumption
 is None.
 
-The rule itself lives in `app.intervals.derive` (any interval, not only days); this module keeps the
+The rule itself lives in `app.domain.intervals.derive` (any interval, not only days); this module keeps the
 daily names the IOmeter adapter uses.
 
 Pure and fast: one pass builds prefix sums of the positive steps, then each day costs two bisections
@@ -24,7 +24,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from app.intervals import IntervalConsumption, derive
+from app.domain.intervals import IntervalConsumption, derive
 
 DayConsumption = IntervalConsumption
 """Register increase over a day (None when no pair contributed) and whether both midnights are bracketed."""

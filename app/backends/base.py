@@ -141,3 +141,19 @@ class ChunkedReadings(Protocol):
     """A backend whose readings are best cached in chunks of several days (the default is one UTC day)."""
 
     readings_chunk_days: int
+
+
+@runtime_checkable
+class DailyBySite(Protocol):
+    """A backend whose vendor answers daily consumption for a whole site at once (Waltero: one call per
+    organization). The service caches one entry per site and window and answers any subset of the
+    site's meters from it, instead of one entry per asked meter set."""
+
+    async def daily_sites(self, upstream_meter_ids: frozenset[str] | None) -> dict[str, frozenset[str] | None]:
+        """Site id -> the asked upstream meter ids on it (None: every meter of the site). None asks for every
+        site. Raises `NotFound` for a meter the backend does not have."""
+        ...
+
+    async def site_daily_consumption(self, site: str, start: date, end: date, tz: ZoneInfo) -> list[DailyConsumption]:
+        """One row per meter of `site` per local day in `[start, end)` of `tz` (as `daily_consumption`)."""
+        ...

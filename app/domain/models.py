@@ -23,6 +23,16 @@ UtcDateTime = Annotated[
 BackendName = str
 """A registered vendor's name (`app.backends.registry`); the OpenAPI lists the configured ones as an enum."""
 Medium = Literal["electricity", "water", "gas", "heat", "unknown"]
+Quality = Literal["measured", "estimated", "reset", "suspect"]
+
+QUALITY_DESCRIPTION = (
+    "How the figure was obtained (null when `consumption` is null). `measured`: register readings on both "
+    "boundaries, or the vendor's own figure; `estimated`: a boundary interpolated between readings (at most "
+    "FACADE_MAX_GAP apart); `reset`: a register reset or meter swap was inferred inside the row (the drop "
+    "counts zero, counting goes on from the new base); `suspect`: a reading was ignored as a glitch, or the "
+    "figure is above the plausibility bound of the meter's medium. `complete` is false for `reset` and "
+    "`suspect` rows."
+)
 
 
 _SHARED_FIELDS_SETS: dict[frozenset[str], frozenset[str]] = {}
@@ -83,11 +93,16 @@ class DailyConsumption(Resource):
     date: dt.date = Field(description="Local calendar day in the requested `tz`.", examples=["2026-05-19"])
     consumption: float | None = Field(description="Consumption in `unit`; null when unknown.", examples=[0.412])
     unit: str | None = Field(description="Normalized unit.", examples=["m3"])
-    complete: bool = Field(description="True when the whole day is covered by data.", examples=[True])
+    complete: bool = Field(
+        description="True when the whole day is covered by data and the figure needed neither the glitch nor the "
+        "reset rule and is plausible (never for `reset` or `suspect`).",
+        examples=[True],
+    )
     source: Literal["upstream", "derived"] = Field(
         description="`upstream`: the vendor's own daily figure; `derived`: computed from register readings.",
         examples=["upstream"],
     )
+    quality: Quality | None = Field(default=None, description=QUALITY_DESCRIPTION, examples=["measured"])
 
 
 class DeviceStatus(Resource):
@@ -154,14 +169,19 @@ class DailyConsumptionList(Resource):
 
 
 def _local_rfc3339(value: datetime) -> str:
-    return value.isoformat()
+    """The local wall clock with its offset; an offset of zero is written `Z`, never `+00:00`."""
+    text = value.isoformat()
+    return text[:-6] + "Z" if text.endswith("+00:00") else text
 
 
 LocalDateTime = Annotated[
     datetime,
     PlainSerializer(_local_rfc3339, return_type=str, when_used="json"),
     Field(
-        description="RFC 3339 with the local UTC offset of the requested `tz`.", examples=["2026-03-29T03:00:00+02:00"]
+        description="RFC 3339 on the local wall clock of the requested `tz`, with its UTC offset at that instant "
+        "(so a DST day shows both offsets); an offset of zero (`tz=UTC`, or a zone at UTC+0 then) is written `Z`, "
+        "never `+00:00`.",
+        examples=["2026-03-29T03:00:00+02:00"],
     ),
 ]
 
@@ -175,13 +195,17 @@ class IntervalConsumption(Resource):
     consumption: float | None = Field(description="Consumption in `unit`; null when unknown.", examples=[0.412])
     unit: str | None = Field(description="Normalized unit.", examples=["kWh"])
     complete: bool = Field(
-        description="True when the whole interval is covered by data (a month: every one of its days).",
+        description="True when the whole interval is covered by data and the figure needed neither the glitch nor "
+        "the reset rule and is plausible (never for `reset` or `suspect`; a month: every one of its days).",
         examples=[True],
     )
     source: Literal["upstream", "derived"] = Field(
         description="`upstream`: the vendor's own daily figures (or their sum); `derived`: computed from register "
         "readings.",
         examples=["derived"],
+    )
+    quality: Quality | None = Field(
+        default=None, description=QUALITY_DESCRIPTION + " A month: the worst of its days.", examples=["measured"]
     )
 
 

@@ -128,6 +128,15 @@ class Settings(BaseSettings):
     live_backoff: float = Field(1, alias="FACADE_LIVE_BACKOFF", gt=0, description="first reconnect delay, s")
     live_overflow_grace: float = Field(5, alias="FACADE_LIVE_OVERFLOW_GRACE", gt=0)
 
+    # --- issue 21: plausibility bounds of consumption figures (docs/api-guide.md, "Quality") -------
+    # The most one metering point can use per hour; a figure above it (times the interval's hours) is
+    # `suspect` and never complete. Generous defaults: a large building's connection, a district-heating
+    # substation, a big gas or water meter. Meters of unknown medium are not bounded.
+    plausible_kw_electricity: float = Field(1000, alias="FACADE_PLAUSIBLE_KW_ELECTRICITY", gt=0, description="kW")
+    plausible_kw_heat: float = Field(2000, alias="FACADE_PLAUSIBLE_KW_HEAT", gt=0, description="kW")
+    plausible_m3h_gas: float = Field(250, alias="FACADE_PLAUSIBLE_M3H_GAS", gt=0, description="m3 per hour")
+    plausible_m3h_water: float = Field(100, alias="FACADE_PLAUSIBLE_M3H_WATER", gt=0, description="m3 per hour")
+
     @field_validator("api_keys", mode="before")
     @classmethod
     def _split_keys(cls, value: object) -> object:

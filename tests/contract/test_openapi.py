@@ -45,7 +45,13 @@ def test_spec_covers_the_contract():
         "unit",
         "complete",
         "source",
+        "quality",  # Round 3
     }
+    for name in ("DailyConsumption", "IntervalConsumption"):
+        quality = spec["components"]["schemas"][name]["properties"]["quality"]
+        enum = next(option["enum"] for option in quality["anyOf"] if "enum" in option)
+        assert enum == ["measured", "estimated", "reset", "suspect"]
+        assert "suspect" in quality["description"]
 
 
 def test_every_parameter_and_field_is_explained():

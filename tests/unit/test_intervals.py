@@ -211,7 +211,7 @@ def test_gap_beyond_max_gap_leaves_the_hours_it_crosses_null_and_incomplete() ->
     times = [d0 - 3600, d0, d0 + 3600, d0 + 3600 + MAX_GAP + 1, d0 + 86400 + 3600]
     values = [0.0, 1.0, 2.0, 9.0, 40.0]
     result = derive(times, values, epoch(boundaries(ORDINARY, ORDINARY + NEXT, BERLIN, "hour")), MAX_GAP)
-    assert result[0] == DerivedConsumption(pytest.approx(1.0), True)
+    assert result[0] == DerivedConsumption(pytest.approx(1.0), True, "measured")
     assert result[1].consumption is None
     assert not result[1].complete
     assert all(r.consumption is None for r in result[2:7])
@@ -225,8 +225,9 @@ def test_a_meter_swap_inside_an_hour_counts_zero_never_negative() -> None:
     times = [d0 + 900 * i for i in range(9)]
     values = [10.0, 11.0, 12.0, 0.5, 1.5, 2.5, 3.5, 4.5, 5.5]
     first, second = derive(times, values, [d0, d0 + 3600, d0 + 7200], MAX_GAP)
-    assert first == DerivedConsumption(pytest.approx(3.0), True)  # 1 + 1 + 0 (swap) + 1
-    assert second == DerivedConsumption(pytest.approx(4.0), True)
+    # 1 + 1 + 0 (swap) + 1; the hour holding the swap says so and is not complete
+    assert first == DerivedConsumption(pytest.approx(3.0), False, "reset")
+    assert second == DerivedConsumption(pytest.approx(4.0), True, "measured")
 
 
 # --- months ----------------------------------------------------------------------------------------
@@ -257,13 +258,13 @@ def test_month_sums_are_null_aware() -> None:
     parts = [
         DerivedConsumption(None, False),
         DerivedConsumption(None, False),
-        DerivedConsumption(1.5, True),
+        DerivedConsumption(1.5, True, "estimated"),
         DerivedConsumption(None, False),
     ]
     january, february = group_sums(parts, days_b, months_b)
     assert january == DerivedConsumption(None, False)
-    assert february == DerivedConsumption(1.5, False)
-    all_complete = [DerivedConsumption(1.0, True)] * 4
-    assert group_sums(all_complete, days_b, months_b) == [DerivedConsumption(2.0, True)] * 2
+    assert february == DerivedConsumption(1.5, False, "estimated")
+    all_complete = [DerivedConsumption(1.0, True, "measured")] * 4
+    assert group_sums(all_complete, days_b, months_b) == [DerivedConsumption(2.0, True, "measured")] * 2
     with pytest.raises(ValueError, match="part boundaries"):
         group_sums(all_complete, days_b, [days_b[0], days_b[0] + timedelta(hours=1)])

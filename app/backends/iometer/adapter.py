@@ -432,6 +432,7 @@ class IometerBackend:
                         unit=unit,
                         complete=result.complete,
                         source="derived",
+                        quality=result.quality,
                     )
                 )
         return rows

@@ -17,8 +17,12 @@
   offset-stable segments at the local midnights around it, the transition day alone as its own segment
   (one call per segment per organization); buckets that start on the same local date (the 25 h day's
   24 h + 1 h) are summed null-aware. See `daily.py`. A null bucket -> `consumption: null`,
-  `complete: false`; a day that has not ended yet is `complete: false` too. `WALTERO_DAILY_BUCKETS`
-  picks the bucket rule (`rolling`, pinned, or `utc-calendar`; see `daily.py`).
+  `quality: null`, `complete: false`; any other figure is the vendor's own, `quality: measured` (the
+  service then applies the plausibility bound); a day that has not ended yet is `complete: false` too.
+  `WALTERO_DAILY_BUCKETS` picks the bucket rule (`rolling`, pinned, or `utc-calendar`; see `daily.py`).
+  Since one call answers for a whole organization, the backend is `DailyBySite`: the service asks
+  `daily_sites` which organizations hold the asked meters and caches `site_daily_consumption` once per
+  organization and window, answering any subset of its meters from that entry.
 - Device status: telemetry of the last 7 days (`battery.voltage`, `battery.percent`,
   `connection.rssi`); `online` = a point in the last 24 h. A device with no point in 7 days is
   `online: false` with `last_seen: null` (it exists but has been silent for a week; older history is
@@ -46,7 +50,7 @@ from app.backends.base import (
     AuthState,
     ChangesPage,
 )
-from app.backends.concurrency import gather_first_error
+from app.backends.concurrency import both, gather_first_error
 from app.backends.http import upstream_operation
 from app.backends.waltero import shapes
 from app.backends.waltero.client import WalteroClient
@@ -80,7 +84,8 @@ class WalteroBackend:
     name = "waltero"
     capabilities = frozenset({METERS, READINGS, DAILY_CONSUMPTION, DEVICE_STATUS, CHANGES})
     daily_grain: Literal["meter", "backend"] = "meter"
-    """One call per organization of the asked meters: the service asks for exactly the meters wanted."""
+    """One call per organization of the asked meters. The service itself uses `DailyBySite` (one cache
+    entry per organization and window), so this grain only matters to direct callers."""
     readings_chunk_days = 7
     """The facade caches readings in aligned chunks; hourly telemetry makes a week one small call."""
 
@@ -233,33 +238,89 @@ class WalteroBackend:
         if end <= start:
             return []
         with upstream_operation("daily_consumption"):
-            if upstream_meter_ids is not None:
-                # Known devices come from the directory; a few unknown ones cost one device lookup each
-                # (which names its organization), many of them one listing of the directory.
-                unknown = [i for i in upstream_meter_ids if i not in self._metadata_at]
-                if len(unknown) > DIRECT_LOOKUPS:
-                    await self._refresh_directory(max_age=DIRECTORY_MISS_INTERVAL)
-                wanted = list(await gather_first_error([self._device_metadata(i) for i in sorted(upstream_meter_ids)]))
-            else:
-                wanted = list((await self._refresh_directory(max_age=DIRECTORY_TTL)).values())
-            wanted.sort(key=lambda device: device.id)
+            wanted = await self._daily_devices(upstream_meter_ids)
             orgs = sorted({device.organization_id for device in wanted})
-            segments = segments_for(self.daily_buckets, start, end, tz)
-
-            async def one_call(org: str, first: datetime, stop: datetime) -> dict[str, dict[date, LocalDay]]:
-                answer = await self.client.daily_consumption(org, first, stop, "day")
-                return local_days_of_call(answer.data, first, stop, tz, self.daily_buckets)
-
-            calls = [one_call(org, *segment.utc_range(tz)) for org in orgs for segment in segments]
             folded: dict[str, dict[date, LocalDay]] = {}
-            for result in await gather_first_error(calls):
-                for device_id, per_day in result.items():
-                    folded.setdefault(device_id, {}).update(per_day)
+            for result in await gather_first_error([self._org_days(org, start, end, tz) for org in orgs]):
+                folded.update(result)
+        return self._daily_rows(wanted, folded, start, end, tz)
 
+    async def daily_sites(self, upstream_meter_ids: frozenset[str] | None) -> dict[str, frozenset[str] | None]:
+        """The organizations that answer for these meters, each with its asked meters (None: all of it).
+        Raises `NotFound` for a device outside our organizations."""
+        with upstream_operation("daily_consumption"):
+            if upstream_meter_ids is None:
+                return dict.fromkeys(await self.organizations())
+            sites: dict[str, set[str]] = {}
+            for device in await self._daily_devices(upstream_meter_ids):
+                sites.setdefault(device.organization_id, set()).add(device.id)
+        return {org: frozenset(ids) for org, ids in sites.items()}
+
+    async def site_daily_consumption(self, site: str, start: date, end: date, tz: ZoneInfo) -> list[DailyConsumption]:
+        """Every device of organization `site`, every local day of `[start, end)` in `tz`, from one call
+        per offset-stable segment (`daily.py`): the service caches it once for any subset of its meters."""
+        if end <= start:
+            return []
+        with upstream_operation("daily_consumption"):
+            devices, folded = await both(self._org_devices(site), self._org_days(site, start, end, tz))
+            known = {device.id for device in devices}
+            extra = [i for i in folded if i not in known]  # answered but not listed: added since the listing
+            devices += await gather_first_error([self._device_metadata(i) for i in sorted(extra)])
+        devices.sort(key=lambda device: device.id)
+        return self._daily_rows(devices, folded, start, end, tz)
+
+    async def _daily_devices(self, upstream_meter_ids: frozenset[str] | None) -> list[shapes.Device]:
+        """The asked devices (every one for None), sorted by id. Known devices come from the directory; a
+        few unknown ones cost one device lookup each (which names its organization), many of them one
+        listing of the directory."""
+        if upstream_meter_ids is None:
+            wanted = list((await self._refresh_directory(max_age=DIRECTORY_TTL)).values())
+        else:
+            unknown = [i for i in upstream_meter_ids if i not in self._metadata_at]
+            if len(unknown) > DIRECT_LOOKUPS:
+                await self._refresh_directory(max_age=DIRECTORY_MISS_INTERVAL)
+            wanted = list(await gather_first_error([self._device_metadata(i) for i in sorted(upstream_meter_ids)]))
+        wanted.sort(key=lambda device: device.id)
+        return wanted
+
+    async def _org_devices(self, org: str) -> list[shapes.Device]:
+        """Every device of `org`: from the directory while it is younger than `DIRECTORY_TTL`, else one
+        listing of that organization (which refreshes those devices' metadata)."""
+        if self._directory_at is not None and self._clock() - self._directory_at <= DIRECTORY_TTL:
+            return [d for d in self._directory.values() if d.organization_id == org]
+        devices = await self.client.all_devices(org)
+        now = self._clock()
+        for device in devices:
+            self._directory[device.id] = device
+            self._metadata_at[device.id] = now
+        return list(devices)
+
+    async def _org_days(self, org: str, start: date, end: date, tz: ZoneInfo) -> dict[str, dict[date, LocalDay]]:
+        """`{device_id: {local date: LocalDay}}` of one organization: one call per segment."""
+
+        async def one_call(first: datetime, stop: datetime) -> dict[str, dict[date, LocalDay]]:
+            answer = await self.client.daily_consumption(org, first, stop, "day")
+            return local_days_of_call(answer.data, first, stop, tz, self.daily_buckets)
+
+        segments = segments_for(self.daily_buckets, start, end, tz)
+        folded: dict[str, dict[date, LocalDay]] = {}
+        for result in await gather_first_error([one_call(*segment.utc_range(tz)) for segment in segments]):
+            for device_id, per_day in result.items():
+                folded.setdefault(device_id, {}).update(per_day)
+        return folded
+
+    def _daily_rows(
+        self,
+        devices: list[shapes.Device],
+        folded: dict[str, dict[date, LocalDay]],
+        start: date,
+        end: date,
+        tz: ZoneInfo,
+    ) -> list[DailyConsumption]:
         now = from_epoch(self._clock())
         ended = {day: local_midnight(day + timedelta(days=1), tz) <= now for day in days(start, end)}
         rows: list[DailyConsumption] = []
-        for device in wanted:
+        for device in devices:
             scale = unit_scale(device.unit)
             per_day = folded.get(device.id, {})
             for day in days(start, end):
@@ -273,6 +334,7 @@ class WalteroBackend:
                         unit=scale.unit,
                         complete=bool(local and local.complete and value is not None and ended[day]),
                         source="upstream",
+                        quality=None if value is None else "measured",  # the vendor's own figure
                     )
                 )
         return rows

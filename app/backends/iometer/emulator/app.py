@@ -25,6 +25,7 @@ import time
 from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import asdict
+from datetime import datetime
 from typing import Any, TypeGuard
 
 from graphql import (
@@ -133,6 +134,7 @@ class Emulator:
                 Route("/_sandbox/stats", self._get_stats, methods=["GET"]),
                 Route("/_sandbox/reset", self._reset, methods=["POST"]),
                 Route("/_sandbox/data", self._get_data, methods=["GET"]),
+                Route("/_sandbox/misreads", self._post_misread, methods=["POST"]),
             ]
         )
 
@@ -424,6 +426,21 @@ class Emulator:
     async def _reset(self, _: Request) -> Response:
         self.reset()
         return JSONResponse({"reset": True})
+
+    async def _post_misread(self, request: Request) -> Response:
+        """`{"meter_id", "time" (RFC 3339, on the 15-minute grid), "value_wh"}`: that reading misreads."""
+        try:
+            body = json.loads(await request.body())
+            at = datetime.fromisoformat(str(body["time"]).replace("Z", "+00:00"))
+            value = body["value_wh"]
+            if at.tzinfo is None or isinstance(value, bool) or not isinstance(value, int | float):
+                raise ValueError("time needs an offset and value_wh must be a number")
+            self.data.misread(str(body["meter_id"]), at, float(value))
+        except KeyError as exc:
+            return JSONResponse({"detail": f"unknown or missing {exc}"}, 400)
+        except (ValueError, TypeError) as exc:
+            return JSONResponse({"detail": str(exc)}, 400)
+        return JSONResponse({"meter_id": body["meter_id"], "time": at.isoformat(), "value_wh": float(value)}, 201)
 
     async def _get_data(self, _: Request) -> Response:
         data = self.data

@@ -21,6 +21,11 @@ function of (meter, time) generated on demand for the asked window:
 Accessors for tests: `installations`, `meters`, `devices` (the demo partner's), `foreign_*` (the other
 partner's), `installation(id)`, `meter(id)`, `device(id)`, `readings(meter_id, start, end)`,
 `gaps`, `swaps`, `window_start`, `dst_changes`.
+
+Misreads (off by default): `misread(meter_id, at, value_wh)` makes the meter's reading at grid time `at`
+send `value_wh` as its import total (`1-0:1.8.0`) instead of the true value (an optical head that
+misread the display); every other register of that reading stays true. `POST /_sandbox/misreads` sets
+one over HTTP.
 """
 
 from __future__ import annotations
@@ -377,6 +382,8 @@ class DemoData:
             if x.gaps
         }
         self.swaps = {x.id: datetime.fromtimestamp(x.swap_at, UTC) for x in all_meters if x.swap_at is not None}
+        self.misreads: dict[str, dict[float, float]] = {}
+        """meter id -> {epoch seconds on the grid: the import total (Wh) sent instead of the true one}."""
 
     # --- lookups ---------------------------------------------------------------------------------
 
@@ -395,6 +402,17 @@ class DemoData:
 
     def partner_installations(self, partner_id: str) -> list[InstallationRecord]:
         return [i for i in self._installations.values() if i.partner_id == partner_id]
+
+    def misread(self, meter_id: str, at: datetime, value_wh: float) -> None:
+        """Serve `value_wh` as the import total of `meter_id`'s reading at `at` (see the module docstring).
+
+        Raises `KeyError` for an unknown meter, `ValueError` when `at` is not on the 15-minute grid."""
+        if meter_id not in self._meters:
+            raise KeyError(meter_id)
+        t = at.timestamp()
+        if t % SLOT:
+            raise ValueError("a misread must be on the 15-minute grid")
+        self.misreads.setdefault(meter_id, {})[t] = float(value_wh)
 
     # --- readings --------------------------------------------------------------------------------
 
@@ -448,8 +466,9 @@ class DemoData:
             total, tariff1, export = SWAP_TOTAL_WH + imp - s_imp, SWAP_T1_WH + t1 - s_t1, exp - s_exp
         # Power: the average over the coming quarter hour, import minus export, in W.
         next_imp, next_exp = day.imp[slot + 1] - day.imp[slot], day.exp[slot + 1] - day.exp[slot]
+        sent = self.misreads.get(meter.id, {}).get(t, float(total))
         values = [
-            ValueRecord(IMPORT, float(total), "Wh"),
+            ValueRecord(IMPORT, sent, "Wh"),
             ValueRecord(IMPORT_T1, float(tariff1), "Wh"),
             ValueRecord(IMPORT_T2, float(total - tariff1), "Wh"),
         ]

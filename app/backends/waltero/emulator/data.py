@@ -13,6 +13,10 @@ Daily consumption of a bucket `[b0, b1)` (pinned here): null when the device has
 `b0 <= t <= b1` (a point exactly at `b1` closes the bucket), i.e. `P(b1) - P(b0)` for a device
 reporting every hour. A correction that breaks or restores monotony changes that sum.
 
+Misreads (off by default): `misread(device_id, timestamp, value)` stores a wrong display value at that
+whole hour without an audit row (a digit read wrongly and not yet corrected): telemetry serves it and
+the vendor's own daily figure counts it like any stored value (the non-negative steps around it).
+
 Demo shape: organizations NORTH and SOUTH (the demo user can read both) and OTHER (exists, not
 readable: 403). Devices cover every meter type and unit, with multipliers other than 1, one empty name
 (`name: ""`, `external_id` set), a device silent for the last 60 hours (`SILENT_DEVICE`), and devices
@@ -210,6 +214,8 @@ class DemoData:
         self._prefix: dict[str, list[float]] = {d: [0.0] for d in self.devices}
         self._corrections: dict[str, dict[int, float]] = {d: {} for d in self.devices}
         self._corrected: dict[str, list[int]] = {d: [] for d in self.devices}
+        """Hour indices whose stored value is not the generated one (corrections and misreads), ascending."""
+        self._misreads: dict[str, dict[int, float]] = {d: {} for d in self.devices}
         self._audit: dict[str, list[wire.AuditChange]] = {org: [] for org in self.organizations}
         self._corrections_made = 0
         self._build_audit(random.Random(seed * 7919 + 17))
@@ -282,6 +288,9 @@ class DemoData:
 
     def processed(self, device_id: str, index: int) -> float:
         """The display value stored at hour `index` (corrections applied); the point need not exist."""
+        misread = self._misreads[device_id].get(index)
+        if misread is not None:
+            return misread
         corrected = self._corrections[device_id].get(index)
         if corrected is not None:
             return corrected
@@ -293,10 +302,24 @@ class DemoData:
     def raw(self, device_id: str, index: int) -> float:
         """The unconverted value at hour `index` (display = raw x multiplier)."""
         device = self.devices[device_id]
-        corrected = self._corrections[device_id].get(index)
+        corrected = self._misreads[device_id].get(index, self._corrections[device_id].get(index))
         if corrected is not None:
             return round(corrected / device.multiplier, 6)
         return self._generated_raw(device, index)
+
+    def misread(self, device_id: str, timestamp: datetime, value: float) -> None:
+        """Store `value` (display unit) at the whole hour `timestamp` as a misread (see the module
+        docstring). Raises `KeyError` for an unknown device, `ValueError` off the hour grid."""
+        index = self.index_at(timestamp)
+        if device_id not in self.devices:
+            raise KeyError(device_id)
+        if index is None:
+            raise ValueError("a misread must be on a whole hour")
+        self._misreads[device_id][index] = float(value)
+        corrected = self._corrected[device_id]
+        position = bisect.bisect_left(corrected, index)
+        if position == len(corrected) or corrected[position] != index:
+            corrected.insert(position, index)
 
     def has_point(self, device_id: str, index: int, now: float) -> bool:
         return bool(self._ranges(device_id, index, index, now))

@@ -35,7 +35,9 @@ Control endpoints (no auth, no faults): `GET|PUT /_sandbox/faults`, `GET /_sandb
 `POST /_sandbox/reset` (clears faults, releasing hung requests, and stats), and
 `POST /_sandbox/corrections` `{"device_id", "timestamp", "new_value", "actor"}` -> 201 with the new
 audit row: the stored reading at that whole hour becomes `new_value` (display unit), so telemetry and
-daily consumption change, and the data-audit feed gains a row stamped with the emulator's now.
+daily consumption change, and the data-audit feed gains a row stamped with the emulator's now; and
+`POST /_sandbox/misreads` `{"device_id", "timestamp", "value"}` -> 201: the same without an audit row
+(a misread nobody corrected yet; off by default).
 
 Only the login's `token` is a Bearer value (`accessToken` is returned, as the vendor does, but not
 accepted). Daily consumption per bucket is pinned in `data.py`.
@@ -163,6 +165,7 @@ class Emulator:
             Route("/_sandbox/stats", self._get_stats, methods=["GET"]),
             Route("/_sandbox/reset", self._reset, methods=["POST"]),
             Route("/_sandbox/corrections", self._post_correction, methods=["POST"]),
+            Route("/_sandbox/misreads", self._post_misread, methods=["POST"]),
         ]
         self.app = Starlette(
             routes=[*control, *vendor, Mount("/prod", routes=vendor)],
@@ -502,6 +505,18 @@ class Emulator:
         except ValueError as exc:
             return VendorError(400, str(exc)).response()
         return JSONResponse(change.to_wire(), status_code=201)
+
+    async def _post_misread(self, request: Request) -> Response:
+        """`{"device_id", "timestamp", "value"}` -> 201: that whole hour's stored value misreads."""
+        try:
+            body = json.loads(await request.body())
+            device_id, timestamp, value = body["device_id"], parse_rfc3339(body["timestamp"]), body["value"]
+            if isinstance(value, bool) or not isinstance(value, int | float):
+                raise ValueError("value must be a number")
+            self.data.misread(device_id, timestamp, float(value))
+        except (ValueError, KeyError, TypeError, AttributeError) as exc:
+            return VendorError(400, f"Body must be {{device_id, timestamp, value}}: {exc}").response()
+        return JSONResponse({"device_id": device_id, "timestamp": body["timestamp"], "value": value}, status_code=201)
 
 
 _ID_KEYS = frozenset({"id", "organization_id", "device_id", "deviceId"})

@@ -15,6 +15,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime
 
+from app.backends.base import settled_at
 from app.guard import GuardedBackend
 from app.models import Meter, Reading
 from app.provenance import Provenance
@@ -81,7 +82,8 @@ class ReadingChunks:
             async with asyncio.timeout(b.deadline):
                 return await b.call(load), Provenance()
         c1 = from_epoch(c0 + self._chunk_seconds(b))
-        return await b.cached("readings", ("chunk", upstream, c0), load, ttl=self._ttl(c1), tags=(meter_id,))
+        ttl = self._ttl(settled_at(b.backend, c1))
+        return await b.cached("readings", ("chunk", upstream, c0), load, ttl=ttl, tags=(meter_id,))
 
     async def chunked(
         self,

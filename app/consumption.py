@@ -10,7 +10,7 @@ from datetime import date, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from app.backends.base import DAILY_CONSUMPTION, READINGS
+from app.backends.base import DAILY_CONSUMPTION, READINGS, settled_at
 from app.chunks import ReadingChunks
 from app.config import Settings
 from app.errors import InvalidRequest, NotFound
@@ -62,9 +62,10 @@ class ConsumptionService:
         chosen = (
             [self._router.backends[n] for n in wanted] if wanted else self._router.selected(backend, DAILY_CONSUMPTION)
         )
-        ttl = self._ttl(local_midnight(end, tz))
+        window_end = local_midnight(end, tz)
 
         async def fetch(b: GuardedBackend) -> tuple[list[DailyConsumption], Provenance]:
+            ttl = self._ttl(settled_at(b.backend, window_end))
             ids = wanted.get(b.name)
             ask = None if (b.backend.daily_grain == "backend" or not ids) else frozenset(ids)
             rows, provenance = await b.cached(

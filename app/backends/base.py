@@ -8,7 +8,7 @@ normalized ids with its own prefix. It does no caching: the service caches what 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from typing import Literal, Protocol, runtime_checkable
 from zoneinfo import ZoneInfo
 
@@ -98,3 +98,20 @@ class Backend(Protocol):
     async def aclose(self) -> None:
         """Release what the backend itself owns (not the injected httpx client)."""
         ...
+
+
+# issue 21: late data
+@runtime_checkable
+class LateReadings(Protocol):
+    """A backend whose vendor lists readings as it received them, some late, with no corrections feed
+    to say so: a window's data may still change until `late_window` seconds after its end."""
+
+    late_window: float
+
+
+def settled_at(backend: object, end: datetime) -> datetime:
+    """When the data of a window ending at `end` stops changing: `end`, or later for `LateReadings`
+    (so caching a window as past data waits for its late uploads)."""
+    if isinstance(backend, LateReadings):
+        return end + timedelta(seconds=backend.late_window)
+    return end

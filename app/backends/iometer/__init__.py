@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any, ClassVar, Literal
 
 import httpx
-from pydantic import SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import SettingsConfigDict
 
 from app import vendors
@@ -33,6 +33,10 @@ class IometerSettings(VendorSettings):
     partner_id: str | None = None
     partner_secret: SecretStr | None = None
     auth: Literal["wsse", "basic"] = "wsse"
+    # issue 21: late data
+    late_window: float = Field(172800, ge=0)
+    """`IOMETER_LATE_WINDOW`, seconds: how far past a window's end (in the vendor's listing) a read goes
+    for readings uploaded late; a window is not settled (cached as past) until this long after its end."""
 
     @field_validator("auth", mode="before")
     @classmethod
@@ -64,6 +68,7 @@ def create_backend(ctx: BackendContext, settings: IometerSettings) -> Backend:
         clock=ctx.clock,
         max_gap=ctx.max_gap,
         concurrency=min(4, ctx.upstream_concurrency),
+        late_window=settings.late_window,
     )
 
 

@@ -42,6 +42,7 @@ from app.sandbox.iometer.data import (
     ValueRecord,
     format_obis,
 )
+from app.sandbox.iometer.late import Position, receive_ordered
 from app.timeutil import format_rfc3339, from_epoch, parse_rfc3339
 
 DEFAULT_LIMIT = 100
@@ -175,8 +176,10 @@ def _readings_response(
     cursor = args.get("cursor")
     if "cursor_ignored" in ctx.breaks:
         cursor = None
-    after = _decode_cursor(cursor, scope, start_text) if cursor else None
     start = parse_rfc3339(start_text).timestamp() if start_text else 0.0
+    if "late_uploads" in ctx.breaks:
+        return _received_response(ctx, scope, meters, start_text, start, limit, cursor)
+    after = _decode_cursor(cursor, scope, start_text) if cursor else None
     stream: Iterator[ReadingRecord] = ctx.data.iter_readings(meters, start, after)
     page: list[ReadingRecord] = []
     more = False
@@ -193,6 +196,43 @@ def _readings_response(
         # Receive order: the page's readings arrive newest first, and the oldest one twice.
         page = [*reversed(page), page[0]]
     return {"readings": page, "cursor": next_cursor}
+
+
+def _received_response(
+    ctx: RequestContext,
+    scope: str,
+    meters: list[MeterRecord],
+    start_text: str | None,
+    start: float,
+    limit: int,
+    cursor: str | None,
+) -> dict[str, Any]:
+    """The `late_uploads` variant's page: in receive order (`late.py`); the cursor holds the receive
+    position."""
+    after: Position | None = None
+    if cursor:
+        try:
+            raw = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
+            after = (float(raw["r"]), int(raw["m"]), float(raw["t"]))
+            same = raw["scope"] == scope and raw["start"] == start_text
+        except (ValueError, KeyError, TypeError, binascii.Error) as exc:
+            raise bad_input("invalid cursor") from exc
+        if not same:
+            raise bad_input("cursor does not belong to this query (pass the same startTime)")
+    page: list[tuple[Position, ReadingRecord]] = []
+    more = False
+    for item in receive_ordered(ctx.data, meters, start, after):
+        if len(page) == limit:
+            more = True
+            break
+        page.append(item)
+    next_cursor = None
+    if more:
+        (received, order, taken), _ = page[-1]
+        raw_cursor = {"scope": scope, "start": start_text, "r": received, "m": order, "t": taken}
+        text = json.dumps(raw_cursor, separators=(",", ":"))
+        next_cursor = base64.urlsafe_b64encode(text.encode()).decode().rstrip("=")
+    return {"readings": [reading for _, reading in page], "cursor": next_cursor}
 
 
 # --- resolvers -----------------------------------------------------------------------------------

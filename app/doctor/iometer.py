@@ -279,42 +279,78 @@ READINGS = (
 )
 
 
+WALK_DAYS = 4
+WALK_PAGES = 5
+"""The listing walk: the partner's readings of the last `WALK_DAYS` days, at most `WALK_PAGES` pages."""
+
+
+async def _walk(probe: Probe, since: str) -> tuple[list[list[dict[str, Any]]], str | None]:
+    """Pages of the partner-wide listing from `since` (1000 a page); stops early where a page repeats
+    an earlier one (a cursor the server ignores is the `cursor` check's to report). (pages, error)."""
+    pages: list[list[dict[str, Any]]] = []
+    seen: set[tuple[str, str]] = set()
+    cursor: str | None = None
+    for _ in range(WALK_PAGES):
+        status, payload = await probe.post(READINGS, {"t": since, "n": 1000, "c": cursor})
+        if not _ok(status, payload):
+            return pages, _error(status, payload)
+        rows = _rows(payload)
+        keys = {(str(r["meter"]["id"]).lower(), str(r["time"])) for r in rows}
+        if pages and keys & seen:
+            break
+        seen |= keys
+        pages.append(rows)
+        cursor = payload["data"]["readings"].get("cursor")
+        if not isinstance(cursor, str):
+            break
+    return pages, None
+
+
 async def _readings(probe: Probe, clock: Clock) -> list[Finding]:
-    since = format_rfc3339_seconds(from_epoch(clock()) - timedelta(hours=6))
-    status, payload = await probe.post(READINGS, {"t": since, "n": 200})
-    if not _ok(status, payload):
-        problem = _error(status, payload)
+    """`readings_order`: whether the vendor lists readings by reading time (as pinned) or as it
+    received them, over several pages, so a reading uploaded late shows (listed after later ones)."""
+    since = format_rfc3339_seconds(from_epoch(clock()) - timedelta(days=WALK_DAYS))
+    pages, problem = await _walk(probe, since)
+    if problem is not None and not pages:
         return [
             unknown(VENDOR, "readings_order", f"partner readings refused: {problem}"),
             unknown(VENDOR, "cursor", f"partner readings refused: {problem}"),
         ]
-    rows = _rows(payload)
     findings: list[Finding] = []
-    keys = [(str(r["meter"]["id"]).lower(), str(r["time"])) for r in rows]
-    times = [t for _, t in keys]
-    duplicates = len(keys) - len(set(keys))
-    ordered = times == sorted(times)  # RFC 3339 UTC `Z` strings sort as their instants
+    rows = [r for page in pages for r in page]
+    times = [str(r["time"]) for r in rows]  # RFC 3339 UTC `Z` strings sort as their instants
+    duplicates = sum(len(page) - len({(str(r["meter"]["id"]).lower(), str(r["time"])) for r in page}) for page in pages)
+    latest = ""
+    late: list[tuple[str, str]] = []
+    for t in times:
+        if t < latest:
+            late.append((t, latest))
+        latest = max(latest, t)
+    walked = f"{len(rows)} readings of the last {WALK_DAYS} days over {len(pages)} page(s)"
     if len(rows) < 2:
-        findings.append(unknown(VENDOR, "readings_order", f"{len(rows)} reading(s) in the last 6 h: nothing to order"))
-    elif ordered and not duplicates:
-        findings.append(
-            passed(VENDOR, "readings_order", f"{len(rows)} readings of the last 6 h ascending, no duplicates")
-        )
+        findings.append(unknown(VENDOR, "readings_order", f"{walked}: nothing to order"))
+    elif not late and not duplicates:
+        findings.append(passed(VENDOR, "readings_order", f"{walked}: listed by reading time, ascending, no duplicates"))
     else:
         what = []
-        if not ordered:
-            what.append("not ascending by time")
+        if late:
+            taken, after = late[0]
+            what.append(
+                f"listed by receive time, not reading time: {len(late)} listed after later ones "
+                f"(a reading of {taken} after one of {after})"
+            )
         if duplicates:
-            what.append(f"{duplicates} duplicated (meter, time)")
+            what.append(f"{duplicates} duplicated (meter, time) within a page")
         findings.append(
             failed(
                 VENDOR,
                 "readings_order",
-                f"a page of {len(rows)} readings is " + " and ".join(what) + " (the adapter sorts and de-duplicates)",
-                READINGS_WALK,
+                f"{walked}: " + " and ".join(what) + " (the adapter sorts and de-duplicates)",
+                f"{READINGS_WALK} and IOMETER_LATE_WINDOW (how far past a window's end a read follows the listing)",
             )
         )
 
+    since = format_rfc3339_seconds(from_epoch(clock()) - timedelta(hours=6))
     status, first = await probe.post(READINGS, {"t": since, "n": 3})
     cursor = first.get("data", {}).get("readings", {}).get("cursor") if _ok(status, first) else None
     if not isinstance(cursor, str):

@@ -62,10 +62,11 @@ def receive_ordered(
     if late and received <= data.clock():
         order = data.meter_order(meter.id)
         backlog = [
-            ((received, order, r.time), r) for r in data.readings(meter.id, from_epoch(max(lo, start)), from_epoch(hi)) if r.time >= lo
+            ((received, order, r.time), r)
+            for r in data.readings(meter.id, from_epoch(max(lo, start)), from_epoch(hi))
+            if r.time >= lo
         ]
         streams.append(iter(backlog))
     for position, reading in heapq.merge(*streams, key=lambda item: item[0]):
         if after is None or position > after:
             yield position, reading
-

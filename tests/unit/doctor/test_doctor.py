@@ -56,6 +56,7 @@ IOMETER_VARIANTS = {
     "cursor_ignored": ("cursor", "app/backends/iometer/adapter.py (IometerBackend._reading_pages)"),
     "hex_default": ("obis_default_form", "app/backends/iometer/payloads.py (parse_obis)"),
     "upper_ids": ("id_case", "app/backends/iometer/adapter.py (_id)"),
+    "late_uploads": ("readings_order", "app/backends/iometer/adapter.py (IometerBackend._reading_pages)"),
 }
 WALTERO_VARIANTS = {
     "opaque_token": ("login", "app/backends/waltero/token.py (token_expiry)"),
@@ -268,3 +269,17 @@ async def test_an_unreachable_vendor_is_unknown() -> None:
     findings, _ = await run(settings, transport=httpx.MockTransport(server))
     io = [f for f in findings if f.vendor == "iometer"]
     assert [(f.check, f.status) for f in io] == [("reachable", "UNKNOWN")]
+
+
+def test_a_vendor_listing_by_receive_time_is_named_with_the_late_reading() -> None:
+    """A late upload listed after later readings, pages away: the doctor says "receive time", names the
+    reading, and points at IOMETER_LATE_WINDOW."""
+    emulator = iometer_sandbox.create_emulator(time.time, breaks={"late_uploads"})
+    with serve_in_thread(emulator.app) as url:
+        found = findings_of(iometer_settings(url), "iometer")
+    finding = found["readings_order"]
+    assert finding.status == "FAIL"
+    assert "listed by receive time" in finding.evidence
+    assert "93 listed after later ones" in finding.evidence
+    assert finding.fix is not None
+    assert "IOMETER_LATE_WINDOW" in finding.fix

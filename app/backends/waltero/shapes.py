@@ -291,7 +291,10 @@ class TelemetryPoint(BaseModel):
     @model_validator(mode="before")
     @classmethod
     def _flatten(cls, value: object) -> object:
-        """Nested keys (`{"meter": {"value": {"processed": 1}}}`) become the dotted names the page uses."""
+        """Nested keys (`{"meter": {"value": {"processed": 1}}}`) become the dotted names the page uses;
+        a time key other than the pinned `timestamp` (the page shows no telemetry answer) is read as it."""
+        if isinstance(value, dict) and "timestamp" not in value:
+            value = _pinned_time_key(value)
         if not isinstance(value, dict) or not _is_nested(value):
             return value
         flat: dict[str, object] = {}
@@ -326,6 +329,25 @@ def _is_nested(point: dict[str, object]) -> bool:
     return any(isinstance(v, dict) for k, v in point.items() if k != "timestamp")
 
 
+# issue 21: the telemetry time key, where the page is silent
+TIME_KEYS = ("timestamp", "time", "ts", "datetime", "date", "recorded_at", "recordedAt", "created_at", "createdAt")
+"""Names a point's time may come under: `timestamp` (pinned) first, then the usual alternatives."""
+
+
+def time_key(point: dict[str, object]) -> str | None:
+    """The key a telemetry point carries its time under (the first of `TIME_KEYS` holding a string)."""
+    return next((k for k in TIME_KEYS if isinstance(point.get(k), str)), None)
+
+
+def _pinned_time_key(point: dict[str, object]) -> dict[str, object]:
+    key = time_key(point)
+    if key is None or key == "timestamp":
+        return point
+    moved = {k: v for k, v in point.items() if k != key}
+    moved["timestamp"] = point[key]
+    return moved
+
+
 class TelemetryResponse(WireModel):
     """`GET /api/devices/{id}/telemetry?startDate=&endDate=&fields=a,b`, ascending by `timestamp`."""
 
@@ -340,6 +362,10 @@ class TelemetryResponse(WireModel):
         if isinstance(points, list) and points:
             nested = any(isinstance(p, dict) and _is_nested(p) for p in points)
             tolerance.record(BACKEND, "telemetry_keys", "nested" if nested else "flat", pinned=not nested)
+            first = points[0] if isinstance(points[0], dict) else {}
+            key = time_key(first) or "missing"
+            shape = key if key in ("timestamp", "missing") else "other"  # a closed label set
+            tolerance.record(BACKEND, "telemetry_time_key", shape, pinned=key == "timestamp")
         return value
 
 

@@ -45,6 +45,8 @@ WALTERO_CHECKS = {
     "daily_vs_telemetry",
     "daily_buckets",
     "audit_paging",
+    "telemetry_time",
+    "daily_label",
 }
 
 # variant -> (the check that must FAIL, the place the FAIL must name)
@@ -69,7 +71,10 @@ WALTERO_VARIANTS = {
     "daily_raw_units": ("daily_vs_telemetry", "app/backends/waltero/adapter.py (WalteroBackend.daily_consumption"),
     "utc_calendar": ("daily_buckets", "WALTERO_DAILY_BUCKETS=utc-calendar"),
     "audit_no_cursor": ("audit_paging", "app/backends/waltero/adapter.py (WalteroBackend._org_feed)"),
+    "end_day_labels": ("daily_label", "app/backends/waltero/daily.py (local_days_of_call"),
+    "time_key_renamed": ("telemetry_time", "app/backends/waltero/shapes.py (TelemetryPoint"),
 }
+ALL_PASS = f"{len(IOMETER_CHECKS) + len(WALTERO_CHECKS)} PASS, 0 FAIL, 0 UNKNOWN"
 
 
 def test_every_variant_has_a_doctor_case() -> None:
@@ -188,7 +193,7 @@ def test_the_command_exits_zero_and_prints_no_secret(normal: tuple[str, str]) ->
     lines = [line for line in done.stdout.splitlines() if line.startswith(("iometer ", "waltero "))]
     assert len(lines) == len(IOMETER_CHECKS) + len(WALTERO_CHECKS)
     assert all(" PASS " in line for line in lines)
-    assert "19 PASS, 0 FAIL, 0 UNKNOWN" in done.stdout
+    assert ALL_PASS in done.stdout
     output = done.stdout + done.stderr
     assert iometer_sandbox.SANDBOX_SETTINGS["IOMETER_PARTNER_SECRET"] not in output
     assert waltero_sandbox.SANDBOX_SETTINGS["WALTERO_PASSWORD"] not in output
@@ -210,7 +215,7 @@ def test_sandbox_mode_serves_the_emulators_itself() -> None:
     """`FACADE_SANDBOX=true make doctor`: the in-process emulators on loopback, all PASS."""
     done = doctor_process({"FACADE_SANDBOX": "true"})
     assert done.returncode == 0, done.stdout + done.stderr
-    assert "19 PASS, 0 FAIL, 0 UNKNOWN" in done.stdout
+    assert ALL_PASS in done.stdout
     variant = doctor_process({}, "--sandbox", "--break", "iometer:cursor_ignored")
     assert variant.returncode == 1
     assert [line.split()[1] for line in variant.stdout.splitlines() if " FAIL " in line] == ["cursor"]

@@ -1,0 +1,71 @@
+"""The facade over HTTP against emulator variants whose vendor behaviour the adapters must tolerate
+(issue 21, item 2): each answer equals the one against the faithful emulator."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import httpx
+
+from app.config import Settings
+from app.factory import create_app
+from app.sandbox.iometer import create_emulator as iometer_emulator
+from app.sandbox.waltero import create_emulator as waltero_emulator
+from tests.support.apps import running
+from tests.support.clock import FakeClock
+
+NOW = datetime(2026, 11, 20, 10, 7, tzinfo=UTC)
+
+
+@contextlib.asynccontextmanager
+async def facade(
+    clock: FakeClock, *, iometer: dict[str, Any] | None = None, waltero: dict[str, Any] | None = None
+) -> AsyncIterator[tuple[httpx.AsyncClient, dict[str, Any]]]:
+    emulators = {
+        "iometer": iometer_emulator(clock, **(iometer or {})),
+        "waltero": waltero_emulator(clock, **(waltero or {})),
+    }
+    configured = Settings(FACADE_SANDBOX=True, FACADE_CHANGES_POLL=0)
+    app = create_app(configured, clock=clock, sleep=clock.sleep, emulators=emulators)
+    async with running(app, key=None) as client:
+        yield client, emulators
+
+
+async def answers(client: httpx.AsyncClient, queries: list[tuple[str, dict[str, Any]]]) -> list[Any]:
+    out = []
+    for path, params in queries:
+        response = await client.get(path, params=params)
+        assert response.status_code == 200, (path, response.status_code, response.text)
+        out.append(response.json())
+    return out
+
+
+async def same_answers(clock: FakeClock, queries: Any, **variant: Any) -> tuple[list[Any], list[Any]]:
+    async with facade(clock) as (client, emulators):
+        expected = await answers(client, queries(emulators))
+    async with facade(clock, **variant) as (client, emulators):
+        got = await answers(client, queries(emulators))
+    return expected, got
+
+
+def waltero_queries(emulators: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+    device = emulators["waltero"].devices()[1].id
+    end = NOW.replace(minute=0)
+    window = {"start": (end - timedelta(days=2)).isoformat(), "end": end.isoformat()}
+    day = str(NOW.date() - timedelta(days=3))
+    return [
+        ("/meters", {"backend": "waltero"}),
+        ("/readings", {"meter_id": f"waltero:{device}", **window}),
+        ("/consumption", {"meter_id": f"waltero:{device}", "start": day, "end": str(NOW.date()), "resolution": "hour"}),
+        (f"/devices/waltero:{device}/status", {}),
+    ]
+
+
+async def test_a_renamed_telemetry_time_key_is_read() -> None:
+    """Telemetry points with `time` instead of `timestamp`: before, every Waltero read was a 502."""
+    expected, got = await same_answers(FakeClock(NOW), waltero_queries, waltero={"breaks": {"time_key_renamed"}})
+    assert len(expected[1]["items"]) > 10
+    assert got == expected

@@ -37,8 +37,11 @@ CHECKS = (
     # issue 21: what can shift a number
     "telemetry_time",
     "daily_label",
+    "device_organization",
+    "device_lookup",
 )
-DEVICE_KEYS = ("id", "serial_number", "meter_type", "unit", "multiplier", "organization_id")
+DEVICE_KEYS = ("id", "serial_number", "meter_type", "unit", "multiplier")
+"""Checked by `devices_shape`; `organization_id` has a check of its own (`device_organization`)."""
 DAILY_KEYS = ("deviceId", "deviceName", "serialNumber", "consumption")
 AUDIT_KEYS = ("id", "device_id", "timestamp", "previous_value", "new_value", "actor", "changed_at")
 
@@ -174,6 +177,9 @@ async def check(
     user = me.get("user") if isinstance(me, dict) else None
     ids: list[str] = list(orgs) + ([user["id"]] if isinstance(user, dict) and isinstance(user.get("id"), str) else [])
     devices, org = await _devices(probe, orgs, findings, ids)
+    if devices and org is not None:
+        findings.append(_device_organization(devices, org, me))
+        findings.append(await _device_lookup(probe, devices[0]))
     upper = [i for i in ids if i != i.lower()]
     if upper:
         findings.append(
@@ -188,7 +194,8 @@ async def check(
     else:
         findings.append(passed(VENDOR, "id_case", f"all {len(ids)} user, organization and device ids lower case"))
     if not devices or org is None:
-        findings.extend(unknown(VENDOR, n, "not probed: no device") for n in CHECKS[5:])
+        done = {f.check for f in findings if f.vendor == VENDOR}
+        findings.extend(unknown(VENDOR, n, "not probed: no device") for n in CHECKS[5:] if n not in done)
         return
 
     now = from_epoch(clock())
@@ -612,3 +619,82 @@ async def _confirm_first_bucket(
     if later and first not in later:
         return f"a request from {_wire(shifted)} is labelled {min(later)}"
     return "not confirmed by telemetry or a shifted request"
+
+
+def _device_organization(devices: list[dict[str, Any]], org: str, me: Any) -> Finding:
+    """`device_organization`: each listed device names its organization (`organization_id`, pinned but
+    not on the page); where none does, the adapter takes the organization it listed them under, or for a
+    single lookup the login's organizations (`user.organizations`)."""
+    named = [d for d in devices if isinstance(d.get("organization_id"), str)]
+    user = me.get("user") if isinstance(me, dict) else None
+    memberships = user.get("organizations") if isinstance(user, dict) else None
+    members = len(memberships) if isinstance(memberships, list) else 0
+    if len(named) == len(devices):
+        wrong = [d for d in named if str(d["organization_id"]).lower() != org.lower()]
+        if not wrong:
+            return passed(
+                VENDOR,
+                "device_organization",
+                f"all {len(devices)} devices name `organization_id` = the organization listed",
+            )
+        return failed(
+            VENDOR,
+            "device_organization",
+            f"{len(wrong)} of {len(devices)} devices listed under one organization name another",
+            f"{SHAPES} (Device.organization_id)",
+        )
+    return failed(
+        VENDOR,
+        "device_organization",
+        f"{len(devices) - len(named)} of {len(devices)} devices carry no `organization_id`; the adapter takes the "
+        f"organization they are listed under, or the login's `user.organizations` ({members}) (correct the pin)",
+        f"{SHAPES} (Device.organization_id)",
+    )
+
+
+UNKNOWN_DEVICE = "00000000-0000-4000-8000-00000000dead"
+
+
+async def _device_lookup(probe: Probe, listed: dict[str, Any]) -> Finding:
+    """`device_lookup`: `GET /api/devices/{id}` answers the bare device record, with the same
+    multiplier as the listing (the page: "multiplier (returned by GET /api/devices/{id})"), and an
+    unknown id is 404 `NOT_FOUND`."""
+    device_id = str(listed["id"])
+    status, body = await probe.get(shapes.device_path(device_id))
+    if status != 200 or not isinstance(body, dict):
+        return failed(
+            VENDOR, "device_lookup", f"GET /api/devices/{device_id}: {_said(status, body)}", f"{SHAPES} (Device)"
+        )
+    if set(body) == {"data"} and isinstance(body["data"], dict):
+        return failed(
+            VENDOR,
+            "device_lookup",
+            "GET /api/devices/{id} wraps the device in `{data}` (the adapter unwraps it; correct the pin)",
+            f"{SHAPES} (Device)",
+        )
+    missing = [k for k in DEVICE_KEYS if k not in body]
+    if missing:
+        return failed(
+            VENDOR, "device_lookup", "GET /api/devices/{id} lacks " + ", ".join(missing), f"{SHAPES} (Device)"
+        )
+    one, many = body.get("multiplier"), listed.get("multiplier")
+    if not (isinstance(one, int | float) and isinstance(many, int | float) and _close(float(one), float(many))):
+        return failed(
+            VENDOR,
+            "device_lookup",
+            f"GET /api/devices/{{id}} says multiplier {one!r}, the listing {many!r}",
+            "app/backends/waltero/adapter.py (WalteroBackend._device)",
+        )
+    status, missing_body = await probe.get(shapes.device_path(UNKNOWN_DEVICE))
+    if status != 404:
+        return failed(
+            VENDOR,
+            "device_lookup",
+            f"an unknown device id answered {_said(status, missing_body)}, not 404 NOT_FOUND",
+            "app/backends/waltero/errors.py",
+        )
+    return passed(
+        VENDOR,
+        "device_lookup",
+        f"GET /api/devices/{{id}}: the bare record, multiplier {one:g} as listed; an unknown id is 404",
+    )

@@ -69,3 +69,32 @@ async def test_a_renamed_telemetry_time_key_is_read() -> None:
     expected, got = await same_answers(FakeClock(NOW), waltero_queries, waltero={"breaks": {"time_key_renamed"}})
     assert len(expected[1]["items"]) > 10
     assert got == expected
+
+
+def waltero_device_queries(emulators: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+    """Single-device lookups first (no listing yet: `GET /api/devices/{id}` answers them), then the rest."""
+    devices = emulators["waltero"].devices()
+    first, second = devices[0].id, devices[-1].id
+    day = str(NOW.date() - timedelta(days=3))
+    daily = {"start": day, "end": str(NOW.date()), "tz": "Europe/Berlin"}
+    return [
+        (f"/meters/waltero:{first}", {}),
+        ("/consumption/daily", {"meter_id": f"waltero:{second}", **daily}),
+        ("/meters", {"backend": "waltero"}),
+        ("/consumption/daily", {"backend": "waltero", **daily}),
+        *waltero_queries(emulators),
+    ]
+
+
+async def test_devices_without_organization_id_take_it_from_the_listing_or_the_login() -> None:
+    """Devices without `organization_id` (the page never shows one): before, every device read was a 502."""
+    expected, got = await same_answers(FakeClock(NOW), waltero_device_queries, waltero={"breaks": {"no_device_org"}})
+    assert expected[0]["site_id"].startswith("waltero:")
+    assert {m["site_id"] for m in expected[2]["items"]} == {m["site_id"] for m in got[2]["items"]}
+    assert got == expected
+
+
+async def test_a_device_lookup_wrapped_in_data_is_read() -> None:
+    """`GET /api/devices/{id}` answering `{"data": {...}}`: before, a meter looked up by id was a 502."""
+    expected, got = await same_answers(FakeClock(NOW), waltero_device_queries, waltero={"breaks": {"device_wrapped"}})
+    assert got == expected

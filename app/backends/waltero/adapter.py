@@ -159,11 +159,25 @@ class WalteroBackend:
     async def _device(self, device_id: str) -> shapes.Device:
         """One device of our organizations, asked of Waltero; raises `NotFound`."""
         device = await self.client.device(device_id)
+        if device.organization_id is None:
+            org = await self._organization_of(device_id)
+            if org is None:
+                raise NotFound(f"Waltero has no device {device_id}", backend=self.name)
+            device = device.in_organization(org)
         if device.organization_id not in await self.organizations():
             raise NotFound(f"Waltero has no device {device_id}", backend=self.name)
         self._directory[device.id] = device
         self._metadata_at[device.id] = self._clock()
         return device
+
+    async def _organization_of(self, device_id: str) -> str | None:
+        """The organization of a device whose record names none (issue 21): the login's only
+        organization, or of several the one whose device listing holds it."""
+        orgs = await self.organizations()
+        if len(orgs) == 1:
+            return orgs[0]
+        listed = (await self._refresh_directory(max_age=DIRECTORY_MISS_INTERVAL)).get(device_id)
+        return listed.organization_id if listed is not None else None
 
     async def _device_metadata(self, device_id: str) -> shapes.Device:
         """A device's type, unit and organization: static, so a record younger than `DIRECTORY_TTL`
@@ -243,7 +257,7 @@ class WalteroBackend:
             else:
                 wanted = list((await self._refresh_directory(max_age=DIRECTORY_TTL)).values())
             wanted.sort(key=lambda device: device.id)
-            orgs = sorted({device.organization_id for device in wanted})
+            orgs = sorted({device.organization_id for device in wanted if device.organization_id})
             segments = segments_for(self.daily_buckets, start, end, tz)
 
             async def one_call(org: str, first: datetime, stop: datetime) -> dict[str, dict[date, LocalDay]]:

@@ -92,6 +92,8 @@ BREAKS: dict[str, str] = {
     "audit_no_cursor": "the data-audit feed never sends `next_cursor` (clients page by `since`)",
     "end_day_labels": "a daily bucket starting at or after 12:00Z is labelled by the day it ends on (most of it)",
     "time_key_renamed": "telemetry points carry their time as `time`, not `timestamp`",
+    "no_device_org": "devices carry no `organization_id` (the page never shows one; the login's user has them)",
+    "device_wrapped": '`GET /api/devices/{id}` wraps the device in `{"data": ...}`',
 }
 """The emulator variants: name → the pinned assumption it breaks."""
 
@@ -414,11 +416,18 @@ class Emulator:
         if "offset_ignored" in self.breaks:
             offset = 0
         devices = self.devices(org_id)
-        page = [d.to_wire() for d in devices[offset : offset + limit]]
+        page = [self._device_wire(d) for d in devices[offset : offset + limit]]
         return self._json({"data": page, "total": len(devices)})
 
+    def _device_wire(self, device: wire.Device) -> dict[str, Any]:
+        record = device.to_wire()
+        if "no_device_org" in self.breaks:
+            record.pop("organization_id", None)
+        return record
+
     async def _device(self, request: Request) -> Response:
-        return self._json(self.device(self._readable_device(request)).to_wire())
+        record = self._device_wire(self.device(self._readable_device(request)))
+        return self._json({"data": record} if "device_wrapped" in self.breaks else record)
 
     async def _fields(self, request: Request) -> Response:
         return self._json(self.data.fields(self._readable_device(request)).to_wire())

@@ -47,6 +47,8 @@ WALTERO_CHECKS = {
     "audit_paging",
     "telemetry_time",
     "daily_label",
+    "device_organization",
+    "device_lookup",
 }
 
 # variant -> (the check that must FAIL, the place the FAIL must name)
@@ -73,6 +75,8 @@ WALTERO_VARIANTS = {
     "audit_no_cursor": ("audit_paging", "app/backends/waltero/adapter.py (WalteroBackend._org_feed)"),
     "end_day_labels": ("daily_label", "app/backends/waltero/daily.py (local_days_of_call"),
     "time_key_renamed": ("telemetry_time", "app/backends/waltero/shapes.py (TelemetryPoint"),
+    "no_device_org": ("device_organization", "app/backends/waltero/shapes.py (Device.organization_id)"),
+    "device_wrapped": ("device_lookup", "app/backends/waltero/shapes.py (Device)"),
 }
 ALL_PASS = f"{len(IOMETER_CHECKS) + len(WALTERO_CHECKS)} PASS, 0 FAIL, 0 UNKNOWN"
 

@@ -27,6 +27,7 @@ from graphql import (
 from app.backends.iometer import settings_of as io_settings
 from app.backends.iometer.auth import BasicAuth, WsseAuth
 from app.backends.iometer.documents import schema_sdl
+from app.backends.iometer.payloads import KNOWN_UNITS
 from app.config import Settings
 from app.doctor.report import Finding, failed, passed, unknown
 from app.timeutil import Clock, format_rfc3339_seconds, from_epoch
@@ -46,6 +47,8 @@ CHECKS = (
     "readings_order",
     "cursor",
     "id_case",
+    # issue 21: what can shift a number
+    "unit_case",
 )
 
 
@@ -114,6 +117,7 @@ async def check(settings: Settings, http: httpx.AsyncClient, clock: Clock, findi
     findings.append(await _pagination(probe))
     findings.extend(await _readings(probe, clock))
     findings.append(await _id_case(probe))
+    findings.append(await _unit_case(probe, clock))
 
 
 # --- schema -----------------------------------------------------------------------------------------
@@ -406,3 +410,33 @@ async def _id_case(probe: Probe) -> Finding:
             "app/backends/iometer/adapter.py (_id)",
         )
     return passed(VENDOR, "id_case", f"all {len(ids)} installation, meter and device ids lower case")
+
+
+async def _unit_case(probe: Probe, clock: Clock) -> Finding:
+    """`unit_case`: the units of a page of readings are spelt as pinned (`Wh`, `W`, `V`, ...). The
+    page's `unit` is a free string: the adapter compares units case-insensitively, so `wh` still counts,
+    but a spelling other than the pinned one is named here."""
+    since = format_rfc3339_seconds(from_epoch(clock()) - timedelta(days=2))
+    status, payload = await probe.post(
+        "query DoctorUnits($t: DateTime) { readings(startTime: $t, limit: 20) { readings { values { unit } } } }",
+        {"t": since},
+    )
+    if not _ok(status, payload):
+        return unknown(VENDOR, "unit_case", f"partner readings refused: {_error(status, payload)}")
+    try:
+        units = sorted({str(v["unit"]) for row in payload["data"]["readings"]["readings"] for v in row["values"]})
+    except (KeyError, TypeError):
+        units = []
+    if not units:
+        return unknown(VENDOR, "unit_case", "no reading in 2 days: no unit to look at")
+    folded = {u.lower() for u in KNOWN_UNITS}
+    cased = [u for u in units if u not in KNOWN_UNITS and u.lower() in folded]
+    foreign = [u for u in units if u.lower() not in folded]
+    if not cased and not foreign:
+        return passed(VENDOR, "unit_case", f"units spelt as pinned: {', '.join(units)}")
+    what = []
+    if cased:
+        what.append(f"spelt otherwise than pinned: {', '.join(cased)} (the adapter compares case-insensitively)")
+    if foreign:
+        what.append(f"not known at all: {', '.join(foreign)} (passed on as `obis:<code>` with the unit as sent)")
+    return failed(VENDOR, "unit_case", "units " + "; ".join(what), "app/backends/iometer/payloads.py (KNOWN_UNITS)")

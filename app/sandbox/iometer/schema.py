@@ -376,7 +376,7 @@ def _reading_resolvers() -> dict[str, dict[str, Callable[..., Any]]]:
         "MeterReadingValue": {
             "obisCode": obis_code,
             "value": lambda v, _: v.value,
-            "unit": lambda v, _: v.unit,
+            "unit": lambda v, info: v.unit.lower() if "lower_units" in _ctx(info).breaks else v.unit,
         },
     }
 

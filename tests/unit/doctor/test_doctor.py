@@ -32,6 +32,7 @@ IOMETER_CHECKS = {
     "readings_order",
     "cursor",
     "id_case",
+    "unit_case",
 }
 WALTERO_CHECKS = {
     "login",
@@ -60,6 +61,7 @@ IOMETER_VARIANTS = {
     "cursor_ignored": ("cursor", "app/backends/iometer/adapter.py (IometerBackend._reading_pages)"),
     "hex_default": ("obis_default_form", "app/backends/iometer/payloads.py (parse_obis)"),
     "upper_ids": ("id_case", "app/backends/iometer/adapter.py (_id)"),
+    "lower_units": ("unit_case", "app/backends/iometer/payloads.py (KNOWN_UNITS)"),
     "late_uploads": ("readings_order", "app/backends/iometer/adapter.py (IometerBackend._reading_pages)"),
 }
 WALTERO_VARIANTS = {

@@ -49,6 +49,7 @@ CHECKS = (
     "id_case",
     # issue 21: what can shift a number
     "unit_case",
+    "page_size",
 )
 
 
@@ -115,9 +116,11 @@ async def check(settings: Settings, http: httpx.AsyncClient, clock: Clock, findi
     findings.append(await _schema(probe))
     findings.extend(await _obis(probe, clock))
     findings.append(await _pagination(probe))
-    findings.extend(await _readings(probe, clock))
+    readings, page_size = await _readings(probe, clock)
+    findings.extend(readings)
     findings.append(await _id_case(probe))
     findings.append(await _unit_case(probe, clock))
+    findings.append(page_size)
 
 
 # --- schema -----------------------------------------------------------------------------------------
@@ -288,16 +291,18 @@ WALK_PAGES = 5
 """The listing walk: the partner's readings of the last `WALK_DAYS` days, at most `WALK_PAGES` pages."""
 
 
-async def _walk(probe: Probe, since: str) -> tuple[list[list[dict[str, Any]]], str | None]:
+async def _walk(probe: Probe, since: str) -> tuple[list[list[dict[str, Any]]], str | None, bool]:
     """Pages of the partner-wide listing from `since` (1000 a page); stops early where a page repeats
-    an earlier one (a cursor the server ignores is the `cursor` check's to report). (pages, error)."""
+    an earlier one (a cursor the server ignores is the `cursor` check's to report). (pages, error,
+    whether the first page came with a cursor)."""
     pages: list[list[dict[str, Any]]] = []
     seen: set[tuple[str, str]] = set()
     cursor: str | None = None
+    more = False
     for _ in range(WALK_PAGES):
         status, payload = await probe.post(READINGS, {"t": since, "n": 1000, "c": cursor})
         if not _ok(status, payload):
-            return pages, _error(status, payload)
+            return pages, _error(status, payload), more
         rows = _rows(payload)
         keys = {(str(r["meter"]["id"]).lower(), str(r["time"])) for r in rows}
         if pages and keys & seen:
@@ -305,21 +310,41 @@ async def _walk(probe: Probe, since: str) -> tuple[list[list[dict[str, Any]]], s
         seen |= keys
         pages.append(rows)
         cursor = payload["data"]["readings"].get("cursor")
+        more = more or (len(pages) == 1 and isinstance(cursor, str))
         if not isinstance(cursor, str):
             break
-    return pages, None
+    return pages, None, more
 
 
-async def _readings(probe: Probe, clock: Clock) -> list[Finding]:
+def _page_size(pages: list[list[dict[str, Any]]], more: bool) -> Finding:
+    """`page_size`: whether a page asked for 1000 readings holds 1000 (the adapter's largest ask,
+    `PAGE_LIMIT_MAX`), or the vendor caps it lower and continues by cursor."""
+    first = len(pages[0]) if pages else 0
+    if not more:
+        return unknown(VENDOR, "page_size", f"{first} readings in {WALK_DAYS} days: fewer than a page of 1000")
+    if first >= 1000:
+        return passed(VENDOR, "page_size", "`limit: 1000` gives 1000 readings and a cursor")
+    return failed(
+        VENDOR,
+        "page_size",
+        f"`limit: 1000` gave {first} readings and a cursor: the vendor caps a page at {first} "
+        "(the adapter keeps paging by cursor; correct the pin)",
+        "app/backends/iometer/documents.py (PAGE_LIMIT_MAX)",
+    )
+
+
+async def _readings(probe: Probe, clock: Clock) -> tuple[list[Finding], Finding]:
     """`readings_order`: whether the vendor lists readings by reading time (as pinned) or as it
-    received them, over several pages, so a reading uploaded late shows (listed after later ones)."""
+    received them, over several pages, so a reading uploaded late shows (listed after later ones);
+    `cursor`; and `page_size` (returned apart: it is reported last)."""
     since = format_rfc3339_seconds(from_epoch(clock()) - timedelta(days=WALK_DAYS))
-    pages, problem = await _walk(probe, since)
+    pages, problem, more = await _walk(probe, since)
     if problem is not None and not pages:
         return [
             unknown(VENDOR, "readings_order", f"partner readings refused: {problem}"),
             unknown(VENDOR, "cursor", f"partner readings refused: {problem}"),
-        ]
+        ], unknown(VENDOR, "page_size", f"partner readings refused: {problem}")
+    size = _page_size(pages, more)
     findings: list[Finding] = []
     rows = [r for page in pages for r in page]
     times = [str(r["time"]) for r in rows]  # RFC 3339 UTC `Z` strings sort as their instants
@@ -359,13 +384,13 @@ async def _readings(probe: Probe, clock: Clock) -> list[Finding]:
     cursor = first.get("data", {}).get("readings", {}).get("cursor") if _ok(status, first) else None
     if not isinstance(cursor, str):
         findings.append(unknown(VENDOR, "cursor", "a 3-reading page came without a cursor: too few readings to page"))
-        return findings
+        return findings, size
     status, second = await probe.post(READINGS, {"t": since, "n": 3, "c": cursor})
     if not _ok(status, second):
         findings.append(
             failed(VENDOR, "cursor", f"following the cursor failed: {_error(status, second)}", READINGS_WALK)
         )
-        return findings
+        return findings, size
     page1 = {(str(r["meter"]["id"]).lower(), str(r["time"])) for r in _rows(first)}
     page2 = {(str(r["meter"]["id"]).lower(), str(r["time"])) for r in _rows(second)}
     if page1 & page2:
@@ -379,7 +404,7 @@ async def _readings(probe: Probe, clock: Clock) -> list[Finding]:
         )
     else:
         findings.append(passed(VENDOR, "cursor", f"the cursor continues: page 2 has {len(page2)} new readings"))
-    return findings
+    return findings, size
 
 
 def _rows(payload: dict[str, Any]) -> list[dict[str, Any]]:

@@ -121,3 +121,28 @@ async def test_unit_strings_are_compared_case_insensitively() -> None:
     assert all(row["consumption"] is not None for row in expected[2]["items"])
     assert {r["quantity"] for r in expected[1]["items"]} >= {"energy_import", "power"}
     assert got == expected
+
+
+def iometer_wide_queries(emulators: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+    """Every meter's daily consumption (one partner-wide chain of 1000-reading asks) and a long window."""
+    meter = "iometer:" + emulators["iometer"].data.meters[0].id
+    start, end = str(NOW.date() - timedelta(days=5)), str(NOW.date())
+    return [
+        ("/consumption/daily", {"backend": "iometer", "start": start, "end": end, "tz": "Europe/Berlin"}),
+        ("/consumption", {"meter_id": meter, "start": start, "end": end, "resolution": "day"}),
+        *iometer_queries(emulators),
+    ]
+
+
+async def test_a_vendor_capping_pages_below_the_ask_is_paged_by_cursor() -> None:
+    """Pages capped at 250 readings whatever `limit` asks (the adapter asks up to 1000): every answer is
+    the faithful vendor's, and the vendor was asked more pages."""
+    clock = FakeClock(NOW)
+    async with facade(clock) as (client, emulators):
+        expected = await answers(client, iometer_wide_queries(emulators))
+        pages = emulators["iometer"].stats["PartnerReadings"]
+    async with facade(clock, iometer={"breaks": {"page_cap"}}) as (client, emulators):
+        got = await answers(client, iometer_wide_queries(emulators))
+        capped_pages = emulators["iometer"].stats["PartnerReadings"]
+    assert capped_pages > pages >= 1
+    assert got == expected

@@ -67,6 +67,7 @@ BREAKS: dict[str, str] = {
     "cursor_ignored": "the `cursor` argument is ignored (every page is the first)",
     "hex_default": "`obisCode` without `format:` answers the hex form (`01-00:01.08.00*ff`)",
     "upper_ids": "every id is sent in upper case",
+    "page_cap": "a readings page holds at most 250 readings, whatever `limit` asks (the cursor continues)",
     "lower_units": "unit strings are sent in lower case (`wh`, `w`, `v`)",
     "late_uploads": "readings listed in receive order, and most of one meter's past day uploaded late (`late.py`)",
 }

@@ -47,6 +47,8 @@ from app.timeutil import format_rfc3339, from_epoch, parse_rfc3339
 
 DEFAULT_LIMIT = 100
 MAX_LIMIT = 1000
+PAGE_CAP = 250
+"""The `page_cap` variant's most readings per page, whatever `limit` asks."""
 _UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}", re.IGNORECASE)
 
 
@@ -173,6 +175,8 @@ def _readings_response(
     limit = _limit(args.get("limit"))
     if ctx.page_size is not None:
         limit = min(limit, ctx.page_size)
+    if "page_cap" in ctx.breaks:
+        limit = min(limit, PAGE_CAP)
     cursor = args.get("cursor")
     if "cursor_ignored" in ctx.breaks:
         cursor = None

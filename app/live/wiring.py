@@ -42,7 +42,7 @@ def live_sources(
     io_settings = settings.vendor_settings("iometer") if "iometer" in vendors.names() else None
     if iometer is not None and isinstance(io_settings, IometerSettings) and io_settings.configured():
         from app.backends.iometer.auth import BasicAuth, WsseAuth
-        from app.backends.iometer.live import IometerLiveSource, websockets_connect
+        from app.backends.iometer.live import IometerLiveSource, httpx_event_stream, websockets_connect
 
         partner, secret = io_settings.partner_id or "", io_settings.partner_secret
         assert secret is not None
@@ -52,11 +52,14 @@ def live_sources(
             else BasicAuth(partner, secret).header
         )
         connect: Any = websockets_connect
+        events: Any = httpx_event_stream
         if emulators and "iometer" in emulators:
+            from app.live.asgi_events import AsgiEventStreamConnector
             from app.live.asgi_websocket import AsgiWebSocketConnector
 
             connect = AsgiWebSocketConnector(emulators["iometer"].app)
-        sources["iometer"] = IometerLiveSource(io_settings.url, header, connect=connect)
+            events = AsgiEventStreamConnector(emulators["iometer"].app)
+        sources["iometer"] = IometerLiveSource(io_settings.url, header, connect=connect, events=events)
     waltero = service.backends.get("waltero")
     if waltero is not None:
         from app.backends.waltero.live import WalteroLiveSource

@@ -7,7 +7,10 @@ the place where the pin lives.
 
 from __future__ import annotations
 
+import asyncio
+import json
 import re
+import time as clock_time
 from datetime import timedelta
 from typing import Any
 
@@ -27,6 +30,14 @@ from graphql import (
 from app.backends.iometer import settings_of as io_settings
 from app.backends.iometer.auth import BasicAuth, WsseAuth
 from app.backends.iometer.documents import schema_sdl
+from app.backends.iometer.live import (
+    EVENT_STREAM,
+    SUBPROTOCOL,
+    handshake_refused,
+    sse_events,
+    websocket_url,
+    websockets_connect,
+)
 from app.backends.iometer.payloads import KNOWN_UNITS
 from app.config import Settings
 from app.doctor.report import Finding, failed, passed, unknown
@@ -50,6 +61,7 @@ CHECKS = (
     # issue 21: what can shift a number
     "unit_case",
     "page_size",
+    "live_protocol",
 )
 
 
@@ -67,6 +79,7 @@ class Probe:
             else BasicAuth(partner_id, secret)
         )
         self.http = http
+        self.header = self.auth.header  # type: ignore[attr-defined]  # both auth classes have it
 
     async def post(self, query: str, variables: dict[str, Any] | None = None) -> tuple[int, dict[str, Any]]:
         name = re.search(r"(?:query|subscription)\s+(\w+)", query)
@@ -121,6 +134,7 @@ async def check(settings: Settings, http: httpx.AsyncClient, clock: Clock, findi
     findings.append(await _id_case(probe))
     findings.append(await _unit_case(probe, clock))
     findings.append(page_size)
+    findings.append(await _live_protocol(probe, clock))
 
 
 # --- schema -----------------------------------------------------------------------------------------
@@ -465,3 +479,96 @@ async def _unit_case(probe: Probe, clock: Clock) -> Finding:
     if foreign:
         what.append(f"not known at all: {', '.join(foreign)} (passed on as `obis:<code>` with the unit as sent)")
     return failed(VENDOR, "unit_case", "units " + "; ".join(what), "app/backends/iometer/payloads.py (KNOWN_UNITS)")
+
+
+LIVE_WAIT = 10.0
+"""Seconds the `live_protocol` check waits for the connection and for one event on each protocol."""
+LIVE_DOCUMENT = "subscription DoctorLive($t: DateTime) { meterReadings(startTime: $t) { meter { id } time } }"
+
+
+async def _live_protocol(probe: Probe, clock: Clock) -> Finding:
+    """`live_protocol`: which subscription protocol the vendor speaks (its page: GraphQL over WebSocket
+    or over Server-Sent Events; WebSocket pinned), where the `Authorization` value goes, and one event
+    of `meterReadings` (replaying the last hour) within `LIVE_WAIT` seconds."""
+    since = format_rfc3339_seconds(from_epoch(clock()) - timedelta(hours=1))
+    ws, ws_said = await _live_websocket(probe, since)
+    if ws is not None:
+        return passed(
+            VENDOR,
+            "live_protocol",
+            f"GraphQL over WebSocket (graphql-transport-ws), `Authorization` in the `connection_init` payload; "
+            f"first event after {ws:.1f} s",
+        )
+    sse, sse_said = await _live_event_stream(probe, since)
+    if sse is not None:
+        return failed(
+            VENDOR,
+            "live_protocol",
+            f"the WebSocket was refused ({ws_said}); the vendor speaks GraphQL over Server-Sent Events "
+            f"(graphql-sse, `Authorization` header), first event after {sse:.1f} s (the live source falls back "
+            "to it; correct the pin)",
+            "app/backends/iometer/live.py (IometerLiveSource.protocol)",
+        )
+    if "refused" in ws_said and "refused" in sse_said:
+        return failed(
+            VENDOR,
+            "live_protocol",
+            f"WebSocket: {ws_said}; Server-Sent Events: {sse_said}",
+            "app/backends/iometer/live.py (IometerLiveSource)",
+        )
+    return unknown(VENDOR, "live_protocol", f"WebSocket: {ws_said}; Server-Sent Events: {sse_said}")
+
+
+async def _live_websocket(probe: Probe, since: str) -> tuple[float | None, str]:
+    """(seconds to the first event, or None; what happened)."""
+    started = clock_time.monotonic()
+    try:
+        async with asyncio.timeout(LIVE_WAIT), websockets_connect(websocket_url(probe.url), SUBPROTOCOL) as ws:
+            await ws.send(json.dumps({"type": "connection_init", "payload": {"Authorization": probe.header()}}))
+            subscribe = {"query": LIVE_DOCUMENT, "operationName": "DoctorLive", "variables": {"t": since}}
+            acknowledged = False
+            for _ in range(100):
+                message = json.loads(await ws.recv())
+                kind = message.get("type") if isinstance(message, dict) else None
+                if kind == "connection_ack" and not acknowledged:
+                    acknowledged = True
+                    await ws.send(json.dumps({"id": "1", "type": "subscribe", "payload": subscribe}))
+                elif kind == "ping":
+                    await ws.send(json.dumps({"type": "pong"}))
+                elif kind == "next":
+                    await ws.send(json.dumps({"id": "1", "type": "complete"}))
+                    return clock_time.monotonic() - started, "an event"
+                elif kind in ("error", "complete"):
+                    return None, f"the subscription answered `{kind}`"
+            return None, "no event among 100 messages"
+    except TimeoutError:
+        return None, f"no event within {LIVE_WAIT:g} s"
+    except Exception as exc:
+        if handshake_refused(exc):
+            return None, f"refused at the handshake ({type(exc).__name__})"
+        return None, f"failed ({type(exc).__name__})"
+
+
+async def _live_event_stream(probe: Probe, since: str) -> tuple[float | None, str]:
+    """(seconds to the first event, or None; what happened), over graphql-sse with the same auth as queries."""
+    started = clock_time.monotonic()
+    body = {"query": LIVE_DOCUMENT, "operationName": "DoctorLive", "variables": {"t": since}}
+    headers = {"Accept": EVENT_STREAM}
+    try:
+        async with (
+            asyncio.timeout(LIVE_WAIT),
+            probe.http.stream("POST", probe.url, json=body, headers=headers, auth=probe.auth) as response,
+        ):
+            kind = response.headers.get("content-type", "")
+            if response.status_code != 200 or not kind.startswith(EVENT_STREAM):
+                return None, f"refused (HTTP {response.status_code} {kind.split(';')[0]})"
+            async for event, _ in sse_events(response.aiter_bytes()):
+                if event == "next":
+                    return clock_time.monotonic() - started, "an event"
+                if event == "complete":
+                    return None, "the stream completed without an event"
+            return None, "the stream ended without an event"
+    except TimeoutError:
+        return None, f"no event within {LIVE_WAIT:g} s"
+    except httpx.HTTPError as exc:
+        return None, f"failed ({type(exc).__name__})"

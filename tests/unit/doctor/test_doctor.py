@@ -34,6 +34,7 @@ IOMETER_CHECKS = {
     "id_case",
     "unit_case",
     "page_size",
+    "live_protocol",
 }
 WALTERO_CHECKS = {
     "login",
@@ -62,6 +63,7 @@ IOMETER_VARIANTS = {
     "cursor_ignored": ("cursor", "app/backends/iometer/adapter.py (IometerBackend._reading_pages)"),
     "hex_default": ("obis_default_form", "app/backends/iometer/payloads.py (parse_obis)"),
     "upper_ids": ("id_case", "app/backends/iometer/adapter.py (_id)"),
+    "sse_only": ("live_protocol", "app/backends/iometer/live.py (IometerLiveSource.protocol)"),
     "page_cap": ("page_size", "app/backends/iometer/documents.py (PAGE_LIMIT_MAX)"),
     "lower_units": ("unit_case", "app/backends/iometer/payloads.py (KNOWN_UNITS)"),
     "late_uploads": ("readings_order", "app/backends/iometer/adapter.py (IometerBackend._reading_pages)"),

@@ -15,7 +15,7 @@ from datetime import date, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from app.backends.base import CHANGES, DEVICE_STATUS, METERS, READINGS, AuthState, ChangesPage
+from app.backends.base import CHANGES, DEVICE_STATUS, METERS, READINGS, AuthState, ChangesPage, LateReadings
 from app.cache import SingleFlightCache
 from app.chunks import ReadingChunks
 from app.config import Settings
@@ -81,6 +81,9 @@ class MeterService:
         self._meters_pager = Pager(cursors, "meters")
         self._readings_pager = Pager(cursors, "readings")
         self._changes_pager = Pager(cursors, "changes")
+        for guarded in self.backends.values():  # issue 21: no corrections feed, but late readings seen
+            if isinstance(guarded.backend, LateReadings):
+                guarded.backend.on_late_readings = self.evict_meters
         self.consumptions = ConsumptionService(
             self.router, self.chunks, settings=settings, ttl=self._ttl_for_window, all_meters=self._all_meters
         )

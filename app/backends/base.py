@@ -7,6 +7,7 @@ normalized ids with its own prefix. It does no caching: the service caches what 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Literal, Protocol, runtime_checkable
@@ -107,6 +108,9 @@ class LateReadings(Protocol):
     to say so: a window's data may still change until `late_window` seconds after its end."""
 
     late_window: float
+    on_late_readings: Callable[[set[str]], object] | None
+    """Set by the service: called with facade meter ids when a read meets readings listed late that
+    belong after its window (another window's, perhaps cached): the service evicts that meter's entries."""
 
 
 def settled_at(backend: object, end: datetime) -> datetime:

@@ -16,7 +16,7 @@ from app.factory import create_app
 from app.sandbox.iometer import Emulator
 from app.sandbox.iometer import create_emulator as iometer_emulator
 from app.sandbox.iometer.data import BERLIN
-from app.sandbox.iometer.late import LATE_DAY, LATE_METER, ON_TIME
+from app.sandbox.iometer.late import LATE_DAY, LATE_METER, ON_TIME, RECEIVED_AFTER
 from app.sandbox.waltero import create_emulator as waltero_emulator
 from app.timeutil import format_rfc3339, local_midnight
 from tests.support.apps import running
@@ -120,3 +120,31 @@ async def test_a_day_is_cached_as_past_only_once_its_late_window_has_passed() ->
         clock.advance(120)
         assert await calls_for(yesterday) >= 1  # not settled: read again after FACADE_TTL_RECENT
         assert await calls_for(older) == 0  # settled: still cached
+
+
+async def test_a_read_meeting_late_readings_of_a_later_window_evicts_that_window() -> None:
+    """IOmeter has no corrections feed: a read that meets readings listed late beyond its own window
+    (here: the previous UTC day's chunk, read after the upload arrived) evicts the meter's cached
+    windows, so the stale later window is read again at once, not after `FACADE_TTL_RECENT`."""
+    clock = FakeClock(NOW)
+    settings = {"IOMETER_LATE_WINDOW": 72 * 3600, "FACADE_TTL_RECENT": 7200, "FACADE_TTL_PAST": 7200}
+    async with facade(clock, {"late_uploads"}, **settings) as (client, io):
+        meter, day = late_day(io)
+        received = local_midnight(day + timedelta(days=1), BERLIN) + timedelta(seconds=RECEIVED_AFTER)
+        clock.now = received.timestamp() - 1800  # half an hour before the buffered upload arrives
+        utc_day = datetime(day.year, day.month, day.day, tzinfo=UTC)  # the UTC day of the buffered readings
+
+        async def chunk(start: datetime) -> list[dict[str, Any]]:
+            window = {"start": format_rfc3339(start), "end": format_rfc3339(start + timedelta(days=1))}
+            params = {"meter_id": meter, "quantity": "energy_import", "limit": 1000, **window}
+            response = await client.get("/readings", params=params)
+            assert response.status_code == 200, response.text
+            return list(response.json()["items"])
+
+        before = await chunk(utc_day)  # cached without the upload (not yet received)
+        clock.advance(3600)  # the upload has arrived; the cached day is still fresh (FACADE_TTL_RECENT)
+        assert await chunk(utc_day) == before
+        assert len(before) < 10
+        await chunk(utc_day - timedelta(days=1))  # its read passes the upload, listed late
+        after = await chunk(utc_day)
+    assert len(after) == 96

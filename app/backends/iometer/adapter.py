@@ -223,6 +223,9 @@ class IometerBackend:
         """Seconds past a window's end (`IOMETER_LATE_WINDOW`) a read follows the vendor's listing, for
         readings received late; also how long after its end a window is not yet settled."""
         self._late = timedelta(seconds=late_window)
+        self.on_late_readings: Callable[[set[str]], object] | None = None
+        """Set by the service (`LateReadings`): told which meters had readings listed late beyond a
+        read's window, so that their cached windows are evicted."""
         self._client = client
         self._clock = clock
         self._max_gap = max_gap
@@ -385,6 +388,8 @@ class IometerBackend:
         first_limit = max(8, min(docs.PAGE_LIMIT_MAX, int(span // 900) + 8))
         items: list[Reading] = []
         next_time: datetime | None = None
+        latest: datetime | None = None
+        late_beyond = False
         chain = self._reading_pages(self._meter_chain(upstream_meter_id, start), end, parse_time, first_limit)
         with upstream_operation("readings"):
             async with aclosing(chain) as pages:
@@ -395,8 +400,19 @@ class IometerBackend:
                             items.extend(_readings(meter_id, time, row, None))
                         elif time >= end and (next_time is None or time < next_time):
                             next_time = time
+                        late_beyond = late_beyond or (time >= end and latest is not None and time < latest)
+                        latest = time if latest is None else max(latest, time)
+        if late_beyond:
+            self._late_readings({meter_id})
         items.sort(key=lambda r: (r.time, r.quantity))
         return items, next_time
+
+    def _late_readings(self, meter_ids: set[str]) -> None:
+        """Readings listed late that belong after the window just read: a later window of these meters
+        may be cached without them (IOmeter has no corrections feed to say so)."""
+        tolerance.record(NAME, "late_readings", "beyond_window", pinned=False)
+        if self.on_late_readings is not None:
+            self.on_late_readings(meter_ids)
 
     def register_value(self, meter: Meter, reading: Reading) -> float | None:
         """The reading's value when it is the meter's cumulative register (the one daily consumption is

@@ -14,7 +14,7 @@ from urllib.parse import urlsplit
 
 from starlette.types import ASGIApp, Message
 
-from app.backends.iometer.live import OpenedStream
+from app.backends.iometer.live_source import OpenedStream
 
 
 class AsgiEventStreamConnector:

@@ -11,14 +11,14 @@ from typing import Any
 
 import httpx
 
-from app.config import Settings
+from app.backends.iometer.emulator import Emulator
+from app.backends.iometer.emulator import create_emulator as iometer_emulator
+from app.backends.iometer.emulator.data import BERLIN
+from app.backends.iometer.emulator.late import LATE_DAY, LATE_METER, ON_TIME, RECEIVED_AFTER
+from app.backends.waltero.emulator import create_emulator as waltero_emulator
 from app.factory import create_app
-from app.sandbox.iometer import Emulator
-from app.sandbox.iometer import create_emulator as iometer_emulator
-from app.sandbox.iometer.data import BERLIN
-from app.sandbox.iometer.late import LATE_DAY, LATE_METER, ON_TIME, RECEIVED_AFTER
-from app.sandbox.waltero import create_emulator as waltero_emulator
-from app.timeutil import format_rfc3339, local_midnight
+from app.infra.config import Settings
+from app.infra.timeutil import format_rfc3339, local_midnight
 from tests.support.apps import running
 from tests.support.clock import FakeClock
 

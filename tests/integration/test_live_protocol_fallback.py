@@ -10,10 +10,10 @@ from typing import Any, cast
 
 import httpx
 
-from app.config import Settings
+from app.backends.iometer import emulator as iometer_sandbox
+from app.backends.waltero import emulator as waltero_sandbox
 from app.factory import create_app
-from app.sandbox import iometer as iometer_sandbox
-from app.sandbox import waltero as waltero_sandbox
+from app.infra.config import Settings
 from tests.integration.test_live_stream import KEY, SLOT, START, Stack, expected_items, items_of
 from tests.support.clock import FakeClock
 from tests.support.live import TcpProxy

@@ -10,10 +10,10 @@ from typing import Any
 
 import httpx
 
-from app.config import Settings
+from app.backends.iometer.emulator import create_emulator as iometer_emulator
+from app.backends.waltero.emulator import create_emulator as waltero_emulator
 from app.factory import create_app
-from app.sandbox.iometer import create_emulator as iometer_emulator
-from app.sandbox.waltero import create_emulator as waltero_emulator
+from app.infra.config import Settings
 from tests.support.apps import running
 from tests.support.clock import FakeClock
 

@@ -14,13 +14,13 @@ from typing import Any
 import httpx
 import pytest
 
-from app.config import Settings
+from app.backends.iometer import emulator as iometer_sandbox
+from app.backends.iometer.emulator.app import BREAKS as IOMETER_BREAKS
+from app.backends.waltero import emulator as waltero_sandbox
+from app.backends.waltero.emulator.emulator import BREAKS as WALTERO_BREAKS
 from app.doctor import run
 from app.doctor.report import Finding, render
-from app.sandbox import iometer as iometer_sandbox
-from app.sandbox import waltero as waltero_sandbox
-from app.sandbox.iometer.app import BREAKS as IOMETER_BREAKS
-from app.sandbox.waltero.emulator import BREAKS as WALTERO_BREAKS
+from app.infra.config import Settings
 from tests.support.servers import serve_in_thread
 
 IOMETER_CHECKS = {
@@ -63,7 +63,7 @@ IOMETER_VARIANTS = {
     "cursor_ignored": ("cursor", "app/backends/iometer/adapter.py (IometerBackend._reading_pages)"),
     "hex_default": ("obis_default_form", "app/backends/iometer/payloads.py (parse_obis)"),
     "upper_ids": ("id_case", "app/backends/iometer/adapter.py (_id)"),
-    "sse_only": ("live_protocol", "app/backends/iometer/live.py (IometerLiveSource.protocol)"),
+    "sse_only": ("live_protocol", "app/backends/iometer/live_source.py (IometerLiveSource.protocol)"),
     "page_cap": ("page_size", "app/backends/iometer/documents.py (PAGE_LIMIT_MAX)"),
     "lower_units": ("unit_case", "app/backends/iometer/payloads.py (KNOWN_UNITS)"),
     "late_uploads": ("readings_order", "app/backends/iometer/adapter.py (IometerBackend._reading_pages)"),

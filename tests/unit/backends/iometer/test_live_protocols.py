@@ -14,12 +14,12 @@ from typing import Any
 import pytest
 
 from app.backends.iometer.auth import wsse_created, wsse_header
-from app.backends.iometer.live import IometerLiveSource, httpx_event_stream, sse_events, websockets_connect
-from app.errors import UpstreamAuthFailed
+from app.backends.iometer.emulator import SANDBOX_SETTINGS, Emulator, create_emulator
+from app.backends.iometer.live_source import IometerLiveSource, httpx_event_stream, sse_events, websockets_connect
+from app.backends.live import CONNECTED
+from app.infra.errors import UpstreamAuthFailed
 from app.live.asgi_events import AsgiEventStreamConnector
 from app.live.asgi_websocket import AsgiWebSocketConnector
-from app.live.types import CONNECTED
-from app.sandbox.iometer import SANDBOX_SETTINGS, Emulator, create_emulator
 from tests.support.clock import FakeClock
 from tests.support.servers import serve_in_thread
 

@@ -12,11 +12,11 @@ from datetime import timedelta
 import httpx
 import pytest
 
+from app.backends.iometer.emulator import Emulator, create_emulator
+from app.backends.iometer.emulator.data import BERLIN
+from app.backends.iometer.emulator.late import LATE_DAY, LATE_METER, ON_TIME
+from app.infra.timeutil import format_rfc3339, from_epoch, parse_rfc3339
 from app.live.asgi_events import AsgiEventStreamConnector
-from app.sandbox.iometer import Emulator, create_emulator
-from app.sandbox.iometer.data import BERLIN
-from app.sandbox.iometer.late import LATE_DAY, LATE_METER, ON_TIME
-from app.timeutil import format_rfc3339, from_epoch, parse_rfc3339
 from tests.support.clock import FakeClock
 from tests.unit.sandbox.iometer.conftest import PATH, Caller, wsse
 

@@ -7,8 +7,9 @@ normalized ids with its own prefix. It does no caching: the service caches what 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from typing import Literal, Protocol, runtime_checkable
 from zoneinfo import ZoneInfo
 
@@ -157,3 +158,23 @@ class DailyBySite(Protocol):
     async def site_daily_consumption(self, site: str, start: date, end: date, tz: ZoneInfo) -> list[DailyConsumption]:
         """One row per meter of `site` per local day in `[start, end)` of `tz` (as `daily_consumption`)."""
         ...
+
+
+# issue 21: late data
+@runtime_checkable
+class LateReadings(Protocol):
+    """A backend whose vendor lists readings as it received them, some late, with no corrections feed
+    to say so: a window's data may still change until `late_window` seconds after its end."""
+
+    late_window: float
+    on_late_readings: Callable[[set[str]], object] | None
+    """Set by the service: called with facade meter ids when a read meets readings listed late that
+    belong after its window (another window's, perhaps cached): the service evicts that meter's entries."""
+
+
+def settled_at(backend: object, end: datetime) -> datetime:
+    """When the data of a window ending at `end` stops changing: `end`, or later for `LateReadings`
+    (so caching a window as past data waits for its late uploads)."""
+    if isinstance(backend, LateReadings):
+        return end + timedelta(seconds=backend.late_window)
+    return end

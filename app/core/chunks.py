@@ -15,7 +15,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime
 
-from app.backends.base import ChunkedReadings, RegisterValues, WindowedReadings
+from app.backends.base import ChunkedReadings, RegisterValues, WindowedReadings, settled_at
 from app.domain.models import Meter, Reading
 from app.guard.guarded import GuardedBackend
 from app.guard.provenance import Provenance
@@ -83,7 +83,8 @@ class ReadingChunks:
             async with asyncio.timeout(b.deadline):
                 return await b.call(load), Provenance()
         c1 = from_epoch(c0 + self._chunk_seconds(b))
-        return await b.cached("readings", ("chunk", upstream, c0), load, ttl=self._ttl(c1), tags=(meter_id,))
+        ttl = self._ttl(settled_at(b.backend, c1))
+        return await b.cached("readings", ("chunk", upstream, c0), load, ttl=ttl, tags=(meter_id,))
 
     async def chunked(
         self,

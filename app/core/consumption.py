@@ -11,7 +11,7 @@ from datetime import date, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from app.backends.base import DAILY_CONSUMPTION, READINGS, DailyBySite
+from app.backends.base import DAILY_CONSUMPTION, READINGS, DailyBySite, settled_at
 from app.core.chunks import ReadingChunks
 from app.core.fanout import gather_rows
 from app.core.routing import BackendRouter
@@ -73,9 +73,10 @@ class ConsumptionService:
         chosen = (
             [self._router.backends[n] for n in wanted] if wanted else self._router.selected(backend, DAILY_CONSUMPTION)
         )
-        ttl = self._ttl(local_midnight(end, tz))
+        window_end = local_midnight(end, tz)
 
         async def fetch(b: GuardedBackend) -> tuple[list[DailyConsumption], Provenance]:
+            ttl = self._ttl(settled_at(b.backend, window_end))
             ids = wanted.get(b.name)
             if isinstance(b.backend, DailyBySite):
                 rows, provenance = await self._by_site(b, b.backend, frozenset(ids) if ids else None, start, end, tz)

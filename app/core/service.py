@@ -15,7 +15,16 @@ from datetime import date, datetime
 from typing import Any, TypeVar
 from zoneinfo import ZoneInfo
 
-from app.backends.base import CHANGES, DEVICE_STATUS, METERS, READINGS, AuthState, ChangesPage, SerialLookup
+from app.backends.base import (
+    CHANGES,
+    DEVICE_STATUS,
+    METERS,
+    READINGS,
+    AuthState,
+    ChangesPage,
+    LateReadings,
+    SerialLookup,
+)
 from app.core.caches import Caches
 from app.core.chunks import ReadingChunks
 from app.core.consumption import ConsumptionService
@@ -84,6 +93,9 @@ class MeterService:
         self._meters_pager = Pager(cursors, "meters")
         self._readings_pager = Pager(cursors, "readings")
         self._changes_pager = Pager(cursors, "changes")
+        for guarded in self.backends.values():  # issue 21: no corrections feed, but late readings seen
+            if isinstance(guarded.backend, LateReadings):
+                guarded.backend.on_late_readings = self.evict_meters
         self.consumptions = ConsumptionService(
             self.router, self.chunks, settings=settings, ttl=self._ttl_for_window, all_meters=self._all_meters
         )

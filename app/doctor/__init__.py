@@ -5,12 +5,17 @@ configured vendor, with small read-only requests, whether what docs/vendors/<ven
 
 - IOmeter: the partner credentials; the schema by introspection, diffed against the pinned SDL (where
   the server allows introspection); `obisCode(format: decimal)` and the default OBIS form;
-  `Pagination {limit, offset}`; the order and uniqueness of a real readings page; the cursor; id case.
+  `Pagination {limit, offset}`; the order and uniqueness of the readings listing over several pages
+  (by reading time, or by receive time: late uploads); the cursor; id case; unit spellings; the page
+  size honoured; the live subscription's protocol (WebSocket or Server-Sent Events), where its auth
+  goes, and one event.
 - Waltero: the login and its token (a JWT with `exp`); `accessible_organizations`; the device list's
   shape and whether `offset` is honoured; id case; flat or nested telemetry keys; processed against
   raw x multiplier; the v3 daily shape, its value against telemetry register differences, and the bucket
   rule (asked at two `startDate` offsets: 24 h windows or UTC calendar days, against
-  `WALTERO_DAILY_BUCKETS`); the data-audit feed's paging.
+  `WALTERO_DAILY_BUCKETS`); the data-audit feed's paging; the telemetry wrapper and time key; the
+  `date` label of a bucket starting at 22:00Z; where a device's organization comes from; and
+  `GET /api/devices/{id}` (shape, multiplier, 404).
 
 Prints a table of PASS / FAIL / UNKNOWN with the evidence; every FAIL names the one place in the code
 (or the one setting) to change. Exit status: 0 when nothing FAILed, 1 on any FAIL, 2 when there was

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any, ClassVar, Literal
 
 import httpx
-from pydantic import SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import SettingsConfigDict
 
 from app.backends import registry as vendors
@@ -34,6 +34,10 @@ class IometerSettings(VendorSettings):
     partner_id: str | None = None
     partner_secret: SecretStr | None = None
     auth: Literal["wsse", "basic"] = "wsse"
+    # issue 21: late data
+    late_window: float = Field(172800, ge=0)
+    """`IOMETER_LATE_WINDOW`, seconds: how far past a window's end (in the vendor's listing) a read goes
+    for readings uploaded late; a window is not settled (cached as past) until this long after its end."""
 
     @field_validator("auth", mode="before")
     @classmethod
@@ -65,6 +69,7 @@ def create_backend(ctx: BackendContext, settings: IometerSettings) -> Backend:
         clock=ctx.clock,
         max_gap=ctx.max_gap,
         concurrency=min(4, ctx.upstream_concurrency),
+        late_window=settings.late_window,
     )
 
 
@@ -82,9 +87,10 @@ def _sandbox_settings(base_url: str) -> dict[str, str]:
 
 
 def _live_source(ctx: LiveContext) -> LiveSource:
-    """A GraphQL subscription over WebSocket, authenticated like every partner request; in the sandbox the
-    WebSocket goes to the in-process emulator."""
-    from app.backends.iometer.live_source import IometerLiveSource, websockets_connect
+    """A GraphQL subscription over WebSocket (or over Server-Sent Events when the vendor refuses the
+    WebSocket), authenticated like every partner request; in the sandbox both go to the in-process
+    emulator."""
+    from app.backends.iometer.live_source import IometerLiveSource, httpx_event_stream, websockets_connect
 
     settings: IometerSettings = ctx.settings
     partner, secret = settings.partner_id or "", settings.partner_secret
@@ -96,11 +102,14 @@ def _live_source(ctx: LiveContext) -> LiveSource:
         else BasicAuth(partner, secret).header
     )
     connect: Any = websockets_connect
+    events: Any = httpx_event_stream
     if ctx.emulator is not None:
+        from app.backends.iometer.asgi_events import AsgiEventStreamConnector
         from app.sandbox.asgi_websocket import AsgiWebSocketConnector
 
         connect = AsgiWebSocketConnector(ctx.emulator.app)
-    return IometerLiveSource(settings.url, header, connect=connect)
+        events = AsgiEventStreamConnector(ctx.emulator.app)
+    return IometerLiveSource(settings.url, header, connect=connect, events=events)
 
 
 async def _doctor(ctx: DoctorContext) -> None:

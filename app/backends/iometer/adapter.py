@@ -214,8 +214,16 @@ class IometerBackend:
         max_gap: float,
         concurrency: int = 4,
         index_refresh: float = 5.0,
+        late_window: float = 0.0,
     ) -> None:
         self.mode = mode
+        self.late_window = late_window
+        """Seconds past a window's end (`IOMETER_LATE_WINDOW`) a read follows the vendor's listing, for
+        readings received late; also how long after its end a window is not yet settled."""
+        self._late = timedelta(seconds=late_window)
+        self.on_late_readings: Callable[[set[str]], object] | None = None
+        """Set by the service (`LateReadings`): told which meters had readings listed late beyond a
+        read's window, so that their cached windows are evicted."""
         self._client = client
         self._clock = clock
         self._max_gap = max_gap
@@ -285,12 +293,17 @@ class IometerBackend:
         parse_time: TimeParser,
         first_limit: int = docs.PAGE_LIMIT_MAX,
     ) -> AsyncGenerator[list[WireReading], None]:
-        """Follow one cursor chain until the cursor is null or the readings have passed `stop_at`.
+        """Follow one cursor chain until the cursor is null or the readings have passed `stop_at` plus
+        the late window.
 
-        A short page is never taken as the end: only the cursor says whether more remain. While the
-        chain is ascending by time (as pinned), a page ending at or after `stop_at` is the last one; once
-        the vendor is seen sending readings out of order (receive order, late uploads), only a page
-        lying wholly at or after `stop_at` ends the chain, so a late reading on a later page is kept."""
+        A short page is never taken as the end: only the cursor says whether more remain. The vendor
+        may list readings in the order it received them (its page: reading time "is based on when
+        readings were received"), so a reading uploaded late comes after readings taken later, even on a
+        page after one that looked ascending and ended past `stop_at`. The chain is therefore followed
+        `IOMETER_LATE_WINDOW` further: while it is ascending, a page ending at or after `stop_at` + that
+        window is the last one; once readings are seen out of order, only a page lying wholly at or
+        after it. A reading received later than that after `stop_at` is not read (docs: README)."""
+        stop_at = stop_at + self._late
         cursor: str | None = None
         limit = first_limit
         ascending = True
@@ -351,7 +364,10 @@ class IometerBackend:
                         time = parse_time(row.time)
                         if start <= time < end:
                             items.extend(_readings(meter_id, time, row, quantities))
-                    if len(items) >= limit:  # pages hold whole readings, so every timestamp is complete
+                    # pages hold whole readings, so every timestamp is complete. A reading received late
+                    # may still sort before the `limit`-th one: the facade reads whole windows through
+                    # `readings_window`, which follows the late window; this limited read does not.
+                    if len(items) >= limit:
                         break
         return _sorted_unique(items)
 
@@ -366,9 +382,12 @@ class IometerBackend:
         upstream_meter_id = upstream_meter_id.lower()
         meter_id = prefixed(upstream_meter_id)
         parse_time = TimeParser()
-        first_limit = max(8, min(docs.PAGE_LIMIT_MAX, int((end - start).total_seconds() // 900) + 8))
+        span = (end - start + self._late).total_seconds()
+        first_limit = max(8, min(docs.PAGE_LIMIT_MAX, int(span // 900) + 8))
         items: list[Reading] = []
         next_time: datetime | None = None
+        latest: datetime | None = None
+        late_beyond = False
         chain = self._reading_pages(self._meter_chain(upstream_meter_id, start), end, parse_time, first_limit)
         with upstream_operation("readings"):
             async with aclosing(chain) as pages:
@@ -379,8 +398,19 @@ class IometerBackend:
                             items.extend(_readings(meter_id, time, row, None))
                         elif time >= end and (next_time is None or time < next_time):
                             next_time = time
+                        late_beyond = late_beyond or (time >= end and latest is not None and time < latest)
+                        latest = time if latest is None else max(latest, time)
+        if late_beyond:
+            self._late_readings({meter_id})
         items.sort(key=lambda r: (r.time, r.quantity))
         return items, next_time
+
+    def _late_readings(self, meter_ids: set[str]) -> None:
+        """Readings listed late that belong after the window just read: a later window of these meters
+        may be cached without them (IOmeter has no corrections feed to say so)."""
+        tolerance.record(NAME, "late_readings", "beyond_window", pinned=False)
+        if self.on_late_readings is not None:
+            self.on_late_readings(meter_ids)
 
     def register_value(self, meter: Meter, reading: Reading) -> float | None:
         """The reading's value when it is the meter's cumulative register (the one daily consumption is

@@ -7,7 +7,10 @@ the place where the pin lives.
 
 from __future__ import annotations
 
+import asyncio
+import json
 import re
+import time as clock_time
 from datetime import timedelta
 from typing import Any
 
@@ -27,6 +30,15 @@ from graphql import (
 from app.backends.iometer import settings_of as io_settings
 from app.backends.iometer.auth import BasicAuth, WsseAuth
 from app.backends.iometer.documents import schema_sdl
+from app.backends.iometer.live_source import (
+    EVENT_STREAM,
+    SUBPROTOCOL,
+    handshake_refused,
+    sse_events,
+    websocket_url,
+    websockets_connect,
+)
+from app.backends.iometer.payloads import KNOWN_UNITS
 from app.doctor.report import Finding, failed, passed, unknown
 from app.infra.config import Settings
 from app.infra.timeutil import Clock, format_rfc3339_seconds, from_epoch
@@ -46,6 +58,10 @@ CHECKS = (
     "readings_order",
     "cursor",
     "id_case",
+    # issue 21: what can shift a number
+    "unit_case",
+    "page_size",
+    "live_protocol",
 )
 
 
@@ -63,6 +79,7 @@ class Probe:
             else BasicAuth(partner_id, secret)
         )
         self.http = http
+        self.header = self.auth.header  # type: ignore[attr-defined]  # both auth classes have it
 
     async def post(self, query: str, variables: dict[str, Any] | None = None) -> tuple[int, dict[str, Any]]:
         name = re.search(r"(?:query|subscription)\s+(\w+)", query)
@@ -112,8 +129,12 @@ async def check(settings: Settings, http: httpx.AsyncClient, clock: Clock, findi
     findings.append(await _schema(probe))
     findings.extend(await _obis(probe, clock))
     findings.append(await _pagination(probe))
-    findings.extend(await _readings(probe, clock))
+    readings, page_size = await _readings(probe, clock)
+    findings.extend(readings)
     findings.append(await _id_case(probe))
+    findings.append(await _unit_case(probe, clock))
+    findings.append(page_size)
+    findings.append(await _live_protocol(probe, clock))
 
 
 # --- schema -----------------------------------------------------------------------------------------
@@ -279,53 +300,111 @@ READINGS = (
 )
 
 
-async def _readings(probe: Probe, clock: Clock) -> list[Finding]:
-    since = format_rfc3339_seconds(from_epoch(clock()) - timedelta(hours=6))
-    status, payload = await probe.post(READINGS, {"t": since, "n": 200})
-    if not _ok(status, payload):
-        problem = _error(status, payload)
+WALK_DAYS = 4
+WALK_PAGES = 5
+"""The listing walk: the partner's readings of the last `WALK_DAYS` days, at most `WALK_PAGES` pages."""
+
+
+async def _walk(probe: Probe, since: str) -> tuple[list[list[dict[str, Any]]], str | None, bool]:
+    """Pages of the partner-wide listing from `since` (1000 a page); stops early where a page repeats
+    an earlier one (a cursor the server ignores is the `cursor` check's to report). (pages, error,
+    whether the first page came with a cursor)."""
+    pages: list[list[dict[str, Any]]] = []
+    seen: set[tuple[str, str]] = set()
+    cursor: str | None = None
+    more = False
+    for _ in range(WALK_PAGES):
+        status, payload = await probe.post(READINGS, {"t": since, "n": 1000, "c": cursor})
+        if not _ok(status, payload):
+            return pages, _error(status, payload), more
+        rows = _rows(payload)
+        keys = {(str(r["meter"]["id"]).lower(), str(r["time"])) for r in rows}
+        if pages and keys & seen:
+            break
+        seen |= keys
+        pages.append(rows)
+        cursor = payload["data"]["readings"].get("cursor")
+        more = more or (len(pages) == 1 and isinstance(cursor, str))
+        if not isinstance(cursor, str):
+            break
+    return pages, None, more
+
+
+def _page_size(pages: list[list[dict[str, Any]]], more: bool) -> Finding:
+    """`page_size`: whether a page asked for 1000 readings holds 1000 (the adapter's largest ask,
+    `PAGE_LIMIT_MAX`), or the vendor caps it lower and continues by cursor."""
+    first = len(pages[0]) if pages else 0
+    if not more:
+        return unknown(VENDOR, "page_size", f"{first} readings in {WALK_DAYS} days: fewer than a page of 1000")
+    if first >= 1000:
+        return passed(VENDOR, "page_size", "`limit: 1000` gives 1000 readings and a cursor")
+    return failed(
+        VENDOR,
+        "page_size",
+        f"`limit: 1000` gave {first} readings and a cursor: the vendor caps a page at {first} "
+        "(the adapter keeps paging by cursor; correct the pin)",
+        "app/backends/iometer/documents.py (PAGE_LIMIT_MAX)",
+    )
+
+
+async def _readings(probe: Probe, clock: Clock) -> tuple[list[Finding], Finding]:
+    """`readings_order`: whether the vendor lists readings by reading time (as pinned) or as it
+    received them, over several pages, so a reading uploaded late shows (listed after later ones);
+    `cursor`; and `page_size` (returned apart: it is reported last)."""
+    since = format_rfc3339_seconds(from_epoch(clock()) - timedelta(days=WALK_DAYS))
+    pages, problem, more = await _walk(probe, since)
+    if problem is not None and not pages:
         return [
             unknown(VENDOR, "readings_order", f"partner readings refused: {problem}"),
             unknown(VENDOR, "cursor", f"partner readings refused: {problem}"),
-        ]
-    rows = _rows(payload)
+        ], unknown(VENDOR, "page_size", f"partner readings refused: {problem}")
+    size = _page_size(pages, more)
     findings: list[Finding] = []
-    keys = [(str(r["meter"]["id"]).lower(), str(r["time"])) for r in rows]
-    times = [t for _, t in keys]
-    duplicates = len(keys) - len(set(keys))
-    ordered = times == sorted(times)  # RFC 3339 UTC `Z` strings sort as their instants
+    rows = [r for page in pages for r in page]
+    times = [str(r["time"]) for r in rows]  # RFC 3339 UTC `Z` strings sort as their instants
+    duplicates = sum(len(page) - len({(str(r["meter"]["id"]).lower(), str(r["time"])) for r in page}) for page in pages)
+    latest = ""
+    late: list[tuple[str, str]] = []
+    for t in times:
+        if t < latest:
+            late.append((t, latest))
+        latest = max(latest, t)
+    walked = f"{len(rows)} readings of the last {WALK_DAYS} days over {len(pages)} page(s)"
     if len(rows) < 2:
-        findings.append(unknown(VENDOR, "readings_order", f"{len(rows)} reading(s) in the last 6 h: nothing to order"))
-    elif ordered and not duplicates:
-        findings.append(
-            passed(VENDOR, "readings_order", f"{len(rows)} readings of the last 6 h ascending, no duplicates")
-        )
+        findings.append(unknown(VENDOR, "readings_order", f"{walked}: nothing to order"))
+    elif not late and not duplicates:
+        findings.append(passed(VENDOR, "readings_order", f"{walked}: listed by reading time, ascending, no duplicates"))
     else:
         what = []
-        if not ordered:
-            what.append("not ascending by time")
+        if late:
+            taken, after = late[0]
+            what.append(
+                f"listed by receive time, not reading time: {len(late)} listed after later ones "
+                f"(a reading of {taken} after one of {after})"
+            )
         if duplicates:
-            what.append(f"{duplicates} duplicated (meter, time)")
+            what.append(f"{duplicates} duplicated (meter, time) within a page")
         findings.append(
             failed(
                 VENDOR,
                 "readings_order",
-                f"a page of {len(rows)} readings is " + " and ".join(what) + " (the adapter sorts and de-duplicates)",
-                READINGS_WALK,
+                f"{walked}: " + " and ".join(what) + " (the adapter sorts and de-duplicates)",
+                f"{READINGS_WALK} and IOMETER_LATE_WINDOW (how far past a window's end a read follows the listing)",
             )
         )
 
+    since = format_rfc3339_seconds(from_epoch(clock()) - timedelta(hours=6))
     status, first = await probe.post(READINGS, {"t": since, "n": 3})
     cursor = first.get("data", {}).get("readings", {}).get("cursor") if _ok(status, first) else None
     if not isinstance(cursor, str):
         findings.append(unknown(VENDOR, "cursor", "a 3-reading page came without a cursor: too few readings to page"))
-        return findings
+        return findings, size
     status, second = await probe.post(READINGS, {"t": since, "n": 3, "c": cursor})
     if not _ok(status, second):
         findings.append(
             failed(VENDOR, "cursor", f"following the cursor failed: {_error(status, second)}", READINGS_WALK)
         )
-        return findings
+        return findings, size
     page1 = {(str(r["meter"]["id"]).lower(), str(r["time"])) for r in _rows(first)}
     page2 = {(str(r["meter"]["id"]).lower(), str(r["time"])) for r in _rows(second)}
     if page1 & page2:
@@ -339,7 +418,7 @@ async def _readings(probe: Probe, clock: Clock) -> list[Finding]:
         )
     else:
         findings.append(passed(VENDOR, "cursor", f"the cursor continues: page 2 has {len(page2)} new readings"))
-    return findings
+    return findings, size
 
 
 def _rows(payload: dict[str, Any]) -> list[dict[str, Any]]:
@@ -370,3 +449,126 @@ async def _id_case(probe: Probe) -> Finding:
             "app/backends/iometer/adapter.py (_id)",
         )
     return passed(VENDOR, "id_case", f"all {len(ids)} installation, meter and device ids lower case")
+
+
+async def _unit_case(probe: Probe, clock: Clock) -> Finding:
+    """`unit_case`: the units of a page of readings are spelt as pinned (`Wh`, `W`, `V`, ...). The
+    page's `unit` is a free string: the adapter compares units case-insensitively, so `wh` still counts,
+    but a spelling other than the pinned one is named here."""
+    since = format_rfc3339_seconds(from_epoch(clock()) - timedelta(days=2))
+    status, payload = await probe.post(
+        "query DoctorUnits($t: DateTime) { readings(startTime: $t, limit: 20) { readings { values { unit } } } }",
+        {"t": since},
+    )
+    if not _ok(status, payload):
+        return unknown(VENDOR, "unit_case", f"partner readings refused: {_error(status, payload)}")
+    try:
+        units = sorted({str(v["unit"]) for row in payload["data"]["readings"]["readings"] for v in row["values"]})
+    except (KeyError, TypeError):
+        units = []
+    if not units:
+        return unknown(VENDOR, "unit_case", "no reading in 2 days: no unit to look at")
+    folded = {u.lower() for u in KNOWN_UNITS}
+    cased = [u for u in units if u not in KNOWN_UNITS and u.lower() in folded]
+    foreign = [u for u in units if u.lower() not in folded]
+    if not cased and not foreign:
+        return passed(VENDOR, "unit_case", f"units spelt as pinned: {', '.join(units)}")
+    what = []
+    if cased:
+        what.append(f"spelt otherwise than pinned: {', '.join(cased)} (the adapter compares case-insensitively)")
+    if foreign:
+        what.append(f"not known at all: {', '.join(foreign)} (passed on as `obis:<code>` with the unit as sent)")
+    return failed(VENDOR, "unit_case", "units " + "; ".join(what), "app/backends/iometer/payloads.py (KNOWN_UNITS)")
+
+
+LIVE_WAIT = 10.0
+"""Seconds the `live_protocol` check waits for the connection and for one event on each protocol."""
+LIVE_DOCUMENT = "subscription DoctorLive($t: DateTime) { meterReadings(startTime: $t) { meter { id } time } }"
+
+
+async def _live_protocol(probe: Probe, clock: Clock) -> Finding:
+    """`live_protocol`: which subscription protocol the vendor speaks (its page: GraphQL over WebSocket
+    or over Server-Sent Events; WebSocket pinned), where the `Authorization` value goes, and one event
+    of `meterReadings` (replaying the last hour) within `LIVE_WAIT` seconds."""
+    since = format_rfc3339_seconds(from_epoch(clock()) - timedelta(hours=1))
+    ws, ws_said = await _live_websocket(probe, since)
+    if ws is not None:
+        return passed(
+            VENDOR,
+            "live_protocol",
+            f"GraphQL over WebSocket (graphql-transport-ws), `Authorization` in the `connection_init` payload; "
+            f"first event after {ws:.1f} s",
+        )
+    sse, sse_said = await _live_event_stream(probe, since)
+    if sse is not None:
+        return failed(
+            VENDOR,
+            "live_protocol",
+            f"the WebSocket was refused ({ws_said}); the vendor speaks GraphQL over Server-Sent Events "
+            f"(graphql-sse, `Authorization` header), first event after {sse:.1f} s (the live source falls back "
+            "to it; correct the pin)",
+            "app/backends/iometer/live_source.py (IometerLiveSource.protocol)",
+        )
+    if "refused" in ws_said and "refused" in sse_said:
+        return failed(
+            VENDOR,
+            "live_protocol",
+            f"WebSocket: {ws_said}; Server-Sent Events: {sse_said}",
+            "app/backends/iometer/live_source.py (IometerLiveSource)",
+        )
+    return unknown(VENDOR, "live_protocol", f"WebSocket: {ws_said}; Server-Sent Events: {sse_said}")
+
+
+async def _live_websocket(probe: Probe, since: str) -> tuple[float | None, str]:
+    """(seconds to the first event, or None; what happened)."""
+    started = clock_time.monotonic()
+    try:
+        async with asyncio.timeout(LIVE_WAIT), websockets_connect(websocket_url(probe.url), SUBPROTOCOL) as ws:
+            await ws.send(json.dumps({"type": "connection_init", "payload": {"Authorization": probe.header()}}))
+            subscribe = {"query": LIVE_DOCUMENT, "operationName": "DoctorLive", "variables": {"t": since}}
+            acknowledged = False
+            for _ in range(100):
+                message = json.loads(await ws.recv())
+                kind = message.get("type") if isinstance(message, dict) else None
+                if kind == "connection_ack" and not acknowledged:
+                    acknowledged = True
+                    await ws.send(json.dumps({"id": "1", "type": "subscribe", "payload": subscribe}))
+                elif kind == "ping":
+                    await ws.send(json.dumps({"type": "pong"}))
+                elif kind == "next":
+                    await ws.send(json.dumps({"id": "1", "type": "complete"}))
+                    return clock_time.monotonic() - started, "an event"
+                elif kind in ("error", "complete"):
+                    return None, f"the subscription answered `{kind}`"
+            return None, "no event among 100 messages"
+    except TimeoutError:
+        return None, f"no event within {LIVE_WAIT:g} s"
+    except Exception as exc:
+        if handshake_refused(exc):
+            return None, f"refused at the handshake ({type(exc).__name__})"
+        return None, f"failed ({type(exc).__name__})"
+
+
+async def _live_event_stream(probe: Probe, since: str) -> tuple[float | None, str]:
+    """(seconds to the first event, or None; what happened), over graphql-sse with the same auth as queries."""
+    started = clock_time.monotonic()
+    body = {"query": LIVE_DOCUMENT, "operationName": "DoctorLive", "variables": {"t": since}}
+    headers = {"Accept": EVENT_STREAM}
+    try:
+        async with (
+            asyncio.timeout(LIVE_WAIT),
+            probe.http.stream("POST", probe.url, json=body, headers=headers, auth=probe.auth) as response,
+        ):
+            kind = response.headers.get("content-type", "")
+            if response.status_code != 200 or not kind.startswith(EVENT_STREAM):
+                return None, f"refused (HTTP {response.status_code} {kind.split(';')[0]})"
+            async for event, _ in sse_events(response.aiter_bytes()):
+                if event == "next":
+                    return clock_time.monotonic() - started, "an event"
+                if event == "complete":
+                    return None, "the stream completed without an event"
+            return None, "the stream ended without an event"
+    except TimeoutError:
+        return None, f"no event within {LIVE_WAIT:g} s"
+    except httpx.HTTPError as exc:
+        return None, f"failed ({type(exc).__name__})"

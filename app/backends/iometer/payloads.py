@@ -254,10 +254,10 @@ def normalize(value: WireValue) -> tuple[str, str, float, str]:
     quantity = QUANTITY_BY_OBIS.get(obis)
     if quantity is not None:
         unit, exponents = _CONVERSIONS[quantity]
-        exponent = exponents.get(value.unit)
+        exponent = unit_exponent(exponents, value.unit)
         if exponent is not None:
             return quantity, obis, _scale(value.value, exponent), unit
-    return f"obis:{obis}", obis, float(value.value), value.unit
+    return f"obis:{obis}", obis, float(value.value), canonical_unit(value.unit)
 
 
 def _scale(value: float, exponent: int) -> float:
@@ -266,6 +266,34 @@ def _scale(value: float, exponent: int) -> float:
 
 
 _VOLUME_TO_M3 = {"m3": 0, "L": -3, "l": -3, "dm3": -3}
+
+# issue 21: unit strings compared case-insensitively
+KNOWN_UNITS = frozenset({*_ENERGY_TO_KWH, *_POWER_TO_W, *_VOLUME_TO_M3, "V", "A", "Hz"})
+"""Units as UPSTREAMS.md spells them (the meter's own: `Wh`, `W`, `V`, ...)."""
+
+
+_CANONICAL = {u.lower(): u for u in sorted(KNOWN_UNITS, reverse=True)}
+
+
+def canonical_unit(unit: str) -> str:
+    """`unit` as spelt in `KNOWN_UNITS` where it is one of them in another case (`v` is V), else as sent."""
+    if unit in KNOWN_UNITS:
+        return unit
+    return _CANONICAL.get(unit.lower(), unit)
+
+
+def unit_exponent(table: dict[str, int], unit: str) -> int | None:
+    """The exponent `table` gives `unit`: exactly as spelt, else compared case-insensitively (the
+    page's `unit` is a free `String!`; `kwh` is kWh). Where two spellings differ only in case (`l`,
+    `L`), they mean the same; `MWh` is the only energy unit in `M`/`m`, so `mwh` is MWh."""
+    exponent = table.get(unit)
+    if exponent is not None:
+        return exponent
+    folded = {key.lower(): value for key, value in table.items()}
+    exponent = folded.get(unit.lower())
+    if exponent is not None:
+        tolerance.record(BACKEND, "unit_case", "other", pinned=False)
+    return exponent
 
 
 _MEDIUM_OF_REGISTER = {code: medium for medium, code in REGISTER_BY_MEDIUM.items()}
@@ -287,7 +315,7 @@ def register_value(values: list[WireValue]) -> tuple[float, str] | None:
         return None
     v, medium = found
     unit = UNIT_BY_MEDIUM[medium]
-    exponent = (_ENERGY_TO_KWH if unit == "kWh" else _VOLUME_TO_M3).get(v.unit)
+    exponent = unit_exponent(_ENERGY_TO_KWH if unit == "kWh" else _VOLUME_TO_M3, v.unit)
     return None if exponent is None else (_scale(v.value, exponent), unit)
 
 
@@ -299,7 +327,7 @@ def register_of_reading(medium: str, obis: str | None, value: float, unit: str |
     if code is None or obis != code or unit is None:
         return None
     facade_unit = UNIT_BY_MEDIUM[medium]
-    exponent = (_ENERGY_TO_KWH if facade_unit == "kWh" else _VOLUME_TO_M3).get(unit)
+    exponent = unit_exponent(_ENERGY_TO_KWH if facade_unit == "kWh" else _VOLUME_TO_M3, unit)
     return None if exponent is None else _scale(value, exponent)
 
 
@@ -307,6 +335,6 @@ def energy_import_kwh(values: list[WireValue]) -> float | None:
     """The `1-0:1.8.0` register of one reading in kWh, or None when the reading lacks it."""
     for v in values:
         if decimal_obis(v.obis) == ENERGY_IMPORT:
-            exponent = _ENERGY_TO_KWH.get(v.unit)
+            exponent = unit_exponent(_ENERGY_TO_KWH, v.unit)
             return None if exponent is None else _scale(v.value, exponent)
     return None

@@ -164,11 +164,25 @@ class WalteroBackend:
     async def _device(self, device_id: str) -> shapes.Device:
         """One device of our organizations, asked of Waltero; raises `NotFound`."""
         device = await self.client.device(device_id)
+        if device.organization_id is None:
+            org = await self._organization_of(device_id)
+            if org is None:
+                raise NotFound(f"Waltero has no device {device_id}", backend=self.name)
+            device = device.in_organization(org)
         if device.organization_id not in await self.organizations():
             raise NotFound(f"Waltero has no device {device_id}", backend=self.name)
         self._directory[device.id] = device
         self._metadata_at[device.id] = self._clock()
         return device
+
+    async def _organization_of(self, device_id: str) -> str | None:
+        """The organization of a device whose record names none (issue 21): the login's only
+        organization, or of several the one whose device listing holds it."""
+        orgs = await self.organizations()
+        if len(orgs) == 1:
+            return orgs[0]
+        listed = (await self._refresh_directory(max_age=DIRECTORY_MISS_INTERVAL)).get(device_id)
+        return listed.organization_id if listed is not None else None
 
     async def _device_metadata(self, device_id: str) -> shapes.Device:
         """A device's type, unit and organization: static, so a record younger than `DIRECTORY_TTL`
@@ -239,7 +253,7 @@ class WalteroBackend:
             return []
         with upstream_operation("daily_consumption"):
             wanted = await self._daily_devices(upstream_meter_ids)
-            orgs = sorted({device.organization_id for device in wanted})
+            orgs = sorted({device.organization_id for device in wanted if device.organization_id})
             folded: dict[str, dict[date, LocalDay]] = {}
             for result in await gather_first_error([self._org_days(org, start, end, tz) for org in orgs]):
                 folded.update(result)
@@ -253,7 +267,8 @@ class WalteroBackend:
                 return dict.fromkeys(await self.organizations())
             sites: dict[str, set[str]] = {}
             for device in await self._daily_devices(upstream_meter_ids):
-                sites.setdefault(device.organization_id, set()).add(device.id)
+                if device.organization_id:
+                    sites.setdefault(device.organization_id, set()).add(device.id)
         return {org: frozenset(ids) for org, ids in sites.items()}
 
     async def site_daily_consumption(self, site: str, start: date, end: date, tz: ZoneInfo) -> list[DailyConsumption]:

@@ -122,7 +122,7 @@ class WalteroClient:
         offset = 0
         while True:
             page = await self.devices_page(org_id, limit=shapes.DEVICES_MAX_LIMIT, offset=offset)
-            fresh = [device for device in page.data if device.id not in seen]
+            fresh = [device.in_organization(org_id) for device in page.data if device.id not in seen]
             if page.data and len(fresh) < len(page.data):
                 tolerance.record(shapes.BACKEND, "device_paging", "offset_ignored", pinned=False)
                 devices.extend(fresh)

@@ -34,8 +34,14 @@ CHECKS = (
     "daily_vs_telemetry",
     "daily_buckets",
     "audit_paging",
+    # issue 21: what can shift a number
+    "telemetry_time",
+    "daily_label",
+    "device_organization",
+    "device_lookup",
 )
-DEVICE_KEYS = ("id", "serial_number", "meter_type", "unit", "multiplier", "organization_id")
+DEVICE_KEYS = ("id", "serial_number", "meter_type", "unit", "multiplier")
+"""Checked by `devices_shape`; `organization_id` has a check of its own (`device_organization`)."""
 DAILY_KEYS = ("deviceId", "deviceName", "serialNumber", "consumption")
 AUDIT_KEYS = ("id", "device_id", "timestamp", "previous_value", "new_value", "actor", "changed_at")
 
@@ -171,6 +177,9 @@ async def check(
     user = me.get("user") if isinstance(me, dict) else None
     ids: list[str] = list(orgs) + ([user["id"]] if isinstance(user, dict) and isinstance(user.get("id"), str) else [])
     devices, org = await _devices(probe, orgs, findings, ids)
+    if devices and org is not None:
+        findings.append(_device_organization(devices, org, me))
+        findings.append(await _device_lookup(probe, devices[0]))
     upper = [i for i in ids if i != i.lower()]
     if upper:
         findings.append(
@@ -185,13 +194,15 @@ async def check(
     else:
         findings.append(passed(VENDOR, "id_case", f"all {len(ids)} user, organization and device ids lower case"))
     if not devices or org is None:
-        findings.extend(unknown(VENDOR, n, "not probed: no device") for n in CHECKS[5:])
+        done = {f.check for f in findings if f.vendor == VENDOR}
+        findings.extend(unknown(VENDOR, n, "not probed: no device") for n in CHECKS[5:] if n not in done)
         return
 
     now = from_epoch(clock())
     device = await _telemetry(probe, devices, now, findings)
     await _daily(probe, org, device, now, findings)
     findings.append(await _audit(probe, org, now))
+    findings.append(await _daily_label(probe, org, device, now))
 
 
 async def _devices(
@@ -294,6 +305,7 @@ async def _telemetry(
             findings.append(
                 passed(VENDOR, "telemetry_keys", f"{len(points)} points with flat keys: {', '.join(names)}")
             )
+        findings.append(_telemetry_time(body, points))
         factor = multiplier(device)
         pairs = [
             (float(p[shapes.PROCESSED]), float(p[shapes.RAW]))
@@ -332,7 +344,32 @@ async def _telemetry(
         return device
     findings.append(unknown(VENDOR, "telemetry_keys", "no device has telemetry in the last 3 days"))
     findings.append(unknown(VENDOR, "processed", "no device has telemetry in the last 3 days"))
+    findings.append(unknown(VENDOR, "telemetry_time", "no device has telemetry in the last 3 days"))
     return None
+
+
+def _telemetry_time(body: Any, points: list[dict[str, Any]]) -> Finding:
+    """`telemetry_time`: the answer is `{deviceId, data: [...]}` and each point's time is `timestamp`
+    (pinned; the page shows no telemetry answer). Another time key is read by the adapter, but named."""
+    wrapper = sorted(body) if isinstance(body, dict) else ["(a bare list)"]
+    if not isinstance(body, dict) or not isinstance(body.get("data"), list) or "deviceId" not in body:
+        return failed(
+            VENDOR,
+            "telemetry_time",
+            f"the telemetry answer is not `{{deviceId, data}}` (keys: {', '.join(wrapper)})",
+            f"{SHAPES} (TelemetryResponse)",
+        )
+    keys = {shapes.time_key(p) for p in points}
+    if keys == {"timestamp"}:
+        return passed(VENDOR, "telemetry_time", f"`{{deviceId, data}}`; all {len(points)} points carry `timestamp`")
+    found = sorted(str(k) for k in keys)
+    return failed(
+        VENDOR,
+        "telemetry_time",
+        f"points carry their time as {', '.join(f'`{k}`' for k in found)}, not `timestamp` "
+        "(the adapter reads the usual time keys; correct the pin)",
+        f"{SHAPES} (TelemetryPoint / TIME_KEYS)",
+    )
 
 
 async def _daily(probe: Probe, org: str, device: dict[str, Any] | None, now: datetime, findings: list[Finding]) -> None:
@@ -432,7 +469,7 @@ async def _daily_vs_telemetry(probe: Probe, rows: list[Any], device: dict[str, A
     points, _ = _data(body)
     register: dict[datetime, float] = {}
     for point in map(_flat, [p for p in points or [] if isinstance(p, dict)]):
-        stamp, processed = point.get("timestamp"), point.get(shapes.PROCESSED)
+        stamp, processed = point.get(shapes.time_key(point) or "timestamp"), point.get(shapes.PROCESSED)
         if isinstance(stamp, str) and isinstance(processed, int | float):
             try:
                 register[parse_rfc3339(stamp)] = float(processed)
@@ -506,3 +543,158 @@ async def _audit(probe: Probe, org: str, now: datetime) -> Finding:
             "app/backends/waltero/adapter.py (WalteroBackend._org_feed)",
         )
     return unknown(VENDOR, "audit_paging", "only one change in 120 days: paging cannot be told")
+
+
+DAILY_LABELS = "app/backends/waltero/daily.py (local_days_of_call: the bucket a row's `date` claims)"
+
+
+async def _register_at(probe: Probe, device_id: str, times: list[datetime]) -> dict[datetime, float]:
+    """The device's processed register at `times` (those it has a point at)."""
+    params = {
+        "startDate": _wire(times[0]),
+        "endDate": _wire(times[-1] + timedelta(minutes=1)),
+        "fields": shapes.PROCESSED,
+    }
+    _, body = await probe.get(shapes.telemetry_path(device_id), params)
+    points, _ = _data(body)
+    register: dict[datetime, float] = {}
+    for point in map(_flat, [p for p in points or [] if isinstance(p, dict)]):
+        stamp, processed = point.get(shapes.time_key(point) or "timestamp"), point.get(shapes.PROCESSED)
+        if isinstance(stamp, str) and isinstance(processed, int | float):
+            try:
+                register[parse_rfc3339(stamp)] = float(processed)
+            except ValueError:
+                continue
+    return {t: register[t] for t in times if t in register}
+
+
+async def _daily_label(probe: Probe, org: str, device: dict[str, Any] | None, now: datetime) -> Finding:
+    """`daily_label`: the `date` of a 24 h bucket starting at 22:00Z (as the page's own example window
+    does) is the UTC day it starts on (pinned), not the day it ends on. Which bucket a label names is
+    confirmed with the telemetry register of the same device, else with a request shifted by a day."""
+    start = datetime.combine(now.date() - timedelta(days=5), time(22), UTC)
+    path = shapes.daily_consumption_path(org)
+    ask = {"startDate": _wire(start), "endDate": _wire(start + timedelta(hours=48)), "resolution": "day"}
+    status, body = await probe.get(path, ask)
+    rows = [r for r in _data(body)[0] or [] if isinstance(r, dict) and isinstance(r.get("date"), str)]
+    if not rows:
+        return unknown(VENDOR, "daily_label", f"48 h from {_wire(start)}: {_said(status, body)}, no dated row")
+    first = min(str(r["date"]) for r in rows)
+    how = await _confirm_first_bucket(probe, path, start, rows, first, device)
+    pinned, ending = start.date().isoformat(), (start.date() + timedelta(days=1)).isoformat()
+    evidence = f"the bucket from {_wire(start)} is labelled {first} ({how})"
+    if first == pinned:
+        return passed(VENDOR, "daily_label", evidence + ": the day it starts on, as pinned")
+    if first == ending:
+        return failed(
+            VENDOR,
+            "daily_label",
+            evidence + ": the day it ends on, so every local day east of UTC would shift by one",
+            DAILY_LABELS,
+        )
+    return failed(VENDOR, "daily_label", evidence + f": neither {pinned} nor {ending}", DAILY_LABELS)
+
+
+async def _confirm_first_bucket(
+    probe: Probe, path: str, start: datetime, rows: list[dict[str, Any]], first: str, device: dict[str, Any] | None
+) -> str:
+    """How we know `first` names the bucket from `start`: the device's value there equals its register
+    difference over `[start, start + 24 h)`, or a request from `start + 24 h` does not carry `first`."""
+    if device is not None:
+        device_id = str(device["id"]).lower()
+        row = next((r for r in rows if str(r.get("deviceId")).lower() == device_id and r["date"] == first), None)
+        moments = [start, start + timedelta(hours=24)]
+        register = await _register_at(probe, device_id, moments)
+        value = row.get("consumption") if row else None
+        multiplier = device.get("multiplier")
+        factors = [1.0] + ([float(multiplier)] if isinstance(multiplier, int | float) and multiplier else [])
+        if isinstance(value, int | float) and len(register) == 2:
+            difference = register[moments[1]] - register[moments[0]]
+            if any(_close(float(value) * f, difference) for f in factors):
+                return f"device {device_id}: its value is the register difference over that bucket"
+    shifted = start + timedelta(hours=24)
+    ask = {"startDate": _wire(shifted), "endDate": _wire(shifted + timedelta(hours=24)), "resolution": "day"}
+    _, body = await probe.get(path, ask)
+    later = {str(r.get("date")) for r in _data(body)[0] or [] if isinstance(r, dict) and r.get("date")}
+    if later and first not in later:
+        return f"a request from {_wire(shifted)} is labelled {min(later)}"
+    return "not confirmed by telemetry or a shifted request"
+
+
+def _device_organization(devices: list[dict[str, Any]], org: str, me: Any) -> Finding:
+    """`device_organization`: each listed device names its organization (`organization_id`, pinned but
+    not on the page); where none does, the adapter takes the organization it listed them under, or for a
+    single lookup the login's organizations (`user.organizations`)."""
+    named = [d for d in devices if isinstance(d.get("organization_id"), str)]
+    user = me.get("user") if isinstance(me, dict) else None
+    memberships = user.get("organizations") if isinstance(user, dict) else None
+    members = len(memberships) if isinstance(memberships, list) else 0
+    if len(named) == len(devices):
+        wrong = [d for d in named if str(d["organization_id"]).lower() != org.lower()]
+        if not wrong:
+            return passed(
+                VENDOR,
+                "device_organization",
+                f"all {len(devices)} devices name `organization_id` = the organization listed",
+            )
+        return failed(
+            VENDOR,
+            "device_organization",
+            f"{len(wrong)} of {len(devices)} devices listed under one organization name another",
+            f"{SHAPES} (Device.organization_id)",
+        )
+    return failed(
+        VENDOR,
+        "device_organization",
+        f"{len(devices) - len(named)} of {len(devices)} devices carry no `organization_id`; the adapter takes the "
+        f"organization they are listed under, or the login's `user.organizations` ({members}) (correct the pin)",
+        f"{SHAPES} (Device.organization_id)",
+    )
+
+
+UNKNOWN_DEVICE = "00000000-0000-4000-8000-00000000dead"
+
+
+async def _device_lookup(probe: Probe, listed: dict[str, Any]) -> Finding:
+    """`device_lookup`: `GET /api/devices/{id}` answers the bare device record, with the same
+    multiplier as the listing (the page: "multiplier (returned by GET /api/devices/{id})"), and an
+    unknown id is 404 `NOT_FOUND`."""
+    device_id = str(listed["id"])
+    status, body = await probe.get(shapes.device_path(device_id))
+    if status != 200 or not isinstance(body, dict):
+        return failed(
+            VENDOR, "device_lookup", f"GET /api/devices/{device_id}: {_said(status, body)}", f"{SHAPES} (Device)"
+        )
+    if set(body) == {"data"} and isinstance(body["data"], dict):
+        return failed(
+            VENDOR,
+            "device_lookup",
+            "GET /api/devices/{id} wraps the device in `{data}` (the adapter unwraps it; correct the pin)",
+            f"{SHAPES} (Device)",
+        )
+    missing = [k for k in DEVICE_KEYS if k not in body]
+    if missing:
+        return failed(
+            VENDOR, "device_lookup", "GET /api/devices/{id} lacks " + ", ".join(missing), f"{SHAPES} (Device)"
+        )
+    one, many = body.get("multiplier"), listed.get("multiplier")
+    if not (isinstance(one, int | float) and isinstance(many, int | float) and _close(float(one), float(many))):
+        return failed(
+            VENDOR,
+            "device_lookup",
+            f"GET /api/devices/{{id}} says multiplier {one!r}, the listing {many!r}",
+            "app/backends/waltero/adapter.py (WalteroBackend._device)",
+        )
+    status, missing_body = await probe.get(shapes.device_path(UNKNOWN_DEVICE))
+    if status != 404:
+        return failed(
+            VENDOR,
+            "device_lookup",
+            f"an unknown device id answered {_said(status, missing_body)}, not 404 NOT_FOUND",
+            "app/backends/waltero/errors.py",
+        )
+    return passed(
+        VENDOR,
+        "device_lookup",
+        f"GET /api/devices/{{id}}: the bare record, multiplier {one:g} as listed; an unknown id is 404",
+    )

@@ -102,7 +102,7 @@ def meter_from_device(device: Device) -> Meter:
         name=device.name or device.external_id or None,
         medium=medium(device.meter_type),
         unit=unit_scale(device.unit).unit,
-        site_id=prefixed(device.organization_id),
+        site_id=prefixed(device.organization_id) if device.organization_id else None,
         device_id=prefixed(device.id),
     )
 

@@ -208,7 +208,25 @@ class Device(WireModel):
     meter_type: str
     unit: str | None = None
     multiplier: float | None = 1.0
-    organization_id: WireId
+    organization_id: WireId | None = None
+    """Pinned present, but the page never shows it: where it is missing, the organization the device
+    was listed under, or for a single lookup the login's organizations (`WalteroBackend._device`)."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _unwrap(cls, value: object) -> object:
+        """`GET /api/devices/{id}` is pinned to answer the bare record; `{"data": {...}}` is accepted."""
+        if isinstance(value, dict) and set(value) == {"data"} and isinstance(value["data"], dict):
+            tolerance.record(BACKEND, "device_wrapper", "data", pinned=False)
+            return value["data"]
+        return value
+
+    def in_organization(self, org_id: str) -> Device:
+        """This device with `org_id` as its organization where the vendor sent none."""
+        if self.organization_id is not None:
+            return self
+        tolerance.record(BACKEND, "device_organization", "missing", pinned=False)
+        return self.model_copy(update={"organization_id": org_id})
 
 
 class DevicesPage(WireModel):
@@ -250,7 +268,10 @@ class TelemetryPoint(BaseModel):
     @model_validator(mode="before")
     @classmethod
     def _flatten(cls, value: object) -> object:
-        """Nested keys (`{"meter": {"value": {"processed": 1}}}`) become the dotted names the page uses."""
+        """Nested keys (`{"meter": {"value": {"processed": 1}}}`) become the dotted names the page uses;
+        a time key other than the pinned `timestamp` (the page shows no telemetry answer) is read as it."""
+        if isinstance(value, dict) and "timestamp" not in value:
+            value = _pinned_time_key(value)
         if not isinstance(value, dict) or not _is_nested(value):
             return value
         flat: dict[str, object] = {}
@@ -285,6 +306,25 @@ def _is_nested(point: dict[str, object]) -> bool:
     return any(isinstance(v, dict) for k, v in point.items() if k != "timestamp")
 
 
+# issue 21: the telemetry time key, where the page is silent
+TIME_KEYS = ("timestamp", "time", "ts", "datetime", "date", "recorded_at", "recordedAt", "created_at", "createdAt")
+"""Names a point's time may come under: `timestamp` (pinned) first, then the usual alternatives."""
+
+
+def time_key(point: dict[str, object]) -> str | None:
+    """The key a telemetry point carries its time under (the first of `TIME_KEYS` holding a string)."""
+    return next((k for k in TIME_KEYS if isinstance(point.get(k), str)), None)
+
+
+def _pinned_time_key(point: dict[str, object]) -> dict[str, object]:
+    key = time_key(point)
+    if key is None or key == "timestamp":
+        return point
+    moved = {k: v for k, v in point.items() if k != key}
+    moved["timestamp"] = point[key]
+    return moved
+
+
 class TelemetryResponse(WireModel):
     """`GET /api/devices/{id}/telemetry?startDate=&endDate=&fields=a,b`, ascending by `timestamp`."""
 
@@ -299,6 +339,10 @@ class TelemetryResponse(WireModel):
         if isinstance(points, list) and points:
             nested = any(isinstance(p, dict) and _is_nested(p) for p in points)
             tolerance.record(BACKEND, "telemetry_keys", "nested" if nested else "flat", pinned=not nested)
+            first = points[0] if isinstance(points[0], dict) else {}
+            key = time_key(first) or "missing"
+            shape = key if key in ("timestamp", "missing") else "other"  # a closed label set
+            tolerance.record(BACKEND, "telemetry_time_key", shape, pinned=key == "timestamp")
         return value
 
 

@@ -32,6 +32,9 @@ IOMETER_CHECKS = {
     "readings_order",
     "cursor",
     "id_case",
+    "unit_case",
+    "page_size",
+    "live_protocol",
 }
 WALTERO_CHECKS = {
     "login",
@@ -45,6 +48,10 @@ WALTERO_CHECKS = {
     "daily_vs_telemetry",
     "daily_buckets",
     "audit_paging",
+    "telemetry_time",
+    "daily_label",
+    "device_organization",
+    "device_lookup",
 }
 
 # variant -> (the check that must FAIL, the place the FAIL must name)
@@ -56,6 +63,10 @@ IOMETER_VARIANTS = {
     "cursor_ignored": ("cursor", "app/backends/iometer/adapter.py (IometerBackend._reading_pages)"),
     "hex_default": ("obis_default_form", "app/backends/iometer/payloads.py (parse_obis)"),
     "upper_ids": ("id_case", "app/backends/iometer/adapter.py (_id)"),
+    "sse_only": ("live_protocol", "app/backends/iometer/live_source.py (IometerLiveSource.protocol)"),
+    "page_cap": ("page_size", "app/backends/iometer/documents.py (PAGE_LIMIT_MAX)"),
+    "lower_units": ("unit_case", "app/backends/iometer/payloads.py (KNOWN_UNITS)"),
+    "late_uploads": ("readings_order", "app/backends/iometer/adapter.py (IometerBackend._reading_pages)"),
 }
 WALTERO_VARIANTS = {
     "opaque_token": ("login", "app/backends/waltero/token.py (token_expiry)"),
@@ -68,7 +79,12 @@ WALTERO_VARIANTS = {
     "daily_raw_units": ("daily_vs_telemetry", "app/backends/waltero/adapter.py (WalteroBackend.daily_consumption"),
     "utc_calendar": ("daily_buckets", "WALTERO_DAILY_BUCKETS=utc-calendar"),
     "audit_no_cursor": ("audit_paging", "app/backends/waltero/adapter.py (WalteroBackend._org_feed)"),
+    "end_day_labels": ("daily_label", "app/backends/waltero/daily.py (local_days_of_call"),
+    "time_key_renamed": ("telemetry_time", "app/backends/waltero/shapes.py (TelemetryPoint"),
+    "no_device_org": ("device_organization", "app/backends/waltero/shapes.py (Device.organization_id)"),
+    "device_wrapped": ("device_lookup", "app/backends/waltero/shapes.py (Device)"),
 }
+ALL_PASS = f"{len(IOMETER_CHECKS) + len(WALTERO_CHECKS)} PASS, 0 FAIL, 0 UNKNOWN"
 
 
 def test_every_variant_has_a_doctor_case() -> None:
@@ -187,7 +203,7 @@ def test_the_command_exits_zero_and_prints_no_secret(normal: tuple[str, str]) ->
     lines = [line for line in done.stdout.splitlines() if line.startswith(("iometer ", "waltero "))]
     assert len(lines) == len(IOMETER_CHECKS) + len(WALTERO_CHECKS)
     assert all(" PASS " in line for line in lines)
-    assert "19 PASS, 0 FAIL, 0 UNKNOWN" in done.stdout
+    assert ALL_PASS in done.stdout
     output = done.stdout + done.stderr
     assert iometer_sandbox.SANDBOX_SETTINGS["IOMETER_PARTNER_SECRET"] not in output
     assert waltero_sandbox.SANDBOX_SETTINGS["WALTERO_PASSWORD"] not in output
@@ -209,7 +225,7 @@ def test_sandbox_mode_serves_the_emulators_itself() -> None:
     """`FACADE_SANDBOX=true make doctor`: the in-process emulators on loopback, all PASS."""
     done = doctor_process({"FACADE_SANDBOX": "true"})
     assert done.returncode == 0, done.stdout + done.stderr
-    assert "19 PASS, 0 FAIL, 0 UNKNOWN" in done.stdout
+    assert ALL_PASS in done.stdout
     variant = doctor_process({}, "--sandbox", "--break", "iometer:cursor_ignored")
     assert variant.returncode == 1
     assert [line.split()[1] for line in variant.stdout.splitlines() if " FAIL " in line] == ["cursor"]
@@ -268,3 +284,17 @@ async def test_an_unreachable_vendor_is_unknown() -> None:
     findings, _ = await run(settings, transport=httpx.MockTransport(server))
     io = [f for f in findings if f.vendor == "iometer"]
     assert [(f.check, f.status) for f in io] == [("reachable", "UNKNOWN")]
+
+
+def test_a_vendor_listing_by_receive_time_is_named_with_the_late_reading() -> None:
+    """A late upload listed after later readings, pages away: the doctor says "receive time", names the
+    reading, and points at IOMETER_LATE_WINDOW."""
+    emulator = iometer_sandbox.create_emulator(time.time, breaks={"late_uploads"})
+    with serve_in_thread(emulator.app) as url:
+        found = findings_of(iometer_settings(url), "iometer")
+    finding = found["readings_order"]
+    assert finding.status == "FAIL"
+    assert "listed by receive time" in finding.evidence
+    assert "93 listed after later ones" in finding.evidence
+    assert finding.fix is not None
+    assert "IOMETER_LATE_WINDOW" in finding.fix

@@ -23,7 +23,7 @@ import json
 import random
 import time
 from collections import Counter
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import asdict
 from datetime import datetime
 from typing import Any, TypeGuard
@@ -47,7 +47,7 @@ from graphql.execution.values import get_variable_values
 from graphql.language import Visitor
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route, WebSocketRoute
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
@@ -68,6 +68,11 @@ BREAKS: dict[str, str] = {
     "cursor_ignored": "the `cursor` argument is ignored (every page is the first)",
     "hex_default": "`obisCode` without `format:` answers the hex form (`01-00:01.08.00*ff`)",
     "upper_ids": "every id is sent in upper case",
+    "sse_only": "subscriptions are GraphQL over Server-Sent Events (graphql-sse, `Authorization` header); "
+    "the WebSocket is refused",
+    "page_cap": "a readings page holds at most 250 readings, whatever `limit` asks (the cursor continues)",
+    "lower_units": "unit strings are sent in lower case (`wh`, `w`, `v`)",
+    "late_uploads": "readings listed in receive order, and most of one meter's past day uploaded late (`late.py`)",
 }
 """The emulator variants: name → the pinned assumption it breaks."""
 
@@ -220,6 +225,9 @@ class Emulator:
         if operation is None:
             return _errors("Could not determine which operation to run", "BAD_REQUEST", 400)
         if operation.operation == OperationType.SUBSCRIPTION:
+            wants_events = "text/event-stream" in request.headers.get("accept", "")
+            if "sse_only" in self.breaks and wants_events and request.method == "POST":
+                return await self._event_stream(document, operation, variables or {}, operation_name, partner_id)
             return _errors("Subscriptions are served over WebSocket", "BAD_REQUEST", 400)
         if operation.operation == OperationType.MUTATION and request.method == "GET":
             return _errors("Mutations need POST", "BAD_REQUEST", 405, {"Allow": "POST"})
@@ -239,10 +247,48 @@ class Emulator:
         assert isinstance(result, ExecutionResult)  # every resolver is synchronous
         return self._result(result, 200, None)
 
+    # --- subscriptions over Server-Sent Events (the `sse_only` variant) ------------------------------------
+    async def _event_stream(
+        self,
+        document: DocumentNode,
+        operation: OperationDefinitionNode,
+        variables: dict[str, Any],
+        operation_name: str | None,
+        partner_id: str,
+    ) -> Response:
+        """GraphQL over SSE, "distinct connections" mode of the graphql-sse protocol: one POST per
+        subscription (authorized by its `Authorization` header like any request), answered with
+        `event: next` / `data: <result>` per event and `event: complete` at the end."""
+        coerced = get_variable_values(self._schema, operation.variable_definitions or (), variables)
+        if isinstance(coerced, list):
+            return self._result(ExecutionResult(None, coerced), 400, "BAD_USER_INPUT")
+        self._count(operation)
+        self.stats["sse:connections"] += 1
+        context = RequestContext(self.data, partner_id, self.page_size, self.disabled_installations, self.breaks)
+        started = subscribe(
+            self._schema, document, context_value=context, variable_values=variables, operation_name=operation_name
+        )
+        stream = await started if inspect.isawaitable(started) else started
+        if isinstance(stream, ExecutionResult):  # it could not start: bad variables, unknown installation
+            return self._result(stream, 400, "BAD_REQUEST")
+
+        async def events() -> AsyncIterator[bytes]:
+            try:
+                async for result in stream:
+                    yield b"event: next\ndata: " + json.dumps(result.formatted).encode() + b"\n\n"
+                yield b"event: complete\ndata: \n\n"
+            finally:
+                await stream.aclose()  # type: ignore[attr-defined]
+
+        return StreamingResponse(events(), media_type="text/event-stream", headers={"Cache-Control": "no-cache"})
+
     # --- subscriptions: GraphQL over WebSocket, `graphql-transport-ws` ------------------------------------
     async def _subscriptions(self, websocket: WebSocket) -> None:
         """The `graphql-transport-ws` protocol on the query path. The `Authorization` value comes in the
         `connection_init` payload and is checked like an HTTP request's (WSSE window, nonce replay)."""
+        if "sse_only" in self.breaks:  # refused at the handshake (an HTTP 403 to the client)
+            await websocket.close(code=4406, reason="Subscriptions are served over Server-Sent Events")
+            return
         if SUBPROTOCOL not in websocket.scope.get("subprotocols", []):
             await websocket.close(code=4406, reason="Subprotocol not acceptable")
             return

@@ -42,10 +42,13 @@ from app.backends.iometer.emulator.data import (
     ValueRecord,
     format_obis,
 )
+from app.backends.iometer.emulator.late import Position, receive_ordered
 from app.infra.timeutil import format_rfc3339, from_epoch, parse_rfc3339
 
 DEFAULT_LIMIT = 100
 MAX_LIMIT = 1000
+PAGE_CAP = 250
+"""The `page_cap` variant's most readings per page, whatever `limit` asks."""
 _UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}", re.IGNORECASE)
 
 
@@ -172,11 +175,15 @@ def _readings_response(
     limit = _limit(args.get("limit"))
     if ctx.page_size is not None:
         limit = min(limit, ctx.page_size)
+    if "page_cap" in ctx.breaks:
+        limit = min(limit, PAGE_CAP)
     cursor = args.get("cursor")
     if "cursor_ignored" in ctx.breaks:
         cursor = None
-    after = _decode_cursor(cursor, scope, start_text) if cursor else None
     start = parse_rfc3339(start_text).timestamp() if start_text else 0.0
+    if "late_uploads" in ctx.breaks:
+        return _received_response(ctx, scope, meters, start_text, start, limit, cursor)
+    after = _decode_cursor(cursor, scope, start_text) if cursor else None
     stream: Iterator[ReadingRecord] = ctx.data.iter_readings(meters, start, after)
     page: list[ReadingRecord] = []
     more = False
@@ -193,6 +200,43 @@ def _readings_response(
         # Receive order: the page's readings arrive newest first, and the oldest one twice.
         page = [*reversed(page), page[0]]
     return {"readings": page, "cursor": next_cursor}
+
+
+def _received_response(
+    ctx: RequestContext,
+    scope: str,
+    meters: list[MeterRecord],
+    start_text: str | None,
+    start: float,
+    limit: int,
+    cursor: str | None,
+) -> dict[str, Any]:
+    """The `late_uploads` variant's page: in receive order (`late.py`); the cursor holds the receive
+    position."""
+    after: Position | None = None
+    if cursor:
+        try:
+            raw = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
+            after = (float(raw["r"]), int(raw["m"]), float(raw["t"]))
+            same = raw["scope"] == scope and raw["start"] == start_text
+        except (ValueError, KeyError, TypeError, binascii.Error) as exc:
+            raise bad_input("invalid cursor") from exc
+        if not same:
+            raise bad_input("cursor does not belong to this query (pass the same startTime)")
+    page: list[tuple[Position, ReadingRecord]] = []
+    more = False
+    for item in receive_ordered(ctx.data, meters, start, after):
+        if len(page) == limit:
+            more = True
+            break
+        page.append(item)
+    next_cursor = None
+    if more:
+        (received, order, taken), _ = page[-1]
+        raw_cursor = {"scope": scope, "start": start_text, "r": received, "m": order, "t": taken}
+        text = json.dumps(raw_cursor, separators=(",", ":"))
+        next_cursor = base64.urlsafe_b64encode(text.encode()).decode().rstrip("=")
+    return {"readings": [reading for _, reading in page], "cursor": next_cursor}
 
 
 # --- resolvers -----------------------------------------------------------------------------------
@@ -336,7 +380,7 @@ def _reading_resolvers() -> dict[str, dict[str, Callable[..., Any]]]:
         "MeterReadingValue": {
             "obisCode": obis_code,
             "value": lambda v, _: v.value,
-            "unit": lambda v, _: v.unit,
+            "unit": lambda v, info: v.unit.lower() if "lower_units" in _ctx(info).breaks else v.unit,
         },
     }
 

@@ -61,7 +61,7 @@ import time
 from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import asdict
-from datetime import datetime
+from datetime import date, datetime, timedelta
 from typing import Any
 
 from starlette.applications import Starlette
@@ -92,6 +92,10 @@ BREAKS: dict[str, str] = {
     "daily_raw_units": "daily consumption is in raw units, not the device's display unit",
     "utc_calendar": "daily buckets are UTC calendar days cut to the range, not 24 h windows from startDate",
     "audit_no_cursor": "the data-audit feed never sends `next_cursor` (clients page by `since`)",
+    "end_day_labels": "a daily bucket starting at or after 12:00Z is labelled by the day it ends on (most of it)",
+    "time_key_renamed": "telemetry points carry their time as `time`, not `timestamp`",
+    "no_device_org": "devices carry no `organization_id` (the page never shows one; the login's user has them)",
+    "device_wrapped": '`GET /api/devices/{id}` wraps the device in `{"data": ...}`',
 }
 """The emulator variants: name → the pinned assumption it breaks."""
 
@@ -415,11 +419,18 @@ class Emulator:
         if "offset_ignored" in self.breaks:
             offset = 0
         devices = self.devices(org_id)
-        page = [d.to_wire() for d in devices[offset : offset + limit]]
+        page = [self._device_wire(d) for d in devices[offset : offset + limit]]
         return self._json({"data": page, "total": len(devices)})
 
+    def _device_wire(self, device: wire.Device) -> dict[str, Any]:
+        record = device.to_wire()
+        if "no_device_org" in self.breaks:
+            record.pop("organization_id", None)
+        return record
+
     async def _device(self, request: Request) -> Response:
-        return self._json(self.device(self._readable_device(request)).to_wire())
+        record = self._device_wire(self.device(self._readable_device(request)))
+        return self._json({"data": record} if "device_wrapped" in self.breaks else record)
 
     async def _fields(self, request: Request) -> Response:
         return self._json(self.data.fields(self._readable_device(request)).to_wire())
@@ -435,6 +446,8 @@ class Emulator:
         points = [p.to_wire() for p in self.telemetry(device_id, start, end, wanted)]
         if "nested_telemetry" in self.breaks:
             points = [_nested(point) for point in points]
+        if "time_key_renamed" in self.breaks:
+            points = [{("time" if k == "timestamp" else k): v for k, v in point.items()} for point in points]
         return self._json({"deviceId": device_id, "data": points})
 
     async def _daily(self, request: Request) -> Response:
@@ -450,6 +463,8 @@ class Emulator:
             rows = [row.to_wire() for row in self.daily_buckets(org_id, start, end, resolution)]
         except ValueError as exc:
             raise VendorError(400, f"Unsupported date range: {exc}") from None
+        if "end_day_labels" in self.breaks and resolution == "day" and start.hour >= 12:
+            rows = [_next_day_label(row) for row in rows]
         return self._json(rows if "daily_bare" in self.breaks else {"data": rows})
 
     async def _changes(self, request: Request) -> Response:
@@ -520,6 +535,13 @@ class Emulator:
 
 
 _ID_KEYS = frozenset({"id", "organization_id", "device_id", "deviceId"})
+
+
+def _next_day_label(row: dict[str, Any]) -> dict[str, Any]:
+    """The `end_day_labels` variant: a 24 h bucket labelled by the UTC day it ends on."""
+    if "date" not in row:
+        return row
+    return {**row, "date": (date.fromisoformat(row["date"]) + timedelta(days=1)).isoformat()}
 
 
 def _upper_ids(payload: Any) -> Any:

@@ -121,7 +121,7 @@ def test_audit_page_parses() -> None:
     ("model", "payload", "named"),
     [
         (shapes.DevicesPage, {"data": [], "total": -1}, "total"),
-        (shapes.DevicesPage, {"data": [{"id": "x"}], "total": 1}, "data.0.organization_id"),
+        (shapes.DevicesPage, {"data": [{"id": "x"}], "total": 1}, "data.0.meter_type"),
         (shapes.DailyConsumptionResponse, {"data": "nope"}, "data"),
         (shapes.TelemetryResponse, {"deviceId": "d", "data": [{"meter.value.processed": 1}]}, "data.0.timestamp"),
         (

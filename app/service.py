@@ -44,6 +44,9 @@ METERS_AT_ONCE = 3
 REGISTER = {"water": "volume", "gas": "volume"}
 """The cumulative register interval consumption is derived from, by medium (default `energy_import`)."""
 MAX_DAILY_PIECE = 366
+SETTLED_WITH_FEED = 365 * 86400.0
+"""Lifetime of a settled readings chunk of a backend whose correction feed is polled: until a correction
+evicts it, in practice (or the byte budget pushes it out first)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,7 +75,7 @@ class MeterService:
     ) -> None:
         self.router = BackendRouter(backends)
         self.backends = self.router.backends
-        self.chunks = ReadingChunks(clock, self._ttl_for_window)
+        self.chunks = ReadingChunks(clock, self._ttl_for_window, settled=self._ttl_settled)
         self.caches = caches
         self.settings = settings
         self.clock = clock
@@ -100,6 +103,17 @@ class MeterService:
         if end is not None and end.timestamp() <= self.clock():
             return self.settings.ttl_past
         return self.settings.ttl_recent
+
+    def _ttl_settled(self, b: GuardedBackend, end: float) -> float | None:
+        """A readings chunk that ended `FACADE_SETTLE_AGE` ago is settled: it changes only by correction.
+        With a correction feed being polled (Waltero) it lives until a correction evicts it (or the
+        byte budget pushes it out); without one (IOmeter), `FACADE_TTL_SETTLED`. None: not settled, or
+        `FACADE_TTL_PAST=0`."""
+        if self.settings.ttl_past <= 0 or end > self.clock() - self.settings.settle_age:
+            return None  # past data is not to be cached at all, or the chunk is not settled yet
+        if CHANGES in b.capabilities and self.settings.changes_poll > 0:
+            return SETTLED_WITH_FEED
+        return max(self.settings.ttl_settled, self.settings.ttl_past)
 
     # --- meters -------------------------------------------------------------------------------------
 

@@ -8,7 +8,7 @@ call for its week-long chunk, 168 hourly points) and windows inside the emulator
 
 Prints the facade's CPU per miss (`time.process_time` over the misses, no profiler running: the
 emulator's CPU is another process's) and, from a pyinstrument profile of as many misses, each part's
-share of the samples, every sample counted once under the innermost frame that names a part (so the
+share of the busy samples (the loop's wait for the vendor left out), every sample counted once under the innermost frame that names a part (so the
 parts add up to 100 %)."""
 
 from __future__ import annotations
@@ -73,7 +73,8 @@ def _match(rules: list[tuple[str, tuple[str, ...]]], path: str) -> str | None:
 def shares(profiler: Profiler) -> dict[str, float]:
     """Seconds of samples per part: each frame's self time goes to the outermost caller that `CLAIMS`
     it, else to the innermost frame (itself or a caller) whose file (or `file:function`) names one of
-    the `PARTS`; what none names is `other`."""
+    the `PARTS`; what none names is `other`. The loop's wait in `select` is idle time and left out, so
+    the shares are of the busy samples."""
     totals: dict[str, float] = {}
     root = profiler.last_session.root_frame() if profiler.last_session else None
     if root is None:
@@ -82,6 +83,8 @@ def shares(profiler: Profiler) -> dict[str, float]:
     while stack:
         frame, claimed, inner = stack.pop()
         path = f"{frame.file_path or ''}:{frame.function or ''}"
+        if "selectors.py:select" in path:
+            continue  # the loop waiting in epoll for the vendor: idle, not the facade's CPU
         claimed = claimed or _match(CLAIMS, path)
         inner = _match(PARTS, path) or inner
         if frame.total_self_time:

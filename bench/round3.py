@@ -362,3 +362,68 @@ if __name__ == "__main__":
     }
     print(json.dumps(report, indent=2))
     print("\n".join(render(report)))
+
+
+# --- decoding a large vendor page on the loop or in a thread (a probe for the README) -------------------
+
+
+def measure_decode_offload(pages: int = 20, rows: int = 1000) -> dict[str, Any]:
+    """The event loop's lag (a 1 ms ticker's worst and p99 delay) while `pages` IOmeter pages of `rows`
+    readings (5 registers each) are decoded one after another: on the loop, and each in a worker thread
+    (`asyncio.to_thread`). Python threads hand the GIL over every `sys.getswitchinterval()` (5 ms), so a
+    thread bounds how long the loop waits, not how much CPU the decode costs."""
+    import json
+
+    from app.backends.iometer.payloads import readings_page
+
+    t0 = datetime(2026, 1, 1, tzinfo=UTC)
+    obis = ["1-0:1.8.0", "1-0:2.8.0", "1-0:1.8.1", "1-0:1.8.2", "1-0:16.7.0"]
+    body = json.dumps(
+        {
+            "readings": [
+                {
+                    "time": f"{t0 + timedelta(minutes=15 * i):%Y-%m-%dT%H:%M:%SZ}",
+                    "values": [{"obisCode": o, "value": 1000.5 + i, "unit": "kWh"} for o in obis],
+                }
+                for i in range(rows)
+            ],
+            "cursor": "next",
+        }
+    ).encode()
+
+    def decode() -> int:
+        return len(readings_page(json.loads(body), with_meter=False).readings)
+
+    async def run(offload: bool) -> dict[str, float]:
+        lags: list[float] = []
+        done = False
+
+        async def ticker() -> None:
+            while not done:
+                started = time.perf_counter()
+                await asyncio.sleep(0.001)
+                lags.append(time.perf_counter() - started - 0.001)
+
+        tick = asyncio.create_task(ticker())
+        await asyncio.sleep(0.01)
+        started = time.perf_counter()
+        for _ in range(pages):
+            if offload:
+                await asyncio.to_thread(decode)
+            else:
+                decode()
+                await asyncio.sleep(0)
+        took = time.perf_counter() - started
+        done = True
+        await tick
+        return {"lag_max_ms": max(lags) * 1000, "lag_p99_ms": pct(lags, 99) * 1000, "wall_ms": took * 1000}
+
+    results = {}
+    for name, offload in (("on_loop", False), ("thread", True), ("on_loop_2", False), ("thread_2", True)):
+        results[name] = asyncio.run(run(offload))
+    return {
+        "pages": pages,
+        "readings_per_page": rows,
+        "on_loop": {k: statistics.median([results["on_loop"][k], results["on_loop_2"][k]]) for k in results["on_loop"]},
+        "thread": {k: statistics.median([results["thread"][k], results["thread_2"][k]]) for k in results["thread"]},
+    }

@@ -427,3 +427,66 @@ def measure_decode_offload(pages: int = 20, rows: int = 1000) -> dict[str, Any]:
         "on_loop": {k: statistics.median([results["on_loop"][k], results["on_loop_2"][k]]) for k in results["on_loop"]},
         "thread": {k: statistics.median([results["thread"][k], results["thread_2"][k]]) for k in results["thread"]},
     }
+
+
+# --- the app's vendor client against a bare aiohttp session (the size of the next miss-path lever) ------
+
+
+def measure_client_overhead(calls: int = 100, rounds: int = 5) -> dict[str, Any]:
+    """CPU per telemetry call (a Waltero week, the facade's own chunk request) through the app's client
+    (httpx, the instrumented transport, httpx-aiohttp) and through a bare `aiohttp.ClientSession`, on
+    uvloop, in this process, the emulator in its own; interleaved rounds, medians."""
+    import aiohttp
+    import uvloop
+
+    from app.config import Settings
+    from app.metrics import Metrics
+    from app.sandbox.waltero import DEMO_PASSWORD, DEMO_USERNAME
+    from app.upstream import build_client
+    from bench.profile_misses import _with_emulator
+
+    def run(base: str) -> dict[str, Any]:
+        port = int(base.rsplit(":", 1)[1])
+
+        async def main() -> dict[str, Any]:
+            async with httpx.AsyncClient(base_url=base) as c:
+                login = await c.post("/api/auth/login", json={"username": DEMO_USERNAME, "password": DEMO_PASSWORD})
+                headers = {"Authorization": f"Bearer {login.json()['token']}"}
+                me = (await c.get("/api/auth/me", headers=headers)).json()
+                org = me["accessible_organizations"][0]
+                org_id = org["organization_id"] if isinstance(org, dict) else org
+                devices = (await c.get(f"/api/organizations/{org_id}/devices", headers=headers)).json()
+            device = (devices["data"] if isinstance(devices, dict) else devices)[0]["id"]
+            url = _vendor_request(port, device, datetime.now(UTC) - timedelta(days=10))
+            client = build_client("waltero", Settings(), Metrics())
+            session = aiohttp.ClientSession()
+
+            async def app_client() -> bytes:
+                return (await client.get(url, headers=headers)).content
+
+            async def bare() -> bytes:
+                async with session.get(url, headers=headers) as r:
+                    return await r.read()
+
+            paths = {"app_client": app_client, "bare_aiohttp": bare}
+            cpu: dict[str, list[float]] = {name: [] for name in paths}
+            try:
+                for call in paths.values():
+                    for _ in range(20):
+                        await call()
+                for _ in range(rounds):
+                    for name, call in paths.items():
+                        started = time.process_time()
+                        for _ in range(calls):
+                            await call()
+                        cpu[name].append((time.process_time() - started) / calls * 1000)
+            finally:
+                await client.aclose()
+                await session.close()
+            return {f"{k}_cpu_ms": statistics.median(v) for k, v in cpu.items()}
+
+        with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+            return runner.run(main())
+
+    result: dict[str, Any] = _with_emulator(run)
+    return result

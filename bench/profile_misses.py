@@ -29,24 +29,24 @@ from pyinstrument import Profiler
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from app.config import Settings  # noqa: E402
+from app.backends.waltero.emulator import DEMO_PASSWORD, DEMO_USERNAME  # noqa: E402
 from app.factory import create_app  # noqa: E402
-from app.logs import configure_logging  # noqa: E402
-from app.sandbox.waltero import DEMO_PASSWORD, DEMO_USERNAME  # noqa: E402
+from app.infra.config import Settings  # noqa: E402
+from app.infra.logs import configure_logging  # noqa: E402
 from bench.run import free_port  # noqa: E402
 
 KEY = "profile-key"
 
 CLAIMS: list[tuple[str, tuple[str, ...]]] = [
     # parts that own everything they call (pydantic, the stdlib, ...): the outermost match wins
-    ("cache entry sizing (`approx_size`)", ("app/cache.py:approx_size",)),
+    ("cache entry sizing (`approx_size`)", ("app/guard/cache.py:approx_size",)),
     ("decoding and validating the vendor payload", ("waltero/shapes.py:parse",)),
-    ("logging (access line, upstream call line)", ("logging/", "app/logs.py", "app/logwriter.py")),
+    ("logging (access line, upstream call line)", ("logging/", "app/infra/logs.py", "app/infra/logwriter.py")),
     ("httpx cookie jar (`urllib` request per response)", ("httpx/_models.py:extract_cookies",)),
 ]
 PARTS: list[tuple[str, tuple[str, ...]]] = [
     # the rest: the innermost match wins
-    ("our instrumented transport and retries", ("app/upstream.py", "app/backends/http.py")),
+    ("our instrumented transport and retries", ("app/infra/upstream.py", "app/backends/http.py")),
     (
         "aiohttp transport (httpx-aiohttp, aiohttp, yarl, multidict)",
         ("httpx_aiohttp", "aiohttp/", "yarl/", "multidict/"),
@@ -56,7 +56,7 @@ PARTS: list[tuple[str, tuple[str, ...]]] = [
     ("pydantic in our code (`Page[Reading]`, models, JSON)", ("pydantic/", "pydantic_core")),
     (
         "our front (request id, auth, metrics, response cache)",
-        ("app/middleware/", "app/factory.py", "app/http_cache.py", "app/metrics.py", "prometheus_client"),
+        ("app/middleware/", "app/factory.py", "app/api/http_cache.py", "app/infra/metrics.py", "prometheus_client"),
     ),
     ("our route, service, chunks, cache, guard, adapter", ("app/",)),
     ("asyncio (tasks, futures, the loop)", ("asyncio/", "selectors", "uvloop")),
@@ -170,7 +170,7 @@ def _on_uvloop(coro: Any) -> Any:
 def _with_emulator(run: Any) -> Any:
     port = free_port()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "app.sandbox.waltero", "--port", str(port)],
+        [sys.executable, "-m", "app.backends.waltero.emulator", "--port", str(port)],
         cwd=ROOT,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,

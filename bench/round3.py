@@ -58,7 +58,7 @@ WEEK = 7 * 86400
 
 def _vendor_request(wa_port: int, device: str, t0: datetime) -> str:
     """The telemetry request the facade sends for a window starting at `t0`: its week-long chunk
-    (epoch-aligned, `app.chunks`), every processed point, as `WalteroClient.telemetry` builds it."""
+    (epoch-aligned, `app.core.chunks`), every processed point, as `WalteroClient.telemetry` builds it."""
     from app.backends.waltero import shapes
 
     c0 = math.floor(t0.timestamp() / WEEK) * WEEK
@@ -132,7 +132,7 @@ def measure_miss_replayed(n: int = 200, rounds: int = 3) -> dict[str, Any]:
 _IOMETER = r"""
 import sys
 import uvicorn
-from app.sandbox.iometer import create_emulator
+from app.backends.iometer.emulator import create_emulator
 emulator = create_emulator(window_days=int(sys.argv[2]))
 uvicorn.run(emulator.app, host="127.0.0.1", port=int(sys.argv[1]), log_level="warning")
 """
@@ -177,10 +177,10 @@ class _Asgi:
 async def _long_round(io_url: str, io_port: int, days: int) -> dict[str, float]:
     import orjson
 
-    from app.config import Settings
+    from app.backends.iometer import emulator as iometer
     from app.factory import create_app
-    from app.logs import configure_logging
-    from app.sandbox import iometer
+    from app.infra.config import Settings
+    from app.infra.logs import configure_logging
 
     configure_logging("INFO", stream=open(os.devnull, "w"))
     settings = Settings(
@@ -439,10 +439,10 @@ def measure_client_overhead(calls: int = 100, rounds: int = 5) -> dict[str, Any]
     import aiohttp
     import uvloop
 
-    from app.config import Settings
-    from app.metrics import Metrics
-    from app.sandbox.waltero import DEMO_PASSWORD, DEMO_USERNAME
-    from app.upstream import build_client
+    from app.backends.waltero.emulator import DEMO_PASSWORD, DEMO_USERNAME
+    from app.infra.config import Settings
+    from app.infra.metrics import Metrics
+    from app.infra.upstream import build_client
     from bench.profile_misses import _with_emulator
 
     def run(base: str) -> dict[str, Any]:

@@ -6,8 +6,8 @@ from __future__ import annotations
 from datetime import date
 from zoneinfo import ZoneInfo
 
-from app import consumption
-from app.intervals import boundaries
+from app.core import consumption
+from app.domain.intervals import boundaries
 from tests.support.apps import fake_app, running
 from tests.support.fake_backend import FakeBackend
 

@@ -16,9 +16,9 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from app.config import Settings
-from app.metrics import Metrics
-from app.upstream import build_client
+from app.infra.config import Settings
+from app.infra.metrics import Metrics
+from app.infra.upstream import build_client
 from tests.support.servers import serve_in_thread
 
 

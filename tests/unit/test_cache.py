@@ -3,9 +3,9 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from app.cache import SingleFlightCache
-from app.errors import NotFound, UpstreamBadResponse
-from app.metrics import Metrics
+from app.guard.cache import SingleFlightCache
+from app.infra.errors import NotFound, UpstreamBadResponse
+from app.infra.metrics import Metrics
 from tests.support.clock import FakeClock
 
 
@@ -150,9 +150,9 @@ async def test_bounded_and_tag_eviction():
 
 
 def test_approx_size_of_long_homogeneous_rows_matches_walking_every_row():
-    from app.cache import approx_size
-    from app.chunks import Chunk
-    from app.models import Reading
+    from app.core.chunks import Chunk
+    from app.domain.models import Reading
+    from app.guard.cache import approx_size
 
     t0 = datetime(2026, 1, 1, tzinfo=UTC)
     rows = [

@@ -10,7 +10,7 @@ import pytest
 
 from app.backends.iometer import documents as docs
 from app.backends.iometer.client import decode_json
-from app.errors import UpstreamBadResponse
+from app.infra.errors import UpstreamBadResponse
 from tests.unit.backends.iometer.test_client import Harness
 
 PAGE = (

@@ -5,7 +5,7 @@ STAMP  := $(VENV)/.installed-stamp
 HOST   ?= 127.0.0.1
 PORT   ?= 8000
 
-.PHONY: install system-packages run test lint format openapi bench clean doctor
+.PHONY: install system-packages run test lint format openapi bench bench-quick clean doctor
 
 $(STAMP): pyproject.toml requirements.lock
 	python3 -m venv $(VENV)
@@ -50,6 +50,10 @@ doctor: install
 ## Benchmark: prints a table of ratios and writes bench/results.json.
 bench: install
 	$(PY) bench/run.py
+
+## The same steps with small counts and short runs: checks that the bench runs end to end (figures not to quote).
+bench-quick: install
+	$(PY) bench/run.py --quick
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -24,6 +24,7 @@ from app.backends.base import (
     ChangesPage,
     LateReadings,
     SerialLookup,
+    settled_at,
 )
 from app.core.caches import Caches
 from app.core.chunks import ReadingChunks
@@ -56,6 +57,9 @@ log = logging.getLogger("app.core.service")
 
 ItemsAndCursor = tuple[list[Any], str | None]
 """One page of a list as the routes get it: the items and the next page's cursor (None on the last)."""
+SETTLED_WITH_FEED = 365 * 86400.0
+"""Lifetime of a settled readings chunk of a backend whose correction feed is polled: until a correction
+evicts it, in practice (or the byte budget pushes it out first)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,7 +88,7 @@ class MeterService:
     ) -> None:
         self.router = BackendRouter(backends)
         self.backends = self.router.backends
-        self.chunks = ReadingChunks(clock, self._ttl_for_window)
+        self.chunks = ReadingChunks(clock, self._ttl_for_window, settled=self._ttl_settled)
         self.caches = caches
         self.settings = settings
         self.clock = clock
@@ -116,14 +120,29 @@ class MeterService:
             return self.settings.ttl_past
         return self.settings.ttl_recent
 
-    def _past_window(self, answer: Answer[T], end: datetime | None) -> Answer[T]:
-        """A window that ended is fresh `ttl_past` from its oldest part's fetch, whatever the TTL of the
+    def _past_window(self, answer: Answer[T], end: datetime | None, backends: Iterable[str]) -> Answer[T]:
+        """A window whose data has settled (it ended, and for a vendor that uploads late its late window
+        passed too: `settled_at`) is fresh `ttl_past` from its oldest part's fetch, whatever the TTL of the
         chunks it was read from (a chunk reaching now lives `ttl_recent`): the guide's "Caching headers"."""
+        if end is None:
+            return answer
         now = self.clock()
         provenance = answer.provenance
-        if end is not None and end.timestamp() <= now and provenance.cached and provenance.cache_result != "STALE":
+        settled = max((settled_at(self.backends[n].backend, end) for n in backends if n in self.backends), default=end)
+        if settled.timestamp() <= now and provenance.cached and provenance.cache_result != "STALE":
             answer.fresh_until = provenance.created(now) + self.settings.ttl_past
         return answer
+
+    def _ttl_settled(self, b: GuardedBackend, end: float) -> float | None:
+        """A readings chunk that ended `FACADE_SETTLE_AGE` ago is settled: it changes only by correction.
+        With a correction feed being polled (Waltero) it lives until a correction evicts it (or the
+        byte budget pushes it out); without one (IOmeter), `FACADE_TTL_SETTLED`. None: not settled, or
+        `FACADE_TTL_PAST=0`."""
+        if self.settings.ttl_past <= 0 or end > self.clock() - self.settings.settle_age:
+            return None  # past data is not to be cached at all, or the chunk is not settled yet
+        if CHANGES in b.capabilities and self.settings.changes_poll > 0:
+            return SETTLED_WITH_FEED
+        return max(self.settings.ttl_settled, self.settings.ttl_past)
 
     # --- meters -------------------------------------------------------------------------------------
 
@@ -236,7 +255,7 @@ class MeterService:
                 break
         page, position = time_and_count(rows, lambda r: r.time, from_time, skip, size)
         next_cursor = self._readings_pager.encode(query, position, size) if position else None
-        return self._past_window(Answer((page, next_cursor), provenance=provenance), end)
+        return self._past_window(Answer((page, next_cursor), provenance=provenance), end, [b.name])
 
     async def stream_readings(
         self, meter_id: str, start: datetime, end: datetime | None, quantities: frozenset[str] | None
@@ -267,7 +286,8 @@ class MeterService:
     ) -> Answer[list[IntervalConsumption]]:
         """Every interval of `[start, end)` in `tz` at `resolution`, ordered by (meter_id, start)."""
         answer = await self.consumptions.consumption(meter_ids, backend, start, end, tz, resolution)
-        return self._past_window(answer, local_midnight(end, tz))
+        names = {row.meter_id.split(":", 1)[0] for row in answer.value} | ({backend} if backend else set())
+        return self._past_window(answer, local_midnight(end, tz), names)
 
     # --- device status ------------------------------------------------------------------------------
 

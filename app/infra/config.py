@@ -137,6 +137,17 @@ class Settings(BaseSettings):
     plausible_m3h_gas: float = Field(250, alias="FACADE_PLAUSIBLE_M3H_GAS", gt=0, description="m3 per hour")
     plausible_m3h_water: float = Field(100, alias="FACADE_PLAUSIBLE_M3H_WATER", gt=0, description="m3 per hour")
 
+    # --- issue 25: performance (README "Performance") ------------------------------------------------
+    upstream_proxy: SecretStr | None = Field(
+        None, alias="FACADE_UPSTREAM_PROXY", description="http(s):// proxy for vendor calls (environment ignored)"
+    )
+    settle_age: float = Field(
+        3 * 86400, alias="FACADE_SETTLE_AGE", ge=0, description="s after which a readings chunk is settled"
+    )
+    ttl_settled: float = Field(
+        7 * 86400, alias="FACADE_TTL_SETTLED", ge=0, description="settled chunks of a vendor without a correction feed"
+    )
+
     @field_validator("api_keys", mode="before")
     @classmethod
     def _split_keys(cls, value: object) -> object:
@@ -170,6 +181,10 @@ class Settings(BaseSettings):
             found.append(self.cursor_secret.get_secret_value())
         if self.redis_url is not None:
             password = urlsplit(self.redis_url.get_secret_value()).password
+            if password:
+                found.append(password)
+        if self.upstream_proxy is not None:
+            password = urlsplit(self.upstream_proxy.get_secret_value()).password
             if password:
                 found.append(password)
         return found

@@ -1,4 +1,5 @@
 import asyncio
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -146,3 +147,29 @@ async def test_bounded_and_tag_eviction():
     tagged = sum(1 for k in range(40, 50) if k % 3 == 0)
     assert cache.evict_tagged({"m0"}) == tagged
     assert len(cache) == 10 - tagged
+
+
+def test_approx_size_of_long_homogeneous_rows_matches_walking_every_row():
+    from app.core.chunks import Chunk
+    from app.domain.models import Reading
+    from app.guard.cache import approx_size
+
+    t0 = datetime(2026, 1, 1, tzinfo=UTC)
+    rows = [
+        Reading(
+            meter_id="iometer:578936dc-8020-4022-a560-2f59d2dca9ee",
+            time=t0 + timedelta(minutes=15 * (i // 5)),
+            quantity=("energy_import", "energy_export", "power", "energy_import_t1", "obis:1-0:96.1.0")[i % 5],
+            obis="1-0:1.8.0" if i % 5 else None,
+            value=1.5 * i,
+            unit="kWh",
+        )
+        for i in range(480)
+    ]
+    walked = 64 + sum(approx_size(r) + 8 for r in rows)  # every row, one by one
+    sampled = approx_size(rows)
+    assert abs(sampled - walked) / walked < 0.05
+    assert approx_size(Chunk(rows)) >= sampled  # the chunk holds its rows
+    assert approx_size(rows[:100]) < sampled / 4  # proportional to the row count
+    mixed = [*rows[:10], "x" * 100_000]  # short or mixed lists are walked whole
+    assert approx_size(mixed) > 100_000

@@ -15,12 +15,14 @@ the facade's error tree. No message carries a credential or a raw vendor body.
 from __future__ import annotations
 
 import asyncio
+import json
 import random
 import re
 from collections.abc import Callable
 from typing import Any
 
 import httpx
+import orjson
 from gql import Client, GraphQLRequest
 from gql.client import AsyncClientSession
 from gql.transport.exceptions import TransportError, TransportQueryError
@@ -54,6 +56,16 @@ def _error_code(errors: list[Any] | None) -> str | None:
     return None
 
 
+def decode_json(body: bytes) -> Any:
+    """A GraphQL answer's JSON: orjson (a 1000-reading page in about a third of `json.loads`' time,
+    README "Performance"), or `json.loads` for what orjson refuses and Python's parser reads (`NaN`,
+    `Infinity`: the adapter drops such values and keeps the page's other readings)."""
+    try:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return json.loads(body)
+
+
 def _body_error_code(response: httpx.Response) -> str | None:
     try:
         body = response.json()
@@ -77,7 +89,7 @@ class PartnerTransport(HTTPXAsyncTransport):
         rng: random.Random,
         on_retry: Callable[[str], None] | None = None,
     ) -> None:
-        super().__init__(url)
+        super().__init__(url, json_deserialize=decode_json)
         self._http = http
         self._auth = auth
         self._clock = clock

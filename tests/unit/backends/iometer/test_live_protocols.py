@@ -12,7 +12,6 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
-from app.sandbox.asgi_websocket import AsgiWebSocketConnector
 
 from app.backends.iometer.asgi_events import AsgiEventStreamConnector
 from app.backends.iometer.auth import wsse_created, wsse_header
@@ -20,6 +19,7 @@ from app.backends.iometer.emulator import SANDBOX_SETTINGS, Emulator, create_emu
 from app.backends.iometer.live_source import IometerLiveSource, httpx_event_stream, sse_events, websockets_connect
 from app.backends.live import CONNECTED
 from app.infra.errors import UpstreamAuthFailed
+from app.sandbox.asgi_websocket import AsgiWebSocketConnector
 from tests.support.clock import FakeClock
 from tests.support.servers import serve_in_thread
 

@@ -133,6 +133,17 @@ class Settings(BaseSettings):
     live_backoff: float = Field(1, alias="FACADE_LIVE_BACKOFF", gt=0, description="first reconnect delay, s")
     live_overflow_grace: float = Field(5, alias="FACADE_LIVE_OVERFLOW_GRACE", gt=0)
 
+    # --- issue 22 (items 2, 3): memory and work per `/consumption` request (README, "Operating it") ------
+    consumption_max_page: int = Field(
+        3000, alias="FACADE_CONSUMPTION_MAX_PAGE", ge=1, le=100_000, description="largest `limit` of /consumption"
+    )
+    consumption_window_budget: int = Field(
+        100_000,
+        alias="FACADE_CONSUMPTION_WINDOW_BUDGET",
+        ge=1,
+        description="meters x intervals one /consumption window may span (a month counts its days)",
+    )
+
     @field_validator("api_keys", mode="before")
     @classmethod
     def _split_keys(cls, value: object) -> object:

@@ -82,7 +82,12 @@ class MeterService:
         self._readings_pager = Pager(cursors, "readings")
         self._changes_pager = Pager(cursors, "changes")
         self.consumptions = ConsumptionService(
-            self.router, self.chunks, settings=settings, ttl=self._ttl_for_window, all_meters=self._all_meters
+            self.router,
+            self.chunks,
+            settings=settings,
+            ttl=self._ttl_for_window,
+            all_meters=self._all_meters,
+            pager=Pager(cursors, "consumption"),
         )
 
     # --- choosing backends -------------------------------------------------------------------------
@@ -230,10 +235,29 @@ class MeterService:
         return await self.consumptions.daily_consumption(meter_ids, backend, start, end, tz)
 
     async def consumption(
+        self,
+        meter_ids: list[str],
+        backend: str | None,
+        start: date,
+        end: date,
+        tz: ZoneInfo,
+        resolution: str,
+        *,
+        limit: int,
+        cursor: str | None,
+        explicit_end: bool = True,
+    ) -> Answer[Page]:
+        """A page of the intervals of `[start, end)` in `tz` at `resolution`, ordered by (meter_id, start),
+        and the next page's cursor."""
+        return await self.consumptions.page(
+            meter_ids, backend, start, end, tz, resolution, limit=limit, cursor=cursor, explicit_end=explicit_end
+        )
+
+    async def stream_consumption(
         self, meter_ids: list[str], backend: str | None, start: date, end: date, tz: ZoneInfo, resolution: str
-    ) -> Answer[list[IntervalConsumption]]:
-        """Every interval of `[start, end)` in `tz` at `resolution`, ordered by (meter_id, start)."""
-        return await self.consumptions.consumption(meter_ids, backend, start, end, tz, resolution)
+    ) -> Answer[AsyncIterator[list[IntervalConsumption]]]:
+        """The whole window in batches, for exports (a 422 over the window budget comes now)."""
+        return await self.consumptions.stream(meter_ids, backend, start, end, tz, resolution)
 
     # --- device status ------------------------------------------------------------------------------
 

@@ -41,6 +41,7 @@ from app.live.metrics import LiveMetrics
 from app.live.wiring import create_hub
 from app.metrics import Metrics
 from app.middleware.client_auth import ClientAuth
+from app.middleware.disconnect import CancelOnDisconnect
 from app.middleware.head import HeadAsGet
 from app.middleware.hit_path import Answered, HitPath
 from app.middleware.observe import Observe
@@ -128,7 +129,7 @@ class FacadeApp(FastAPI):
             # without going through them: a hit is most of the traffic, and each layer costs.
             return hit_path.answer(scope) if auth.admit(scope) else None
 
-        return Observe(HeadAsGet(authed), metrics=self.metrics, hit=hit)
+        return Observe(CancelOnDisconnect(HeadAsGet(authed)), metrics=self.metrics, hit=hit)
 
 
 def create_app(

@@ -96,6 +96,8 @@ class Observe:
                 await send_wrapper({"type": "http.response.body", "body": body})
         finally:
             stats.in_flight -= 1
+            if not started_response:  # e.g. 499: the client left before the answer (CancelOnDisconnect)
+                status = facade.get("status", status)
             self._record(scope, facade, request_id, status, started, calls[0])
             request_id_var.reset(rid_token)
             upstream_calls_var.reset(calls_token)

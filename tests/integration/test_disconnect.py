@@ -55,7 +55,11 @@ async def test_month_windows_whose_clients_left_stop_calling_vendors(stack: tupl
         assert (await client.get("/meters")).status_code == 200  # logins and listings done
         # eight year-long month windows, each a different one (no sharing between them)
         windows = [
-            {"resolution": "month", "start": str(today - timedelta(days=365 + i)), "end": str(today - timedelta(days=i))}
+            {
+                "resolution": "month",
+                "start": str(today - timedelta(days=365 + i)),
+                "end": str(today - timedelta(days=i)),
+            }
             for i in range(8)
         ]
         started = vendor_calls(emulators)
@@ -72,7 +76,7 @@ async def test_month_windows_whose_clients_left_stop_calling_vendors(stack: tupl
 async def test_a_load_still_wanted_by_a_caller_is_not_cancelled_when_another_leaves(
     stack: tuple[str, Mapping[str, Any]],
 ) -> None:
-    url, emulators = stack
+    url, _ = stack
     start = datetime.now(UTC).date() - timedelta(days=60)
     window = {"resolution": "month", "start": str(start), "end": str(start + timedelta(days=40))}
     async with httpx.AsyncClient(base_url=url, timeout=60) as client:

@@ -192,7 +192,10 @@ async def consumption(
     format: FormatParam = None,
 ) -> Response:
     form = wanted(request, format)
-    zone, first, last = _window(service, start, end, tz, meter_id, resolution)
+    checked_end = end
+    if cursor is not None and end is None and form == "json":  # the cursor carries its window's end
+        checked_end = str(iso_date(start, "start") + timedelta(days=1))
+    zone, first, last = _window(service, start, checked_end, tz, meter_id, resolution)
     if form != "json":  # exports: the whole window, streamed batch by batch
         planned = await within_deadline(
             request, service.stream_consumption(meter_id or [], backend, first, last, zone, resolution)

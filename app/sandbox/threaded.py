@@ -8,6 +8,8 @@ slow as it is, and the facade stays responsive, as with the real thing.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
+import contextlib
 import threading
 from collections.abc import Callable, Coroutine
 from concurrent.futures import Future
@@ -48,10 +50,22 @@ class EmulatorLoop:
             loop, thread, self._loop, self._thread = self._loop, self._thread, None, None
         if loop is None or thread is None:
             return
+        # Requests still there (given up, or cut by shutdown) are cancelled and run to their end first:
+        # a task or coroutine dropped with the loop would only warn that it never finished.
+        with contextlib.suppress(concurrent.futures.TimeoutError, RuntimeError):
+            asyncio.run_coroutine_threadsafe(_cancel_all(), loop).result(timeout=5)
         loop.call_soon_threadsafe(loop.stop)
         thread.join(timeout=5)
         if not loop.is_running():
             loop.close()
+
+
+async def _cancel_all() -> None:
+    this = asyncio.current_task()
+    tasks = [task for task in asyncio.all_tasks() if task is not this]
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
 
 
 class ThreadedASGITransport(httpx.AsyncBaseTransport):

@@ -12,7 +12,6 @@ is bounded by its page, not by its window.
 
 from __future__ import annotations
 
-import asyncio
 import bisect
 import functools
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
@@ -22,6 +21,7 @@ from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from app.backends.base import DAILY_CONSUMPTION, READINGS
+from app.backends.concurrency import gather_first_error
 from app.chunks import ReadingChunks
 from app.config import Settings
 from app.errors import InvalidRequest, NotFound
@@ -230,7 +230,9 @@ class ConsumptionService:
             rows: list[Interval] = []
             provenance = Provenance()
             for i in range(0, len(mine), METERS_AT_ONCE):
-                for part, found in await asyncio.gather(*(self._rows(plan, s) for s in mine[i : i + METERS_AT_ONCE])):
+                # the first failure cancels the other meters' reads: nobody would use them
+                group = await gather_first_error([self._rows(plan, s) for s in mine[i : i + METERS_AT_ONCE]])
+                for part, found in group:
                     rows.extend(part)
                     provenance.extend(found)
             return rows, provenance

@@ -146,32 +146,33 @@ class ConsumptionService:
         self,
         meter_ids: list[str],
         backend: str | None,
-        start: date,
-        end: date,
-        tz: ZoneInfo,
-        resolution: str,
+        start: date | None,
+        end: date | None,
+        tz: ZoneInfo | None,
+        resolution: str | None,
         *,
         limit: int,
         cursor: str | None,
-        explicit_end: bool = True,
     ) -> Answer[tuple[list[Interval], str | None]]:
         """One page of `/consumption`: at most `limit` rows ordered by (meter_id, start), and the cursor of
-        the next page (None on the last). A cursor carries its query, so paging goes on over the same
-        window (its `end` included) whatever day it is now; sent with other parameters it is a 422."""
+        the next page (None on the last). Without a cursor, `start`, `end`, `tz` and `resolution` are
+        required. A cursor carries its query, so it may come alone, and paging goes on over the same
+        window (its `end` included) whatever day it is now; a parameter sent with it that differs from
+        the cursor's own is a 422."""
         most = self.settings.consumption_max_page
         if limit > most:
             raise InvalidRequest(f"limit is at most {most} (FACADE_CONSUMPTION_MAX_PAGE)", field="limit")
         query: dict[str, Any] = {
             "meter_id": sorted(set(meter_ids)) or None,
             "backend": backend,
-            "start": start.isoformat(),
-            "end": end.isoformat(),
-            "tz": tz.key,
+            "start": start.isoformat() if start else None,
+            "end": end.isoformat() if end else None,
+            "tz": tz.key if tz else None,
             "resolution": resolution,
         }
         after_meter, first = "", 0
         if cursor:
-            query, state = self._pager.decode(cursor, {**query, "end": query["end"] if explicit_end else None})
+            query, state = self._pager.decode(cursor, query)
             try:
                 meter_ids = [str(m) for m in query["meter_id"] or []]
                 backend = None if query["backend"] is None else str(query["backend"])
@@ -182,6 +183,8 @@ class ConsumptionService:
                     raise ValueError(resolution)
             except (KeyError, TypeError, ValueError, ZoneInfoNotFoundError):
                 raise InvalidRequest("cursor is not valid: pass back next_cursor unchanged", field="cursor") from None
+        if start is None or end is None or tz is None or resolution is None:
+            raise InvalidRequest("start and resolution are required (or a cursor from a previous page)", field="start")
         plan = await self.plan(meter_ids, backend, start, end, tz, resolution)
         ids = [m[1] for m in plan.meters]
         meter = bisect.bisect_left(ids, after_meter)

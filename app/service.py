@@ -238,20 +238,17 @@ class MeterService:
         self,
         meter_ids: list[str],
         backend: str | None,
-        start: date,
-        end: date,
-        tz: ZoneInfo,
-        resolution: str,
+        start: date | None,
+        end: date | None,
+        tz: ZoneInfo | None,
+        resolution: str | None,
         *,
         limit: int,
         cursor: str | None,
-        explicit_end: bool = True,
     ) -> Answer[Page]:
         """A page of the intervals of `[start, end)` in `tz` at `resolution`, ordered by (meter_id, start),
-        and the next page's cursor."""
-        return await self.consumptions.page(
-            meter_ids, backend, start, end, tz, resolution, limit=limit, cursor=cursor, explicit_end=explicit_end
-        )
+        and the next page's cursor. With a cursor, the parameters left None are the cursor's."""
+        return await self.consumptions.page(meter_ids, backend, start, end, tz, resolution, limit=limit, cursor=cursor)
 
     async def stream_consumption(
         self, meter_ids: list[str], backend: str | None, start: date, end: date, tz: ZoneInfo, resolution: str

@@ -165,15 +165,20 @@ async def consumption(
     request: Request,
     service: ServiceDep,
     resolution: Annotated[
-        Literal["15min", "hour", "day", "month"],
-        Query(description="Interval length: `15min`, `hour`, `day` or `month`.", examples=["hour"]),
-    ],
-    start: Annotated[
-        str,
+        Literal["15min", "hour", "day", "month"] | None,
         Query(
-            description="First local day, `YYYY-MM-DD`.", examples=["2026-03-29"], json_schema_extra={"format": "date"}
+            description="Interval length: `15min`, `hour`, `day` or `month`. Required, unless `cursor` is given.",
+            examples=["hour"],
         ),
-    ],
+    ] = None,
+    start: Annotated[
+        str | None,
+        Query(
+            description="First local day, `YYYY-MM-DD`. Required, unless `cursor` is given.",
+            examples=["2026-03-29"],
+            json_schema_extra={"format": "date"},
+        ),
+    ] = None,
     end: Annotated[
         str | None,
         Query(
@@ -192,22 +197,35 @@ async def consumption(
     format: FormatParam = None,
 ) -> Response:
     form = wanted(request, format)
-    checked_end = end
-    if cursor is not None and end is None and form == "json":  # the cursor carries its window's end
-        checked_end = str(iso_date(start, "start") + timedelta(days=1))
-    zone, first, last = _window(service, start, checked_end, tz, meter_id, resolution)
-    if form != "json":  # exports: the whole window, streamed batch by batch
-        planned = await within_deadline(
-            request, service.stream_consumption(meter_id or [], backend, first, last, zone, resolution)
+    if cursor is not None and form == "json":
+        # The cursor carries its query (its window was checked when it was made): parameters sent with it
+        # are only parsed here, and must be the cursor's own.
+        work = service.consumption(
+            meter_id or [],
+            backend,
+            iso_date(start, "start") if start is not None else None,
+            iso_date(end, "end") if end is not None else None,
+            time_zone(tz) if tz is not None else None,
+            resolution,
+            limit=limit,
+            cursor=cursor,
         )
-        batches = await within_deadline(request, primed(planned.value))
-        name = filename("consumption", resolution, str(first), str(last), extension=form)
-        if form == "ndjson":
-            return await render_ndjson(batches, name, planned.errors)
-        return await render_csv_stream(batches, fields_of(IntervalConsumption), name, planned.errors)
-    work = service.consumption(
-        meter_id or [], backend, first, last, zone, resolution, limit=limit, cursor=cursor, explicit_end=end is not None
-    )
+    else:
+        if resolution is None:
+            raise InvalidRequest("resolution is required (or a cursor from a previous page)", field="resolution")
+        if start is None:
+            raise InvalidRequest("start is required (or a cursor from a previous page)", field="start")
+        zone, first, last = _window(service, start, end, tz, meter_id, resolution)
+        if form != "json":  # exports: the whole window, streamed batch by batch
+            planned = await within_deadline(
+                request, service.stream_consumption(meter_id or [], backend, first, last, zone, resolution)
+            )
+            batches = await within_deadline(request, primed(planned.value))
+            name = filename("consumption", resolution, str(first), str(last), extension=form)
+            if form == "ndjson":
+                return await render_ndjson(batches, name, planned.errors)
+            return await render_csv_stream(batches, fields_of(IntervalConsumption), name, planned.errors)
+        work = service.consumption(meter_id or [], backend, first, last, zone, resolution, limit=limit, cursor=None)
     answer = await within_deadline(request, work)
     items, next_cursor = answer.value
     body = IntervalConsumptionList(items=items, next_cursor=next_cursor, errors=answer.errors or None)

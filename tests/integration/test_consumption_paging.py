@@ -77,6 +77,11 @@ async def test_a_cursor_keeps_its_window_and_refuses_other_parameters() -> None:
         second = await c.get("/consumption", params={"resolution": "hour", **no_end, "cursor": cursor, "limit": 100})
         assert second.status_code == 200
         assert second.json()["items"][0]["start"] == "2026-03-27T04:00:00+01:00"  # row 101 of meter one
+        alone = await c.get("/consumption", params={"cursor": cursor, "limit": 100})  # like every list
+        assert alone.json() == second.json()
+        missing = await c.get("/consumption", params={"start": WEEK["start"]})
+        assert missing.status_code == 422
+        assert missing.json()["errors"][0]["field"] == "resolution"
 
 
 async def test_limit_over_the_page_maximum_is_a_422_naming_the_setting() -> None:

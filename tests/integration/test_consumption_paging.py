@@ -11,6 +11,7 @@ from typing import Any
 import httpx
 import pytest
 
+from app.errors import UpstreamUnavailable
 from tests.support.apps import fake_app, running
 from tests.support.fake_backend import FakeBackend
 
@@ -139,3 +140,31 @@ async def test_csv_streams_the_whole_window_as_the_ndjson_does() -> None:
         assert [(r["meter_id"], r["start"], r["consumption"]) for r in rows] == [
             (s["meter_id"], s["start"], json.dumps(s["consumption"])) for s in streamed
         ]
+
+
+class FailsForOneMeter(FakeBackend):
+    """Every meter reads, but the last one's readings fail: an outage in the middle of an export."""
+
+    async def readings(self, upstream_meter_id, start, end, quantities, limit):  # type: ignore[no-untyped-def]
+        if upstream_meter_id == self.meter_ids[-1]:
+            raise UpstreamUnavailable("IOmeter went down.", backend=self.name, retry_after=5)
+        return await super().readings(upstream_meter_id, start, end, quantities, limit)
+
+
+async def test_a_vendor_failing_in_the_middle_of_an_export_ends_it_with_an_error_line() -> None:
+    backend = FailsForOneMeter("iometer", meters=3)
+    backend.meter_ids.sort()  # the failing meter is read last
+    app = fake_app({"iometer": backend}, FACADE_CONSUMPTION_MAX_PAGE=HOURS)  # one meter per batch
+    async with running(app) as c:
+        r = await c.get("/consumption", params={"resolution": "hour", **WEEK, "format": "ndjson"})
+        assert r.status_code == 200  # the stream had started
+        lines = [json.loads(line) for line in r.text.splitlines()]
+        assert len(lines) == 2 * HOURS + 1
+        assert {row["meter_id"] for row in lines[:-1]} == {f"iometer:{m}" for m in backend.meter_ids[:2]}
+        assert lines[-1]["error"]["status"] == 503
+        # a page of the failing meter alone is a problem, not a short page
+        page = await c.get(
+            "/consumption",
+            params={"resolution": "hour", **WEEK, "limit": 100, "meter_id": f"iometer:{backend.meter_ids[-1]}"},
+        )
+        assert page.status_code == 503

@@ -29,8 +29,8 @@ from typing import Any, Generic, TypeVar
 from pydantic import TypeAdapter, ValidationError
 from redis.asyncio import Redis
 
+from app.infra.timeutil import Clock
 from app.shared.tier import RedisTier
-from app.timeutil import Clock
 
 V = TypeVar("V")
 SCHEMA_VERSION = 1

@@ -11,7 +11,7 @@ from typing import Any
 import httpx
 import pytest
 
-from app.errors import UpstreamUnavailable
+from app.infra.errors import UpstreamUnavailable
 from tests.support.apps import fake_app, running
 from tests.support.fake_backend import FakeBackend
 

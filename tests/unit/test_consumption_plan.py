@@ -9,7 +9,7 @@ from zoneinfo import ZoneInfo
 from hypothesis import given
 from hypothesis import strategies as st
 
-from app.consumption import Plan
+from app.core.consumption import Plan
 
 
 def plan(meters: int, intervals: int) -> Plan:

@@ -335,3 +335,22 @@ async def render_ndjson(
 async def one_batch(items: Sequence[T]) -> AsyncIterator[Sequence[T]]:
     """An answer already whole in memory (bounded by the window limits) as a single batch."""
     yield items
+
+
+async def render_csv_stream(
+    batches: AsyncIterator[Iterable[BaseModel]], fields: Sequence[str], name: str, errors: Sequence[Any] = ()
+) -> StreamingResponse:
+    """Stream `batches` as one CSV document (header first), for a whole window that is not paged; the
+    first batch is read before the status line goes out. A failure later cuts the document short (CSV
+    has no place for an error line): the client sees an incomplete chunked body, never a short file
+    that looks whole."""
+    return StreamingResponse(
+        csv_lines(await primed(batches), fields),
+        media_type=CSV_MEDIA,
+        headers={
+            **errors_header(errors),
+            "content-disposition": content_disposition(name),
+            "cache-control": "no-store",
+            "x-content-type-options": "nosniff",
+        },
+    )

@@ -1,7 +1,7 @@
 """The pure-ASGI front, composed from outside the way Starlette's own middleware wrap an app:
 
-    Observe(HeadAsGet(ClientAuth(HitPath(fastapi_stack))))      (+ LiveDemo under ClientAuth's
-                                                                  caller in sandbox mode)
+    Observe(CancelOnDisconnect(HeadAsGet(ClientAuth(HitPath(fastapi_stack)))))
+                                            (+ LiveDemo above ClientAuth in sandbox mode)
 
 A cached answer is most of the traffic, and each layer costs, so `Observe` first asks the chain below
 it for a stored answer through `answer(scope)`: each layer that can take part implements `Answers`
@@ -17,6 +17,7 @@ from starlette.types import ASGIApp
 
 from app.api.http_cache import ResponseCache
 from app.api.middleware.client_auth import ClientAuth
+from app.api.middleware.disconnect import CancelOnDisconnect
 from app.api.middleware.head import HeadAsGet
 from app.api.middleware.hit_path import HitPath
 from app.api.middleware.observe import Observe
@@ -42,4 +43,4 @@ def compose_front(
     authed: ASGIApp = ClientAuth(hit_path, keys=settings.client_keys())
     if settings.sandbox:
         authed = LiveDemo(authed)  # `/live-demo`, sandbox only, no key
-    return Front(Observe(HeadAsGet(authed), metrics=metrics), hit_path)
+    return Front(Observe(CancelOnDisconnect(HeadAsGet(authed)), metrics=metrics), hit_path)

@@ -24,15 +24,22 @@ async def gather_first_error(calls: Sequence[Awaitable[T]], limit: asyncio.Semap
     try:
         async with asyncio.TaskGroup() as group:
             tasks = [group.create_task(run(call)) for call in calls]
+    except asyncio.CancelledError:  # the caller left: the calls still waiting for `limit` never start
+        _close_unstarted(calls)
+        raise
     except BaseExceptionGroup as failures:
-        for call in calls:
-            if inspect.iscoroutine(call) and inspect.getcoroutinestate(call) == inspect.CORO_CREATED:
-                call.close()
+        _close_unstarted(calls)
         first: BaseException = failures
         while isinstance(first, BaseExceptionGroup):
             first = first.exceptions[0]
         raise first from None
     return [task.result() for task in tasks]
+
+
+def _close_unstarted(calls: Sequence[Awaitable[Any]]) -> None:
+    for call in calls:
+        if inspect.iscoroutine(call) and inspect.getcoroutinestate(call) == inspect.CORO_CREATED:
+            call.close()
 
 
 async def both(a: Awaitable[Any], b: Awaitable[Any]) -> tuple[Any, Any]:

@@ -49,7 +49,7 @@ from app.guard.provenance import Answer, Provenance
 from app.infra.config import Settings
 from app.infra.errors import InvalidRequest
 from app.infra.metrics import Metrics
-from app.infra.timeutil import Clock, format_rfc3339, from_epoch, local_midnight, parse_rfc3339
+from app.infra.timeutil import Clock, format_rfc3339, from_epoch, parse_rfc3339
 
 T = TypeVar("T")
 
@@ -101,7 +101,13 @@ class MeterService:
             if isinstance(guarded.backend, LateReadings):
                 guarded.backend.on_late_readings = self.evict_meters
         self.consumptions = ConsumptionService(
-            self.router, self.chunks, settings=settings, ttl=self._ttl_for_window, all_meters=self._all_meters
+            self.router,
+            self.chunks,
+            settings=settings,
+            ttl=self._ttl_for_window,
+            all_meters=self._all_meters,
+            pager=Pager(cursors, "consumption"),
+            past_window=self._past_window,
         )
 
     # --- choosing backends -------------------------------------------------------------------------
@@ -282,12 +288,26 @@ class MeterService:
         return await self.consumptions.daily_consumption(meter_ids, backend, start, end, tz)
 
     async def consumption(
+        self,
+        meter_ids: list[str],
+        backend: str | None,
+        start: date | None,
+        end: date | None,
+        tz: ZoneInfo | None,
+        resolution: str | None,
+        *,
+        limit: int,
+        cursor: str | None,
+    ) -> Answer[ItemsAndCursor]:
+        """A page of the intervals of `[start, end)` in `tz` at `resolution`, ordered by (meter_id, start),
+        and the next page's cursor. With a cursor, the parameters left None are the cursor's."""
+        return await self.consumptions.page(meter_ids, backend, start, end, tz, resolution, limit=limit, cursor=cursor)
+
+    async def stream_consumption(
         self, meter_ids: list[str], backend: str | None, start: date, end: date, tz: ZoneInfo, resolution: str
-    ) -> Answer[list[IntervalConsumption]]:
-        """Every interval of `[start, end)` in `tz` at `resolution`, ordered by (meter_id, start)."""
-        answer = await self.consumptions.consumption(meter_ids, backend, start, end, tz, resolution)
-        names = {row.meter_id.split(":", 1)[0] for row in answer.value} | ({backend} if backend else set())
-        return self._past_window(answer, local_midnight(end, tz), names)
+    ) -> Answer[AsyncIterator[list[IntervalConsumption]]]:
+        """The whole window in batches, for exports (a 422 over the window budget comes now)."""
+        return await self.consumptions.stream(meter_ids, backend, start, end, tz, resolution)
 
     # --- device status ------------------------------------------------------------------------------
 

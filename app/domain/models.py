@@ -210,8 +210,10 @@ class IntervalConsumption(Resource):
 
 
 class IntervalConsumptionList(Resource):
+    """A page of `/consumption`. Pass `next_cursor` back as `cursor` for the next page."""
+
     items: list[IntervalConsumption]
-    next_cursor: None = Field(default=None, description="Always null: the whole window is one answer.")
+    next_cursor: str | None = Field(default=None, description="Opaque; null on the last page.", examples=[None])
     errors: list[BackendError] | None = Field(
         default=None, description="Present when one backend failed and another answered."
     )

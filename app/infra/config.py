@@ -148,6 +148,17 @@ class Settings(BaseSettings):
         7 * 86400, alias="FACADE_TTL_SETTLED", ge=0, description="settled chunks of a vendor without a correction feed"
     )
 
+    # --- issue 22 (items 2, 3): memory and work per `/consumption` request (README, "Operating it") ------
+    consumption_max_page: int = Field(
+        3000, alias="FACADE_CONSUMPTION_MAX_PAGE", ge=1, le=100_000, description="largest `limit` of /consumption"
+    )
+    consumption_window_budget: int = Field(
+        100_000,
+        alias="FACADE_CONSUMPTION_WINDOW_BUDGET",
+        ge=1,
+        description="meters x intervals one /consumption window may span (a month counts its days)",
+    )
+
     @field_validator("api_keys", mode="before")
     @classmethod
     def _split_keys(cls, value: object) -> object:

@@ -49,6 +49,8 @@ class RequestInfo:
     """The label of the API key presented (never the key)."""
     invalid_fields: list[str] | None = None
     """A 422's field names (never their values)."""
+    status: int | None = None
+    """A status recorded for a request that sent none (499: the client left before the answer)."""
     negotiated: bool = False
     """The route picks its representation by `Accept`/`format`, so its answers carry `Vary: Accept`."""
 

@@ -48,7 +48,7 @@ def test_freshness_in_the_guide_is_the_default_configuration():
     stated = re.search(r"Freshness: meters (\d+) minutes, device status (\d+) s, the corrections feed (\d+) s", GUIDE)
     assert stated, "the guide's freshness sentence changed: update this test"
     assert (int(stated[1]) * 60, int(stated[2]), int(stated[3])) == (s.ttl_meters, s.ttl_device_status, s.ttl_changes)
-    assert re.search(rf"1 h for windows entirely in the past and {int(s.ttl_recent / 60)} min", GUIDE)
+    assert re.search(rf"1 h for windows whose data has settled and {int(s.ttl_recent / 60)} min", GUIDE)
     assert s.ttl_past == 3600
 
 

@@ -30,11 +30,18 @@ class Stack:
         self.waltero = emulators["waltero"]
 
     async def items(self, path: str, **params: Any) -> list[dict[str, Any]]:
-        response = await self.client.get(path, params=params)
-        assert response.status_code == 200, response.text
-        body = response.json()
-        assert "errors" not in body
-        return list(body["items"])
+        """Every item of a list, page after page (`/consumption` pages like `/readings`)."""
+        items: list[dict[str, Any]] = []
+        for _ in range(100):
+            response = await self.client.get(path, params=params)
+            assert response.status_code == 200, response.text
+            body = response.json()
+            assert "errors" not in body
+            items.extend(body["items"])
+            if not body.get("next_cursor"):
+                return items
+            params = {**params, "cursor": body["next_cursor"]}
+        raise AssertionError("more than 100 pages")
 
 
 @pytest.fixture(params=[SPRING, FALL], ids=["spring-forward", "fall-back"])

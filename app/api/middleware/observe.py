@@ -94,6 +94,8 @@ class Observe:
                 await send_wrapper({"type": "http.response.body", "body": body})
         finally:
             stats.in_flight -= 1
+            if not started_response and info.status is not None:  # e.g. 499: the client left first
+                status = info.status
             self._record(scope, info, request_id, status, started, calls[0])
             request_id_var.reset(rid_token)
             upstream_calls_var.reset(calls_token)

@@ -11,6 +11,7 @@ from starlette.responses import Response
 from app.api.deps import (
     UPSTREAM_ERRORS,
     BackendParam,
+    CursorParam,
     ServiceDep,
     iso_date,
     problem_responses,
@@ -23,7 +24,9 @@ from app.api.exports import (
     fields_of,
     filename,
     one_batch,
+    primed,
     render_csv,
+    render_csv_stream,
     render_ndjson,
     wanted,
 )
@@ -131,6 +134,17 @@ def _window(
     return zone, first, last
 
 
+ConsumptionLimitParam = Annotated[
+    int,
+    Query(
+        ge=1,
+        description="Rows per page, 1..`FACADE_CONSUMPTION_MAX_PAGE` (3000 unless configured; a larger value is "
+        "a 422 naming it).",
+        examples=[1000],
+    ),
+]
+
+
 @router.get(
     "/consumption",
     operation_id="getConsumption",
@@ -141,28 +155,36 @@ def _window(
     "`15min`/`hour`: derived from register readings with the daily pair rule (interpolation across boundaries "
     "only within `FACADE_MAX_GAP`, meter swaps count zero), Waltero from its telemetry; at most 31 days. `day`: "
     "as `/consumption/daily`; at most 366 days. `month`: calendar months in `tz` as sums of their local days "
-    "(the first and last cut at `start`/`end`); at most 10 years. The whole window is one answer "
-    "(`next_cursor` is always null).",
+    "(the first and last cut at `start`/`end`); at most 10 years. Paged like every list: `limit` rows "
+    '(at most `FACADE_CONSUMPTION_MAX_PAGE`), `next_cursor` and `Link: rel="next"` for the rest. A window '
+    "whose meters x intervals (a month counts its days) exceed `FACADE_CONSUMPTION_WINDOW_BUDGET` (100,000 "
+    "unless configured) is a 422 naming the budget. CSV and NDJSON stream the whole window (no paging).",
     responses={**export_responses(fields_of(IntervalConsumption)), **problem_responses(404, *UPSTREAM_ERRORS)},
 )
 async def consumption(
     request: Request,
     service: ServiceDep,
     resolution: Annotated[
-        Literal["15min", "hour", "day", "month"],
-        Query(description="Interval length: `15min`, `hour`, `day` or `month`.", examples=["hour"]),
-    ],
-    start: Annotated[
-        str,
+        Literal["15min", "hour", "day", "month"] | None,
         Query(
-            description="First local day, `YYYY-MM-DD`.", examples=["2026-03-29"], json_schema_extra={"format": "date"}
+            description="Interval length: `15min`, `hour`, `day` or `month`. Required, unless `cursor` is given.",
+            examples=["hour"],
         ),
-    ],
+    ] = None,
+    start: Annotated[
+        str | None,
+        Query(
+            description="First local day, `YYYY-MM-DD`. Required, unless `cursor` is given.",
+            examples=["2026-03-29"],
+            json_schema_extra={"format": "date"},
+        ),
+    ] = None,
     end: Annotated[
         str | None,
         Query(
             description="Day after the last one (exclusive), `YYYY-MM-DD`. At most 31 days after `start` for "
-            "`15min` and `hour`, 366 for `day`, 10 years for `month`. Default: tomorrow in `tz`.",
+            "`15min` and `hour`, 366 for `day`, 10 years for `month`. Default: tomorrow in `tz` (a cursor keeps "
+            "the `end` of its first page).",
             examples=["2026-03-30"],
             json_schema_extra={"format": "date"},
         ),
@@ -170,11 +192,41 @@ async def consumption(
     meter_id: MeterIdsParam = None,
     backend: BackendParam = None,
     tz: TzParam = None,
+    limit: ConsumptionLimitParam = 1000,
+    cursor: CursorParam = None,
     format: FormatParam = None,
 ) -> Response:
     form = wanted(request, format)
-    zone, first, last = _window(service, start, end, tz, meter_id, resolution)
-    work = service.consumption(meter_id or [], backend, first, last, zone, resolution)
+    if cursor is not None and form == "json":
+        # The cursor carries its query (its window was checked when it was made): parameters sent with it
+        # are only parsed here, and must be the cursor's own.
+        work = service.consumption(
+            meter_id or [],
+            backend,
+            iso_date(start, "start") if start is not None else None,
+            iso_date(end, "end") if end is not None else None,
+            time_zone(tz) if tz is not None else None,
+            resolution,
+            limit=limit,
+            cursor=cursor,
+        )
+    else:
+        if resolution is None:
+            raise InvalidRequest("resolution is required (or a cursor from a previous page)", field="resolution")
+        if start is None:
+            raise InvalidRequest("start is required (or a cursor from a previous page)", field="start")
+        zone, first, last = _window(service, start, end, tz, meter_id, resolution)
+        if form != "json":  # exports: the whole window, streamed batch by batch
+            planned = await within_deadline(
+                request, service.stream_consumption(meter_id or [], backend, first, last, zone, resolution)
+            )
+            batches = await within_deadline(request, primed(planned.value))
+            name = filename("consumption", resolution, str(first), str(last), extension=form)
+            if form == "ndjson":
+                return await render_ndjson(batches, name, planned.errors)
+            return await render_csv_stream(batches, fields_of(IntervalConsumption), name, planned.errors)
+        work = service.consumption(meter_id or [], backend, first, last, zone, resolution, limit=limit, cursor=None)
     answer = await within_deadline(request, work)
-    name = filename("consumption", resolution, str(first), str(last), extension=form)
-    return await _respond(request, answer, form, name, IntervalConsumption, IntervalConsumptionList)
+    items, next_cursor = answer.value
+    body = IntervalConsumptionList(items=items, next_cursor=next_cursor, errors=answer.errors or None)
+    return render(request, answer, body, exclude=None if answer.errors else {"errors"})

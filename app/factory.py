@@ -21,7 +21,8 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import httpx
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
+from fastapi.dependencies.models import Dependant
 from fastapi.routing import APIRoute
 from starlette.types import ASGIApp, Receive, Scope, Send
 
@@ -33,6 +34,7 @@ from app.circuit import CircuitBreaker
 from app.config import Settings
 from app.corrections import CorrectionsPoller
 from app.cursors import CursorCodec
+from app.deps import known_parameters_only
 from app.guard import GuardedBackend, build_caches
 from app.http_cache import ResponseCache
 from app.live.demo import LiveDemo
@@ -91,6 +93,8 @@ class FacadeApp(FastAPI):
     emulators: Mapping[str, Emulator]
     _runtime: Runtime | None = None
     hit_path: HitPath | None = None
+    route_parameters: dict[int, frozenset[str]]
+    """The query parameters each API route (by `id`) declares; any other is a 422 (`deps.known_parameters_only`)."""
 
     @property
     def runtime(self) -> Runtime:
@@ -290,8 +294,13 @@ def create_app(
     problems.install(facade)
     docs_ui.install(facade)
     modules = (meters, live, readings, consumption, devices, changes, ops)
-    for module in modules:
-        facade.include_router(module.router)
+    for module in modules:  # every API route refuses query parameters it does not declare (422)
+        facade.include_router(module.router, dependencies=[Depends(known_parameters_only)])
+    facade.route_parameters = {
+        id(route): _query_parameters(route.dependant)
+        for route in [*facade.routes, *(r for module in modules for r in module.router.routes)]
+        if isinstance(route, APIRoute)  # `scope["route"]` is the module's own route object
+    }
     facade.responses.params_by_path = {  # response-cache keys hold a route's own parameters, nothing else
         route.path: frozenset(p.alias for p in route.dependant.query_params)
         for module in modules
@@ -301,6 +310,14 @@ def create_app(
     backend_names = list(names)
     facade.openapi = lambda: openapi.build(facade, backend_names or vendors.names())  # type: ignore[method-assign]
     return facade
+
+
+def _query_parameters(dependant: Dependant) -> frozenset[str]:
+    """The query parameters a route declares, its dependencies' included."""
+    names = {p.alias for p in dependant.query_params}
+    for sub in dependant.dependencies:
+        names |= _query_parameters(sub)
+    return frozenset(names)
 
 
 def _backend_deadline(settings: Settings) -> float:

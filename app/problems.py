@@ -81,7 +81,7 @@ def facade_error_response(exc: FacadeError) -> Response:
         headers["Retry-After"] = str(max(1, math.ceil(retry_after or 1)))
     errors = None
     if isinstance(exc, InvalidRequest):
-        errors = [{"field": exc.field or "request", "message": exc.detail}]
+        errors = exc.errors or [{"field": exc.field or "request", "message": exc.detail}]
     return problem_response(
         exc.status, exc.title, exc.detail, type_=exc.type, backend=exc.backend, errors=errors, headers=headers
     )
@@ -109,7 +109,7 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(FacadeError)
     async def _facade(request: Request, exc: FacadeError) -> Response:
         if isinstance(exc, InvalidRequest):
-            _log_fields(request, [exc.field or "request"])
+            _log_fields(request, [str(e["field"]) for e in exc.errors] if exc.errors else [exc.field or "request"])
         return facade_error_response(exc)
 
     @app.exception_handler(RequestValidationError)

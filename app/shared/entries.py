@@ -18,7 +18,6 @@ entry, so `evict_tags` deletes every shared entry a correction touched in one at
 from __future__ import annotations
 
 import dataclasses
-import functools
 import hashlib
 import json
 from collections.abc import Hashable, Iterable
@@ -74,10 +73,10 @@ def _canonical(key: Any) -> Any:
     raise TypeError(f"cache key part of type {type(key).__name__} has no canonical form")
 
 
-@functools.lru_cache(maxsize=4096)
 def key_digest(key: Hashable) -> str:
     """A stable name for a cache key: the same in every process (no `hash()`, no set order).
-    Raises `TypeError` for a key part with no canonical form."""
+    Raises `TypeError` for a key part with no canonical form. Not memoised: a key holds what a client
+    asked for, and a digest costs microseconds beside the Redis round trip it names."""
     text = json.dumps(_canonical(key), separators=(",", ":"), sort_keys=True)
     return hashlib.sha256(text.encode()).hexdigest()[:32]
 

@@ -1,5 +1,6 @@
 """Memory is bounded by what the service decides, not by what a client asks: unknown parameters are
-refused and make no cache entries, every cache stays inside its byte budget, and an oversized body is served unstored."""
+refused and make no cache entries, every cache stays inside its byte budget, and an oversized body is
+served unstored."""
 
 from __future__ import annotations
 

@@ -28,7 +28,7 @@ def split_commas(value: object) -> object:
     return value
 
 
-_KEY_LABEL = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+_KEY_LABEL = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}\Z")
 
 
 class ApiKey(SecretStr):

@@ -55,7 +55,7 @@ def rfc3339(value: str, field: str) -> datetime:
         raise InvalidRequest(message, field=field) from None
 
 
-_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}\Z")
 
 
 def iso_date(value: str, field: str) -> date:

@@ -30,7 +30,9 @@ request_id_var: ContextVar[str | None] = ContextVar("request_id", default=None)
 upstream_calls_var: ContextVar[list[int] | None] = ContextVar("upstream_calls", default=None)
 """A one-element counter of upstream calls made for the current request."""
 
-_VALID_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+NOSNIFF = (b"x-content-type-options", b"nosniff")
+"""On every answer (hits, errors, pages): a browser never second-guesses the declared content type."""
+_VALID_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}\Z")
 _METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 
 
@@ -69,7 +71,7 @@ class Observe:
             if message["type"] == "http.response.start":
                 status = message["status"]
                 started_response = True
-                message["headers"] = [*message.get("headers", []), rid_header]
+                message["headers"] = [*message.get("headers", []), rid_header, NOSNIFF]
             await send(message)
 
         stats = self.stats
@@ -117,7 +119,7 @@ class Observe:
             {
                 "type": "http.response.start",
                 "status": status,
-                "headers": [*headers, (b"x-request-id", request_id.encode())],
+                "headers": [*headers, (b"x-request-id", request_id.encode()), NOSNIFF],
             }
         )
         await send({"type": "http.response.body", "body": body})

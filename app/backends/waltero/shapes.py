@@ -132,7 +132,7 @@ def error_code(status: int) -> str:
 
 
 # --- time on the wire ----------------------------------------------------------------------------------
-_WIRE_TIME = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,6})?(Z|\+00:00)$")
+_WIRE_TIME = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,6})?(Z|\+00:00)\Z")
 
 
 def parse_wire_time(text: str) -> dt.datetime:

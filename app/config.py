@@ -133,6 +133,11 @@ class Settings(BaseSettings):
     live_backoff: float = Field(1, alias="FACADE_LIVE_BACKOFF", gt=0, description="first reconnect delay, s")
     live_overflow_grace: float = Field(5, alias="FACADE_LIVE_OVERFLOW_GRACE", gt=0)
 
+    # --- issue 22: limits on what a client sends (README, "Operating it") --------------------------
+    max_header_bytes: int = Field(
+        64 * 1024, alias="FACADE_MAX_HEADER_BYTES", ge=8 * 1024, le=1024 * 1024, description="request head, 431 past it"
+    )
+
     @field_validator("api_keys", mode="before")
     @classmethod
     def _split_keys(cls, value: object) -> object:

@@ -44,6 +44,7 @@ from app.live.wiring import create_hub
 from app.metrics import Metrics
 from app.middleware.client_auth import ClientAuth
 from app.middleware.head import HeadAsGet
+from app.middleware.header_limit import HeaderLimit
 from app.middleware.hit_path import Answered, HitPath
 from app.middleware.observe import Observe
 from app.models import Change
@@ -127,12 +128,16 @@ class FacadeApp(FastAPI):
         if self.settings.sandbox:
             authed = LiveDemo(authed)  # `/live-demo`, sandbox only, no key
 
-        def hit(scope: Scope) -> Answered | None:
-            # A cached answer, checked in the same order as the layers below (key, then store), but
-            # without going through them: a hit is most of the traffic, and each layer costs.
-            return hit_path.answer(scope) if auth.admit(scope) else None
+        limit = HeaderLimit(HeadAsGet(authed), self.settings.max_header_bytes)
 
-        return Observe(HeadAsGet(authed), metrics=self.metrics, hit=hit)
+        def hit(scope: Scope) -> Answered | None:
+            # A cached answer, checked in the same order as the layers below (head size, key, then
+            # store), but without going through them: a hit is most of the traffic, and each layer costs.
+            if limit.too_large(scope) or not auth.admit(scope):
+                return None
+            return hit_path.answer(scope)
+
+        return Observe(limit, metrics=self.metrics, hit=hit)
 
 
 def create_app(

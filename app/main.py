@@ -16,6 +16,7 @@ from app.config import Settings
 from app.errors import ConfigurationError
 from app.factory import FacadeApp, create_app
 from app.logs import JsonFormatter, configure_logging
+from app.middleware.header_limit import HeaderLimitedHttpToolsProtocol
 
 
 def _refuse(message: str) -> NoReturn:
@@ -33,6 +34,8 @@ def _build() -> FacadeApp:
         _refuse(f"meter-facade cannot start: invalid configuration ({problems}).")
     try:
         configure_logging(settings.log_level, settings.secrets())
+        # the server loop's own bound (uvicorn `--http app.middleware.header_limit:HeaderLimitedHttpToolsProtocol`)
+        HeaderLimitedHttpToolsProtocol.max_head_bytes = settings.max_header_bytes
         return create_app(settings)
     except ConfigurationError as exc:
         _refuse(f"meter-facade cannot start: {exc}")

@@ -13,6 +13,7 @@ import os
 import re
 import subprocess
 import sys
+import time
 
 import pytest
 from starlette.applications import Starlette
@@ -102,8 +103,6 @@ def test_a_log_line_quoting_a_credential_is_blanked_too() -> None:
         log.warning("vendor said: Authorization: Bearer %s", jwt)
         log.warning("basic authentication is configured")
         logging.getLogger().handlers[-1].flush()
-        import time
-
         for _ in range(100):  # the writer thread flushes within a few ms
             if stream.getvalue().count("\n") >= 5:
                 break

@@ -12,11 +12,11 @@ from typing import NoReturn
 
 from pydantic import ValidationError
 
-from app.config import Settings
-from app.errors import ConfigurationError
+from app.api.middleware.header_limit import HeaderLimitedHttpToolsProtocol
 from app.factory import FacadeApp, create_app
-from app.logs import JsonFormatter, configure_logging
-from app.middleware.header_limit import HeaderLimitedHttpToolsProtocol
+from app.infra.config import Settings
+from app.infra.errors import ConfigurationError
+from app.infra.logs import JsonFormatter, configure_logging
 
 
 def _refuse(message: str) -> NoReturn:
@@ -34,7 +34,7 @@ def _build() -> FacadeApp:
         _refuse(f"meter-facade cannot start: invalid configuration ({problems}).")
     try:
         configure_logging(settings.log_level, settings.secrets())
-        # the server loop's own bound (uvicorn `--http app.middleware.header_limit:HeaderLimitedHttpToolsProtocol`)
+        # the server loop's own bound (uvicorn `--http app.api.middleware.header_limit:HeaderLimitedHttpToolsProtocol`)
         HeaderLimitedHttpToolsProtocol.max_head_bytes = settings.max_header_bytes
         return create_app(settings)
     except ConfigurationError as exc:

@@ -30,8 +30,8 @@ from typing import Any, Generic, TypeVar
 from pydantic import TypeAdapter, ValidationError
 from redis.asyncio import Redis
 
+from app.infra.timeutil import Clock
 from app.shared.tier import RedisTier, SharedUnavailable
-from app.timeutil import Clock
 
 V = TypeVar("V")
 SCHEMA_VERSION = 1
@@ -161,7 +161,7 @@ def valid_tags(tags: object) -> frozenset[str]:
 
 def finite_fields(value: V) -> V:
     """`value` when every float field of it (a dataclass's own fields; models check theirs, see
-    `app.models.Resource`) is finite; raises `ValueError` otherwise."""
+    `app.domain.models.Resource`) is finite; raises `ValueError` otherwise."""
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
         for field in dataclasses.fields(value):
             number = getattr(value, field.name)

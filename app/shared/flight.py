@@ -25,11 +25,11 @@ import contextlib
 from collections.abc import Awaitable, Callable, Hashable
 from typing import Any, Literal, TypeVar
 
+from app.infra.timeutil import Clock
 from app.shared.bus import Broadcast
 from app.shared.entries import EntryKind, SharedEntries, SharedEntry, key_digest
 from app.shared.locks import FleetLock
 from app.shared.tier import SharedUnavailable
-from app.timeutil import Clock
 
 V = TypeVar("V")
 FlightOutcome = Literal["shared", "loaded", "local"]

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import httpx
 
-from app import errors
-from app.config import Settings
 from app.factory import create_app
+from app.infra import errors
+from app.infra.config import Settings
 
 ROOT = Path(__file__).resolve().parents[2]
 GUIDE = (ROOT / "docs" / "api-guide.md").read_text()
@@ -21,7 +21,7 @@ def test_problem_types_in_the_guide_are_the_services():
     raised = {c("x").type for c in classes if not c.__subclasses__()}  # the leaves are what is raised
     documented = set(re.findall(r"`(/problems/[a-z-]+)`", GUIDE))
     assert raised <= documented, raised - documented
-    from app.middleware.header_limit import TYPE as HEADERS_TOO_LARGE  # answered by a layer, not raised
+    from app.api.middleware.header_limit import TYPE as HEADERS_TOO_LARGE  # answered by a layer, not raised
 
     assert documented - raised == {"/problems/unauthorized", "/problems/not-ready", HEADERS_TOO_LARGE}
 

@@ -16,12 +16,12 @@ import pytest
 import yaml
 from redis.exceptions import NoPermissionError
 
-from app.corrections import encode_mark
-from app.cursors import CursorCodec
-from app.metrics import Metrics
+from app.core.corrections import encode_mark
+from app.core.fleet import CACHE_KINDS, Fleet
+from app.domain.cursors import CursorCodec
+from app.infra.metrics import Metrics
 from app.shared.cursor_key import shared_cursor_secret
 from app.shared.entries import SharedEntry
-from app.shared.fleet import CACHE_KINDS, Fleet
 from app.shared.lease import SharedWatermark
 from app.shared.tokens import SharedToken
 from tests.support.redis_server import RedisServer

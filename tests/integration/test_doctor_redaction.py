@@ -21,7 +21,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from app.logs import configure_logging
+from app.infra.logs import configure_logging
 from tests.support.servers import serve_in_thread
 
 PARTNER, SECRET = "partner-0042", "s3cr3t-partner-value-9"

@@ -17,7 +17,7 @@ from tests.support.fake_backend import FakeBackend
 from tests.support.servers import RUN_ARGV, RawConnection, rss_kib, serve_facade
 
 ROOT = Path(__file__).resolve().parents[2]
-PROTOCOL = "app.middleware.header_limit:HeaderLimitedHttpToolsProtocol"
+PROTOCOL = "app.api.middleware.header_limit:HeaderLimitedHttpToolsProtocol"
 KIB = 1024
 
 

@@ -14,11 +14,11 @@ from typing import Any
 import httpx
 import pytest
 
-from app.config import Settings
-from app.errors import ConfigurationError
+from app.backends.iometer import emulator as iometer_sandbox
+from app.backends.waltero import emulator as waltero_sandbox
 from app.factory import create_app
-from app.sandbox import iometer as iometer_sandbox
-from app.sandbox import waltero as waltero_sandbox
+from app.infra.config import Settings
+from app.infra.errors import ConfigurationError
 from tests.support.apps import API_KEY, running
 from tests.support.clock import FakeClock
 

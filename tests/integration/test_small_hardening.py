@@ -13,9 +13,9 @@ from datetime import UTC, datetime, timedelta
 import httpx
 import pytest
 
-from app.config import Settings
+from app.domain.models import Meter
 from app.factory import create_app
-from app.models import Meter
+from app.infra.config import Settings
 from app.sandbox import create_emulators
 from tests.support.apps import fake_app, running
 from tests.support.clock import FakeClock

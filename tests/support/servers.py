@@ -77,7 +77,7 @@ def rss_kib(pid: int) -> int:
 
 RUN_ARGV = [
     "-m", "uvicorn", "app.main:app", "--host", "127.0.0.1", "--no-access-log",
-    "--http", "app.middleware.header_limit:HeaderLimitedHttpToolsProtocol",
+    "--http", "app.api.middleware.header_limit:HeaderLimitedHttpToolsProtocol",
 ]  # fmt: skip
 """How `make run` starts the service (after the interpreter), less `--port`."""
 

@@ -1,6 +1,6 @@
 import asyncio
 
-from app.models import Reading
+from app.domain.models import Reading
 from app.shared.bus import Broadcast
 from app.shared.cursor_key import shared_cursor_secret
 from app.shared.entries import EntryKind, SharedEntries, SharedEntry

@@ -5,7 +5,7 @@ from datetime import UTC, date, datetime
 from pydantic import BaseModel
 
 from app.backends.base import ChangesPage
-from app.models import Change, DailyConsumption, DeviceStatus, Reading
+from app.domain.models import Change, DailyConsumption, DeviceStatus, Reading
 from app.shared.entries import EntryKind, SharedEntries, SharedEntry, key_digest
 from tests.support.clock import FakeClock
 from tests.unit.shared.conftest import Recorder

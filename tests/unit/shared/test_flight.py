@@ -3,7 +3,7 @@ import time
 
 import pytest
 
-from app.errors import UpstreamBadResponse
+from app.infra.errors import UpstreamBadResponse
 from app.shared.bus import Broadcast
 from app.shared.entries import EntryKind, SharedEntries, SharedEntry
 from app.shared.flight import FleetFlight

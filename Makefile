@@ -17,7 +17,7 @@ install: $(STAMP)
 
 ## Serve the sandbox (both vendors emulated, demo data, no credentials) on 127.0.0.1:8000.
 run: install
-	FACADE_SANDBOX=true $(VENV)/bin/uvicorn app.main:app --host $(HOST) --port $(PORT) --no-access-log
+	FACADE_SANDBOX=true $(VENV)/bin/uvicorn app.main:app --host $(HOST) --port $(PORT) --no-access-log --http app.api.middleware.header_limit:HeaderLimitedHttpToolsProtocol
 
 ## Debian tools the tests drive (redis-server, chromium, promtool, jq, curl), installed only when missing.
 system-packages:

@@ -18,12 +18,14 @@ from collections.abc import AsyncIterator, Mapping
 from typing import Literal
 
 import httpx
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
+from fastapi.dependencies.models import Dependant
 from fastapi.routing import APIRoute
 from starlette.types import Receive, Scope, Send
 
 from app import __version__
 from app.api import docs_ui, openapi, problems
+from app.api.deps import known_parameters_only
 from app.api.front import Front, compose_front
 from app.api.http_cache import ResponseCache
 from app.api.middleware.hit_path import HitPath
@@ -62,6 +64,8 @@ class FacadeApp(FastAPI):
     emulators: Mapping[str, Emulator]
     _runtime: Runtime | None = None
     front: Front | None = None
+    route_parameters: dict[int, frozenset[str]]
+    """The query parameters each API route (by `id`) declares; any other is a 422 (`deps.known_parameters_only`)."""
 
     @property
     def runtime(self) -> Runtime:
@@ -192,8 +196,13 @@ def create_app(
     problems.install(facade)
     docs_ui.install(facade)
     modules = (meters, live, readings, consumption, devices, changes, ops)
-    for module in modules:
-        facade.include_router(module.router)
+    for module in modules:  # every API route refuses query parameters it does not declare (422)
+        facade.include_router(module.router, dependencies=[Depends(known_parameters_only)])
+    facade.route_parameters = {
+        id(route): _query_parameters(route.dependant)
+        for route in [*facade.routes, *(r for module in modules for r in module.router.routes)]
+        if isinstance(route, APIRoute)  # `scope["route"]` is the module's own route object
+    }
     facade.responses.params_by_path = {  # response-cache keys hold a route's own parameters, nothing else
         route.path: frozenset(p.alias for p in route.dependant.query_params)
         for module in modules
@@ -203,6 +212,14 @@ def create_app(
     backend_names = list(names)
     facade.openapi = lambda: openapi.build(facade, backend_names or vendors.names())  # type: ignore[method-assign]
     return facade
+
+
+def _query_parameters(dependant: Dependant) -> frozenset[str]:
+    """The query parameters a route declares, its dependencies' included."""
+    names = {p.alias for p in dependant.query_params}
+    for sub in dependant.dependencies:
+        names |= _query_parameters(sub)
+    return frozenset(names)
 
 
 __all__ = ["FacadeApp", "Runtime", "create_app"]

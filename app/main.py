@@ -12,6 +12,7 @@ from typing import NoReturn
 
 from pydantic import ValidationError
 
+from app.api.middleware.header_limit import HeaderLimitedHttpToolsProtocol
 from app.backends.registry import all_secrets
 from app.factory import FacadeApp, create_app
 from app.infra.config import Settings
@@ -34,6 +35,8 @@ def _build() -> FacadeApp:
         _refuse(f"meter-facade cannot start: invalid configuration ({problems}).")
     try:
         configure_logging(settings.log_level, all_secrets(settings))
+        # the server loop's own bound (uvicorn `--http app.api.middleware.header_limit:HeaderLimitedHttpToolsProtocol`)
+        HeaderLimitedHttpToolsProtocol.max_head_bytes = settings.max_header_bytes
         return create_app(settings)
     except ConfigurationError as exc:
         _refuse(f"meter-facade cannot start: {exc}")

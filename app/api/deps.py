@@ -7,6 +7,7 @@ Parsing errors become 422 problems naming the field. Times are RFC 3339 with an 
 from __future__ import annotations
 
 import asyncio
+import difflib
 import re
 from collections.abc import Awaitable
 from datetime import date, datetime
@@ -62,7 +63,7 @@ def rfc3339(value: str, field: str) -> datetime:
         raise InvalidRequest(message, field=field) from None
 
 
-_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}\Z")
 
 
 def iso_date(value: str, field: str) -> date:
@@ -84,6 +85,50 @@ def time_zone(value: str, field: str = "tz") -> ZoneInfo:
         return zone(value)
     except ValueError:
         raise InvalidRequest(f"unknown IANA time zone {value[:64]!r} (e.g. Europe/Berlin)", field=field) from None
+
+
+MAX_NAMED_UNKNOWN = 10
+"""At most this many unknown parameters are named in one 422 (each cut to 64 characters)."""
+
+
+async def known_parameters_only(request: Request) -> None:
+    """Refuse any query parameter the route does not declare: a 422 naming each one and listing the
+    route's own, so a mistyped filter (`meterid=`) is never read as "no filter" (every meter)."""
+    if not request.scope["query_string"]:
+        return
+    accepted = accepted_parameters(request)
+    unknown = sorted({name for name in request.query_params if name not in accepted})
+    if unknown:
+        raise unknown_parameters(unknown, accepted)
+
+
+def accepted_parameters(request: Request) -> frozenset[str]:
+    """The query parameters of the route `request` matched (set by the app per route at start-up)."""
+    by_route: dict[int, frozenset[str]] = request.app.route_parameters
+    return by_route.get(id(request.scope.get("route")), frozenset())
+
+
+def unknown_parameters(unknown: list[str], accepted: frozenset[str]) -> InvalidRequest:
+    takes = ", ".join(sorted(accepted)) or "no query parameters"
+    errors: list[dict[str, object]] = []
+    for name in unknown[:MAX_NAMED_UNKNOWN]:
+        shown = name[:64]
+        close = difflib.get_close_matches(shown, accepted, n=1)
+        hint = f" (did you mean {close[0]}?)" if close else ""
+        errors.append(
+            {
+                "field": shown,
+                "message": f"unknown query parameter{hint}; this route takes: {takes}",
+                "accepted": sorted(accepted),
+            }
+        )
+    more = f" and {len(unknown) - MAX_NAMED_UNKNOWN} more" if len(unknown) > MAX_NAMED_UNKNOWN else ""
+    names = ", ".join(str(e["field"]) for e in errors)
+    return InvalidRequest(
+        f"unknown query parameter(s) {names}{more}; this route takes: {takes}",
+        field=str(errors[0]["field"]),
+        errors=errors,
+    )
 
 
 async def within_deadline(request: Request, work: Awaitable[T]) -> T:

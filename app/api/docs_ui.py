@@ -21,7 +21,7 @@ from starlette.responses import HTMLResponse, RedirectResponse, Response
 
 SWAGGER_UI_VERSION = "5.35.0"
 REDOC_VERSION = "2.5.4"
-STATIC = Path(__file__).resolve().parent / "static"
+STATIC = Path(__file__).resolve().parents[1] / "static"
 
 _SWAGGER = f"/docs/assets/swagger-ui-{SWAGGER_UI_VERSION}"
 _REDOC = f"/docs/assets/redoc-{REDOC_VERSION}"

@@ -6,8 +6,11 @@
 - CSV is written by the `csv` module (RFC 4180 quoting, `\\r\\n` line ends), a header row of the
   resource's fields in the JSON order, and one row per item with the JSON values: null → empty cell,
   booleans `true`/`false`, numbers as JSON writes them, timestamps as RFC 3339. A text cell that a
-  spreadsheet would run as a formula (`=`, `+`, `-`, `@`, tab, CR first) gets a leading `'`
-  (OWASP "CSV injection"); ids, units and timestamps never start that way.
+  spreadsheet would run as a formula gets a leading `'` (OWASP "CSV injection"): one starting with
+  `=`, `+`, `-`, `@`, any look-alike of them (their full-width, small and superscript forms such as
+  U+FF1D, the minus sign U+2212, dashes), or any whitespace or invisible character (space, tab, CR, LF, no-break or
+  zero-width space, ...), which a spreadsheet may skip before reading a formula. Ids, units and
+  timestamps never start that way.
 - NDJSON is one JSON object per line (`\\n`), the same object as in the JSON `items`. It is built by
   async generators over batches (pages) of items and flushed in chunks of about 64 KiB, so memory stays
   bounded by one batch plus one chunk however long the window is. The first batch is fetched before the
@@ -21,6 +24,7 @@ import csv
 import io
 import json
 import re
+import unicodedata
 from collections.abc import AsyncIterable, AsyncIterator, Iterable, Sequence
 from typing import Annotated, Any, Literal, TypeVar, cast
 
@@ -125,7 +129,23 @@ def negotiate(accept: str | None, format_param: str | None) -> Format:
 
 # --- CSV -------------------------------------------------------------------------------------------
 
-_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+_FORMULA_CHARS = frozenset("=+-@")
+_LOOK_ALIKES = frozenset("\u2212\u2796\u2795\u2010\u2011\u2012\u2013\u2014\ufe62\ufe63\ufe66\uff0b\uff0d\uff1d\uff20")
+"""Characters a spreadsheet may read as `=`, `+`, `-` or `@` that NFKC does not fold to them (the
+minus sign, dashes) or does (listed anyway, so the rule reads in one place)."""
+
+
+def _runs_as_formula(value: str) -> bool:
+    """Whether a spreadsheet could run `value` as a formula: its first character is a formula sign or
+    a look-alike of one, or whitespace or an invisible character it may skip first."""
+    first = value[:1]
+    if not first:
+        return False
+    if first in _FORMULA_CHARS or first in _LOOK_ALIKES or first.isspace():
+        return True
+    if unicodedata.category(first) in ("Cc", "Cf", "Zs", "Zl", "Zp"):  # controls, zero-width and format marks
+        return True
+    return unicodedata.normalize("NFKC", first)[:1] in _FORMULA_CHARS
 
 
 def cell(value: Any) -> str:
@@ -137,7 +157,7 @@ def cell(value: Any) -> str:
     if isinstance(value, int | float):
         return json.dumps(value)
     if isinstance(value, str):
-        return "'" + value if value.startswith(_FORMULA_START) else value
+        return "'" + value if _runs_as_formula(value) else value
     return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
 
 
@@ -274,9 +294,8 @@ def ndjson_response(lines: AsyncIterator[bytes], name: str, headers: dict[str, s
         headers={
             **(headers or {}),
             "content-disposition": content_disposition(name),
-            "cache-control": "no-store",
+            "cache-control": "no-store",  # `X-Content-Type-Options: nosniff` is on every answer (Observe)
             "vary": "Accept",
-            "x-content-type-options": "nosniff",
         },
     )
 

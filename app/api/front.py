@@ -1,6 +1,6 @@
 """The pure-ASGI front, composed from outside the way Starlette's own middleware wrap an app:
 
-    Observe(CancelOnDisconnect(HeadAsGet(ClientAuth(HitPath(fastapi_stack)))))
+    Observe(HeaderLimit(CancelOnDisconnect(HeadAsGet(ClientAuth(HitPath(fastapi_stack))))))
                                             (+ LiveDemo above ClientAuth in sandbox mode)
 
 A cached answer is most of the traffic, and each layer costs, so `Observe` first asks the chain below
@@ -19,6 +19,7 @@ from app.api.http_cache import ResponseCache
 from app.api.middleware.client_auth import ClientAuth
 from app.api.middleware.disconnect import CancelOnDisconnect
 from app.api.middleware.head import HeadAsGet
+from app.api.middleware.header_limit import HeaderLimit
 from app.api.middleware.hit_path import HitPath
 from app.api.middleware.observe import Observe
 from app.infra.config import Settings
@@ -43,4 +44,5 @@ def compose_front(
     authed: ASGIApp = ClientAuth(hit_path, keys=settings.client_keys())
     if settings.sandbox:
         authed = LiveDemo(authed)  # `/live-demo`, sandbox only, no key
-    return Front(Observe(CancelOnDisconnect(HeadAsGet(authed)), metrics=metrics), hit_path)
+    limited = HeaderLimit(CancelOnDisconnect(HeadAsGet(authed)), settings.max_header_bytes)
+    return Front(Observe(limited, metrics=metrics), hit_path)

@@ -6,15 +6,15 @@ from, and is served only while that provenance `is_current()`. So a correction t
 data expiring, invalidates every response built from it without any bookkeeping here, and a hit costs a
 dict lookup and a few identity checks, never a pydantic model.
 
-Keys are the path plus the query parameters the API knows, sorted: an unknown parameter (`&junk=1`)
-is ignored, by the routes and by this cache alike, so it never makes a new entry. Only requests that
-validated are stored. The cache is bounded in bytes as well as entries, and a body larger than
-`max_entry_bytes` is served but never stored.
+Keys are the path plus its route's query parameters, sorted. A query with any other parameter
+(`&junk=1`) has no key: the route refuses it (422), so it is never answered from here nor stored. Only
+requests that validated are stored. The cache is bounded in bytes as well as entries, and a body larger
+than `max_entry_bytes` is served but never stored. The memo of parsed query strings is bounded in bytes
+too, and holds only query strings whose answer is stored: a flood of distinct junk queries adds nothing.
 """
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import math
 from dataclasses import dataclass
@@ -34,13 +34,18 @@ ResponseKey = tuple[str, tuple[tuple[str, str], ...]]
 ENTRY_OVERHEAD = 400  # the StoredResponse, its key and the LRU's bookkeeping
 
 
-@functools.lru_cache(maxsize=4096)  # bounded; a hit's query string is parsed once, not on every hit
-def response_key(path: str, query_string: bytes, known: frozenset[str]) -> ResponseKey:
-    """The path and, sorted, the query parameters its route takes (`known`); any other is dropped."""
-    if not query_string or not known:
+ALIAS_OVERHEAD = 200  # the memo's tuple, its key and the LRU's bookkeeping
+
+
+def response_key(path: str, query_string: bytes, known: frozenset[str]) -> ResponseKey | None:
+    """The path and, sorted, its query parameters; None when one is not among those its route takes
+    (`known`): such a request is refused by the route, never answered from the cache."""
+    if not query_string:
         return (path, ())
     pairs = parse_qsl(query_string.decode("latin-1"), keep_blank_values=True)
-    return (path, tuple(sorted(p for p in pairs if p[0] in known)))
+    if any(name not in known for name, _ in pairs):
+        return None
+    return (path, tuple(sorted(pairs)))
 
 
 @dataclass(slots=True, eq=False)
@@ -55,6 +60,8 @@ class StoredResponse:
     """`Link: <next page>; rel="next"` of a list with more to come."""
     vary: bool = False
     """Whether the route negotiates its representation (`Vary: Accept` on every hit too)."""
+    key_bytes: int = 0
+    """What its cache key holds (the query's parameters), counted in the cache's bytes."""
     _second: int = -1
     _ok: list[tuple[bytes, bytes]] | None = None
     _not_modified: list[tuple[bytes, bytes]] | None = None
@@ -132,15 +139,36 @@ class ResponseCache:
         self.max_entry_bytes = max_entry_bytes
         self._entries: LRUCache[ResponseKey, StoredResponse] = LRUCache(max_bytes, getsizeof=self._weight)
         self._clock = clock
+        self._parsed: LRUCache[tuple[str, bytes], ResponseKey] = LRUCache(
+            max(64 * 1024, max_bytes // 16), getsizeof=_alias_weight
+        )
+        """Raw (path, query string) → key, so a hit parses its query once: filled only by lookups that
+        found a stored answer, bounded in bytes (a sixteenth of the cache's)."""
 
     def _weight(self, stored: StoredResponse) -> int:
-        return max(len(stored.body) + ENTRY_OVERHEAD, self._floor)
+        return max(len(stored.body) + ENTRY_OVERHEAD + stored.key_bytes, self._floor)
 
     def __len__(self) -> int:
         return len(self._entries)
 
-    def key(self, path: str, query_string: bytes) -> ResponseKey:
+    def key(self, path: str, query_string: bytes) -> ResponseKey | None:
+        """The cache key of a request, or None when its query has a parameter its route does not take."""
+        if not query_string:
+            return (path, ())
+        parsed = self._parsed.get((path, query_string))
+        if parsed is not None:
+            return parsed
         return response_key(path, query_string, self.params_by_path.get(path, frozenset()))
+
+    def find(self, path: str, query_string: bytes) -> StoredResponse | None:
+        """The stored, current answer of a request (the hit path's lookup)."""
+        key = self.key(path, query_string)
+        if key is None:
+            return None
+        stored = self.lookup(key)
+        if stored is not None and query_string and (path, query_string) not in self._parsed:
+            self._parsed[(path, query_string)] = key
+        return stored
 
     @property
     def bytes(self) -> int:
@@ -157,13 +185,20 @@ class ResponseCache:
 
     def store(self, key: ResponseKey, stored: StoredResponse) -> bool:
         """Keep `stored` unless it is larger than the per-entry limit; whether it was kept."""
-        if len(stored.body) + ENTRY_OVERHEAD > min(self.max_entry_bytes, self._entries.maxsize):
+        stored.key_bytes = _alias_weight(key) - ALIAS_OVERHEAD
+        if len(stored.body) + ENTRY_OVERHEAD + stored.key_bytes > min(self.max_entry_bytes, self._entries.maxsize):
             return False
         self._entries[key] = stored
         return True
 
     def clear(self) -> None:
         self._entries.clear()
+        self._parsed.clear()
+
+
+def _alias_weight(key: ResponseKey) -> int:
+    # the memo's own key holds the raw query string, about as long as the parsed pairs
+    return ALIAS_OVERHEAD + 2 * (len(key[0]) + sum(len(name) + len(value) for name, value in key[1]))
 
 
 def next_link(request: Request, next_cursor: str) -> str:
@@ -196,9 +231,10 @@ def render(
     request_info(scope).cache = result
     next_cursor = getattr(model, "next_cursor", None)
     link = next_link(request, next_cursor) if next_cursor else None
-    if not answer.errors and provenance.cached and fresh_until > now and result != "STALE":
+    key = responses.key(scope["path"], scope["query_string"])
+    if key is not None and not answer.errors and provenance.cached and fresh_until > now and result != "STALE":
         responses.store(
-            responses.key(scope["path"], scope["query_string"]),
+            key,
             StoredResponse(
                 body, etag, template, provenance, created, fresh_until, link.encode() if link else None, vary
             ),

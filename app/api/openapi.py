@@ -115,7 +115,8 @@ HEADERS: dict[str, dict[str, Any]] = {
 _STATUS_DESCRIPTIONS = {
     401: "Missing or wrong API key.",
     404: "No such resource (unknown id or prefix).",
-    422: "Invalid parameters; `errors` names each bad field.",
+    422: "Invalid parameters; `errors` names each bad field. A query parameter the route does not take is refused "
+    "the same way (never ignored).",
     501: "The backend has no such operation.",
     502: "The vendor failed, rejected our credentials, or sent a bad payload.",
     503: "The vendor throttles us or its circuit is open; see `Retry-After`.",
@@ -170,7 +171,25 @@ def error_examples() -> dict[int, dict[str, dict[str, Any]]]:
                     "detail": "limit: Input should be less than or equal to 1000",
                     "errors": [{"field": "limit", "message": "Input should be less than or equal to 1000"}],
                 },
-            )
+            ),
+            "unknownParameter": _example(
+                "A query parameter the route does not take; `errors` names it and lists the route's own",
+                {
+                    "type": invalid.type,
+                    "title": invalid.title,
+                    "status": 422,
+                    "detail": "unknown query parameter(s) meterid; this route takes: backend, end, format, "
+                    "meter_id, start, tz",
+                    "errors": [
+                        {
+                            "field": "meterid",
+                            "message": "unknown query parameter (did you mean meter_id?); this route takes: "
+                            "backend, end, format, meter_id, start, tz",
+                            "accepted": ["backend", "end", "format", "meter_id", "start", "tz"],
+                        }
+                    ],
+                },
+            ),
         },
         501: {
             "noChangeFeed": _example(
@@ -244,6 +263,12 @@ def build(app: FastAPI, backends: Sequence[str]) -> dict[str, Any]:
                 "type": "string",
                 "description": "What is wrong and how to fix it.",
                 "examples": ["Input should be less than or equal to 1000"],
+            },
+            "accepted": {
+                "type": "array",
+                "items": {"type": "string"},
+                "description": "For an unknown query parameter: the parameters this route takes.",
+                "examples": [["backend", "cursor", "format", "limit", "medium", "serial_number", "site_id"]],
             },
         },
         "required": ["field", "message"],
@@ -498,6 +523,7 @@ def _responses(path: str, operation: dict[str, Any], examples: dict[int, dict[st
         operation["security"] = []
     else:
         responses.setdefault("401", {})
+    responses.setdefault("422", {})  # every operation refuses a query parameter it does not take
     for status in list(responses):
         code = int(status)
         if code < 400:

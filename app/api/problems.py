@@ -224,7 +224,7 @@ PROBLEM_TYPES: dict[str, ProblemType] = {
             (_RETRY,),
         ),
         ProblemType(
-            "request-header-fields-too-large",
+            "request-headers-too-large",
             431,
             "Request header fields too large",
             "The request's header block is larger than the service takes.",
@@ -250,7 +250,7 @@ _TYPE_BY_STATUS: dict[int, str] = {
     415: "unsupported-media-type",
     422: "invalid-request",
     429: "too-many-requests",
-    431: "request-header-fields-too-large",
+    431: "request-headers-too-large",
     500: "internal",
     501: "not-supported",
     502: "upstream-error",
@@ -313,7 +313,7 @@ def facade_error_response(exc: FacadeError) -> Response:
         headers["Retry-After"] = str(max(1, math.ceil(retry_after or 1)))
     errors = None
     if isinstance(exc, InvalidRequest):
-        errors = [{"field": exc.field or "request", "message": exc.detail}]
+        errors = exc.errors or [{"field": exc.field or "request", "message": exc.detail}]
     return problem_response(
         exc.status, exc.title, exc.detail, type_=exc.type, backend=exc.backend, errors=errors, headers=headers
     )
@@ -341,7 +341,7 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(FacadeError)
     async def _facade(request: Request, exc: FacadeError) -> Response:
         if isinstance(exc, InvalidRequest):
-            _log_fields(request, [exc.field or "request"])
+            _log_fields(request, [str(e["field"]) for e in exc.errors] if exc.errors else [exc.field or "request"])
         return facade_error_response(exc)
 
     @app.exception_handler(RequestValidationError)

@@ -63,6 +63,34 @@ evicts it, in practice (or the byte budget pushes it out first)."""
 
 
 @dataclass(frozen=True, slots=True)
+class MeterFilters:
+    """The filters of `/meters`: each one set must hold."""
+
+    serial_number: str | None = None
+    medium: str | None = None
+    site_id: str | None = None
+
+    def admits(self, meter: Meter) -> bool:
+        return (
+            (self.serial_number is None or meter.serial_number == self.serial_number)
+            and (self.medium is None or meter.medium == self.medium)
+            and (self.site_id is None or meter.site_id == self.site_id)
+        )
+
+    def query(self) -> dict[str, str | None]:
+        """As a cursor carries them."""
+        return {"serial_number": self.serial_number, "medium": self.medium, "site_id": self.site_id}
+
+    @classmethod
+    def from_query(cls, query: Mapping[str, Any]) -> MeterFilters:
+        def text(name: str) -> str | None:
+            value = query.get(name)
+            return value if isinstance(value, str) else None
+
+        return cls(serial_number=text("serial_number"), medium=text("medium"), site_id=text("site_id"))
+
+
+@dataclass(frozen=True, slots=True)
 class BackendHealth:
     """What `/backends`, `/readyz` and `/metrics` may know of a backend (never a secret)."""
 
@@ -170,29 +198,34 @@ class MeterService:
         )
 
     async def list_meters(
-        self, backend: str | None, limit: int | None, cursor: str | None, serial_number: str | None = None
+        self, backend: str | None, limit: int | None, cursor: str | None, filters: MeterFilters | None = None
     ) -> Answer[ItemsAndCursor]:
-        """A page of meters; `limit` None = the cursor's page size (else the default)."""
+        """Meters of every selected backend, sorted by id, with `filters` applied (all must hold); `limit`
+        None = the cursor's page size (else the default)."""
+        filters = filters or MeterFilters()
         after = ""
         state: dict[str, Any] | None = None
         if cursor:
-            given = {"backend": backend, "serial_number": serial_number}
-            query, state = self._meters_pager.decode(cursor, given if backend or serial_number else None)
+            given = {"backend": backend, **filters.query()}
+            query, state = self._meters_pager.decode(cursor, given if any(given.values()) else None)
             backend, after = query.get("backend"), str(state.get("after", ""))
-            serial_number = query.get("serial_number")
-        if serial_number is not None:
-            number = serial_number
-            found = await gather_rows(
-                self.selected(backend, METERS), lambda b: self._meters_by_serial(b, number), lambda m: m.id
-            )
+            filters = MeterFilters.from_query(query)
+        site_backend = filters.site_id.partition(":")[0] if filters.site_id is not None else None
+        if site_backend is not None and (
+            site_backend not in self.router.backends or backend not in (None, site_backend)
+        ):
+            return Answer(([], None))  # a site no configured backend holds: nothing to ask anyone
+        selected = self.selected(backend or site_backend, METERS)
+        if filters.serial_number is not None:
+            number = filters.serial_number
+            found = await gather_rows(selected, lambda b: self._meters_by_serial(b, number), lambda m: m.id)
         else:
-            found = await gather_rows(self.selected(backend, METERS), self._all_meters, lambda m: m.id)
+            found = await gather_rows(selected, self._all_meters, lambda m: m.id)
         answer: Answer[ItemsAndCursor] = Answer(([], None), errors=found.errors, provenance=found.provenance)
+        meters = [m for m in found.value if filters.admits(m)]
         size = page_size(limit, state)
-        page, last = after_id(found.value, lambda m: m.id, after, size)
-        continues: dict[str, Any] = {"backend": backend}
-        if serial_number is not None:
-            continues["serial_number"] = serial_number
+        page, last = after_id(meters, lambda m: m.id, after, size)
+        continues: dict[str, Any] = {"backend": backend, **{k: v for k, v in filters.query().items() if v is not None}}
         next_cursor = self._meters_pager.encode(continues, {"after": last}, size) if last else None
         answer.value = (page, next_cursor)
         return answer

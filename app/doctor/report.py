@@ -1,5 +1,6 @@
 """The doctor's findings and their table. A finding never holds a secret: evidence is built from
-counts, field names, times and ids, and `render` blanks every secret it was given anyway."""
+counts, field names, times and ids, and `render` blanks every secret it was given, and everything
+derived from one, anyway (`app.infra.redaction`)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,8 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 import httpx
+
+from app.infra.redaction import Redactor
 
 Status = Literal["PASS", "FAIL", "UNKNOWN"]
 
@@ -49,10 +52,10 @@ def unknown(vendor: str, check: str, evidence: str) -> Finding:
 
 
 def redact(text: str, secrets: Iterable[str]) -> str:
-    for secret in secrets:
-        if secret and len(secret) >= 4:
-            text = text.replace(secret, "***")
-    return text
+    """`text` without `secrets`, anything derived from them (their base64 inside Basic credentials,
+    their percent-encoding) or shaped like a credential (Basic/Bearer values, WSSE digests, JWTs):
+    a vendor may echo the request's `Authorization` header in its error text."""
+    return Redactor(secrets)(text)
 
 
 def render(findings: list[Finding], secrets: Iterable[str] = ()) -> str:

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 from app.infra.errors import InvalidRequest, NotFound
 
-_SHAPE = re.compile(r"^([a-z][a-z0-9_-]{0,31}):([A-Za-z0-9._~-]{1,128})$")
+_SHAPE = re.compile(r"^([a-z][a-z0-9_-]{0,31}):([A-Za-z0-9._~-]{1,128})\Z")
 ID_PATTERN = r"^[a-z][a-z0-9_-]{0,31}:[A-Za-z0-9._~-]{1,128}$"
 """The same shape for the OpenAPI (ECMA-262 regex), declared on every id parameter."""
 

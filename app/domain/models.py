@@ -39,7 +39,9 @@ _SHARED_FIELDS_SETS: dict[frozenset[str], frozenset[str]] = {}
 
 
 class Resource(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    # Finite numbers only (`allow_inf_nan=False`): JSON has no infinity, and a value read back from
+    # Redis (`app.shared.entries`) is validated as strictly as one from a vendor.
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
 
     def model_post_init(self, context: Any, /) -> None:
         # Thousands of these live in the caches. Pydantic gives each instance its own set of the

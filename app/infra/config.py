@@ -23,7 +23,7 @@ def split_commas(value: object) -> object:
     return value
 
 
-_KEY_LABEL = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+_KEY_LABEL = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}\Z")
 
 
 class ApiKey(SecretStr):
@@ -157,6 +157,11 @@ class Settings(BaseSettings):
         alias="FACADE_CONSUMPTION_WINDOW_BUDGET",
         ge=1,
         description="meters x intervals one /consumption window may span (a month counts its days)",
+    )
+
+    # --- issue 22: limits on what a client sends (README, "Operating it") --------------------------
+    max_header_bytes: int = Field(
+        64 * 1024, alias="FACADE_MAX_HEADER_BYTES", ge=8 * 1024, le=1024 * 1024, description="request head, 431 past it"
     )
 
     @field_validator("api_keys", mode="before")

@@ -37,9 +37,18 @@ class FacadeError(Exception):
 class InvalidRequest(FacadeError):
     status, title, slug = 422, "Invalid request", "invalid-request"
 
-    def __init__(self, detail: str, *, field: str | None = None, backend: str | None = None) -> None:
+    def __init__(
+        self,
+        detail: str,
+        *,
+        field: str | None = None,
+        backend: str | None = None,
+        errors: list[dict[str, object]] | None = None,
+    ) -> None:
         super().__init__(detail, backend=backend)
         self.field = field
+        self.errors = errors
+        """The problem's `errors[]` when it names more than one field (else one entry for `field`)."""
 
 
 class NotFound(FacadeError):

@@ -2,7 +2,8 @@
 
 Call sites pass their fields in `extra={"fields": {...}}`. Nothing logs a credential or a token: the
 vendor clients never pass them to a logger, and `configure_logging` also blanks any configured secret
-that might slip into a line anyway. Chatty library loggers that could print request bodies are quieted.
+that might slip into a line anyway, with everything derived from one (`app.infra.redaction`). Chatty
+library loggers that could print request bodies are quieted.
 """
 
 from __future__ import annotations
@@ -16,12 +17,13 @@ from collections.abc import Iterable
 from typing import Any
 
 from app.infra.logwriter import LogWriter, WriterHandler
+from app.infra.redaction import Redactor
 
 
 class JsonFormatter(logging.Formatter):
     def __init__(self, secrets: Iterable[str] = ()) -> None:
         super().__init__()
-        self._secrets = [s for s in secrets if s and len(s) >= 4]
+        self._redact = Redactor(secrets)
 
     _second: int = -1
     _second_text: str = ""
@@ -46,11 +48,7 @@ class JsonFormatter(logging.Formatter):
             data.update(fields)
         if record.exc_info:
             data["exception"] = self.formatException(record.exc_info)
-        line = json.dumps(data, default=str, separators=(",", ":"))
-        for secret in self._secrets:
-            if secret in line:
-                line = line.replace(secret, "[redacted]")
-        return line
+        return self._redact(json.dumps(data, default=str, separators=(",", ":")))
 
 
 class AccessLog:

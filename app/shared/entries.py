@@ -17,10 +17,11 @@ entry, so `evict_tags` deletes every shared entry a correction touched in one at
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
-import functools
 import hashlib
 import json
+import math
 from collections.abc import Hashable, Iterable
 from dataclasses import dataclass
 from datetime import date, datetime, time
@@ -30,7 +31,7 @@ from pydantic import TypeAdapter, ValidationError
 from redis.asyncio import Redis
 
 from app.infra.timeutil import Clock
-from app.shared.tier import RedisTier
+from app.shared.tier import RedisTier, SharedUnavailable
 
 V = TypeVar("V")
 SCHEMA_VERSION = 1
@@ -74,10 +75,10 @@ def _canonical(key: Any) -> Any:
     raise TypeError(f"cache key part of type {type(key).__name__} has no canonical form")
 
 
-@functools.lru_cache(maxsize=4096)
 def key_digest(key: Hashable) -> str:
     """A stable name for a cache key: the same in every process (no `hash()`, no set order).
-    Raises `TypeError` for a key part with no canonical form."""
+    Raises `TypeError` for a key part with no canonical form. Not memoised: a key holds what a client
+    asked for, and a digest costs microseconds beside the Redis round trip it names."""
     text = json.dumps(_canonical(key), separators=(",", ":"), sort_keys=True)
     return hashlib.sha256(text.encode()).hexdigest()[:32]
 
@@ -101,19 +102,72 @@ class EntryKind(Generic[V]):
         )
         return header.encode() + b"\n" + self.adapter.dump_json(entry.value)
 
-    def decode(self, blob: bytes) -> SharedEntry[V]:
-        """Raises `ValueError` for anything this version did not write."""
+    def decode(self, blob: bytes, now: float | None = None) -> SharedEntry[V]:
+        """Raises `ValueError` for anything this version did not write, or whose times or numbers are
+        not what it would write (`valid_times`, `valid_tags`, `finite_fields`): Redis is read as
+        strictly as a vendor. `now` (epoch seconds) bounds `created`."""
         header, sep, body = blob.partition(b"\n")
         if not sep:
             raise ValueError("no envelope header")
         try:
             meta = json.loads(header)
-            value = self.adapter.validate_json(body)
-            return SharedEntry(
-                value, float(meta["c"]), float(meta["f"]), float(meta["s"]), frozenset(str(t) for t in meta["t"])
-            )
-        except (ValidationError, KeyError, TypeError, ValueError) as exc:
+            created, fresh_until, stale_until = valid_times(meta["c"], meta["f"], meta["s"], now)
+            tags = valid_tags(meta["t"])
+            value = finite_fields(self.adapter.validate_json(body))
+            return SharedEntry(value, created, fresh_until, stale_until, tags)
+        except (ValidationError, KeyError, TypeError, ValueError, RecursionError) as exc:
             raise ValueError("not an entry of this kind") from exc
+
+
+# --- validation of what Redis returns (issue 22): kept apart from the envelope, so it reads in one place
+
+MAX_CLOCK_SKEW = 300.0
+"""Seconds a replica's clock may run ahead of this one's: an entry `created` later than that is forged."""
+MAX_ENTRY_LIFETIME = 400 * 86400.0
+"""No cache keeps an entry longer (the longest TTLs are hours); a longer one is forged or corrupt."""
+MAX_TAGS, MAX_TAG_CHARS = 10_000, 512
+
+
+def _finite(value: object) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ValueError("not a number")
+    number = float(value)
+    if not math.isfinite(number):
+        raise ValueError("not a finite number")
+    return number
+
+
+def valid_times(
+    created: object, fresh_until: object, stale_until: object, now: float | None
+) -> tuple[float, float, float]:
+    """An entry's times as this code writes them: finite epoch seconds, `created <= fresh_until <=
+    stale_until`, at most `MAX_ENTRY_LIFETIME` apart, `created` not ahead of `now` (by more than the
+    skew). Raises `ValueError` otherwise."""
+    c, f, s = _finite(created), _finite(fresh_until), _finite(stale_until)
+    if not c <= f <= s or s - c > MAX_ENTRY_LIFETIME or c < 0:
+        raise ValueError("entry times out of order or out of bounds")
+    if now is not None and c > now + MAX_CLOCK_SKEW:
+        raise ValueError("entry created in the future")
+    return c, f, s
+
+
+def valid_tags(tags: object) -> frozenset[str]:
+    if not isinstance(tags, list) or len(tags) > MAX_TAGS:
+        raise ValueError("tags must be a short list")
+    if not all(isinstance(t, str) and len(t) <= MAX_TAG_CHARS for t in tags):
+        raise ValueError("tags must be short strings")
+    return frozenset(tags)
+
+
+def finite_fields(value: V) -> V:
+    """`value` when every float field of it (a dataclass's own fields; models check theirs, see
+    `app.domain.models.Resource`) is finite; raises `ValueError` otherwise."""
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        for field in dataclasses.fields(value):
+            number = getattr(value, field.name)
+            if isinstance(number, float) and not math.isfinite(number):
+                raise ValueError(f"{field.name} is not finite")
+    return value
 
 
 class SharedEntries:
@@ -139,10 +193,17 @@ class SharedEntries:
         if blob is None:
             return None
         try:
-            return kind.decode(blob if isinstance(blob, bytes) else blob.encode())
+            return kind.decode(blob if isinstance(blob, bytes) else blob.encode(), self._clock())
         except ValueError:
-            self.tier.note("get", "corrupt")
+            await self.drop_invalid(kind, key, "get")
             return None
+
+    async def drop_invalid(self, kind: EntryKind[Any], key: Hashable, operation: str) -> None:
+        """Count an entry this code would not have written (`facade_shared_cache_operations_total
+        {operation, outcome="corrupt"}`) and delete it, so the next load replaces it; never raises."""
+        self.tier.note(operation, "corrupt")
+        with contextlib.suppress(SharedUnavailable):
+            await self.tier.call("delete_invalid", lambda r: r.delete(self.key(kind, key)))
 
     async def put(self, kind: EntryKind[V], key: Hashable, entry: SharedEntry[V]) -> None:
         """Store `entry` until its `stale_until`, indexed under each tag (not at all when its encoding is

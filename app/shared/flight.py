@@ -100,9 +100,9 @@ class FleetFlight:
                 state, blob = await self._lookup(name, lock)
                 if state == 1:
                     try:
-                        entry = kind.decode(blob)
+                        entry = kind.decode(blob, self._clock())
                     except ValueError:
-                        self.tier.note("lookup", "corrupt")
+                        await self.entries.drop_invalid(kind, key, "lookup")
                     else:
                         if self._clock() < entry.fresh_until or entry.created >= asked_at:
                             return entry, "shared"  # fresh, or the result of the load we waited for

@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import math
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Literal
@@ -48,6 +49,28 @@ class SharedToken:
 
 def _text(value: bytes | str) -> str:
     return value.decode() if isinstance(value, bytes) else value
+
+
+# --- validation of what Redis returns (issue 22) ---------------------------------------------------
+
+MAX_TOKEN_LIFETIME = 31 * 86400.0
+"""No vendor token lives longer than this (they live hours); a record saying so is forged or corrupt."""
+MAX_TOKEN_CHARS = 8192
+
+
+def valid_token(fields: dict[str, str], now: float) -> SharedToken:
+    """A token record as this code writes it: a printable ASCII token (it goes into an HTTP header),
+    finite times, `renew_at <= expires`, `expires` within `MAX_TOKEN_LIFETIME` of `now`. Raises
+    `ValueError` (or `KeyError` for a missing field) otherwise."""
+    token = fields["token"]
+    if not token or len(token) > MAX_TOKEN_CHARS or not (token.isascii() and token.isprintable()):
+        raise ValueError("token is not a printable ASCII string")
+    expires, renew_at = float(fields["expires"]), float(fields["renew_at"])
+    if not (math.isfinite(expires) and math.isfinite(renew_at)):
+        raise ValueError("token times are not finite")
+    if not 0 < renew_at <= expires <= now + MAX_TOKEN_LIFETIME:
+        raise ValueError("token times out of order or out of bounds")
+    return SharedToken(token, expires, renew_at)
 
 
 def account_name(*parts: str) -> str:
@@ -81,10 +104,15 @@ class SharedTokenStore:
         raw: dict[bytes | str, bytes | str] = await self.tier.call(
             "token_get", lambda r: r.hgetall(self.key), classify=lambda f: "hit" if f else "miss"
         )
+        if not raw:
+            return None
         try:
-            fields = {_text(k): _text(v) for k, v in raw.items()}
-            return SharedToken(fields["token"], float(fields["expires"]), float(fields["renew_at"]))
+            return valid_token({_text(k): _text(v) for k, v in raw.items()}, self._clock())
         except (KeyError, ValueError, UnicodeDecodeError):
+            # not a record this code writes: counted, dropped, and the next renewal logs in afresh
+            self.tier.note("token_get", "corrupt")
+            with contextlib.suppress(SharedUnavailable):
+                await self.tier.call("token_drop_invalid", lambda r: r.delete(self.key))
             return None
 
     async def put(self, token: SharedToken) -> None:

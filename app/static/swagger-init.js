@@ -5,7 +5,7 @@ window.addEventListener("load", function () {
     url: root.getAttribute("data-spec-url"),
     dom_id: "#swagger-ui",
     deepLinking: true,
-    persistAuthorization: true,
+    persistAuthorization: false, // a key typed here must not stay in localStorage
     tryItOutEnabled: true,
     displayRequestDuration: true,
     validatorUrl: null,

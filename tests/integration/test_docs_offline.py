@@ -105,6 +105,14 @@ def test_redoc_renders_the_operation_list_offline(base_url: str, tmp_path: Path)
     assert_only_local_loads(dom)
 
 
+def test_the_live_demo_script_runs_under_its_csp(base_url: str, tmp_path: Path) -> None:
+    # no inline script: the page's CSP allows only /live-demo.js, which fills the meter list itself
+    dom, asked = render(f"{base_url}/live-demo", tmp_path)
+    assert_only_own_requests(base_url, asked, {"/live-demo.js"})
+    assert re.search(r'<option value="iometer:[0-9a-f-]{36}">', dom), dom[:2000]
+    assert_only_local_loads(dom)
+
+
 def test_pages_name_no_outside_host_and_assets_are_pinned(base_url: str) -> None:
     with httpx.Client(base_url=base_url) as client:
         redirect = client.get("/")

@@ -29,8 +29,11 @@ def test_the_sandbox_streams_live_readings_and_serves_the_demo_page() -> None:
         assert page.headers["content-type"].startswith("text/html")
         html = page.text
         assert "<svg" in html
-        assert "<script>" in html
-        assert "/readings/live" in html
+        assert '<script src="/live-demo.js"></script>' in html and "<script>" not in html
+        assert "frame-ancestors 'none'" in page.headers["content-security-policy"]
+        script = http.get("/live-demo.js")  # no key either
+        assert script.status_code == 200 and script.headers["content-type"].startswith("text/javascript")
+        assert "/readings/live" in script.text
         assert not re.search(r"""(src|href)\s*=\s*["']?(https?:)?//""", html)  # no CDN, no external asset
         assert "http://" not in html
         assert "https://" not in html

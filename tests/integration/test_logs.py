@@ -108,7 +108,7 @@ def test_with_workers_the_shipped_log_config_keeps_the_supervisor_json_too(tmp_p
     proc = subprocess.Popen(argv, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
     try:
         wait_until_up(f"http://127.0.0.1:{port}/healthz", timeout=60)
-        assert httpx.get(f"http://127.0.0.1:{port}/meters", params={"q": MARKER}).status_code == 200
+        assert httpx.get(f"http://127.0.0.1:{port}/meters", params={"serial_number": MARKER}).status_code == 200
     finally:
         with contextlib.suppress(ProcessLookupError):
             os.kill(proc.pid, signal.SIGTERM)

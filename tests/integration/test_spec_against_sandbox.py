@@ -53,7 +53,7 @@ def request_of(path: str, op: dict[str, Any]) -> tuple[str, list[tuple[str, str]
         example = param["example"]
         if param["in"] == "path":
             path = path.replace("{" + param["name"] + "}", example)
-        else:
+        elif param["in"] == "query":  # a header parameter (`Last-Event-ID`) is no query parameter
             for value in example if isinstance(example, list) else [example]:
                 query.append((param["name"], str(value)))
     return path, query

@@ -37,7 +37,7 @@ class HitPath:
         """(status, headers, body) of a GET or HEAD whose response is stored and current, or None."""
         if scope["method"] not in ("GET", "HEAD"):
             return None
-        stored = self.responses.lookup(self.responses.key(scope["path"], scope["query_string"]))
+        stored = self.responses.find(scope["path"], scope["query_string"])
         if stored is None:
             return None
         if_none_match = None

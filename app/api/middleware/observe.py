@@ -25,7 +25,9 @@ from app.infra.metrics import Metrics
 log = logging.getLogger("app.access")
 
 
-_VALID_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+NOSNIFF = (b"x-content-type-options", b"nosniff")
+"""On every answer (hits, errors, pages): a browser never second-guesses the declared content type."""
+_VALID_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}\Z")
 _METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 
 
@@ -67,7 +69,7 @@ class Observe:
             if message["type"] == "http.response.start":
                 status = message["status"]
                 started_response = True
-                message["headers"] = [*message.get("headers", []), rid_header]
+                message["headers"] = [*message.get("headers", []), rid_header, NOSNIFF]
             await send(message)
 
         stats = self.stats
@@ -118,7 +120,7 @@ class Observe:
             {
                 "type": "http.response.start",
                 "status": status,
-                "headers": [*headers, (b"x-request-id", request_id.encode())],
+                "headers": [*headers, (b"x-request-id", request_id.encode()), NOSNIFF],
             }
         )
         await send({"type": "http.response.body", "body": body})

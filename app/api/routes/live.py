@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Header, Query, Request
@@ -10,6 +11,7 @@ from starlette.responses import Response
 from app.api.deps import problem_responses, rfc3339
 from app.api.routes.readings import _OBIS, QUANTITIES
 from app.infra.errors import InvalidRequest, NotSupported
+from app.infra.timeutil import format_rfc3339, from_epoch
 from app.live import sse
 from app.live.hub import Hub
 from app.live.response import EventStream
@@ -31,8 +33,25 @@ volume m3), filtered by `quantity`. A `: ping` comment comes at least every 15 s
 missed is replayed); `{"upstream": "overflow"}` is the last event of a client that fell too far behind.
 
 **Resume:** with `Last-Event-ID` (or `since`), the instants after that time (at most 24 h back) are
-replayed first, then the stream goes live: nothing is lost or repeated across a reconnect.
+replayed first, then the stream goes live: nothing is lost or repeated across a reconnect. A resume
+point more than a minute in the future is a `422`.
 """
+
+
+FUTURE_TOLERANCE = 60.0
+"""Seconds a resume point may lie ahead of this service's clock (a vendor's clock running a little
+fast); further ahead, the stream would deliver nothing until then, so it is a 422."""
+
+
+def _not_future(request: Request, resume: datetime, field: str) -> datetime:
+    now: float = request.app.clock()
+    if resume.timestamp() > now + FUTURE_TOLERANCE:
+        raise InvalidRequest(
+            f"{field} is in the future (now is {format_rfc3339(from_epoch(now))}): send the id of the last event "
+            "received, or leave it out to start live",
+            field=field,
+        )
+    return resume
 
 
 def _quantities(quantity: list[str] | None) -> frozenset[str] | None:
@@ -93,9 +112,9 @@ async def live_readings(
     quantities = _quantities(quantity)
     resume = None
     if last_event_id is not None and last_event_id.strip():
-        resume = rfc3339(last_event_id.strip()[:64], "Last-Event-ID")
+        resume = _not_future(request, rfc3339(last_event_id.strip()[:64], "Last-Event-ID"), "Last-Event-ID")
     elif since is not None:
-        resume = rfc3339(since, "since")
+        resume = _not_future(request, rfc3339(since, "since"), "since")
     target = await hub.resolve(meter_id)
     sub = hub.subscribe(target, quantities)
     try:

@@ -25,7 +25,8 @@ from app.api.exports import (
     wanted,
 )
 from app.api.http_cache import render
-from app.domain.models import Meter, Page
+from app.core.service import MeterFilters
+from app.domain.models import Medium, Meter, Page
 from app.infra.errors import InvalidRequest
 
 router = APIRouter(tags=["meters"])
@@ -56,15 +57,30 @@ async def list_meters(
         ),
     ] = None,
     format: FormatParam = None,
+    medium: Annotated[
+        Medium | None, Query(description="Only meters measuring this medium.", examples=["water"])
+    ] = None,
+    site_id: Annotated[
+        str | None,
+        Query(
+            max_length=200,
+            description="Only meters of this site (`site_id` of a meter: an IOmeter installation or a Waltero "
+            "organization, prefixed); an unknown site gives an empty list.",
+            examples=["waltero:00000000-0000-0000-0000-000000000001"],
+        ),
+    ] = None,
 ) -> Response:
     form = wanted(request, format)
     if serial_number is not None and not (1 <= len(serial_number) <= 64 and serial_number.isprintable()):
         raise InvalidRequest("serial_number must be 1 to 64 printable characters", field="serial_number")
+    if site_id is not None and not (1 <= len(site_id) <= 200 and site_id.isprintable()):
+        raise InvalidRequest("site_id must be 1 to 200 printable characters", field="site_id")
+    filters = MeterFilters(serial_number=serial_number, medium=medium, site_id=site_id)
     if form == "ndjson":  # the whole list, no paging
-        answer = await within_deadline(request, service.list_meters(backend, 100_000, None, serial_number))
+        answer = await within_deadline(request, service.list_meters(backend, 100_000, None, filters))
         items, _ = answer.value
         return await render_ndjson(one_batch(items), filename("meters", extension="ndjson"), answer.errors)
-    answer = await within_deadline(request, service.list_meters(backend, limit, cursor, serial_number))
+    answer = await within_deadline(request, service.list_meters(backend, limit, cursor, filters))
     items, next_cursor = answer.value
     if form == "csv":
         return render_csv(request, answer, items, fields_of(Meter), filename("meters", extension="csv"), next_cursor)

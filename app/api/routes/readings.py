@@ -26,7 +26,7 @@ router = APIRouter(tags=["readings"])
 
 QUANTITIES = ("energy_import", "energy_import_t1", "energy_import_t2", "energy_export", "power", "volume")
 MAX_WINDOW = timedelta(days=366)
-_OBIS = re.compile(r"^obis:[0-9A-Za-z:.*\-]{1,32}$")
+_OBIS = re.compile(r"^obis:[0-9A-Za-z:.*\-]{1,32}\Z")
 
 
 @router.get(

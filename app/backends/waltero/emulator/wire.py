@@ -56,7 +56,7 @@ def error_body(status: int, message: str) -> dict[str, str]:
     return {"code": code, "message": message}
 
 
-_QUERY_TIME = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,6})?(Z|\+00:00)$")
+_QUERY_TIME = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,6})?(Z|\+00:00)\Z")
 
 
 def parse_query_time(text: str) -> datetime:

@@ -1,0 +1,40 @@
+"""Memoise only what is bounded: no `functools.lru_cache`/`functools.cache` in app/ on anything a
+client controls (a query string, a header, an id). A flood of distinct 60 KB query strings once grew
+RSS by 230 MiB through such a memo; the response cache's own memo of parsed query strings is bounded
+in bytes instead (tests/integration/test_memory_bounds.py)."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+APP = Path(__file__).resolve().parents[2] / "app"
+
+ALLOWED = {
+    ("infra/timeutil.py", "_zone_names"): "no argument",
+    ("api/docs_ui.py", "_asset_bytes"): "a fixed set of packaged files",
+    ("backends/iometer/documents.py", "schema_sdl"): "no argument",
+    ("backends/iometer/payloads.py", "parse_obis"): "OBIS codes the vendor sends, never a client's",
+    ("backends/iometer/payloads.py", "decimal_obis"): "OBIS codes the vendor sends, never a client's",
+    ("backends/iometer/emulator/data.py", "day_arrays"): "emulator only; fixed-size keys and values (~10 MB at most)",
+}
+
+
+def memoised() -> set[tuple[str, str]]:
+    found = set()
+    for path in APP.rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if not isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+                continue
+            for decorator in node.decorator_list:
+                target = decorator.func if isinstance(decorator, ast.Call) else decorator
+                name = target.attr if isinstance(target, ast.Attribute) else getattr(target, "id", "")
+                if name in ("lru_cache", "cache"):
+                    found.add((path.relative_to(APP).as_posix(), node.name))
+    return found
+
+
+def test_only_functions_of_bounded_non_client_input_are_memoised() -> None:
+    found = memoised()
+    assert ("infra/timeutil.py", "_zone_names") in found  # the scan sees decorators at all
+    assert found <= set(ALLOWED), sorted(found - set(ALLOWED))

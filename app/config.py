@@ -15,6 +15,7 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from app import vendors
 from app.errors import ConfigurationError
+from app.shared.tier import parse_sentinels
 from app.timeutil import zone
 from app.vendors import VendorSettings
 
@@ -133,6 +134,17 @@ class Settings(BaseSettings):
     live_backoff: float = Field(1, alias="FACADE_LIVE_BACKOFF", gt=0, description="first reconnect delay, s")
     live_overflow_grace: float = Field(5, alias="FACADE_LIVE_OVERFLOW_GRACE", gt=0)
 
+    # --- issue 23: the shared tier on any Redis deployment (README, "Running several replicas") ----
+    redis_mode: Literal["standalone", "cluster", "sentinel"] = Field(
+        "standalone", alias="FACADE_REDIS_MODE", description="standalone, cluster (any node in the URL) or sentinel"
+    )
+    redis_sentinels: str = Field("", alias="FACADE_REDIS_SENTINELS", description="host:port,host:port (sentinel mode)")
+    redis_service: str = Field("mymaster", alias="FACADE_REDIS_SERVICE", min_length=1, description="Sentinel service")
+    redis_connect_timeout: float = Field(
+        1.0, alias="FACADE_REDIS_CONNECT_TIMEOUT", gt=0, le=30, description="s to open a connection (TLS included)"
+    )
+    redis_pool_size: int = Field(64, alias="FACADE_REDIS_POOL_SIZE", ge=1, le=10_000, description="connections")
+
     @field_validator("api_keys", mode="before")
     @classmethod
     def _split_keys(cls, value: object) -> object:
@@ -203,6 +215,22 @@ class Settings(BaseSettings):
             found.extend(self.vendor_settings(name).secrets())
         return found
 
+    def _redis_problems(self) -> list[str]:
+        """What FACADE_REDIS_MODE needs beside FACADE_REDIS_URL (issue 23)."""
+        if self.redis_url is None:
+            return []
+        if self.redis_mode == "sentinel":
+            try:
+                parse_sentinels(self.redis_sentinels)
+            except ValueError:
+                return ["FACADE_REDIS_MODE=sentinel needs FACADE_REDIS_SENTINELS=host:port,host:port."]
+        if self.redis_mode == "cluster" and urlsplit(self.redis_url.get_secret_value()).path.strip("/") not in (
+            "",
+            "0",
+        ):
+            return ["FACADE_REDIS_MODE=cluster has only database 0: drop the /<db> from FACADE_REDIS_URL."]
+        return []
+
     def validate_startup(self) -> None:
         """Raise `ConfigurationError` saying what to set when the service could not work."""
         problems: list[str] = []
@@ -225,6 +253,7 @@ class Settings(BaseSettings):
             problems.append(
                 "FACADE_REDIS_URL must start with redis:// or rediss:// (e.g. rediss://user:pw@host:6380/0)."
             )
+        problems.extend(self._redis_problems())
         labels = [label for label, _ in self.client_keys()]
         if len(set(labels)) != len(labels):
             twice = sorted({label for label in labels if labels.count(label) > 1})

@@ -315,8 +315,13 @@ def _fleet(settings: Settings, clock: Clock, metrics: Metrics, budget: float) ->
         return None
     return Fleet(
         settings.redis_url.get_secret_value(),
+        mode=settings.redis_mode,
+        sentinels=settings.redis_sentinels,
+        service=settings.redis_service,
         prefix=settings.redis_prefix,
         timeout=settings.redis_timeout,
+        connect_timeout=settings.redis_connect_timeout,
+        max_connections=settings.redis_pool_size,
         clock=clock,
         metrics=metrics,
         budget=budget,

@@ -1,9 +1,9 @@
 """`EvictionBroadcast`: a correction evicts what it touches on every replica, and in Redis once.
 
 `evict(tags)` (called by the one replica that polled the corrections feed) drops the affected
-in-process entries here at once, deletes the shared entries carrying those tags (once, for the
-fleet), and publishes the tags; every other replica's `on_evict(tags)` drops its own in-process
-entries and stored responses. A replica whose subscription was lost calls `on_gap()` when it is
+in-process entries here at once, bumps those tags' generations (so every shared entry carrying one
+is invalid for the fleet, whatever Redis evicted), and publishes the tags; every other replica's
+`on_evict(tags)` drops its own in-process entries and stored responses. A replica whose subscription was lost calls `on_gap()` when it is
 back: it may have missed evictions, so it drops what a correction could have touched.
 """
 
@@ -41,9 +41,9 @@ class EvictionBroadcast:
             broadcast.on_gap(on_gap)
 
     async def evict(self, tags: Iterable[str], *, local: bool = True) -> int:
-        """Evict `tags` everywhere (here too unless `local=False`: the caller already did); how many
-        shared entries were deleted (0 when Redis is unavailable: the shared copies then expire by
-        their TTL, and each replica's own poller evicts locally)."""
+        """Evict `tags` everywhere (here too unless `local=False`: the caller already did); how many tags
+        were bumped in Redis (0 when Redis is unavailable: then every replica polls on its own and
+        evicts locally, and nothing is stored in Redis while it is down)."""
         chosen = frozenset(tags)
         if not chosen:
             return 0
@@ -51,7 +51,7 @@ class EvictionBroadcast:
             self._on_evict(chosen)
         deleted = 0
         with contextlib.suppress(SharedUnavailable):
-            deleted = await self.entries.evict_tags(chosen)
+            deleted = await self.entries.bump(chosen)
             message = json.dumps({"o": self._origin, "t": sorted(chosen)}, separators=(",", ":")).encode()
             await self.broadcast.publish(EVICT, message)
         return deleted

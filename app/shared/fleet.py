@@ -31,7 +31,7 @@ from app.shared.entries import EntryKind, SharedEntries, SharedEntry, key_digest
 from app.shared.evictions import EvictionBroadcast
 from app.shared.flight import FleetFlight
 from app.shared.lease import LeaderLease, SharedWatermark
-from app.shared.tier import Health, RedisTier, SharedUnavailable
+from app.shared.tier import Health, Mode, RedisTier, SharedUnavailable
 from app.shared.tokens import SharedTokenStore
 from app.timeutil import Clock
 
@@ -144,8 +144,13 @@ class Fleet:
         self,
         url: str,
         *,
+        mode: Mode = "standalone",
+        sentinels: str = "",
+        service: str = "mymaster",
         prefix: str,
         timeout: float,
+        connect_timeout: float | None = None,
+        max_connections: int = 64,
         clock: Clock,
         metrics: Metrics,
         budget: float,
@@ -162,7 +167,17 @@ class Fleet:
                 counter = counters[(operation, outcome)] = metrics.shared_cache_operations.labels(operation, outcome)
             counter.inc()
 
-        self.tier = RedisTier(url, prefix=prefix, timeout=timeout, record=record)
+        self.tier = RedisTier(
+            url,
+            mode=mode,
+            sentinels=sentinels,
+            service=service,
+            prefix=prefix,
+            timeout=timeout,
+            connect_timeout=connect_timeout,
+            max_connections=max_connections,
+            record=record,
+        )
         self.clock = clock
         self.broadcast = Broadcast(self.tier)
         self.entries = SharedEntries(self.tier, clock, max_entry_bytes=max_entry_bytes)

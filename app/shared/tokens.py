@@ -1,6 +1,6 @@
 """`SharedTokenStore`: one vendor login per token lifetime for the whole fleet.
 
-The token, its expiry and its renewal time live in a Redis hash `<prefix>:token:<account>` that
+The token, its expiry and its renewal time live in a Redis hash `<prefix>:token:{<account>}` that
 expires with the token. `account` names the vendor account without revealing it (a digest of the
 login URL and user name), so two configurations never share a token.
 
@@ -68,8 +68,9 @@ class SharedTokenStore:
         max_poll: float = 0.2,
     ) -> None:
         self.tier = tier
-        self.key = tier.key("token", account)
-        self._lock_key = tier.key("token-lock", account)
+        # One hash tag: the token and its lock live in one Redis Cluster slot.
+        self.key = tier.slot_key("token", account)
+        self._lock_key = tier.slot_key("token-lock", account)
         self._clock = clock
         self._lock_ttl = lock_ttl
         self._wait_share = wait_share

@@ -8,6 +8,7 @@ import asyncio
 import contextlib
 import logging
 import time
+import uuid
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -21,9 +22,10 @@ from app.sandbox import iometer as iometer_sandbox
 from app.sandbox import waltero as waltero_sandbox
 from tests.support.apps import API_KEY, running
 from tests.support.clock import FakeClock
+from tests.support.redis_server import RedisDeployment
 
 
-def settings(redis_url: str | None, **more: Any) -> Settings:
+def settings(redis: str | RedisDeployment | None, **more: Any) -> Settings:
     values: dict[str, Any] = {
         **iometer_sandbox.SANDBOX_SETTINGS,
         **waltero_sandbox.SANDBOX_SETTINGS,
@@ -34,20 +36,24 @@ def settings(redis_url: str | None, **more: Any) -> Settings:
         "FACADE_REDIS_TIMEOUT": 1.0,  # a busy 2-core test machine; the tier's own tests use short ones
         **more,
     }
-    if redis_url:
-        values["FACADE_REDIS_URL"] = redis_url
+    if isinstance(redis, RedisDeployment):
+        values.update(redis.settings)
+        values.setdefault("FACADE_REDIS_PREFIX", f"t{uuid.uuid4().hex[:12]}")  # one cluster/sentinel per session
+    elif redis:
+        values["FACADE_REDIS_URL"] = redis
     return Settings(**values)
 
 
 @contextlib.asynccontextmanager
 async def replicas(
-    redis_url: str | None, n: int = 2, **more: Any
+    redis: str | RedisDeployment | None, n: int = 2, **more: Any
 ) -> AsyncIterator[tuple[list[httpx.AsyncClient], Any]]:
     """`n` apps on the same emulators and Redis; yields their clients and the Waltero emulator."""
     iometer = iometer_sandbox.create_emulator()
     waltero = waltero_sandbox.create_emulator()
     transports = {"iometer": httpx.ASGITransport(app=iometer.app), "waltero": httpx.ASGITransport(app=waltero.app)}
-    apps = [create_app(settings(redis_url, **more), transports=transports) for _ in range(n)]
+    one = settings(redis, **more)
+    apps = [create_app(one, transports=transports) for _ in range(n)]
     async with contextlib.AsyncExitStack() as stack:
         clients = [await stack.enter_async_context(running(app)) for app in apps]
         yield clients, waltero
@@ -60,8 +66,8 @@ def sample(text: str, line_start: str) -> float:
     return 0.0
 
 
-async def test_a_value_one_replica_loaded_is_served_to_the_other_from_redis(redis_server):
-    async with replicas(redis_server.url) as ((a, b), waltero):
+async def test_a_value_one_replica_loaded_is_served_to_the_other_from_redis(any_redis):
+    async with replicas(any_redis) as ((a, b), waltero):
         first = await a.get("/meters", params={"backend": "waltero"})
         assert first.status_code == 200
         vendor_calls = waltero.stats["requests"]
@@ -75,11 +81,11 @@ async def test_a_value_one_replica_loaded_is_served_to_the_other_from_redis(redi
         metrics = (await b.get("/metrics")).text
         assert sample(metrics, 'facade_shared_cache_operations_total{operation="lookup",outcome="hit"}') == 1.0
         backends = (await b.get("/backends")).json()
-        assert backends["shared_cache"] == {"status": "up"}
+        assert backends["shared_cache"] == {"status": "up", "mode": any_redis.mode, "last_error": None}
 
 
-async def test_a_cursor_from_one_replica_pages_on_the_other_without_a_cursor_secret(redis_server):
-    async with replicas(redis_server.url) as ((a, b), _):
+async def test_a_cursor_from_one_replica_pages_on_the_other_without_a_cursor_secret(any_redis):
+    async with replicas(any_redis) as ((a, b), _):
         page = (await a.get("/meters", params={"limit": 1})).json()
         assert page["next_cursor"]
         following = await b.get("/meters", params={"cursor": page["next_cursor"]})
@@ -91,7 +97,11 @@ async def test_without_redis_cursors_stay_per_replica():
     async with replicas(None) as ((a, b), _):
         page = (await a.get("/meters", params={"limit": 1})).json()
         assert (await b.get("/meters", params={"cursor": page["next_cursor"]})).status_code == 422
-        assert (await a.get("/backends")).json()["shared_cache"] == {"status": "off"}
+        assert (await a.get("/backends")).json()["shared_cache"] == {
+            "status": "off",
+            "mode": "standalone",
+            "last_error": None,
+        }
 
 
 async def test_redis_down_changes_nothing_a_client_sees_but_the_status(redis_server, caplog):
@@ -103,7 +113,9 @@ async def test_redis_down_changes_nothing_a_client_sees_but_the_status(redis_ser
             readings = await a.get("/readings", params={"meter_id": meters[0]["id"], "start": "2026-01-01T00:00:00Z"})
             assert readings.status_code == 200, readings.text
             assert (await a.get("/meters", params={"limit": 2})).status_code == 200
-        assert (await a.get("/backends")).json()["shared_cache"] == {"status": "down"}
+        shared = (await a.get("/backends")).json()["shared_cache"]
+        assert shared["status"] == "down"
+        assert shared["last_error"] in ("ConnectionError", "TimeoutError")
         assert (await a.get("/readyz")).status_code == 200
         outage = [r for r in caplog.records if "unreachable" in r.getMessage()]
         assert len(outage) == 1  # one line per outage, not per request
@@ -122,12 +134,13 @@ def test_the_redis_url_is_checked_and_its_password_redacted():
     assert "pa55-word-redis" not in repr(configured)
 
 
-async def test_a_rejected_token_costs_the_fleet_one_login_not_one_per_replica(redis_server):
+async def test_a_rejected_token_costs_the_fleet_one_login_not_one_per_replica(any_redis):
     vendor_clock = FakeClock(time.time())
     iometer = iometer_sandbox.create_emulator()
     waltero = waltero_sandbox.create_emulator(vendor_clock, token_ttl=3600)
     transports = {"iometer": httpx.ASGITransport(app=iometer.app), "waltero": httpx.ASGITransport(app=waltero.app)}
-    apps = [create_app(settings(redis_server.url), transports=transports) for _ in range(2)]
+    one = settings(any_redis)
+    apps = [create_app(one, transports=transports) for _ in range(2)]
     async with running(apps[0]) as a, running(apps[1]) as b:
         meters = (await a.get("/meters", params={"backend": "waltero"})).json()["items"]
         devices = [m["device_id"] for m in meters[:4]]

@@ -134,6 +134,7 @@ async def test_a_waiter_never_waits_past_its_share_of_the_budget(make_tier):
     assert rec.value("flight_wait", "deadline") == 1.0
 
 
+@pytest.mark.parametrize("redis_mode", ["standalone"])  # it kills or pauses the server
 async def test_redis_down_means_a_local_call_at_once(make_tier, redis_server):
     clock = FakeClock()
     flight, _ = await replica(make_tier, clock, broadcast=False)

@@ -1,5 +1,7 @@
 import asyncio
 
+import pytest
+
 from app.shared.lease import LeaderLease, SharedWatermark
 from tests.support.clock import FakeClock
 
@@ -50,6 +52,7 @@ async def test_keep_runs_in_the_background(make_tier):
         await asyncio.gather(task, return_exceptions=True)
 
 
+@pytest.mark.parametrize("redis_mode", ["standalone"])  # it kills or pauses the server
 async def test_nobody_knows_when_redis_is_down(make_tier, redis_server):
     clock = FakeClock()
     a = LeaderLease(await make_tier(), "d", ttl=30, clock=clock)

@@ -1,5 +1,7 @@
 import asyncio
 
+import pytest
+
 from app.shared.tokens import SharedToken, SharedTokenStore, account_name
 from tests.support.clock import FakeClock
 
@@ -62,6 +64,7 @@ async def test_a_401_invalidates_the_shared_token_once(make_tier):
     assert (await replicas[1].get()).token == "jwt-2"
 
 
+@pytest.mark.parametrize("redis_mode", ["standalone"])  # it kills or pauses the server
 async def test_redis_down_means_each_replica_logs_in_itself(make_tier, redis_server):
     clock = FakeClock()
     replicas = await stores(make_tier, clock, n=2)

@@ -2,12 +2,15 @@ import subprocess
 import sys
 from datetime import UTC, date, datetime
 
+import pytest
 from pydantic import BaseModel
 
 from app.backends.base import ChangesPage
 from app.models import Change, DailyConsumption, DeviceStatus, Reading
 from app.shared.entries import EntryKind, SharedEntries, SharedEntry, key_digest
+from app.shared.tier import RedisTier
 from tests.support.clock import FakeClock
+from tests.support.redis_server import RedisServer
 from tests.unit.shared.conftest import Recorder
 
 T0 = datetime(2026, 5, 19, 6, 15, tzinfo=UTC)
@@ -170,3 +173,51 @@ async def test_an_entry_larger_than_the_bound_is_not_shared(make_tier):
     assert await entries.get(kind, "small") is not None
     assert await entries.get(kind, "big") is None
     assert rec.value("set", "too_large") == 1.0
+
+
+@pytest.mark.parametrize("policy", ["allkeys-lru", "volatile-lru"])
+async def test_under_memory_pressure_a_correction_still_reaches_every_copy(tmp_path, policy):
+    """Redis evicts what it likes under `maxmemory`; after a bump, no replica reads the old value of
+    the corrected meter, whatever survived (with tag index sets, 17-38 % of copies outlived theirs)."""
+    server = RedisServer(
+        tmp_path, args=["--maxmemory", "3mb", "--maxmemory-policy", policy, "--maxmemory-samples", "10"]
+    )
+    server.start()
+    tiers = []
+    try:
+        for _ in range(3):
+            tier = RedisTier(server.url, prefix="mem", timeout=2.0)
+            await tier.start()
+            tiers.append(tier)
+        clock = FakeClock()
+        replicas = [SharedEntries(t, clock) for t in tiers]
+        kind = EntryKind("readings", list[Reading])
+        now = clock()
+        meters = [f"iometer:m{i}" for i in range(20)]
+        stored = 0
+        for n in range(400):  # ~5 MB of entries into 3 MB: Redis evicts as it goes
+            meter = meters[n % 20]
+            rows = [
+                Reading(meter_id=meter, time=T0, quantity="power", obis="1-0:16.7.0", value=float(n + k), unit="W")
+                for k in range(40)
+            ]
+            entry = SharedEntry(rows, now, now + 3600, now + 3600, frozenset({meter, "iometer:*"}))
+            writer = replicas[n % 3]
+            stored += await writer.put(kind, ("iometer", n), entry, since=await writer.sequence())
+        info = await tiers[0].client.info("stats")
+        assert info["evicted_keys"] > 0  # the pressure is real
+        survivors = [n for n in range(400) if await replicas[0].get(kind, ("iometer", n)) is not None]
+        assert any(n % 20 == 3 for n in survivors)  # some copies of the meter to correct are still there
+        await replicas[1].bump({"iometer:m3"})
+        for reader in replicas:
+            for n in survivors:
+                got = await reader.get(kind, ("iometer", n))
+                if n % 20 == 3:
+                    assert got is None, n  # invalid everywhere, whatever Redis kept or dropped
+        # the other meters' copies are still served (a bump is not a flush)
+        others = [await replicas[2].get(kind, ("iometer", n)) for n in survivors if n % 20 != 3]
+        assert any(got is not None for got in others)
+    finally:
+        for tier in tiers:
+            await tier.aclose()
+        server.stop()

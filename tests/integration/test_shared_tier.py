@@ -14,6 +14,7 @@ from typing import Any
 
 import httpx
 import pytest
+import redis
 
 from app.config import Settings
 from app.errors import ConfigurationError
@@ -22,7 +23,7 @@ from app.sandbox import iometer as iometer_sandbox
 from app.sandbox import waltero as waltero_sandbox
 from tests.support.apps import API_KEY, running
 from tests.support.clock import FakeClock
-from tests.support.redis_server import RedisDeployment
+from tests.support.redis_server import RedisDeployment, RedisServer
 
 
 def settings(redis: str | RedisDeployment | None, **more: Any) -> Settings:
@@ -150,3 +151,44 @@ async def test_a_rejected_token_costs_the_fleet_one_login_not_one_per_replica(an
         answers = await asyncio.gather(a.get(f"/devices/{devices[1]}/status"), b.get(f"/devices/{devices[2]}/status"))
         assert [r.status_code for r in answers] == [200, 200]
         assert waltero.stats["login"] == 2  # the shared token was dropped once, renewed once
+
+
+async def test_a_wrong_redis_password_is_reported_as_such_not_retried_as_an_outage(tmp_path, caplog):
+    caplog.set_level(logging.INFO, logger="app.shared")
+    server = RedisServer(tmp_path, password="right-pw-123")
+    server.start()
+    try:
+        wrong = server.url.replace("right-pw-123", "wrong-pw-456")
+        async with replicas(wrong, n=1) as ((a,), _):
+            assert (await a.get("/meters", params={"backend": "waltero"})).status_code == 200
+            shared = (await a.get("/backends")).json()["shared_cache"]
+            assert shared == {"status": "down", "mode": "standalone", "last_error": "AuthenticationError"}
+            await asyncio.sleep(1.2)  # an outage would be probed twice a second, each probe a connection
+            assert (await a.get("/backends")).json()["shared_cache"]["last_error"] == "AuthenticationError"
+        errors = [r for r in caplog.records if r.levelno == logging.ERROR]
+        assert len(errors) == 1
+        assert "credentials" in errors[0].getMessage()
+        assert not [r for r in caplog.records if "unreachable" in r.getMessage()]  # not called an outage
+        assert "wrong-pw-456" not in caplog.text
+    finally:
+        server.stop()
+
+
+async def test_every_command_refused_by_acl_is_degraded_with_its_error_class(redis_server):
+    admin = redis.Redis.from_url(redis_server.url)
+    try:
+        # A user that may connect and read INFO but nothing else: each shared operation gets NOPERM.
+        admin.execute_command("ACL", "SETUSER", "narrow", "on", ">narrow-pw-1", "~*", "+ping", "+info", "+hello")
+    finally:
+        admin.close()
+    url = redis_server.url.replace("redis://", "redis://narrow:narrow-pw-1@")
+    async with replicas(url, n=1) as ((a,), _):
+        meters = (await a.get("/meters", params={"backend": "waltero"})).json()["items"]
+        for i in range(6):  # misses: each tries Redis, gets NOPERM, answers from the vendor
+            start = f"2026-0{1 + i % 6}-01T00:00:00Z"
+            got = await a.get("/readings", params={"meter_id": meters[0]["id"], "start": start})
+            assert got.status_code == 200, got.text
+        shared = (await a.get("/backends")).json()["shared_cache"]
+        assert shared == {"status": "degraded", "mode": "standalone", "last_error": "NoPermissionError"}
+        metrics = (await a.get("/metrics")).text
+        assert sample(metrics, 'facade_shared_cache_operations_total{operation="lookup",outcome="error"}') >= 6

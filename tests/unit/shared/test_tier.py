@@ -4,7 +4,7 @@ import time
 
 import pytest
 
-from app.shared.tier import RedisTier, SharedUnavailable, shared_status
+from app.shared.tier import MIN_VERSION, RedisTier, SharedUnavailable, parse_sentinels, shared_status, version_of
 from tests.support.redis_server import running_redis
 from tests.unit.shared.conftest import Recorder
 
@@ -136,3 +136,16 @@ async def test_password_never_in_logs_or_repr(tmp_path, caplog):
 def test_only_redis_urls():
     with pytest.raises(ValueError, match="redis://"):
         RedisTier("http://127.0.0.1:6379")
+
+
+def test_the_server_version_is_read_from_info_and_the_oldest_node_counts():
+    assert version_of({"redis_version": "7.2.4"}) == (7, 2)
+    assert version_of({"a:1": {"redis_version": "7.0.15"}, "b:2": {"redis_version": "6.2.1"}}) == (6, 2)
+    assert version_of({"redis_version": "6.2.14"}) < MIN_VERSION
+
+
+def test_sentinels_are_host_port_pairs():
+    assert parse_sentinels("10.0.0.1:26379, sentinel-b:26380") == [("10.0.0.1", 26379), ("sentinel-b", 26380)]
+    for wrong in ("", "host", "host:port", "host:70000"):
+        with pytest.raises(ValueError):
+            parse_sentinels(wrong)

@@ -144,6 +144,9 @@ class Settings(BaseSettings):
         1.0, alias="FACADE_REDIS_CONNECT_TIMEOUT", gt=0, le=30, description="s to open a connection (TLS included)"
     )
     redis_pool_size: int = Field(64, alias="FACADE_REDIS_POOL_SIZE", ge=1, le=10_000, description="connections")
+    corrections_lookback: float = Field(
+        300, alias="FACADE_CORRECTIONS_LOOKBACK", ge=0, le=86400, description="s before start-up the first poll reads"
+    )
 
     @field_validator("api_keys", mode="before")
     @classmethod

@@ -241,6 +241,7 @@ def create_app(
                 sleep=sleep,
                 watermarks=fleet.watermarks if fleet is not None else None,
                 leadership=fleet.leadership if fleet is not None else None,
+                lookback=settings.corrections_lookback,
             )
             if fleet is not None:
                 await fleet.start(lead=poller.active)

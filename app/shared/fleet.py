@@ -16,7 +16,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Awaitable, Callable, Hashable, Iterable, Mapping
-from typing import Any
+from typing import Any, TypeVar
 
 from app.backends.base import ChangesPage
 from app.cache import CacheEntry, approx_size
@@ -36,6 +36,7 @@ from app.shared.tokens import SharedTokenStore
 from app.timeutil import Clock
 
 log = logging.getLogger("app.shared")
+T = TypeVar("T")
 
 CACHE_KINDS: dict[str, EntryKind[Any]] = {
     "meters": EntryKind("meters", list[Meter]),
@@ -106,11 +107,13 @@ class RedisCacheTier:
 
 
 class SharedWatermarks:
-    """`app.corrections.WatermarkStore`: in Redis (moved only by the lease holder), mirrored locally
-    for when Redis is unavailable."""
+    """`app.corrections.WatermarkStore`: in Redis (moved only by the lease holder, and only once the
+    evictions of the corrections it covers are written fleet-wide: `written()`), mirrored locally for
+    when Redis is unavailable."""
 
-    def __init__(self, lease: LeaderLease) -> None:
+    def __init__(self, lease: LeaderLease, written: Callable[[], Awaitable[bool]] | None = None) -> None:
         self._lease = lease
+        self._written = written
         self._local: dict[str, Watermark] = {}
 
     async def get(self, backend: str) -> Watermark | None:
@@ -122,7 +125,10 @@ class SharedWatermarks:
         return self._local.get(backend)
 
     async def set(self, backend: str, mark: Watermark) -> None:
-        self._local[backend] = mark
+        self._local[backend] = mark  # evicted here already: this replica's own polls go on from there
+        if self._written is not None and not await self._written():
+            log.info("corrections watermark kept: their evictions are not written fleet-wide yet")
+            return  # the next poll (here or on the next leader) reads and evicts them again
         with contextlib.suppress(SharedUnavailable):
             await SharedWatermark(self._lease, f"corrections:{backend}").set(encode_mark(mark))
 
@@ -184,11 +190,12 @@ class Fleet:
         self.flight = FleetFlight(self.entries, self.broadcast, clock=clock, lock_ttl=lock_ttl)
         self.cache_tier = RedisCacheTier(self.flight, budget=budget)
         self.lease = LeaderLease(self.tier, "corrections", ttl=lease_ttl, clock=clock)
-        self.watermarks = SharedWatermarks(self.lease)
+        self.watermarks = SharedWatermarks(self.lease, self._evictions_written)
         self.leadership = LeaseLeadership(self.lease)
         self._budget = budget
         self._share_tokens = share_tokens
         self._evictions: EvictionBroadcast | None = None
+        self._pending_evictions: list[asyncio.Task[bool]] = []
         self._cursors: CursorCodec | None = None
         self._cursor_key_shared = False
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -213,9 +220,7 @@ class Fleet:
         """Wire the service before `start`: `evict_local(meter_ids)` drops what another replica's
         corrections touched; `drop_local()` drops everything a correction could touch (after a gap in
         the subscription); `cursors` adopts the fleet's key (None when FACADE_CURSOR_SECRET is set)."""
-        self._evictions = EvictionBroadcast(
-            self.entries, self.broadcast, lambda tags: evict_local(set(tags)), on_gap=drop_local
-        )
+        self._evictions = EvictionBroadcast(self.entries, lambda tags: evict_local(set(tags)), on_gap=drop_local)
         self._cursors = cursors
 
     async def start(self, *, lead: bool = True) -> None:
@@ -224,6 +229,8 @@ class Fleet:
         self.tier.on_status(self._on_status)
         await self._adopt_cursor_key()
         self.broadcast.start()
+        if self._evictions is not None:
+            self._spawn(self._evictions.run())
         if lead:
             self._spawn(self.lease.keep())
 
@@ -232,7 +239,13 @@ class Fleet:
         once and tell every other replica (in the background; a poll never waits on Redis)."""
         meters = {c.meter_id for c in changes}
         if meters and self._evictions is not None:
-            self._spawn(self._evictions.evict(meters, local=False))
+            self._pending_evictions.append(self._spawn(self._evictions.evict(meters, local=False)))
+
+    async def _evictions_written(self) -> bool:
+        """Whether every eviction started since the last call was written fleet-wide (awaits them)."""
+        pending, self._pending_evictions = self._pending_evictions, []
+        results = await asyncio.gather(*pending, return_exceptions=True)
+        return all(r is True for r in results)
 
     def _on_status(self, health: Health) -> None:
         if health == "up" and self._cursors is not None and not self._cursor_key_shared:
@@ -249,10 +262,11 @@ class Fleet:
             # info, not warning: the outage itself already logged its one warning
             log.info("no shared cursor key yet: this replica signs cursors with its own key until Redis is back")
 
-    def _spawn(self, coro: Awaitable[Any]) -> None:
+    def _spawn(self, coro: Awaitable[T]) -> asyncio.Task[T]:
         task = asyncio.ensure_future(coro)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+        return task
 
     async def aclose(self) -> None:
         for task in list(self._tasks):

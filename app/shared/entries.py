@@ -156,6 +156,7 @@ class SharedEntries:
 
     def __init__(self, tier: RedisTier, clock: Clock, *, max_entry_bytes: int = 1024 * 1024) -> None:
         self.tier = tier
+        self.clock = clock
         self._clock = clock
         self._max_entry_bytes = max_entry_bytes
         self.generations_key = tier.key("gen")

@@ -23,6 +23,7 @@ from app.cache import CacheEntry, approx_size
 from app.chunks import Chunk
 from app.corrections import Watermark, decode_mark, encode_mark
 from app.cursors import CursorCodec
+from app.errors import UpstreamError
 from app.metrics import Metrics
 from app.models import Change, DailyConsumption, DeviceStatus, Meter
 from app.shared.bus import Broadcast
@@ -88,6 +89,13 @@ class RedisCacheTier:
             shared, _outcome = await self._flight.load(kind, key, make, budget=self._budget)
         except _NotShared as negative:
             return negative.entry
+        except UpstreamError:
+            # Fleet stale-if-error: a copy inside its stale window, whoever loaded it, is served
+            # (`X-Cache: STALE`) by any replica, as the in-process cache serves its own.
+            stale = await self._stale_copy(kind, key)
+            if stale is None:
+                raise
+            return stale
         if made:
             return made[0]  # loaded here: keep the entry the cache made (with its size)
         value = shared.value
@@ -99,6 +107,25 @@ class RedisCacheTier:
             shared.tags,
             approx_size(value),
             from_tier=True,
+        )
+
+    async def _stale_copy(self, kind: EntryKind[Any], key: Hashable) -> CacheEntry[Any] | None:
+        entries = self._flight.entries
+        try:
+            found = await entries.get(kind, key)  # None when a correction invalidated it
+        except SharedUnavailable:
+            return None
+        if found is None or entries.clock() >= found.stale_until:
+            return None
+        return CacheEntry(
+            found.value,
+            found.created,
+            found.fresh_until,
+            found.stale_until,
+            found.tags,
+            approx_size(found.value),
+            from_tier=True,
+            stale=True,
         )
 
     def evicted(self, cache: str, keys: list[Hashable], tags: set[str]) -> None:

@@ -192,3 +192,18 @@ async def test_every_command_refused_by_acl_is_degraded_with_its_error_class(red
         assert shared == {"status": "degraded", "mode": "standalone", "last_error": "NoPermissionError"}
         metrics = (await a.get("/metrics")).text
         assert sample(metrics, 'facade_shared_cache_operations_total{operation="lookup",outcome="error"}') >= 6
+
+
+async def test_during_a_vendor_outage_any_replica_serves_the_fleets_stale_copy(any_redis):
+    # Fresh for 1 s, then usable for 10 more minutes if the vendor fails (FACADE_STALE_IF_ERROR).
+    async with replicas(any_redis, n=3, FACADE_TTL_METERS=1, FACADE_STALE_IF_ERROR=600) as ((a, b, c), waltero):
+        first = await a.get("/meters", params={"backend": "waltero"})
+        assert first.status_code == 200
+        await asyncio.sleep(1.2)  # no longer fresh anywhere
+        waltero.faults.outage = True
+        answers = [await r.get("/meters", params={"backend": "waltero"}) for r in (b, c, a)]
+        # b and c never loaded it themselves: Redis holds the fleet's copy, and each serves it
+        assert [r.status_code for r in answers] == [200, 200, 200], [r.text for r in answers]
+        assert [r.headers["x-cache"] for r in answers] == ["STALE"] * 3
+        assert all(r.json()["items"] == first.json()["items"] for r in answers)
+        waltero.faults.outage = False

@@ -191,6 +191,7 @@ class Fleet:
         lease_ttl: float = 15.0,
         lock_ttl: float = 3.0,
         max_entry_bytes: int = 1024 * 1024,
+        cursor_refresh: float = 30.0,
     ) -> None:
         counters: dict[tuple[str, str], Any] = {}
 
@@ -225,6 +226,7 @@ class Fleet:
         self._pending_evictions: list[asyncio.Task[bool]] = []
         self._cursors: CursorCodec | None = None
         self._cursor_key_shared = False
+        self._cursor_refresh = cursor_refresh
         self._tasks: set[asyncio.Task[Any]] = set()
 
     @property
@@ -254,7 +256,9 @@ class Fleet:
         """Connect, adopt the fleet's cursor key, subscribe; with `lead`, run for the poller's lease."""
         await self.tier.start()
         self.tier.on_status(self._on_status)
-        await self._adopt_cursor_key()
+        await self._adopt_cursor_key(starting=True)
+        if self._cursors is not None:
+            self._spawn(self._keep_cursor_key())
         self.broadcast.start()
         if self._evictions is not None:
             self._spawn(self._evictions.run())
@@ -275,19 +279,30 @@ class Fleet:
         return all(r is True for r in results)
 
     def _on_status(self, health: Health) -> None:
-        if health == "up" and self._cursors is not None and not self._cursor_key_shared:
-            self._spawn(self._adopt_cursor_key())
+        if health == "up" and self._cursors is not None:
+            self._spawn(self._adopt_cursor_key())  # written back if Redis lost it, or adopted
 
-    async def _adopt_cursor_key(self) -> None:
-        if self._cursors is None or self._cursor_key_shared:
+    async def _adopt_cursor_key(self, *, starting: bool = False) -> None:
+        """At start-up nothing is signed yet: no key of ours to keep. Later, ours is the fleet's (written
+        back if Redis lost it) or one this replica signed with alone (kept valid as a recent key)."""
+        if self._cursors is None:
             return
-        secret = await shared_cursor_secret(self.tier)
-        if secret is not None:
-            self._cursors.adopt(secret)
+        found = await shared_cursor_secret(self.tier, None if starting else self._cursors.key)
+        if found is not None:
+            secret, recent = found
+            self._cursors.adopt(secret, recent)
             self._cursor_key_shared = True
-        else:
+        elif not self._cursor_key_shared:
             # info, not warning: the outage itself already logged its one warning
             log.info("no shared cursor key yet: this replica signs cursors with its own key until Redis is back")
+
+    async def _keep_cursor_key(self) -> None:
+        """Every `cursor_refresh` seconds: the key back into Redis if it was lost (evicted, a restart
+        without persistence), and the recent keys of replicas that joined meanwhile."""
+        while True:
+            await asyncio.sleep(self._cursor_refresh)
+            if self.tier.available:
+                await self._adopt_cursor_key()
 
     def _spawn(self, coro: Awaitable[T]) -> asyncio.Task[T]:
         task = asyncio.ensure_future(coro)

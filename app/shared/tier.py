@@ -58,6 +58,7 @@ from redis.exceptions import (
     MaxConnectionsError,
     RedisClusterException,
     RedisError,
+    ResponseError,
 )
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
@@ -117,6 +118,22 @@ def version_of(info: dict[str, Any]) -> tuple[int, int]:
     if not versions:
         raise ValueError("INFO server holds no redis_version")
     return min(versions)
+
+
+async def server_version(client: Redis) -> tuple[int, int] | None:
+    """The server's (major, minor) from `HELLO` (then `INFO server`); None when neither may be sent
+    (a managed service's restricted user): the commands themselves will tell."""
+    try:
+        reply: Any = await client.execute_command("HELLO")  # type: ignore[no-untyped-call]
+        fields = reply if isinstance(reply, dict) else dict(zip(reply[::2], reply[1::2], strict=False))
+        text = {(k.decode() if isinstance(k, bytes) else str(k)): v for k, v in fields.items()}["version"]
+        return version_of({"redis_version": text.decode() if isinstance(text, bytes) else str(text)})
+    except (ResponseError, RedisClusterException, KeyError, ValueError, TypeError, IndexError):
+        pass  # a cluster client cannot route a command without a key: INFO it is
+    try:
+        return version_of(await client.info("server"))
+    except (ResponseError, ValueError, TypeError):
+        return None
 
 
 def connect(
@@ -292,25 +309,21 @@ class RedisTier:
         self._listeners.append(listener)
 
     async def start(self) -> None:
-        """Check the server once (`INFO server`: reachable, credentials, version >= 7), so health is
-        known before the first request (down → the probe starts; refused or too old → one error line
-        and a slow probe)."""
+        """Check the server once (reachable, credentials, version >= 7 from `HELLO`, which an ACL user
+        without `@dangerous` may still send), so health is known before the first request (down →
+        the probe starts; refused or too old → one error line and a slow probe)."""
         try:
-            info = await self.call("version", lambda r: r.info("server"))
+            found = await self.call("version", server_version)
         except SharedUnavailable:
-            return  # down (the probe runs), refused, or an error answer (NOPERM on INFO) health reports
-        try:
-            found = version_of(info)
-        except (ValueError, TypeError):
-            return  # INFO renamed or filtered by a managed service: the commands themselves will tell
-        if found < MIN_VERSION:
+            return  # down (the probe runs), refused, or an error answer health reports
+        if found is not None and found < MIN_VERSION:
             self._refuse(UnsupportedVersion(f"Redis {found[0]}.{found[1]}"))
 
     async def _check(self) -> None:
         async with asyncio.timeout(max(self.timeout, 1.0)):
-            info = await self.client.info("server")
-        if version_of(info) < MIN_VERSION:
-            raise UnsupportedVersion(f"Redis {'.'.join(map(str, version_of(info)))} is older than 7.0")
+            found = await server_version(self.client)
+        if found is not None and found < MIN_VERSION:
+            raise UnsupportedVersion(f"Redis {found[0]}.{found[1]} is older than 7.0")
 
     def key(self, *parts: str) -> str:
         """`<prefix>:<part>:<part>...`"""

@@ -136,7 +136,9 @@ async def test_the_acl_user_of_the_compose_redis_can_do_every_shared_operation(t
 
         assert (await fleet.flight.load(kind, ("waltero", "all"), make, budget=5))[1] == "loaded"
         assert (await fleet.flight.load(kind, ("waltero", "all"), make, budget=5))[1] == "shared"
-        assert await fleet.entries.evict_tags({"waltero:m"}) == 1
+        assert fleet._evictions is not None
+        assert await fleet._evictions.evict({"waltero:m"}, local=False) is True  # bump + stream event
+        assert await fleet.entries.get(kind, ("waltero", "all")) is None
         store = fleet.token_store("account")
         assert store is not None
 
@@ -150,17 +152,18 @@ async def test_the_acl_user_of_the_compose_redis_can_do_every_shared_operation(t
         await fleet.watermarks.set("waltero", mark)
         assert await SharedWatermark(fleet.lease, "corrections:waltero").get() == encode_mark(mark)
         assert await shared_cursor_secret(fleet.tier) is not None
-        assert await fleet.broadcast.publish("evict", b'{"o":"other","t":["waltero:m"]}') == 1
-        async with asyncio.timeout(5):
+        await fleet.tier.client.xadd(fleet._evictions.key, {"o": "other", "t": '["waltero:m"]'})
+        async with asyncio.timeout(5):  # read by the fleet's own reader (its own event was not applied)
             while not evicted:
                 await asyncio.sleep(0.01)
         assert evicted == [{"waltero:m"}]
+        assert await fleet.broadcast.publish("filled", b"facade:e:{x}") == 1
         # ... and nothing outside its prefix, nothing administrative
         with pytest.raises(NoPermissionError):
             await fleet.tier.client.get("other:key")
         with pytest.raises(NoPermissionError):
             await fleet.tier.client.flushall()
-        assert fleet.status == "up"
+        assert fleet.tier.describe() == {"status": "up", "mode": "standalone", "last_error": None}
     finally:
         await fleet.aclose()
         server.stop()

@@ -2,10 +2,12 @@ import asyncio
 
 import pytest
 
+from app.cursors import CursorCodec
 from app.models import Reading
 from app.shared.cursor_key import shared_cursor_secret
 from app.shared.entries import EntryKind, SharedEntries, SharedEntry
 from app.shared.evictions import EvictionBroadcast
+from app.shared.tier import SharedUnavailable
 from tests.support.clock import FakeClock
 
 
@@ -134,9 +136,45 @@ async def test_a_malformed_event_is_ignored(make_tier):
 @pytest.mark.parametrize("redis_mode", ["standalone"])  # it kills or pauses the server
 async def test_one_cursor_key_for_the_fleet(make_tier, redis_server):
     a, b = await make_tier(), await make_tier()
-    key_a, key_b = await asyncio.gather(shared_cursor_secret(a), shared_cursor_secret(b))
-    assert key_a is not None
-    assert len(key_a) == 32
-    assert key_b == key_a
+    found_a, found_b = await asyncio.gather(shared_cursor_secret(a), shared_cursor_secret(b))
+    assert found_a is not None
+    assert len(found_a[0]) == 32
+    assert found_b == found_a
     redis_server.kill()
     assert await shared_cursor_secret(a) is None
+
+
+async def reconnected(tier):
+    async with asyncio.timeout(5):
+        while True:
+            try:
+                await tier.call("ping", lambda r: r.ping())
+                return
+            except SharedUnavailable:
+                await asyncio.sleep(0.02)
+
+
+@pytest.mark.parametrize("redis_mode", ["standalone"])  # it kills or pauses the server
+async def test_a_redis_that_lost_the_cursor_key_gets_it_back_and_late_keys_stay_valid(make_tier, redis_server):
+    a, b = await make_tier(), await make_tier()
+    first = await shared_cursor_secret(a)
+    assert first is not None
+    fleet_key = first[0]
+    redis_server.restart()  # no persistence: the key is gone
+    late_key = bytes(range(32))  # a replica that started while Redis was down signed with its own
+    for tier in (a, b):  # each tier notices the restart (its pooled connections died) and recovers
+        await reconnected(tier)
+    # the first replica back writes the fleet's key back (SET NX): no new key, no split
+    assert await shared_cursor_secret(a, fleet_key) == (fleet_key, [])
+    # the late replica adopted it, and its own key is kept valid for the cursors it already signed
+    assert await shared_cursor_secret(b, late_key) == (fleet_key, [late_key])
+    assert await shared_cursor_secret(a, fleet_key) == (fleet_key, [late_key])
+
+
+async def test_cursors_signed_with_a_recent_key_are_accepted(make_tier):
+    late = CursorCodec(bytes(range(32)))
+    cursor = late.encode("meters", {"after": "x"})
+    codec = CursorCodec()
+    codec.adopt(b"F" * 32, [bytes(range(32))])
+    assert codec.decode("meters", cursor) == {"after": "x"}
+    assert codec.key == b"F" * 32

@@ -354,7 +354,7 @@ def backend_context(
     rng: random.Random,
     mode: Literal["live", "sandbox"],
     on_retry: Callable[[str, str], None] = lambda backend, reason: None,
-    token_store: Callable[[str], SharedTokenStore | None] | None = None,
+    token_store: Callable[[str, str | None], SharedTokenStore | None] | None = None,
 ) -> BackendContext:
     """What a vendor's `create_backend` gets, from the service settings."""
     return BackendContext(

@@ -233,11 +233,12 @@ class Fleet:
     def status(self) -> Health:
         return self.tier.status
 
-    def token_store(self, account: str) -> SharedTokenStore | None:
-        """The fleet's vendor token store for `account` (see `app.shared.tokens.account_name`)."""
-        if not self._share_tokens:
+    def token_store(self, account: str, credential: str | None) -> SharedTokenStore | None:
+        """The fleet's vendor token store for `account` (see `app.shared.tokens.account_name`), its
+        tokens sealed with a key derived from `credential` (no credential: not shared)."""
+        if not self._share_tokens or not credential:
             return None
-        return SharedTokenStore(self.tier, account, clock=self.clock)
+        return SharedTokenStore(self.tier, account, credential=credential, clock=self.clock)
 
     def attach(
         self,

@@ -139,7 +139,7 @@ async def test_the_acl_user_of_the_compose_redis_can_do_every_shared_operation(t
         assert fleet._evictions is not None
         assert await fleet._evictions.evict({"waltero:m"}, local=False) is True  # bump + stream event
         assert await fleet.entries.get(kind, ("waltero", "all")) is None
-        store = fleet.token_store("account")
+        store = fleet.token_store("account", "vendor-password")
         assert store is not None
 
         async def login() -> SharedToken:

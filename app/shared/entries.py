@@ -30,7 +30,7 @@ import os
 from collections.abc import Hashable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import date, datetime, time
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, TypeVar, cast
 
 from pydantic import TypeAdapter, ValidationError
 
@@ -79,6 +79,9 @@ class SharedEntry(Generic[V]):
     tags: frozenset[str] = frozenset()
     generations: Mapping[str, str] = dataclasses.field(default_factory=dict)
     """Each tag's generation token when the value was loaded (set when stored)."""
+    missing: tuple[str, str | None] | None = None
+    """A not-found answer (`value` is None): its detail and backend, so every replica answers 404
+    without asking the vendor again."""
 
 
 def _canonical(key: Any) -> Any:
@@ -123,10 +126,12 @@ class EntryKind(Generic[V]):
                 "s": entry.stale_until,
                 "t": sorted(entry.tags),
                 "g": dict(entry.generations),
+                **({"m": list(entry.missing)} if entry.missing is not None else {}),
             },
             separators=(",", ":"),
         )
-        return header.encode() + b"\n" + self.adapter.dump_json(entry.value)
+        body = b"null" if entry.missing is not None else self.adapter.dump_json(entry.value)
+        return header.encode() + b"\n" + body
 
     def decode(self, blob: bytes) -> SharedEntry[V]:
         """Raises `ValueError` for anything this version did not write."""
@@ -135,7 +140,13 @@ class EntryKind(Generic[V]):
             raise ValueError("no envelope header")
         try:
             meta = json.loads(header)
-            value = self.adapter.validate_json(body)
+            missing = meta.get("m")
+            if missing is not None:
+                detail, backend = missing
+                if not isinstance(detail, str) or not isinstance(backend, str | None) or body != b"null":
+                    raise TypeError("not-found record")
+                missing = (detail, backend)
+            value = cast(V, None) if missing is not None else self.adapter.validate_json(body)
             generations = meta["g"]
             if not isinstance(generations, dict):
                 raise TypeError("generations")
@@ -146,6 +157,7 @@ class EntryKind(Generic[V]):
                 float(meta["s"]),
                 frozenset(str(t) for t in meta["t"]),
                 {str(k): str(v) for k, v in generations.items()},
+                missing,
             )
         except (ValidationError, KeyError, TypeError, ValueError) as exc:
             raise ValueError("not an entry of this kind") from exc

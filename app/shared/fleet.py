@@ -23,7 +23,7 @@ from app.cache import CacheEntry, approx_size
 from app.chunks import Chunk
 from app.corrections import Watermark, decode_mark, encode_mark
 from app.cursors import CursorCodec
-from app.errors import UpstreamError
+from app.errors import NotFound, UpstreamError
 from app.metrics import Metrics
 from app.models import Change, DailyConsumption, DeviceStatus, Meter
 from app.shared.bus import Broadcast
@@ -50,14 +50,6 @@ CACHE_KINDS: dict[str, EntryKind[Any]] = {
 """The value type of each in-process cache, as stored in Redis (a cache not listed stays local)."""
 
 
-class _NotShared(Exception):
-    """Carries an entry the fleet does not share (a negative entry) out of the flight."""
-
-    def __init__(self, entry: CacheEntry[Any]) -> None:
-        super().__init__("negative entry")
-        self.entry = entry
-
-
 class RedisCacheTier:
     """`app.cache.SharedTier` on Redis: the in-process cache's misses go through the fleet flight."""
 
@@ -81,14 +73,13 @@ class RedisCacheTier:
         async def make() -> SharedEntry[Any]:
             entry = await make_entry()
             made.append(entry)
-            if entry.missing is not None:
-                raise _NotShared(entry)
-            return SharedEntry(entry.value, entry.created, entry.fresh_until, entry.stale_until, entry.tags)
+            missing = (entry.missing.detail, entry.missing.backend) if entry.missing is not None else None
+            return SharedEntry(
+                entry.value, entry.created, entry.fresh_until, entry.stale_until, entry.tags, missing=missing
+            )
 
         try:
             shared, _outcome = await self._flight.load(kind, key, make, budget=self._budget)
-        except _NotShared as negative:
-            return negative.entry
         except UpstreamError:
             # Fleet stale-if-error: a copy inside its stale window, whoever loaded it, is served
             # (`X-Cache: STALE`) by any replica, as the in-process cache serves its own.
@@ -99,6 +90,18 @@ class RedisCacheTier:
         if made:
             return made[0]  # loaded here: keep the entry the cache made (with its size)
         value = shared.value
+        if shared.missing is not None:  # another replica's not-found answer: 404 here too, no vendor call
+            detail, backend = shared.missing
+            return CacheEntry(
+                None,
+                shared.created,
+                shared.fresh_until,
+                shared.stale_until,
+                frozenset(),
+                256,
+                NotFound(detail, backend=backend),
+                from_tier=True,
+            )
         return CacheEntry(
             value,
             shared.created,
@@ -115,7 +118,7 @@ class RedisCacheTier:
             found = await entries.get(kind, key)  # None when a correction invalidated it
         except SharedUnavailable:
             return None
-        if found is None or entries.clock() >= found.stale_until:
+        if found is None or found.missing is not None or entries.clock() >= found.stale_until:
             return None
         return CacheEntry(
             found.value,

@@ -207,3 +207,4 @@ async def test_during_a_vendor_outage_any_replica_serves_the_fleets_stale_copy(a
         assert [r.headers["x-cache"] for r in answers] == ["STALE"] * 3
         assert all(r.json()["items"] == first.json()["items"] for r in answers)
         waltero.faults.outage = False
+

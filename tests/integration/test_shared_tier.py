@@ -10,6 +10,7 @@ import logging
 import time
 import uuid
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
@@ -23,7 +24,7 @@ from app.sandbox import iometer as iometer_sandbox
 from app.sandbox import waltero as waltero_sandbox
 from tests.support.apps import API_KEY, running
 from tests.support.clock import FakeClock
-from tests.support.redis_server import RedisDeployment, RedisServer
+from tests.support.redis_server import RedisDeployment, RedisServer, start_deployment
 
 
 def settings(redis: str | RedisDeployment | None, **more: Any) -> Settings:
@@ -208,3 +209,99 @@ async def test_during_a_vendor_outage_any_replica_serves_the_fleets_stale_copy(a
         assert all(r.json()["items"] == first.json()["items"] for r in answers)
         waltero.faults.outage = False
 
+
+async def test_a_sentinel_failover_under_load_answers_everything_and_keeps_corrections(tmp_path):
+    """Replicas under load while Sentinel promotes the replica: every request is answered, the
+    shared tier goes down then up again, and a correction made after it evicts on every replica."""
+    deployment = start_deployment("sentinel", tmp_path)
+    assert deployment.sentinel_set is not None
+    iometer = iometer_sandbox.create_emulator()
+    waltero = waltero_sandbox.create_emulator()
+    transports = {"iometer": httpx.ASGITransport(app=iometer.app), "waltero": httpx.ASGITransport(app=waltero.app)}
+    one = settings(deployment, FACADE_CHANGES_POLL=0.5)
+    apps = [create_app(one, transports=transports) for _ in range(2)]
+    statuses: list[str] = []
+    answers: list[int] = []
+    try:
+        async with running(apps[0]) as a, running(apps[1]) as b:
+            for app in apps:
+                app.runtime.fleet.tier.on_status(statuses.append)
+            meter = (await a.get("/meters", params={"backend": "waltero"})).json()["items"][0]["id"]
+            started = asyncio.get_running_loop().time()
+
+            async def load(client: httpx.AsyncClient, n: int) -> None:
+                k = 0
+                while asyncio.get_running_loop().time() - started < 6.0:
+                    k += 1
+                    # a new week each time: misses, so Redis is written to (lookups, locks, entries)
+                    top = datetime(2025, 1, 1, tzinfo=UTC) + timedelta(weeks=n * 40 + k)
+                    start, end = (
+                        top.strftime("%Y-%m-%dT%H:%M:%SZ"),
+                        (top + timedelta(hours=1)).strftime("%Y-%m-%dT%H:%M:%SZ"),
+                    )
+                    got = await client.get("/readings", params={"meter_id": meter, "start": start, "end": end})
+                    answers.append(got.status_code)
+
+            async def failover() -> None:
+                # The primary hangs (SIGSTOP): Sentinel finds it down after 1 s and promotes the replica.
+                await asyncio.sleep(0.5)
+                sentinel_set = deployment.sentinel_set
+                assert sentinel_set is not None
+                old = sentinel_set.primary_port()
+                sentinel_set.primary.pause()
+                try:
+                    async with asyncio.timeout(30):
+                        while await asyncio.to_thread(sentinel_set.primary_port) in (0, old):
+                            await asyncio.sleep(0.2)
+                finally:
+                    sentinel_set.primary.resume()  # it comes back as a replica of the new primary
+
+            await asyncio.gather(load(a, 0), load(b, 1), load(a, 2), load(b, 3), failover())
+            assert answers
+            assert set(answers) == {200}  # every request answered, during the failover too
+            async with asyncio.timeout(15):
+                while [(await c.get("/backends")).json()["shared_cache"]["status"] for c in (a, b)] != ["up", "up"]:
+                    await asyncio.sleep(0.1)
+            assert "down" in statuses  # the demoted primary was noticed, then left
+            assert statuses[-1] == "up"
+
+            # A correction after the failover evicts on every replica, and the old value never comes back.
+            top = datetime.now(UTC).replace(minute=0, second=0, microsecond=0) - timedelta(hours=120)
+            window = top.strftime("%Y-%m-%dT%H:%M:%SZ"), (top + timedelta(hours=1)).strftime("%Y-%m-%dT%H:%M:%SZ")
+            params = {"meter_id": meter, "start": window[0], "end": window[1]}
+            before = [(await c.get("/readings", params=params)).json()["items"] for c in (a, b)]
+            assert before[0]
+            assert before[0] == before[1]
+            target = before[0][0]
+            vendor = httpx.AsyncClient(transport=transports["waltero"], base_url="http://waltero.test")
+            correction = {
+                "device_id": meter.split(":", 1)[1],
+                "timestamp": target["time"],
+                "new_value": 987654.0,
+                "actor": "user",
+            }
+            assert (await vendor.post("/_sandbox/corrections", json=correction)).status_code == 201
+            await vendor.aclose()
+            changed: set[int] = set()
+            async with asyncio.timeout(15):
+                while len(changed) < 2:
+                    for i, c in enumerate((a, b)):
+                        if (await c.get("/readings", params=params)).json()["items"][0]["value"] != target["value"]:
+                            changed.add(i)
+                    await asyncio.sleep(0.1)
+            for _ in range(5):
+                for c in (a, b):
+                    assert (await c.get("/readings", params=params)).json()["items"][0]["value"] == 987654.0
+    finally:
+        deployment.stop()
+
+
+def test_each_redis_mode_says_what_it_needs():
+    with pytest.raises(ConfigurationError, match="FACADE_REDIS_SENTINELS"):
+        settings("redis://mymaster/0", FACADE_REDIS_MODE="sentinel").validate_startup()
+    with pytest.raises(ConfigurationError, match="database 0"):
+        settings("redis://node-1:6379/3", FACADE_REDIS_MODE="cluster").validate_startup()
+    settings(
+        "rediss://u:p@mymaster/0", FACADE_REDIS_MODE="sentinel", FACADE_REDIS_SENTINELS="s1:26379,s2:26379"
+    ).validate_startup()
+    settings("rediss://u:p@node-1:6379", FACADE_REDIS_MODE="cluster").validate_startup()

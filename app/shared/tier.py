@@ -70,7 +70,7 @@ Health = Literal["up", "degraded", "down", "off"]
 Mode = Literal["standalone", "cluster", "sentinel"]
 MODES: tuple[Mode, ...] = ("standalone", "cluster", "sentinel")
 MIN_VERSION = (7, 0)
-"""`PEXPIRE ... NX|GT`, functions of `SET` and Lua used here need Redis 7."""
+"""Redis 7: what the tests run and `XINFO STREAM` fields (`entries-added`, `recorded-first-entry-id`) need."""
 KEEPALIVE: dict[int, int] = {
     option: value
     for name, value in (("TCP_KEEPIDLE", 10), ("TCP_KEEPINTVL", 5), ("TCP_KEEPCNT", 3))

@@ -92,6 +92,10 @@ class EvictionBroadcast:
             )
         except SharedUnavailable:
             return False
+        # Once more here: a request between the local eviction and the bump could have read the shared
+        # copy (still valid then) back into this replica's cache. Other replicas drop theirs when they
+        # read the event, which is written after the bump.
+        self._on_evict(chosen)
         return True
 
     def _on_status(self, health: Health) -> None:

@@ -25,33 +25,34 @@ from fastapi import FastAPI
 from fastapi.routing import APIRoute
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from app import docs_ui, openapi, problems, vendors
+from app.api import docs_ui, openapi, problems
+from app.api.http_cache import ResponseCache
+from app.api.middleware.client_auth import ClientAuth
+from app.api.middleware.head import HeadAsGet
+from app.api.middleware.hit_path import Answered, HitPath
+from app.api.middleware.observe import Observe
+from app.api.routes import changes, consumption, devices, live, meters, ops, readings
+from app.backends import registry as vendors
 from app.backends.base import Backend
 from app.backends.http import Sleep
-from app.cache import SingleFlightCache
-from app.circuit import CircuitBreaker
-from app.config import Settings
-from app.corrections import CorrectionsPoller
-from app.cursors import CursorCodec
-from app.guard import GuardedBackend, build_caches
-from app.http_cache import ResponseCache
+from app.backends.registry import BackendContext, Emulator
+from app.core.corrections import CorrectionsPoller
+from app.core.fleet import Fleet
+from app.core.service import MeterService
+from app.domain.cursors import CursorCodec
+from app.domain.models import Change
+from app.guard.cache import SingleFlightCache
+from app.guard.circuit import CircuitBreaker
+from app.guard.guarded import GuardedBackend, build_caches
+from app.infra.config import Settings
+from app.infra.metrics import Metrics
+from app.infra.timeutil import Clock
+from app.infra.upstream import build_client
 from app.live.demo import LiveDemo
 from app.live.hub import Hub
 from app.live.metrics import LiveMetrics
 from app.live.wiring import create_hub
-from app.metrics import Metrics
-from app.middleware.client_auth import ClientAuth
-from app.middleware.head import HeadAsGet
-from app.middleware.hit_path import Answered, HitPath
-from app.middleware.observe import Observe
-from app.models import Change
-from app.routes import changes, consumption, devices, live, meters, ops, readings
-from app.service import MeterService
-from app.shared.fleet import Fleet
 from app.shared.tokens import SharedTokenStore
-from app.timeutil import Clock
-from app.upstream import build_client
-from app.vendors import BackendContext, Emulator
 
 log = logging.getLogger("app")
 

@@ -12,10 +12,10 @@ from typing import NoReturn
 
 from pydantic import ValidationError
 
-from app.config import Settings
-from app.errors import ConfigurationError
 from app.factory import FacadeApp, create_app
-from app.logs import JsonFormatter, configure_logging
+from app.infra.config import Settings
+from app.infra.errors import ConfigurationError
+from app.infra.logs import JsonFormatter, configure_logging
 
 
 def _refuse(message: str) -> NoReturn:

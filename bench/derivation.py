@@ -10,7 +10,7 @@ from datetime import date, timedelta
 from zoneinfo import ZoneInfo
 
 from app.backends.iometer.daily import daily_from_register
-from app.timeutil import local_midnight
+from app.infra.timeutil import local_midnight
 
 READINGS_PER_YEAR = 365 * 96
 

@@ -44,7 +44,7 @@ _EVENT = re.compile(rb'data: \{"meter_id":"iometer:([0-9a-f-]+)","time":"([^"]+)
 def run_emulator(port: int) -> None:
     import uvicorn
 
-    from app.sandbox.iometer import create_emulator
+    from app.backends.iometer.emulator import create_emulator
 
     real0 = time.time()
     base = real0 - real0 % 900 + 890  # ten emulator seconds before a slot
@@ -174,7 +174,7 @@ def measure_live(clients: int = 1000, seconds: float = 20.0) -> dict[str, Any]:
     wanted = min(hard, max(soft, 4 * clients + 256))
     resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))  # inherited by the processes below
 
-    from app.sandbox.iometer import SANDBOX_SETTINGS
+    from app.backends.iometer.emulator import SANDBOX_SETTINGS
 
     io_port, port = free_port(), free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("FACADE_", "IOMETER_", "WALTERO_"))}

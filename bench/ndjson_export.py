@@ -32,7 +32,7 @@ KEY = "export-bench-key-0123456789abcdef"
 _EMULATOR = r"""
 import sys
 import uvicorn
-from app.sandbox.iometer import create_emulator
+from app.backends.iometer.emulator import create_emulator
 emulator = create_emulator(window_days=int(sys.argv[2]))
 uvicorn.run(emulator.app, host="127.0.0.1", port=int(sys.argv[1]), log_level="warning")
 """
@@ -48,7 +48,7 @@ def _status(pid: int) -> dict[str, float]:
 
 
 def _env(io_port: int) -> dict[str, str]:
-    from app.sandbox import iometer
+    from app.backends.iometer import emulator as iometer
 
     env = {k: v for k, v in os.environ.items() if not k.startswith(("FACADE_", "IOMETER_", "WALTERO_"))}
     env.update(iometer.SANDBOX_SETTINGS)

@@ -11,9 +11,9 @@ from typing import Any
 
 from pyinstrument import Profiler
 
-from app.config import Settings
 from app.factory import create_app
-from app.logs import configure_logging
+from app.infra.config import Settings
+from app.infra.logs import configure_logging
 
 KEY = "profile-key"
 

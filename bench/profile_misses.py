@@ -19,10 +19,10 @@ from pyinstrument import Profiler
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from app.config import Settings  # noqa: E402
+from app.backends.waltero.emulator import DEMO_PASSWORD, DEMO_USERNAME  # noqa: E402
 from app.factory import create_app  # noqa: E402
-from app.logs import configure_logging  # noqa: E402
-from app.sandbox.waltero import DEMO_PASSWORD, DEMO_USERNAME  # noqa: E402
+from app.infra.config import Settings  # noqa: E402
+from app.infra.logs import configure_logging  # noqa: E402
 from bench.run import free_port  # noqa: E402
 
 KEY = "profile-key"
@@ -87,7 +87,7 @@ async def _run(base: str, n: int) -> Profiler:
 def profile_misses(n: int = 300) -> str:
     port = free_port()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "app.sandbox.waltero", "--port", str(port)],
+        [sys.executable, "-m", "app.backends.waltero.emulator", "--port", str(port)],
         cwd=ROOT,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,

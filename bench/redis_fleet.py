@@ -88,11 +88,11 @@ async def _sequential(base: str, paths: list[str]) -> list[float]:
 async def _lookup_micro(url: str, n: int = 300) -> dict[str, float]:
     """The Redis part alone: `FleetFlight.load` answering from Redis (lookup script + decode) for a
     readings page of 4 rows, in this process."""
-    from app.chunks import Chunk
-    from app.metrics import Metrics
-    from app.models import Reading
+    from app.core.chunks import Chunk
+    from app.core.fleet import CACHE_KINDS, Fleet
+    from app.domain.models import Reading
+    from app.infra.metrics import Metrics
     from app.shared.entries import SharedEntry
-    from app.shared.fleet import CACHE_KINDS, Fleet
 
     now = time.time()
     fleet = Fleet(url, prefix="benchmicro", timeout=1.0, clock=time.time, metrics=Metrics(), budget=5)

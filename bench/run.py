@@ -142,7 +142,8 @@ async def python_rps(url: str, duration: float, connections: int) -> float:
 
 
 def sandbox_env(io_port: int, wa_port: int, **extra: str) -> dict[str, str]:
-    from app.sandbox import iometer, waltero
+    from app.backends.iometer import emulator as iometer
+    from app.backends.waltero import emulator as waltero
 
     env = {k: v for k, v in os.environ.items() if not k.startswith(("FACADE_", "IOMETER_", "WALTERO_"))}
     env.update(iometer.SANDBOX_SETTINGS)
@@ -166,12 +167,12 @@ def emulators(token_ttl: int | None = None) -> Iterator[tuple[int, int]]:
     wa_args = ["--token-ttl", str(token_ttl)] if token_ttl else []
     with (
         server(
-            [PY, "-m", "app.sandbox.iometer", "--port", str(io_port)],
+            [PY, "-m", "app.backends.iometer.emulator", "--port", str(io_port)],
             f"http://127.0.0.1:{io_port}/_sandbox/stats",
             cpu=LOAD_CPU,
         ),
         server(
-            [PY, "-m", "app.sandbox.waltero", "--port", str(wa_port), *wa_args],
+            [PY, "-m", "app.backends.waltero.emulator", "--port", str(wa_port), *wa_args],
             f"http://127.0.0.1:{wa_port}/_sandbox/stats",
             cpu=LOAD_CPU,
         ),
@@ -317,7 +318,7 @@ async def _miss_run(base: str, wa_port: int, n: int) -> dict[str, Any]:
 
 
 def _waltero_credentials() -> dict[str, str]:
-    from app.sandbox import waltero
+    from app.backends.waltero import emulator as waltero
 
     return {
         "username": waltero.SANDBOX_SETTINGS["WALTERO_USERNAME"],
@@ -457,9 +458,9 @@ from pathlib import Path
 sys.path.insert(0, sys.argv[1])
 from datetime import UTC, datetime, timedelta
 import httpx
-from app.config import Settings
+from app.infra.config import Settings
 from app.factory import create_app
-from app.http_cache import StoredResponse, etag_of
+from app.api.http_cache import StoredResponse, etag_of
 
 def rss():
     for line in Path("/proc/self/status").read_text().splitlines():
@@ -482,9 +483,9 @@ async def main():
             await c.get(f"/devices/{wa['device_id']}/status")
             await c.get(f"/changes?since={(datetime.now(UTC) - timedelta(days=30)):%Y-%m-%dT%H:%M:%SZ}")
         # one meter read on its own fills the `meter` cache (the list above already serves /meters/{id})
-        backend, upstream = app.service.backends["iometer"].backend, io["id"].split(":", 1)[1]
-        await app.service.caches["meter"].get_or_load(("iometer", upstream), lambda: backend.get_meter(upstream), ttl=300)
-        service = app.service
+        backend, upstream = app.core.service.backends["iometer"].backend, io["id"].split(":", 1)[1]
+        await app.core.service.caches["meter"].get_or_load(("iometer", upstream), lambda: backend.get_meter(upstream), ttl=300)
+        service = app.core.service
         responses = app.responses
         base = dict(rss())
         per_cache = {}

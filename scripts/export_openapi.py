@@ -8,8 +8,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from app.config import Settings
 from app.factory import create_app
+from app.infra.config import Settings
 
 
 def spec_text() -> str:

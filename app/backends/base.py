@@ -1,6 +1,6 @@
 """What the service layer needs from a vendor: the `Backend` protocol.
 
-A backend speaks only normalized models (`app.models`) and the error tree of `app.errors`. It takes
+A backend speaks only normalized models (`app.domain.models`) and the error tree of `app.infra.errors`. It takes
 *upstream* ids (the part after `<backend>:`), already checked with `is_valid_id`, and returns
 normalized ids with its own prefix. It does no caching: the service caches what it returns.
 """
@@ -12,7 +12,7 @@ from datetime import date, datetime
 from typing import Literal, Protocol, runtime_checkable
 from zoneinfo import ZoneInfo
 
-from app.models import Change, DailyConsumption, DeviceStatus, Meter, Reading
+from app.domain.models import Change, DailyConsumption, DeviceStatus, Meter, Reading
 
 # Capability names, as `/backends` lists them.
 METERS = "meters"

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 import httpx
 
-from app.timeutil import Clock
+from app.infra.timeutil import Clock
 
 current_operation: ContextVar[str] = ContextVar("current_operation", default="other")
 """The facade operation an upstream call serves (`readings`, `daily_consumption`, ...): a metric label."""

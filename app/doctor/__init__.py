@@ -31,12 +31,13 @@ from collections.abc import Awaitable, Sequence
 
 import httpx
 
+from app.backends.iometer import doctor as iometer
 from app.backends.iometer import settings_of as io_settings
+from app.backends.waltero import doctor as waltero
 from app.backends.waltero import settings_of as wa_settings
-from app.config import Settings
-from app.doctor import iometer, waltero
 from app.doctor.report import Finding, render, unknown
-from app.timeutil import Clock
+from app.infra.config import Settings
+from app.infra.timeutil import Clock
 
 __all__ = ["Finding", "main", "run"]
 

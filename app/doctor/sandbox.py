@@ -9,7 +9,7 @@ import contextlib
 import time
 from collections.abc import Iterator, Sequence
 
-from app.config import Settings
+from app.infra.config import Settings
 from app.sandbox.loopback import serve_in_thread
 
 
@@ -17,10 +17,10 @@ from app.sandbox.loopback import serve_in_thread
 def loopback_emulators(settings: Settings, breaks: Sequence[str] = ()) -> Iterator[Settings]:
     """`settings` pointed at both emulators served on loopback. `breaks`: `vendor:variant` names.
     Raises `ValueError` for an unknown variant."""
-    from app.sandbox import iometer as iometer_sandbox
-    from app.sandbox import waltero as waltero_sandbox
-    from app.sandbox.iometer.app import BREAKS as IOMETER_BREAKS
-    from app.sandbox.waltero.emulator import BREAKS as WALTERO_BREAKS
+    from app.backends.iometer import emulator as iometer_sandbox
+    from app.backends.iometer.emulator.app import BREAKS as IOMETER_BREAKS
+    from app.backends.waltero import emulator as waltero_sandbox
+    from app.backends.waltero.emulator.emulator import BREAKS as WALTERO_BREAKS
 
     chosen: dict[str, set[str]] = {"iometer": set(), "waltero": set()}
     known = {"iometer": IOMETER_BREAKS, "waltero": WALTERO_BREAKS}

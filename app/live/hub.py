@@ -33,12 +33,12 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Literal
 
-from app.errors import NotSupported
+from app.backends.live import Connected, History, LiveOverloaded, LiveSource, LiveTarget, Resolve
+from app.domain.models import Reading
+from app.infra.errors import NotSupported
+from app.infra.timeutil import Clock, from_epoch
 from app.live import sse
 from app.live.metrics import LiveMetrics
-from app.live.types import Connected, History, LiveOverloaded, LiveSource, LiveTarget, Resolve
-from app.models import Reading
-from app.timeutil import Clock, from_epoch
 
 log = logging.getLogger("app.live")
 

@@ -11,8 +11,8 @@ from collections.abc import Iterable
 from datetime import datetime
 from typing import Literal
 
-from app.models import Reading
-from app.timeutil import format_rfc3339
+from app.domain.models import Reading
+from app.infra.timeutil import format_rfc3339
 
 MEDIA_TYPE = "text/event-stream"
 PING = b": ping\n\n"

@@ -15,18 +15,18 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
-from app import vendors
+from app.backends import registry as vendors
 from app.backends.base import READINGS
 from app.backends.iometer import IometerSettings
-from app.config import Settings
-from app.errors import NotSupported
+from app.backends.live import LiveSource, LiveTarget
+from app.core.service import MeterService
+from app.domain.models import Reading
+from app.infra.config import Settings
+from app.infra.errors import NotSupported
+from app.infra.timeutil import Clock
 from app.live.hub import Hub
 from app.live.metrics import LiveMetrics
 from app.live.shutdown import on_exit_signal
-from app.live.types import LiveSource, LiveTarget
-from app.models import Reading
-from app.service import MeterService
-from app.timeutil import Clock
 
 HISTORY_LIMIT = 100_000
 """Readings asked of a backend for one replay window (24 h of one meter is a few hundred)."""
@@ -42,7 +42,7 @@ def live_sources(
     io_settings = settings.vendor_settings("iometer") if "iometer" in vendors.names() else None
     if iometer is not None and isinstance(io_settings, IometerSettings) and io_settings.configured():
         from app.backends.iometer.auth import BasicAuth, WsseAuth
-        from app.backends.iometer.live import IometerLiveSource, websockets_connect
+        from app.backends.iometer.live_source import IometerLiveSource, websockets_connect
 
         partner, secret = io_settings.partner_id or "", io_settings.partner_secret
         assert secret is not None
@@ -59,7 +59,7 @@ def live_sources(
         sources["iometer"] = IometerLiveSource(io_settings.url, header, connect=connect)
     waltero = service.backends.get("waltero")
     if waltero is not None:
-        from app.backends.waltero.live import WalteroLiveSource
+        from app.backends.waltero.live_source import WalteroLiveSource
 
         guarded = waltero
 

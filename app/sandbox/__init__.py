@@ -8,10 +8,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from app import vendors
-from app.config import Settings
-from app.timeutil import Clock
-from app.vendors import Emulator
+from app.backends import registry as vendors
+from app.backends.registry import Emulator
+from app.infra.config import Settings
+from app.infra.timeutil import Clock
 
 
 def create_emulators(clock: Clock, *, seed: int = 7) -> dict[str, Emulator]:

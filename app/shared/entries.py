@@ -34,8 +34,8 @@ from typing import Any, Generic, TypeVar, cast
 
 from pydantic import TypeAdapter, ValidationError
 
+from app.infra.timeutil import Clock
 from app.shared.tier import RedisTier
-from app.timeutil import Clock
 
 V = TypeVar("V")
 SCHEMA_VERSION = 1

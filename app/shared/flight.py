@@ -27,11 +27,11 @@ import contextlib
 from collections.abc import Awaitable, Callable, Hashable
 from typing import Any, Literal, TypeVar
 
+from app.infra.timeutil import Clock
 from app.shared.bus import Broadcast
 from app.shared.entries import EntryKind, SharedEntries, SharedEntry
 from app.shared.locks import FleetLock
 from app.shared.tier import SharedUnavailable
-from app.timeutil import Clock
 
 V = TypeVar("V")
 FlightOutcome = Literal["shared", "loaded", "local"]

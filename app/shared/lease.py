@@ -20,8 +20,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 
+from app.infra.timeutil import Clock
 from app.shared.tier import RedisTier, SharedUnavailable
-from app.timeutil import Clock
 
 _ACQUIRE_OR_RENEW = """
 local holder = redis.call('GET', KEYS[1])

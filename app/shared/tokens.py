@@ -34,9 +34,9 @@ from typing import Literal
 
 from redis.asyncio import Redis
 
+from app.infra.timeutil import Clock
 from app.shared.locks import FleetLock
 from app.shared.tier import RedisTier, SharedUnavailable
-from app.timeutil import Clock
 
 TokenSource = Literal["shared", "login", "local"]
 

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import httpx
 
-from app import errors
-from app.config import Settings
 from app.factory import create_app
+from app.infra import errors
+from app.infra.config import Settings
 
 ROOT = Path(__file__).resolve().parents[2]
 GUIDE = (ROOT / "docs" / "api-guide.md").read_text()

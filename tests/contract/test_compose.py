@@ -18,12 +18,12 @@ import yaml
 from redis.asyncio import Redis
 from redis.exceptions import ConnectionError, NoPermissionError, ResponseError
 
-from app.corrections import encode_mark
-from app.cursors import CursorCodec
-from app.metrics import Metrics
+from app.core.corrections import encode_mark
+from app.core.fleet import CACHE_KINDS, Fleet
+from app.domain.cursors import CursorCodec
+from app.infra.metrics import Metrics
 from app.shared.cursor_key import shared_cursor_secret
 from app.shared.entries import SharedEntry
-from app.shared.fleet import CACHE_KINDS, Fleet
 from app.shared.lease import SharedWatermark
 from app.shared.tier import SharedUnavailable
 from app.shared.tokens import SharedToken

@@ -22,14 +22,14 @@ from prometheus_client import CollectorRegistry
 from app.backends.base import AuthState
 from app.backends.iometer import create_backend
 from app.backends.iometer.adapter import IometerBackend
-from app.backends.tolerance import WireShapeCollector
-from app.config import Settings
-from app.errors import NotFound, NotSupported, UpstreamAuthFailed, UpstreamRateLimited, UpstreamTimeout
+from app.backends.iometer.emulator import SANDBOX_SETTINGS, Emulator, create_emulator
+from app.backends.iometer.emulator.data import BERLIN, ReadingRecord
+from app.domain.models import DailyConsumption, Meter, Reading
 from app.factory import backend_context
-from app.models import DailyConsumption, Meter, Reading
-from app.sandbox.iometer import SANDBOX_SETTINGS, Emulator, create_emulator
-from app.sandbox.iometer.data import BERLIN, ReadingRecord
-from app.timeutil import days, local_midnight
+from app.infra.config import Settings
+from app.infra.errors import NotFound, NotSupported, UpstreamAuthFailed, UpstreamRateLimited, UpstreamTimeout
+from app.infra.timeutil import days, local_midnight
+from app.infra.tolerance import WireShapeCollector
 from tests.support.clock import FakeClock
 from tests.support.servers import serve_in_thread
 
@@ -577,7 +577,7 @@ async def test_receive_order_is_counted_and_warned_once(
     rig = Rig(odd, clock, http_for(odd))
     meter = odd.data.meters[0].id
     before = _samples("iometer", "readings_order", "unordered")
-    with caplog.at_level(logging.WARNING, logger="app.backends.tolerance"):
+    with caplog.at_level(logging.WARNING, logger="app.infra.tolerance"):
         await rig.backend.readings(meter, rig.now - timedelta(hours=30), rig.now, None, 1000)
         await rig.backend.readings(meter, rig.now - timedelta(hours=30), rig.now, None, 1000)
     pages = odd.stats["MeterReadings"]

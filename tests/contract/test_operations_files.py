@@ -14,8 +14,8 @@ import pytest
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
-from app.config import Settings
 from app.factory import create_app
+from app.infra.config import Settings
 from tests.support.tools import require_tool
 
 ROOT = Path(__file__).resolve().parents[2]

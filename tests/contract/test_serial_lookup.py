@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator
 import httpx
 import pytest
 
-from app.sandbox.iometer import create_emulator as create_iometer
+from app.backends.iometer.emulator import create_emulator as create_iometer
 from tests.contract.test_iometer_adapter import Rig as IometerRig
 from tests.contract.test_iometer_adapter import expected_meters
 from tests.support.clock import FakeClock

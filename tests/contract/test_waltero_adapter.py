@@ -14,11 +14,7 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from app.backends.base import Backend
-from app.backends.tolerance import WireShapeCollector
-from app.backends.waltero.mapping import unit_scale
-from app.errors import ConfigurationError, InvalidRequest, NotFound
-from app.models import Change
-from app.sandbox.waltero import (
+from app.backends.waltero.emulator import (
     EMPTY_NAME_DEVICE,
     GAPPY_DEVICES,
     ORG_NORTH,
@@ -27,7 +23,11 @@ from app.sandbox.waltero import (
     Emulator,
     create_emulator,
 )
-from app.timeutil import local_midnight
+from app.backends.waltero.mapping import unit_scale
+from app.domain.models import Change
+from app.infra.errors import ConfigurationError, InvalidRequest, NotFound
+from app.infra.timeutil import local_midnight
+from app.infra.tolerance import WireShapeCollector
 from tests.support.clock import FakeClock
 from tests.support.servers import serve_in_thread
 from tests.unit.backends.waltero.harness import Rig, waltero_rig

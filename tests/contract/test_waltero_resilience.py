@@ -10,14 +10,14 @@ from zoneinfo import ZoneInfo
 import httpx
 import pytest
 
-from app.errors import (
+from app.backends.waltero.emulator import ORG_NORTH, create_emulator
+from app.infra.errors import (
     UpstreamAuthFailed,
     UpstreamBadResponse,
     UpstreamRateLimited,
     UpstreamTimeout,
     UpstreamUnavailable,
 )
-from app.sandbox.waltero import ORG_NORTH, create_emulator
 from tests.support.clock import FakeClock
 from tests.support.servers import free_port, serve_in_thread
 from tests.unit.backends.waltero.harness import Rig, waltero_rig

@@ -13,8 +13,8 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from app.config import Settings
 from app.factory import create_app
+from app.infra.config import Settings
 from tests.support.servers import serve_in_thread
 
 KEY = "props-key-0123456789"

@@ -17,8 +17,8 @@ from schemathesis.checks import not_a_server_error
 from schemathesis.config import SchemathesisConfig
 from schemathesis.specs.openapi.checks import ignored_auth, positive_data_acceptance
 
-from app.config import Settings
 from app.factory import create_app
+from app.infra.config import Settings
 from tests.support.servers import serve_in_thread
 
 SPEC = Path(__file__).resolve().parents[2] / "openapi" / "openapi.json"

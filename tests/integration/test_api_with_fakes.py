@@ -4,7 +4,7 @@ import asyncio
 
 import pytest
 
-from app.errors import UpstreamBadResponse, UpstreamRateLimited
+from app.infra.errors import UpstreamBadResponse, UpstreamRateLimited
 from tests.support.apps import API_KEY, fake_app, running
 from tests.support.clock import FakeClock
 from tests.support.fake_backend import FakeBackend

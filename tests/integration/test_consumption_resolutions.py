@@ -11,8 +11,8 @@ from typing import Any
 import httpx
 import pytest
 
-from app.config import Settings
 from app.factory import create_app
+from app.infra.config import Settings
 from app.sandbox import create_emulators
 from tests.support.apps import running
 from tests.support.clock import FakeClock

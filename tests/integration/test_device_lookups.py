@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import asyncio
 
-from app.config import Settings
 from app.factory import create_app
+from app.infra.config import Settings
 from tests.support.apps import running
 
 

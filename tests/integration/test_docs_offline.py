@@ -12,9 +12,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from app.config import Settings
-from app.docs_ui import ASSETS
+from app.api.docs_ui import ASSETS
 from app.factory import create_app
+from app.infra.config import Settings
 from tests.support.servers import serve_in_thread
 from tests.support.tools import require_tool
 

@@ -12,8 +12,8 @@ from typing import Any
 import httpx
 import pytest
 
-from app.config import Settings
 from app.factory import create_app
+from app.infra.config import Settings
 from app.sandbox import create_emulators
 from tests.support.apps import running
 from tests.support.clock import FakeClock
@@ -38,7 +38,7 @@ def z(t: datetime) -> str:
 
 
 def as_cells(item: dict[str, Any]) -> dict[str, str]:
-    """A JSON item as the CSV should carry it (written out independently of app.exports)."""
+    """A JSON item as the CSV should carry it (written out independently of app.api.exports)."""
     out = {}
     for key, value in item.items():
         if value is None:

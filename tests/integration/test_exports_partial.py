@@ -7,7 +7,7 @@ import csv
 import io
 import json
 
-from app.errors import UpstreamUnavailable
+from app.infra.errors import UpstreamUnavailable
 from tests.support.apps import fake_app, running
 from tests.support.fake_backend import FakeBackend
 

@@ -20,11 +20,11 @@ from zoneinfo import ZoneInfo
 import httpx
 import pytest
 
-from app.config import Settings
+from app.backends.iometer import emulator as iometer_sandbox
+from app.backends.waltero import emulator as waltero_sandbox
 from app.factory import create_app
-from app.sandbox import iometer as iometer_sandbox
-from app.sandbox import waltero as waltero_sandbox
-from app.timeutil import parse_rfc3339
+from app.infra.config import Settings
+from app.infra.timeutil import parse_rfc3339
 from tests.contract.test_iometer_adapter import expected_meters, expected_readings, straightforward_daily
 from tests.support.servers import serve_in_thread
 

@@ -14,8 +14,8 @@ from types import ModuleType
 
 import pytest
 
-from app.config import Settings
 from app.factory import create_app
+from app.infra.config import Settings
 from tests.support.servers import serve_in_thread
 
 ROOT = Path(__file__).resolve().parents[2]

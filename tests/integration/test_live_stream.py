@@ -22,11 +22,11 @@ from typing import Any
 import httpx
 import pytest
 
-from app.config import Settings
+from app.backends.iometer import emulator as iometer_sandbox
+from app.backends.waltero import emulator as waltero_sandbox
 from app.factory import create_app
-from app.sandbox import iometer as iometer_sandbox
-from app.sandbox import waltero as waltero_sandbox
-from app.timeutil import format_rfc3339, from_epoch
+from app.infra.config import Settings
+from app.infra.timeutil import format_rfc3339, from_epoch
 from tests.contract.test_iometer_adapter import expected_readings
 from tests.support.clock import FakeClock
 from tests.support.live import SseReader, TcpProxy, serve_small_buffers

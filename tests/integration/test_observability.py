@@ -7,7 +7,7 @@ import logging
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from app.logs import configure_logging
+from app.infra.logs import configure_logging
 from tests.support.apps import fake_app, running
 from tests.support.fake_backend import FakeBackend
 from tests.support.tools import require_tool

@@ -14,9 +14,9 @@ from datetime import UTC, datetime, timedelta
 
 import httpx
 
-from app.config import Settings
 from app.factory import create_app
-from app.logs import configure_logging
+from app.infra.config import Settings
+from app.infra.logs import configure_logging
 from app.sandbox import create_emulators, sandbox_settings
 from tests.support.apps import running
 from tests.support.clock import FakeClock
@@ -94,9 +94,10 @@ async def test_no_secret_or_token_in_any_log_line_or_response() -> None:
 def test_graceful_shutdown_finishes_in_flight_requests() -> None:
     wa_port, port = free_port(), free_port()
     with serve_process(
-        [PYTHON, "-m", "app.sandbox.waltero", "--port", str(wa_port)], f"http://127.0.0.1:{wa_port}/_sandbox/stats"
+        [PYTHON, "-m", "app.backends.waltero.emulator", "--port", str(wa_port)],
+        f"http://127.0.0.1:{wa_port}/_sandbox/stats",
     ):
-        from app.sandbox import waltero
+        from app.backends.waltero import emulator as waltero
 
         env = {
             **{k: v for k, v in os.environ.items() if not k.startswith(("FACADE_", "IOMETER_", "WALTERO_"))},
@@ -183,7 +184,7 @@ async def test_the_request_id_is_forwarded_to_the_vendor() -> None:
 
 
 async def test_readyz_is_503_while_a_vendor_rejects_our_credentials() -> None:
-    from app.errors import UpstreamAuthFailed
+    from app.infra.errors import UpstreamAuthFailed
     from tests.support.apps import fake_app
     from tests.support.fake_backend import FakeBackend
 

@@ -14,9 +14,9 @@ import signal
 
 import httpx
 
-from app.config import Settings
+from app.backends.waltero.emulator import DEMO_PASSWORD, DEMO_USERNAME
 from app.factory import create_app
-from app.sandbox.waltero import DEMO_PASSWORD, DEMO_USERNAME
+from app.infra.config import Settings
 from tests.support.servers import PYTHON, free_port, serve_in_thread, serve_process
 
 KEY = "outage-key-0123456789"
@@ -35,7 +35,7 @@ def upstream_attempts(app) -> float:  # type: ignore[no-untyped-def]
 def test_nothing_is_sent_for_callers_who_left_and_recovery_costs_one_login_and_one_call():
     port = free_port()
     vendor = f"http://127.0.0.1:{port}"
-    argv = [PYTHON, "-m", "app.sandbox.waltero", "--port", str(port)]
+    argv = [PYTHON, "-m", "app.backends.waltero.emulator", "--port", str(port)]
     with serve_process(argv, f"{vendor}/_sandbox/stats") as proc:
         settings = Settings(
             WALTERO_URL=vendor,

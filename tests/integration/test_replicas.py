@@ -27,8 +27,8 @@ import httpx
 import pytest
 import redis
 
-from app.sandbox import iometer as iometer_sandbox
-from app.sandbox import waltero as waltero_sandbox
+from app.backends.iometer import emulator as iometer_sandbox
+from app.backends.waltero import emulator as waltero_sandbox
 from tests.support.redis_server import MODES, RedisDeployment, RedisServer, start_deployment
 from tests.support.servers import free_port, wait_until_up
 
@@ -111,10 +111,10 @@ def fleet(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFacto
     try:
         io_port, wa_port = free_port(), free_port()
         py = sys.executable
-        procs.append(_start([py, "-m", "app.sandbox.iometer", "--port", str(io_port)], tmp / "iometer.log"))
+        procs.append(_start([py, "-m", "app.backends.iometer.emulator", "--port", str(io_port)], tmp / "iometer.log"))
         procs.append(
             _start(
-                [py, "-m", "app.sandbox.waltero", "--port", str(wa_port), "--token-ttl", str(TOKEN_TTL)],
+                [py, "-m", "app.backends.waltero.emulator", "--port", str(wa_port), "--token-ttl", str(TOKEN_TTL)],
                 tmp / "waltero.log",
             )
         )

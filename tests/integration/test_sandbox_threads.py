@@ -9,8 +9,8 @@ from datetime import UTC, datetime, timedelta
 
 import httpx
 
-from app.config import Settings
 from app.factory import create_app
+from app.infra.config import Settings
 from tests.support.servers import serve_in_thread
 
 

@@ -8,8 +8,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from app.config import Settings
 from app.factory import create_app
+from app.infra.config import Settings
 from tests.support.servers import serve_in_thread
 
 

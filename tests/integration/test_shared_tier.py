@@ -17,11 +17,11 @@ import httpx
 import pytest
 import redis
 
-from app.config import Settings
-from app.errors import ConfigurationError
+from app.backends.iometer import emulator as iometer_sandbox
+from app.backends.waltero import emulator as waltero_sandbox
 from app.factory import create_app
-from app.sandbox import iometer as iometer_sandbox
-from app.sandbox import waltero as waltero_sandbox
+from app.infra.config import Settings
+from app.infra.errors import ConfigurationError
 from tests.support.apps import API_KEY, running
 from tests.support.clock import FakeClock
 from tests.support.redis_server import RedisDeployment, RedisServer, start_deployment

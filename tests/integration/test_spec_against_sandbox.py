@@ -11,8 +11,8 @@ from typing import Any
 import httpx
 import pytest
 
-from app.config import Settings
 from app.factory import create_app
+from app.infra.config import Settings
 from scripts.export_openapi import spec_text
 from tests.support.servers import serve_in_thread
 

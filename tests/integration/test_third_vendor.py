@@ -13,14 +13,14 @@ import pytest
 from pydantic import SecretStr
 from pydantic_settings import SettingsConfigDict
 
-from app import vendors
-from app.config import Settings
-from app.errors import ConfigurationError
+from app.backends import registry as vendors
+from app.backends.registry import BackendContext, Vendor, VendorSettings
+from app.domain.models import Change
 from app.factory import create_app
-from app.logs import configure_logging
-from app.models import Change
-from app.timeutil import parse_rfc3339
-from app.vendors import BackendContext, Vendor, VendorSettings
+from app.infra.config import Settings
+from app.infra.errors import ConfigurationError
+from app.infra.logs import configure_logging
+from app.infra.timeutil import parse_rfc3339
 from tests.support.apps import API_KEY, running
 from tests.support.fake_backend import FakeBackend, fake_uuid
 

@@ -8,9 +8,9 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from app.config import Settings
+from app.backends.waltero.emulator import DEMO_PASSWORD, DEMO_USERNAME
 from app.factory import create_app
-from app.sandbox.waltero import DEMO_PASSWORD, DEMO_USERNAME
+from app.infra.config import Settings
 from tests.support.apps import API_KEY, running
 from tests.support.servers import PYTHON, free_port, serve_process
 
@@ -19,7 +19,7 @@ from tests.support.servers import PYTHON, free_port, serve_process
 def vendor() -> Iterator[str]:
     port = free_port()
     url = f"http://127.0.0.1:{port}"
-    with serve_process([PYTHON, "-m", "app.sandbox.waltero", "--port", str(port)], f"{url}/_sandbox/stats"):
+    with serve_process([PYTHON, "-m", "app.backends.waltero.emulator", "--port", str(port)], f"{url}/_sandbox/stats"):
         yield url
 
 

@@ -26,7 +26,8 @@ from typing import Any
 
 import httpx
 
-from app.sandbox import iometer, waltero
+from app.backends.iometer import emulator as iometer
+from app.backends.waltero import emulator as waltero
 from tests.support.servers import PYTHON, free_port, serve_process, wait_until_up
 
 CLIENTS = 50
@@ -110,10 +111,11 @@ def test_fault_soak() -> None:
     log_path = tempfile.mktemp(suffix=".log")
     with (
         serve_process(
-            [PYTHON, "-m", "app.sandbox.iometer", "--port", str(io_port)], f"http://127.0.0.1:{io_port}/_sandbox/stats"
+            [PYTHON, "-m", "app.backends.iometer.emulator", "--port", str(io_port)],
+            f"http://127.0.0.1:{io_port}/_sandbox/stats",
         ),
         serve_process(
-            [PYTHON, "-m", "app.sandbox.waltero", "--port", str(wa_port), "--token-ttl", str(TOKEN_TTL)],
+            [PYTHON, "-m", "app.backends.waltero.emulator", "--port", str(wa_port), "--token-ttl", str(TOKEN_TTL)],
             f"http://127.0.0.1:{wa_port}/_sandbox/stats",
         ),
         facade_process(io_port, wa_port, log_path) as (base, pid),

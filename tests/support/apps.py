@@ -9,8 +9,8 @@ from typing import Any
 import httpx
 from fastapi import FastAPI
 
-from app.config import Settings
 from app.factory import create_app
+from app.infra.config import Settings
 
 API_KEY = "test-key-0123456789"
 

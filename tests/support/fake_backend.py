@@ -14,9 +14,9 @@ from typing import Literal
 from zoneinfo import ZoneInfo
 
 from app.backends.base import CHANGES, DAILY_CONSUMPTION, DEVICE_STATUS, METERS, READINGS, AuthState, ChangesPage
-from app.errors import NotFound, NotSupported
-from app.models import Change, DailyConsumption, DeviceStatus, Meter, Reading
-from app.timeutil import days, local_midnight
+from app.domain.models import Change, DailyConsumption, DeviceStatus, Meter, Reading
+from app.infra.errors import NotFound, NotSupported
+from app.infra.timeutil import days, local_midnight
 
 UUID_NS = uuid.UUID("00000000-0000-0000-0000-000000000000")
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from app.config import Settings, parse_api_keys
-from app.errors import ConfigurationError
+from app.infra.config import Settings, parse_api_keys
+from app.infra.errors import ConfigurationError
 
 
 def test_labels_and_plain_keys_by_position():

@@ -2,9 +2,9 @@ import asyncio
 
 import pytest
 
-from app.cache import SingleFlightCache
-from app.errors import NotFound, UpstreamBadResponse
-from app.metrics import Metrics
+from app.guard.cache import SingleFlightCache
+from app.infra.errors import NotFound, UpstreamBadResponse
+from app.infra.metrics import Metrics
 from tests.support.clock import FakeClock
 
 

@@ -1,7 +1,7 @@
 import pytest
 
-from app.circuit import CircuitBreaker
-from app.errors import NotFound, UpstreamBadResponse, UpstreamUnavailable
+from app.guard.circuit import CircuitBreaker
+from app.infra.errors import NotFound, UpstreamBadResponse, UpstreamUnavailable
 from tests.support.clock import FakeClock
 
 

@@ -1,7 +1,7 @@
 import pytest
 
-from app.config import Settings
-from app.errors import ConfigurationError
+from app.infra.config import Settings
+from app.infra.errors import ConfigurationError
 
 
 def test_nothing_configured_refuses_and_says_what_to_set():

@@ -5,9 +5,9 @@ from __future__ import annotations
 import asyncio
 from datetime import timedelta
 
-from app.corrections import CorrectionsPoller
-from app.models import Change
-from app.timeutil import from_epoch
+from app.core.corrections import CorrectionsPoller
+from app.domain.models import Change
+from app.infra.timeutil import from_epoch
 from tests.support.apps import fake_app, running
 from tests.support.clock import FakeClock
 from tests.support.fake_backend import FakeBackend, fake_uuid

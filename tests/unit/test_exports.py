@@ -1,4 +1,4 @@
-"""CSV and NDJSON exports (app.exports): negotiation, CSV fidelity, bounded-memory streaming."""
+"""CSV and NDJSON exports (app.api.exports): negotiation, CSV fidelity, bounded-memory streaming."""
 
 from __future__ import annotations
 
@@ -11,8 +11,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from app.errors import InvalidRequest, NotFound, UpstreamRateLimited
-from app.exports import (
+from app.api.exports import (
     content_disposition,
     csv_lines,
     csv_response,
@@ -23,7 +22,8 @@ from app.exports import (
     primed,
     to_csv,
 )
-from app.models import Meter, Reading
+from app.domain.models import Meter, Reading
+from app.infra.errors import InvalidRequest, NotFound, UpstreamRateLimited
 
 T0 = datetime(2026, 3, 29, tzinfo=UTC)
 

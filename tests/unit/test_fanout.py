@@ -7,8 +7,8 @@ from dataclasses import dataclass
 
 import pytest
 
-from app.errors import UpstreamBadResponse, UpstreamRateLimited, UpstreamTimeout
-from app.fanout import fan_out
+from app.core.fanout import fan_out
+from app.infra.errors import UpstreamBadResponse, UpstreamRateLimited, UpstreamTimeout
 
 
 @dataclass
@@ -22,7 +22,7 @@ async def test_an_unexpected_exception_is_that_backends_502_entry_logged_once(ca
             raise OverflowError("date value out of range")
         return b.name
 
-    with caplog.at_level(logging.ERROR, logger="app.fanout"):
+    with caplog.at_level(logging.ERROR, logger="app.core.fanout"):
         good, errors = await fan_out([Named("fine"), Named("buggy")], fetch)
     assert good == ["fine"]
     assert [(e.backend, e.status) for e in errors] == [("buggy", 502)]

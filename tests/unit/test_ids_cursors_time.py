@@ -3,10 +3,10 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from app.cursors import CursorCodec
-from app.errors import InvalidRequest, NotFound
-from app.ids import split_id
-from app.timeutil import days, format_millis, format_rfc3339, local_midnight, parse_rfc3339, zone
+from app.domain.cursors import CursorCodec
+from app.domain.ids import split_id
+from app.infra.errors import InvalidRequest, NotFound
+from app.infra.timeutil import days, format_millis, format_rfc3339, local_midnight, parse_rfc3339, zone
 
 
 def test_split_id_routes_on_prefix():

@@ -1,4 +1,4 @@
-"""Interval consumption at 15min / hour / day / month resolution (app.intervals), DST included."""
+"""Interval consumption at 15min / hour / day / month resolution (app.domain.intervals), DST included."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from app.intervals import (
+from app.domain.intervals import (
     IntervalConsumption,
     boundaries,
     day_boundaries,

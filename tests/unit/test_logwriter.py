@@ -6,7 +6,7 @@ import io
 import os
 import threading
 
-from app.logwriter import LogWriter
+from app.infra.logwriter import LogWriter
 
 
 def test_writes_to_a_stalled_pipe_return_at_once_and_nothing_is_lost():

@@ -8,14 +8,14 @@ import httpx
 from pydantic import SecretStr, field_validator
 from pydantic_settings import SettingsConfigDict
 
-from app import vendors
+from app.backends import registry as vendors
 from app.backends.base import Backend
 from app.backends.http import RetryPolicy
 from app.backends.iometer.adapter import IometerBackend
 from app.backends.iometer.auth import BasicAuth, WsseAuth
 from app.backends.iometer.client import IometerClient, PartnerTransport
-from app.timeutil import Clock
-from app.vendors import BackendContext, Emulator, Vendor, VendorSettings
+from app.backends.registry import BackendContext, Emulator, Vendor, VendorSettings
+from app.infra.timeutil import Clock
 
 __all__ = ["VENDOR", "IometerBackend", "IometerSettings", "create_backend"]
 
@@ -68,14 +68,14 @@ def create_backend(ctx: BackendContext, settings: IometerSettings) -> Backend:
 
 
 def _emulator(clock: Clock, seed: int) -> Emulator:
-    from app.sandbox.iometer import create_emulator
+    from app.backends.iometer.emulator import create_emulator
 
     emulator: Any = create_emulator(clock, seed=seed)
     return emulator  # type: ignore[no-any-return]
 
 
 def _sandbox_settings() -> dict[str, str]:
-    from app.sandbox.iometer import SANDBOX_SETTINGS
+    from app.backends.iometer.emulator import SANDBOX_SETTINGS
 
     return {**SANDBOX_SETTINGS, "IOMETER_URL": SANDBOX_URL}
 

@@ -22,7 +22,6 @@ from datetime import date, datetime, timedelta
 from typing import Any, Literal, TypeVar
 from zoneinfo import ZoneInfo
 
-from app.backends import tolerance
 from app.backends.base import (
     DAILY_CONSUMPTION,
     DEVICE_STATUS,
@@ -53,9 +52,10 @@ from app.backends.iometer.payloads import (
     req_obj,
     req_str,
 )
-from app.errors import NotFound, NotSupported, UpstreamBadResponse
-from app.models import DailyConsumption, DeviceStatus, Medium, Meter, Reading
-from app.timeutil import Clock, days, format_rfc3339_seconds, local_midnight
+from app.domain.models import DailyConsumption, DeviceStatus, Medium, Meter, Reading
+from app.infra import tolerance
+from app.infra.errors import NotFound, NotSupported, UpstreamBadResponse
+from app.infra.timeutil import Clock, days, format_rfc3339_seconds, local_midnight
 
 NAME = "iometer"
 # Canonical lower-case only: the facade hands out ids exactly as the vendor sends them, and one

@@ -17,7 +17,7 @@ from datetime import UTC, datetime
 import httpx
 from pydantic import SecretStr
 
-from app.timeutil import Clock, format_rfc3339_seconds
+from app.infra.timeutil import Clock, format_rfc3339_seconds
 
 NonceSource = Callable[[], bytes]
 

@@ -28,14 +28,14 @@ from gql.transport.httpx import HTTPXAsyncTransport
 from graphql import ExecutionResult
 
 from app.backends.http import Retrier, RetryPolicy, Sleep, parse_retry_after
-from app.errors import (
+from app.infra.errors import (
     UpstreamAuthFailed,
     UpstreamBadResponse,
     UpstreamRateLimited,
     UpstreamTimeout,
     UpstreamUnavailable,
 )
-from app.timeutil import Clock
+from app.infra.timeutil import Clock
 
 BACKEND = "iometer"
 

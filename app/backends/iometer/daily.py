@@ -8,7 +8,7 @@ For a local day `[t0, t1)` and each pair of consecutive readings `(a, b)`:
 A boundary is *bracketed* when such a pair straddles it or a reading falls exactly on it; a day is
 `complete` when both boundaries are. With no pair contributing, the consumption is None.
 
-The rule itself lives in `app.intervals.derive` (any interval, not only days); this module keeps the
+The rule itself lives in `app.domain.intervals.derive` (any interval, not only days); this module keeps the
 daily names the IOmeter adapter uses.
 
 Pure and fast: one pass builds prefix sums of the positive steps, then each day costs two bisections
@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from app.intervals import IntervalConsumption, derive
+from app.domain.intervals import IntervalConsumption, derive
 
 DayConsumption = IntervalConsumption
 """Register increase over a day (None when no pair contributed) and whether both midnights are bracketed."""

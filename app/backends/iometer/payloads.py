@@ -15,10 +15,10 @@ from datetime import datetime
 from functools import lru_cache
 from typing import Any, NamedTuple
 
-from app.backends import tolerance
-from app.errors import UpstreamBadResponse
-from app.models import Medium
-from app.timeutil import parse_rfc3339
+from app.domain.models import Medium
+from app.infra import tolerance
+from app.infra.errors import UpstreamBadResponse
+from app.infra.timeutil import parse_rfc3339
 
 BACKEND = "iometer"
 

@@ -13,15 +13,15 @@ from typing import Annotated, Any, ClassVar, Literal
 from pydantic import SecretStr, field_validator
 from pydantic_settings import NoDecode, SettingsConfigDict
 
-from app import vendors
+from app.backends import registry as vendors
+from app.backends.registry import BackendContext, Emulator, Vendor, VendorSettings
 from app.backends.waltero.adapter import WalteroBackend
 from app.backends.waltero.client import WalteroClient, waltero_retry_policy
 from app.backends.waltero.token import TokenManager
-from app.config import split_commas
-from app.errors import ConfigurationError
+from app.infra.config import split_commas
+from app.infra.errors import ConfigurationError
+from app.infra.timeutil import Clock
 from app.shared.tokens import account_name
-from app.timeutil import Clock
-from app.vendors import BackendContext, Emulator, Vendor, VendorSettings
 
 __all__ = ["VENDOR", "TokenManager", "WalteroBackend", "WalteroClient", "WalteroSettings", "create_backend"]
 
@@ -97,14 +97,14 @@ def create_backend(ctx: BackendContext, settings: WalteroSettings) -> WalteroBac
 
 
 def _emulator(clock: Clock, seed: int) -> Emulator:
-    from app.sandbox.waltero import create_emulator
+    from app.backends.waltero.emulator import create_emulator
 
     emulator: Any = create_emulator(clock, seed=seed)
     return emulator  # type: ignore[no-any-return]
 
 
 def _sandbox_settings() -> dict[str, str]:
-    from app.sandbox.waltero import SANDBOX_SETTINGS
+    from app.backends.waltero.emulator import SANDBOX_SETTINGS
 
     return {**SANDBOX_SETTINGS, "WALTERO_URL": SANDBOX_URL, "WALTERO_ORGANIZATIONS": ""}
 

@@ -37,7 +37,6 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Literal, TypeVar
 from zoneinfo import ZoneInfo
 
-from app.backends import tolerance
 from app.backends.base import (
     CHANGES,
     DAILY_CONSUMPTION,
@@ -54,9 +53,10 @@ from app.backends.waltero.client import WalteroClient
 from app.backends.waltero.daily import BucketRule, LocalDay, local_days_of_call, segments_for
 from app.backends.waltero.feed import ChangesCursor, OrgBatch, feed_key, merge_feeds
 from app.backends.waltero.mapping import change_from_audit, meter_from_device, prefixed, quantity, unit_scale
-from app.errors import NotFound
-from app.models import Change, DailyConsumption, DeviceStatus, Meter, Reading
-from app.timeutil import Clock, days, from_epoch, local_midnight
+from app.domain.models import Change, DailyConsumption, DeviceStatus, Meter, Reading
+from app.infra import tolerance
+from app.infra.errors import NotFound
+from app.infra.timeutil import Clock, days, from_epoch, local_midnight
 
 T = TypeVar("T")
 

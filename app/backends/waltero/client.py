@@ -24,12 +24,12 @@ from typing import TypeVar
 import httpx
 from pydantic import BaseModel
 
-from app.backends import tolerance
 from app.backends.http import Retrier, RetryHook, RetryPolicy, Sleep
 from app.backends.waltero import shapes
 from app.backends.waltero.errors import error_for_response, error_for_transport
 from app.backends.waltero.token import TokenManager
-from app.timeutil import Clock
+from app.infra import tolerance
+from app.infra.timeutil import Clock
 
 M = TypeVar("M", bound=BaseModel)
 

@@ -38,7 +38,7 @@ from typing import Literal
 from zoneinfo import ZoneInfo
 
 from app.backends.waltero.shapes import DailyConsumptionRow
-from app.timeutil import days, local_midnight
+from app.infra.timeutil import days, local_midnight
 
 BUCKET = timedelta(hours=24)
 

@@ -26,7 +26,7 @@ import httpx
 
 from app.backends.http import parse_retry_after
 from app.backends.waltero.shapes import BACKEND
-from app.errors import (
+from app.infra.errors import (
     FacadeError,
     NotFound,
     UpstreamAuthFailed,

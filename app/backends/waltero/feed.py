@@ -22,8 +22,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from app.backends.waltero.shapes import AuditChange
-from app.errors import InvalidRequest
-from app.timeutil import format_rfc3339, parse_rfc3339
+from app.infra.errors import InvalidRequest
+from app.infra.timeutil import format_rfc3339, parse_rfc3339
 
 CURSOR_VERSION = 1
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from app.backends.waltero.shapes import AuditChange, Device
-from app.models import Change, Medium, Meter
+from app.domain.models import Change, Medium, Meter
 
 PREFIX = "waltero:"
 

@@ -1,7 +1,7 @@
 """Waltero's wire: every path, query parameter and payload shape, in one place.
 
 Only the adapter (and the doctor) use this module: the sandbox emulator serves JSON written from the vendor's page
-(`app/sandbox/waltero/wire.py`), so the two can disagree and the doctor (`python -m app.doctor`) can
+(`app/backends/waltero/emulator/wire.py`), so the two can disagree and the doctor (`python -m app.doctor`) can
 tell. Everything here follows `UPSTREAMS.md`; the parts marked *pinned* there are this project's reading
 of a vendor page that left them out, so when a real server disagrees, this is the one module to correct.
 
@@ -13,7 +13,7 @@ Conventions of the wire (pinned):
 
 Parsing is tolerant (unknown fields are ignored) but strict about what the adapter relies on: a payload
 without a required field raises `UpstreamBadResponse` via `parse`, never a `KeyError`. Where the page
-allows two readings, both are accepted and `app.backends.tolerance` records which one Waltero used:
+allows two readings, both are accepted and `app.infra.tolerance` records which one Waltero used:
 - `data_wrapper`: a list answer wrapped as `{"data": [...]}` (pinned) or sent bare (`[...]`);
 - `telemetry_keys`: telemetry fields flat (`"meter.value.processed": 1.0`, pinned) or nested
   (`"meter": {"value": {"processed": 1.0}}`), flattened here to the dotted names;
@@ -33,9 +33,9 @@ from urllib.parse import quote
 import orjson
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PlainSerializer, ValidationError, model_validator
 
-from app.backends import tolerance
-from app.errors import UpstreamBadResponse
-from app.timeutil import format_millis, parse_rfc3339
+from app.infra import tolerance
+from app.infra.errors import UpstreamBadResponse
+from app.infra.timeutil import format_millis, parse_rfc3339
 
 BACKEND: Final = "waltero"
 

@@ -40,9 +40,9 @@ from pydantic import SecretStr
 from app.backends.http import Retrier, RetryHook, RetryPolicy, Sleep, upstream_operation
 from app.backends.waltero.errors import error_for_response, error_for_transport
 from app.backends.waltero.shapes import BACKEND, LOGIN_PATH, LoginRequest, LoginResponse, join_url, parse_json
-from app.errors import FacadeError, UpstreamAuthFailed
+from app.infra.errors import FacadeError, UpstreamAuthFailed
+from app.infra.timeutil import Clock, format_rfc3339, from_epoch
 from app.shared.tokens import SharedToken, SharedTokenStore
-from app.timeutil import Clock, format_rfc3339, from_epoch
 
 logger = logging.getLogger(__name__)
 

@@ -7,9 +7,9 @@ import logging
 import pytest
 from prometheus_client import CollectorRegistry
 
-from app.backends import tolerance
-from app.backends.tolerance import WireShapeCollector
-from app.metrics import Metrics
+from app.infra import tolerance
+from app.infra.metrics import Metrics
+from app.infra.tolerance import WireShapeCollector
 
 
 def sample(registry: CollectorRegistry, aspect: str, shape: str) -> float | None:
@@ -22,7 +22,7 @@ def test_each_meeting_is_counted_and_exported(caplog: pytest.LogCaptureFixture) 
     registry = CollectorRegistry()
     registry.register(WireShapeCollector())
     before = sample(registry, "wrapper_a", "bare") or 0.0
-    with caplog.at_level(logging.WARNING, logger="app.backends.tolerance"):
+    with caplog.at_level(logging.WARNING, logger="app.infra.tolerance"):
         tolerance.record("testvendor", "wrapper_a", "bare", pinned=False)
         tolerance.record("testvendor", "wrapper_a", "bare", pinned=False, count=4)
         tolerance.record("testvendor", "wrapper_a", "wrapped", pinned=True)

@@ -14,13 +14,13 @@ from typing import Any
 import httpx
 import pytest
 
-from app.config import Settings
+from app.backends.iometer import emulator as iometer_sandbox
+from app.backends.iometer.emulator.app import BREAKS as IOMETER_BREAKS
+from app.backends.waltero import emulator as waltero_sandbox
+from app.backends.waltero.emulator.emulator import BREAKS as WALTERO_BREAKS
 from app.doctor import run
 from app.doctor.report import Finding, render
-from app.sandbox import iometer as iometer_sandbox
-from app.sandbox import waltero as waltero_sandbox
-from app.sandbox.iometer.app import BREAKS as IOMETER_BREAKS
-from app.sandbox.waltero.emulator import BREAKS as WALTERO_BREAKS
+from app.infra.config import Settings
 from tests.support.servers import serve_in_thread
 
 IOMETER_CHECKS = {

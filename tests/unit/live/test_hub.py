@@ -13,12 +13,12 @@ from typing import Any
 import pytest
 from prometheus_client import CollectorRegistry
 
-from app.errors import NotSupported, UpstreamUnavailable
+from app.backends.live import CONNECTED, Connected, LiveOverloaded, LiveTarget
+from app.domain.models import Reading
+from app.infra.errors import NotSupported, UpstreamUnavailable
 from app.live.hub import Hub, Subscriber
 from app.live.metrics import LiveMetrics
 from app.live.response import EventStream
-from app.live.types import CONNECTED, Connected, LiveOverloaded, LiveTarget
-from app.models import Reading
 from tests.support.clock import FakeClock
 from tests.support.live import Event, parse_events
 

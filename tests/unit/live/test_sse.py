@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime
 
+from app.domain.models import Reading
 from app.live import sse
-from app.models import Reading
 
 
 def test_a_readings_event_is_one_instant_with_its_time_as_id() -> None:

@@ -2,8 +2,8 @@ import asyncio
 
 import pytest
 
-from app.cursors import CursorCodec
-from app.models import Reading
+from app.domain.cursors import CursorCodec
+from app.domain.models import Reading
 from app.shared.cursor_key import shared_cursor_secret
 from app.shared.entries import EntryKind, SharedEntries, SharedEntry
 from app.shared.evictions import EvictionBroadcast

@@ -6,7 +6,7 @@ import pytest
 from pydantic import BaseModel
 
 from app.backends.base import ChangesPage
-from app.models import Change, DailyConsumption, DeviceStatus, Reading
+from app.domain.models import Change, DailyConsumption, DeviceStatus, Reading
 from app.shared.entries import EntryKind, SharedEntries, SharedEntry, key_digest
 from app.shared.tier import RedisTier
 from tests.support.clock import FakeClock

@@ -3,12 +3,12 @@ import time
 
 import pytest
 
-from app.cache import SingleFlightCache
-from app.errors import NotFound, UpstreamBadResponse
-from app.metrics import Metrics
+from app.core.fleet import RedisCacheTier
+from app.guard.cache import SingleFlightCache
+from app.infra.errors import NotFound, UpstreamBadResponse
+from app.infra.metrics import Metrics
 from app.shared.bus import Broadcast
 from app.shared.entries import EntryKind, SharedEntries, SharedEntry
-from app.shared.fleet import RedisCacheTier
 from app.shared.flight import FleetFlight
 from tests.support.clock import FakeClock
 from tests.unit.shared.conftest import Recorder

@@ -3,8 +3,8 @@ from datetime import UTC, datetime
 
 import pytest
 
-from app.corrections import encode_mark
-from app.shared.fleet import SharedWatermarks
+from app.core.corrections import encode_mark
+from app.core.fleet import SharedWatermarks
 from app.shared.lease import LeaderLease, SharedWatermark
 from tests.support.clock import FakeClock
 

@@ -19,7 +19,7 @@ from app.backends.http import RetryPolicy, current_operation
 from app.backends.iometer.adapter import IometerBackend, meter_device
 from app.backends.iometer.auth import BasicAuth
 from app.backends.iometer.client import IometerClient, PartnerTransport
-from app.errors import NotFound, NotSupported, UpstreamBadResponse
+from app.infra.errors import NotFound, NotSupported, UpstreamBadResponse
 from tests.support.clock import FakeClock
 
 M1 = "11111111-1111-4111-8111-111111111111"

@@ -14,7 +14,7 @@ from app.backends.http import RetryPolicy
 from app.backends.iometer import documents as docs
 from app.backends.iometer.auth import WsseAuth
 from app.backends.iometer.client import IometerClient, PartnerTransport
-from app.errors import (
+from app.infra.errors import (
     UpstreamAuthFailed,
     UpstreamBadResponse,
     UpstreamRateLimited,

@@ -11,7 +11,7 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from app.backends.iometer.daily import DayConsumption, daily_from_register
-from app.timeutil import days, local_midnight
+from app.infra.timeutil import days, local_midnight
 
 BERLIN = ZoneInfo("Europe/Berlin")
 MAX_GAP = 21600.0

@@ -17,7 +17,8 @@ from graphql import build_schema, parse, validate
 
 from app.backends.iometer import documents as docs
 from app.backends.iometer.auth import wsse_created, wsse_header
-from app.backends.iometer.live import (
+from app.backends.iometer.emulator import SANDBOX_SETTINGS, create_emulator
+from app.backends.iometer.live_source import (
     LIVE_READINGS,
     IometerLiveSource,
     parse_next,
@@ -25,10 +26,9 @@ from app.backends.iometer.live import (
     websockets_connect,
 )
 from app.backends.iometer.payloads import TimeParser
-from app.errors import UpstreamAuthFailed, UpstreamBadResponse
+from app.backends.live import CONNECTED, LiveTarget
+from app.infra.errors import UpstreamAuthFailed, UpstreamBadResponse
 from app.live.asgi_websocket import AsgiWebSocketConnector
-from app.live.types import CONNECTED, LiveTarget
-from app.sandbox.iometer import SANDBOX_SETTINGS, create_emulator
 from tests.support.clock import FakeClock
 from tests.support.servers import serve_in_thread
 

@@ -17,7 +17,7 @@ from app.backends.iometer.payloads import (
     req_obj,
     req_str,
 )
-from app.errors import UpstreamBadResponse
+from app.infra.errors import UpstreamBadResponse
 
 
 @pytest.mark.parametrize(

@@ -12,9 +12,9 @@ import httpx
 
 from app.backends.waltero import create_backend
 from app.backends.waltero.adapter import WalteroBackend
-from app.config import Settings
+from app.backends.waltero.emulator import SANDBOX_SETTINGS, Emulator, create_emulator
 from app.factory import backend_context
-from app.sandbox.waltero import SANDBOX_SETTINGS, Emulator, create_emulator
+from app.infra.config import Settings
 from tests.support.clock import FakeClock
 
 BASE_URL = "http://waltero.test/prod"

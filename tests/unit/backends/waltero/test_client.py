@@ -9,10 +9,10 @@ import pytest
 from prometheus_client import CollectorRegistry
 from pydantic import SecretStr
 
-from app.backends.tolerance import WireShapeCollector
 from app.backends.waltero.client import WalteroClient, waltero_retry_policy
+from app.backends.waltero.emulator import ORG_NORTH, ORG_OTHER, SANDBOX_SETTINGS, create_emulator
 from app.backends.waltero.token import TokenManager
-from app.errors import (
+from app.infra.errors import (
     NotFound,
     UpstreamAuthFailed,
     UpstreamBadResponse,
@@ -20,7 +20,7 @@ from app.errors import (
     UpstreamTimeout,
     UpstreamUnavailable,
 )
-from app.sandbox.waltero import ORG_NORTH, ORG_OTHER, SANDBOX_SETTINGS, create_emulator
+from app.infra.tolerance import WireShapeCollector
 from tests.support.clock import FakeClock
 
 BASE = "http://waltero.test/prod"

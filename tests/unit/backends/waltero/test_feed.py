@@ -6,7 +6,7 @@ import pytest
 
 from app.backends.waltero.feed import ChangesCursor, OrgBatch, merge_feeds
 from app.backends.waltero.shapes import AuditChange
-from app.errors import InvalidRequest
+from app.infra.errors import InvalidRequest
 
 T0 = datetime(2026, 5, 1, tzinfo=UTC)
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 import contextlib
 from datetime import UTC, datetime, timedelta
 
-from app.backends.waltero.live import AHEAD, WalteroLiveSource
-from app.live.types import CONNECTED, LiveTarget
-from app.models import Reading
+from app.backends.live import CONNECTED, LiveTarget
+from app.backends.waltero.live_source import AHEAD, WalteroLiveSource
+from app.domain.models import Reading
 from tests.support.clock import FakeClock
 
 T0 = datetime(2026, 5, 19, 6, 0, tzinfo=UTC)

@@ -3,7 +3,7 @@ from datetime import UTC, date, datetime
 import pytest
 
 from app.backends.waltero import shapes
-from app.errors import UpstreamBadResponse
+from app.infra.errors import UpstreamBadResponse
 
 
 def test_paths_pin_v3_and_encode_ids() -> None:

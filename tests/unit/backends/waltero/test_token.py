@@ -11,9 +11,9 @@ import pytest
 from pydantic import SecretStr
 
 from app.backends.http import RetryPolicy
+from app.backends.waltero.emulator import SANDBOX_SETTINGS, Emulator, create_emulator
 from app.backends.waltero.token import TokenManager, renewal_margin, token_expiry
-from app.errors import UpstreamAuthFailed, UpstreamRateLimited
-from app.sandbox.waltero import SANDBOX_SETTINGS, Emulator, create_emulator
+from app.infra.errors import UpstreamAuthFailed, UpstreamRateLimited
 from tests.support.clock import FakeClock
 
 BASE = "http://waltero.test/prod"

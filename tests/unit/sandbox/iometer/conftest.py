@@ -8,7 +8,7 @@ import httpx
 import pytest
 
 from app.backends.iometer.auth import basic_header, wsse_created, wsse_header
-from app.sandbox.iometer import SANDBOX_SETTINGS, Emulator, create_emulator
+from app.backends.iometer.emulator import SANDBOX_SETTINGS, Emulator, create_emulator
 from tests.support.clock import FakeClock
 
 PARTNER = SANDBOX_SETTINGS["IOMETER_PARTNER_ID"]

@@ -8,8 +8,8 @@ import httpx
 import pytest
 
 from app.backends.iometer.auth import wsse_created
-from app.sandbox.iometer import Emulator
-from app.sandbox.iometer.auth import NonceStore
+from app.backends.iometer.emulator import Emulator
+from app.backends.iometer.emulator.auth import NonceStore
 from tests.support.clock import FakeClock
 from tests.unit.sandbox.iometer.conftest import PARTNER, Caller, basic, wsse
 

@@ -7,8 +7,8 @@ from datetime import UTC, date, datetime, timedelta
 
 import pytest
 
-from app.sandbox.iometer.data import BERLIN, DemoData
-from app.timeutil import local_midnight
+from app.backends.iometer.emulator.data import BERLIN, DemoData
+from app.infra.timeutil import local_midnight
 from tests.support.clock import FakeClock
 
 

@@ -6,7 +6,7 @@ import asyncio
 
 import httpx
 
-from app.sandbox.iometer import Emulator, create_emulator
+from app.backends.iometer.emulator import Emulator, create_emulator
 from tests.support.clock import FakeClock
 from tests.unit.sandbox.iometer.conftest import Caller
 

@@ -9,8 +9,8 @@ from typing import Any
 import httpx
 import pytest
 
-from app.sandbox.iometer import Emulator, create_emulator
-from app.timeutil import parse_rfc3339
+from app.backends.iometer.emulator import Emulator, create_emulator
+from app.infra.timeutil import parse_rfc3339
 from tests.support.clock import FakeClock
 from tests.unit.sandbox.iometer.conftest import PATH, Caller, wsse
 

@@ -18,8 +18,8 @@ import httpx
 import pytest
 from graphql import parse, validate
 
-from app.sandbox.iometer import create_emulator
-from app.sandbox.iometer.schema import build_executable_schema
+from app.backends.iometer.emulator import create_emulator
+from app.backends.iometer.emulator.schema import build_executable_schema
 from tests.support.clock import FakeClock
 from tests.unit.sandbox.iometer.conftest import PATH, Caller
 
@@ -286,6 +286,6 @@ def test_the_emulators_sdl_and_the_adapters_agree_today() -> None:
     from graphql import build_schema, print_schema
 
     from app.backends.iometer.documents import schema_sdl as adapter_sdl
-    from app.sandbox.iometer.schema import schema_sdl as emulator_sdl
+    from app.backends.iometer.emulator.schema import schema_sdl as emulator_sdl
 
     assert print_schema(build_schema(adapter_sdl())) == print_schema(build_schema(emulator_sdl()))

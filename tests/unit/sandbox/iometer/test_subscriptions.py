@@ -12,8 +12,8 @@ from gql import Client, GraphQLRequest, gql
 from gql.transport.exceptions import TransportError
 from gql.transport.websockets import WebsocketsTransport
 
-from app.sandbox.iometer import create_emulator
-from app.timeutil import format_rfc3339, from_epoch
+from app.backends.iometer.emulator import create_emulator
+from app.infra.timeutil import format_rfc3339, from_epoch
 from tests.support.clock import FakeClock
 from tests.support.servers import serve_in_thread
 from tests.unit.sandbox.iometer.conftest import wsse

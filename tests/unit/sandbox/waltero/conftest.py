@@ -3,7 +3,7 @@ from collections.abc import AsyncIterator
 import httpx
 import pytest
 
-from app.sandbox.waltero import SANDBOX_SETTINGS, Emulator, create_emulator
+from app.backends.waltero.emulator import SANDBOX_SETTINGS, Emulator, create_emulator
 from tests.support.clock import FakeClock
 
 CREDENTIALS = {"username": SANDBOX_SETTINGS["WALTERO_USERNAME"], "password": SANDBOX_SETTINGS["WALTERO_PASSWORD"]}

@@ -4,7 +4,7 @@ import json
 import httpx
 import pytest
 
-from app.sandbox.waltero import Emulator, create_emulator, jwt
+from app.backends.waltero.emulator import Emulator, create_emulator, jwt
 from tests.support.clock import FakeClock
 
 from .conftest import CREDENTIALS

@@ -5,7 +5,7 @@ import asyncio
 import httpx
 import pytest
 
-from app.sandbox.waltero import Emulator, Faults, create_emulator
+from app.backends.waltero.emulator import Emulator, Faults, create_emulator
 from tests.support.clock import FakeClock
 
 from .conftest import CREDENTIALS

@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 import httpx
 import pytest
 
-from app.sandbox.waltero import (
+from app.backends.waltero.emulator import (
     EMPTY_NAME_DEVICE,
     GAPPY_DEVICES,
     ORG_NORTH,
@@ -16,8 +16,8 @@ from app.sandbox.waltero import (
     Emulator,
     create_emulator,
 )
-from app.sandbox.waltero.data import add_months
-from app.timeutil import parse_rfc3339
+from app.backends.waltero.emulator.data import add_months
+from app.infra.timeutil import parse_rfc3339
 from tests.support.clock import FakeClock
 
 NOW = datetime(2026, 5, 17, 6, 40, tzinfo=UTC)  # FakeClock's default

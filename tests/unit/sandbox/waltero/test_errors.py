@@ -3,7 +3,7 @@
 import httpx
 import pytest
 
-from app.sandbox.waltero import ORG_NORTH, ORG_OTHER, Emulator
+from app.backends.waltero.emulator import ORG_NORTH, ORG_OTHER, Emulator
 
 DAILY = f"/api/organizations/{ORG_NORTH}/applications/metering/v3/data/device-daily-consumption"
 DEVICE = "11111111-1111-1111-1111-111111111101"

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from app.sandbox.waltero import ORG_NORTH, SANDBOX_SETTINGS, Emulator, create_emulator
+from app.backends.waltero.emulator import ORG_NORTH, SANDBOX_SETTINGS, Emulator, create_emulator
 from tests.support.clock import FakeClock
 from tests.support.servers import serve_in_thread
 from tests.support.tools import require_tool

@@ -1,0 +1,1 @@
+"""The normalized domain: models, ids, cursors and the interval arithmetic on readings."""

@@ -1,0 +1,1 @@
+"""Protection around each backend: cache, single flight, circuit breaker, deadline, provenance."""

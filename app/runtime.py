@@ -118,6 +118,7 @@ async def build_runtime(w: Wiring) -> AsyncIterator[Runtime]:
             sleep=w.sleep,
             watermarks=fleet.watermarks if fleet is not None else None,
             leadership=fleet.leadership if fleet is not None else None,
+            lookback=settings.corrections_lookback,
         )
         if fleet is not None:
             await fleet.start(lead=poller.active)
@@ -183,8 +184,13 @@ def _fleet(settings: Settings, clock: Clock, metrics: Metrics, budget: float) ->
         return None
     return Fleet(
         settings.redis_url.get_secret_value(),
+        mode=settings.redis_mode,
+        sentinels=settings.redis_sentinels,
+        service=settings.redis_service,
         prefix=settings.redis_prefix,
         timeout=settings.redis_timeout,
+        connect_timeout=settings.redis_connect_timeout,
+        max_connections=settings.redis_pool_size,
         clock=clock,
         metrics=metrics,
         budget=budget,
@@ -216,7 +222,7 @@ def backend_context(
     rng: random.Random,
     mode: Literal["live", "sandbox"],
     on_retry: Callable[[str, str], None] = lambda backend, reason: None,
-    token_store: Callable[[str], SharedTokenStore | None] | None = None,
+    token_store: Callable[[str, str | None], SharedTokenStore | None] | None = None,
 ) -> BackendContext:
     """What a vendor's `create_backend` gets, from the service settings."""
     return BackendContext(

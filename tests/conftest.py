@@ -30,4 +30,10 @@ def _wire_shapes() -> Iterator[None]:
 
 
 # A real redis-server per test that asks for it (the Debian package redis-server; never a mock).
-from tests.support.redis_server import redis_server  # noqa: E402, F401
+from tests.support.redis_server import (  # noqa: E402, F401
+    any_redis,
+    redis_deployment,
+    redis_mode,
+    redis_server,
+    shared_deployments,
+)

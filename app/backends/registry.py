@@ -82,9 +82,10 @@ class BackendContext:
     retry_attempts: int = 4
     on_retry: Callable[[str, str], None] = lambda backend, reason: None
     """Metrics hook: called with (backend name, reason) before each upstream retry."""
-    token_store: Callable[[str], SharedTokenStore | None] | None = None
-    """With several replicas (`FACADE_REDIS_URL`): `token_store(account)` is the fleet's store for a
-    vendor token, so the fleet logs in once per token lifetime (`app.shared.tokens`)."""
+    token_store: Callable[[str, str | None], SharedTokenStore | None] | None = None
+    """With several replicas (`FACADE_REDIS_URL`): `token_store(account, credential)` is the fleet's
+    store for a vendor token (sealed in Redis with a key derived from `credential`), so the fleet
+    logs in once per token lifetime (`app.shared.tokens`)."""
 
 
 @dataclass(frozen=True, slots=True)

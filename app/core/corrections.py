@@ -76,7 +76,11 @@ class CorrectionsPoller:
         sleep: Sleep,
         watermarks: WatermarkStore | None = None,
         leadership: Leadership | None = None,
+        lookback: float = 0.0,
     ) -> None:
+        """`lookback`: with no watermark yet (a fresh fleet), the first poll starts that many seconds
+        before start-up: vendor clocks differ from ours and stamps may be whole seconds, so a
+        correction stamped in the second the service started would otherwise never be seen."""
         self._backends = [b for b in backends if CHANGES in b.capabilities]
         self._evict = evict
         self._every = every
@@ -84,7 +88,7 @@ class CorrectionsPoller:
         self._sleep = sleep
         self._watermarks = watermarks or LocalWatermarks()
         self._leadership = leadership or AlwaysLeader()
-        self._started = from_epoch(clock())
+        self._started = from_epoch(clock() - lookback)
 
     @property
     def active(self) -> bool:

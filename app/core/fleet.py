@@ -16,13 +16,14 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Awaitable, Callable, Hashable, Iterable, Mapping
-from typing import Any
+from typing import Any, TypeVar
 
 from app.core.caches import CACHE_SPECS
 from app.core.corrections import Watermark, decode_mark, encode_mark
 from app.domain.cursors import CursorCodec
 from app.domain.models import Change
 from app.guard.cache import CacheEntry, approx_size
+from app.infra.errors import NotFound, UpstreamError
 from app.infra.metrics import Metrics
 from app.infra.timeutil import Clock
 from app.shared.bus import Broadcast
@@ -31,21 +32,14 @@ from app.shared.entries import EntryKind, SharedEntries, SharedEntry, key_digest
 from app.shared.evictions import EvictionBroadcast
 from app.shared.flight import FleetFlight
 from app.shared.lease import LeaderLease, SharedWatermark
-from app.shared.tier import Health, RedisTier, SharedUnavailable
+from app.shared.tier import Health, Mode, RedisTier, SharedUnavailable
 from app.shared.tokens import SharedTokenStore
 
 log = logging.getLogger("app.shared")
+T = TypeVar("T")
 
 CACHE_KINDS: dict[str, EntryKind[Any]] = {spec.name: EntryKind(spec.name, spec.value) for spec in CACHE_SPECS}
 """The value type of each in-process cache, as stored in Redis (a cache not listed stays local)."""
-
-
-class _NotShared(Exception):
-    """Carries an entry the fleet does not share (a negative entry) out of the flight."""
-
-    def __init__(self, entry: CacheEntry[Any]) -> None:
-        super().__init__("negative entry")
-        self.entry = entry
 
 
 class RedisCacheTier:
@@ -71,17 +65,35 @@ class RedisCacheTier:
         async def make() -> SharedEntry[Any]:
             entry = await make_entry()
             made.append(entry)
-            if entry.missing is not None:
-                raise _NotShared(entry)
-            return SharedEntry(entry.value, entry.created, entry.fresh_until, entry.stale_until, entry.tags)
+            missing = (entry.missing.detail, entry.missing.backend) if entry.missing is not None else None
+            return SharedEntry(
+                entry.value, entry.created, entry.fresh_until, entry.stale_until, entry.tags, missing=missing
+            )
 
         try:
             shared, _outcome = await self._flight.load(kind, key, make, budget=self._budget)
-        except _NotShared as negative:
-            return negative.entry
+        except UpstreamError:
+            # Fleet stale-if-error: a copy inside its stale window, whoever loaded it, is served
+            # (`X-Cache: STALE`) by any replica, as the in-process cache serves its own.
+            stale = await self._stale_copy(kind, key)
+            if stale is None:
+                raise
+            return stale
         if made:
             return made[0]  # loaded here: keep the entry the cache made (with its size)
         value = shared.value
+        if shared.missing is not None:  # another replica's not-found answer: 404 here too, no vendor call
+            detail, backend = shared.missing
+            return CacheEntry(
+                None,
+                shared.created,
+                shared.fresh_until,
+                shared.stale_until,
+                frozenset(),
+                256,
+                NotFound(detail, backend=backend),
+                from_tier=True,
+            )
         return CacheEntry(
             value,
             shared.created,
@@ -92,17 +104,38 @@ class RedisCacheTier:
             from_tier=True,
         )
 
+    async def _stale_copy(self, kind: EntryKind[Any], key: Hashable) -> CacheEntry[Any] | None:
+        entries = self._flight.entries
+        try:
+            found = await entries.get(kind, key)  # None when a correction invalidated it
+        except SharedUnavailable:
+            return None
+        if found is None or found.missing is not None or entries.clock() >= found.stale_until:
+            return None
+        return CacheEntry(
+            found.value,
+            found.created,
+            found.fresh_until,
+            found.stale_until,
+            found.tags,
+            approx_size(found.value),
+            from_tier=True,
+            stale=True,
+        )
+
     def evicted(self, cache: str, keys: list[Hashable], tags: set[str]) -> None:
         """Nothing to do here: the replica that polled the corrections evicts fleet-wide
         (`Fleet.evict_everywhere`), even when its own cache held none of the entries."""
 
 
 class SharedWatermarks:
-    """`app.core.corrections.WatermarkStore`: in Redis (moved only by the lease holder), mirrored locally
-    for when Redis is unavailable."""
+    """`app.core.corrections.WatermarkStore`: in Redis (moved only by the lease holder, and only once the
+    evictions of the corrections it covers are written fleet-wide: `written()`), mirrored locally for
+    when Redis is unavailable."""
 
-    def __init__(self, lease: LeaderLease) -> None:
+    def __init__(self, lease: LeaderLease, written: Callable[[], Awaitable[bool]] | None = None) -> None:
         self._lease = lease
+        self._written = written
         self._local: dict[str, Watermark] = {}
 
     async def get(self, backend: str) -> Watermark | None:
@@ -114,7 +147,10 @@ class SharedWatermarks:
         return self._local.get(backend)
 
     async def set(self, backend: str, mark: Watermark) -> None:
-        self._local[backend] = mark
+        self._local[backend] = mark  # evicted here already: this replica's own polls go on from there
+        if self._written is not None and not await self._written():
+            log.info("corrections watermark kept: their evictions are not written fleet-wide yet")
+            return  # the next poll (here or on the next leader) reads and evicts them again
         with contextlib.suppress(SharedUnavailable):
             await SharedWatermark(self._lease, f"corrections:{backend}").set(encode_mark(mark))
 
@@ -136,8 +172,13 @@ class Fleet:
         self,
         url: str,
         *,
+        mode: Mode = "standalone",
+        sentinels: str = "",
+        service: str = "mymaster",
         prefix: str,
         timeout: float,
+        connect_timeout: float | None = None,
+        max_connections: int = 64,
         clock: Clock,
         metrics: Metrics,
         budget: float,
@@ -145,6 +186,7 @@ class Fleet:
         lease_ttl: float = 15.0,
         lock_ttl: float = 3.0,
         max_entry_bytes: int = 1024 * 1024,
+        cursor_refresh: float = 30.0,
     ) -> None:
         counters: dict[tuple[str, str], Any] = {}
 
@@ -154,31 +196,44 @@ class Fleet:
                 counter = counters[(operation, outcome)] = metrics.shared_cache_operations.labels(operation, outcome)
             counter.inc()
 
-        self.tier = RedisTier(url, prefix=prefix, timeout=timeout, record=record)
+        self.tier = RedisTier(
+            url,
+            mode=mode,
+            sentinels=sentinels,
+            service=service,
+            prefix=prefix,
+            timeout=timeout,
+            connect_timeout=connect_timeout,
+            max_connections=max_connections,
+            record=record,
+        )
         self.clock = clock
         self.broadcast = Broadcast(self.tier)
         self.entries = SharedEntries(self.tier, clock, max_entry_bytes=max_entry_bytes)
         self.flight = FleetFlight(self.entries, self.broadcast, clock=clock, lock_ttl=lock_ttl)
         self.cache_tier = RedisCacheTier(self.flight, budget=budget)
         self.lease = LeaderLease(self.tier, "corrections", ttl=lease_ttl, clock=clock)
-        self.watermarks = SharedWatermarks(self.lease)
+        self.watermarks = SharedWatermarks(self.lease, self._evictions_written)
         self.leadership = LeaseLeadership(self.lease)
         self._budget = budget
         self._share_tokens = share_tokens
         self._evictions: EvictionBroadcast | None = None
+        self._pending_evictions: list[asyncio.Task[bool]] = []
         self._cursors: CursorCodec | None = None
         self._cursor_key_shared = False
+        self._cursor_refresh = cursor_refresh
         self._tasks: set[asyncio.Task[Any]] = set()
 
     @property
     def status(self) -> Health:
         return self.tier.status
 
-    def token_store(self, account: str) -> SharedTokenStore | None:
-        """The fleet's vendor token store for `account` (see `app.shared.tokens.account_name`)."""
-        if not self._share_tokens:
+    def token_store(self, account: str, credential: str | None) -> SharedTokenStore | None:
+        """The fleet's vendor token store for `account` (see `app.shared.tokens.account_name`), its
+        tokens sealed with a key derived from `credential` (no credential: not shared)."""
+        if not self._share_tokens or not credential:
             return None
-        return SharedTokenStore(self.tier, account, clock=self.clock)
+        return SharedTokenStore(self.tier, account, credential=credential, clock=self.clock)
 
     def attach(
         self,
@@ -190,17 +245,19 @@ class Fleet:
         """Wire the service before `start`: `evict_local(meter_ids)` drops what another replica's
         corrections touched; `drop_local()` drops everything a correction could touch (after a gap in
         the subscription); `cursors` adopts the fleet's key (None when FACADE_CURSOR_SECRET is set)."""
-        self._evictions = EvictionBroadcast(
-            self.entries, self.broadcast, lambda tags: evict_local(set(tags)), on_gap=drop_local
-        )
+        self._evictions = EvictionBroadcast(self.entries, lambda tags: evict_local(set(tags)), on_gap=drop_local)
         self._cursors = cursors
 
     async def start(self, *, lead: bool = True) -> None:
         """Connect, adopt the fleet's cursor key, subscribe; with `lead`, run for the poller's lease."""
         await self.tier.start()
         self.tier.on_status(self._on_status)
-        await self._adopt_cursor_key()
+        await self._adopt_cursor_key(starting=True)
+        if self._cursors is not None:
+            self._spawn(self._keep_cursor_key())
         self.broadcast.start()
+        if self._evictions is not None:
+            self._spawn(self._evictions.run())
         if lead:
             self._spawn(self.lease.keep())
 
@@ -209,27 +266,45 @@ class Fleet:
         once and tell every other replica (in the background; a poll never waits on Redis)."""
         meters = {c.meter_id for c in changes}
         if meters and self._evictions is not None:
-            self._spawn(self._evictions.evict(meters, local=False))
+            self._pending_evictions.append(self._spawn(self._evictions.evict(meters, local=False)))
+
+    async def _evictions_written(self) -> bool:
+        """Whether every eviction started since the last call was written fleet-wide (awaits them)."""
+        pending, self._pending_evictions = self._pending_evictions, []
+        results = await asyncio.gather(*pending, return_exceptions=True)
+        return all(r is True for r in results)
 
     def _on_status(self, health: Health) -> None:
-        if health == "up" and self._cursors is not None and not self._cursor_key_shared:
-            self._spawn(self._adopt_cursor_key())
+        if health == "up" and self._cursors is not None:
+            self._spawn(self._adopt_cursor_key())  # written back if Redis lost it, or adopted
 
-    async def _adopt_cursor_key(self) -> None:
-        if self._cursors is None or self._cursor_key_shared:
+    async def _adopt_cursor_key(self, *, starting: bool = False) -> None:
+        """At start-up nothing is signed yet: no key of ours to keep. Later, ours is the fleet's (written
+        back if Redis lost it) or one this replica signed with alone (kept valid as a recent key)."""
+        if self._cursors is None:
             return
-        secret = await shared_cursor_secret(self.tier)
-        if secret is not None:
-            self._cursors.adopt(secret)
+        found = await shared_cursor_secret(self.tier, None if starting else self._cursors.key)
+        if found is not None:
+            secret, recent = found
+            self._cursors.adopt(secret, recent)
             self._cursor_key_shared = True
-        else:
+        elif not self._cursor_key_shared:
             # info, not warning: the outage itself already logged its one warning
             log.info("no shared cursor key yet: this replica signs cursors with its own key until Redis is back")
 
-    def _spawn(self, coro: Awaitable[Any]) -> None:
+    async def _keep_cursor_key(self) -> None:
+        """Every `cursor_refresh` seconds: the key back into Redis if it was lost (evicted, a restart
+        without persistence), and the recent keys of replicas that joined meanwhile."""
+        while True:
+            await asyncio.sleep(self._cursor_refresh)
+            if self.tier.available:
+                await self._adopt_cursor_key()
+
+    def _spawn(self, coro: Awaitable[T]) -> asyncio.Task[T]:
         task = asyncio.ensure_future(coro)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+        return task
 
     async def aclose(self) -> None:
         for task in list(self._tasks):

@@ -14,6 +14,7 @@ import hashlib
 import hmac
 import json
 import os
+from collections.abc import Iterable
 from typing import Any
 
 from app.infra.errors import InvalidRequest
@@ -32,12 +33,22 @@ class CursorCodec:
         self._key = secret or os.urandom(32)
         self._previous: list[bytes] = []
 
-    def adopt(self, secret: bytes) -> None:
+    @property
+    def key(self) -> bytes:
+        """The key cursors are signed with now."""
+        return self._key
+
+    def adopt(self, secret: bytes, also_valid: Iterable[bytes] = ()) -> None:
         """Sign with `secret` from now on (the fleet's shared key, obtained after startup); cursors
-        already handed out under the old key keep working."""
-        if secret != self._key:
-            self._previous = [self._key, *self._previous][:2]
-            self._key = secret
+        already handed out under the old key, or under one of `also_valid` (keys other replicas
+        signed with recently), keep working."""
+        older = [self._key] if secret != self._key else []
+        keep: list[bytes] = []
+        for k in (*older, *self._previous, *also_valid):
+            if k != secret and k not in keep:
+                keep.append(k)
+        self._previous = keep[:6]
+        self._key = secret
 
     def _mac(self, scope: str, payload: bytes, key: bytes | None = None) -> bytes:
         return hmac.new(key or self._key, scope.encode() + b"\0" + payload, hashlib.sha256).digest()[:16]

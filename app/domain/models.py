@@ -237,10 +237,20 @@ class BackendInfo(Resource):
 
 
 class SharedCacheInfo(Resource):
-    status: Literal["up", "down", "off"] = Field(
+    status: Literal["up", "degraded", "down", "off"] = Field(
         description="The tier replicas share (Redis): `off` when FACADE_REDIS_URL is unset; `down` while "
-        "unreachable (each replica then serves from its own cache).",
+        "unreachable or refusing this replica (credentials, a server older than 7.0): each replica then "
+        "serves from its own cache; `degraded` when many recent commands failed.",
         examples=["up"],
+    )
+    mode: Literal["standalone", "cluster", "sentinel"] = Field(
+        default="standalone", description="FACADE_REDIS_MODE: how the replicas reach Redis.", examples=["standalone"]
+    )
+    last_error: str | None = Field(
+        default=None,
+        description="The class of the latest Redis failure (e.g. `TimeoutError`, `AuthenticationError`, "
+        "`OutOfMemoryError`), while down and for a few seconds after; null when none.",
+        examples=[None],
     )
 
 

@@ -55,6 +55,8 @@ class CacheEntry(Generic[V]):
     """False once the entry was replaced by a newer load, evicted by a correction, or cleared."""
     from_tier: bool = False
     """Loaded from the shared tier (another replica's load): no vendor call was made for it here."""
+    stale: bool = False
+    """The load failed with an `UpstreamError` and this is the fleet's copy inside its stale window."""
 
 
 class SharedTier(Protocol):
@@ -248,6 +250,9 @@ class SingleFlightCache:
         self._waiters[key] = self._waiters.get(key, 0) + 1
         try:
             entry = await asyncio.shield(future)
+            if entry.stale:  # the fleet's stale copy, served because the vendor failed
+                self._lookups["stale"].inc()
+                return entry, "STALE"
             return entry, "HIT" if entry.from_tier else outcome
         except UpstreamError:
             stale = self.peek(key)

@@ -26,6 +26,21 @@ def split_commas(value: object) -> object:
 _KEY_LABEL = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}\Z")
 
 
+def parse_sentinels(text: str) -> list[tuple[str, int]]:
+    """`host:port,host:port` → `[(host, port), ...]`; raises `ValueError` for anything else."""
+    found: list[tuple[str, int]] = []
+    for part in (p.strip() for p in text.split(",")):
+        if not part:
+            continue
+        host, sep, port = part.rpartition(":")
+        if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+            raise ValueError(f"not host:port: {part!r}")
+        found.append((host.strip("[]"), int(port)))
+    if not found:
+        raise ValueError("no sentinel given")
+    return found
+
+
 class ApiKey(SecretStr):
     """A client API key with its label: the label is logged with each request, the key never is."""
 
@@ -164,6 +179,20 @@ class Settings(BaseSettings):
         64 * 1024, alias="FACADE_MAX_HEADER_BYTES", ge=8 * 1024, le=1024 * 1024, description="request head, 431 past it"
     )
 
+    # --- issue 23: the shared tier on any Redis deployment (README, "Running several replicas") ----
+    redis_mode: Literal["standalone", "cluster", "sentinel"] = Field(
+        "standalone", alias="FACADE_REDIS_MODE", description="standalone, cluster (any node in the URL) or sentinel"
+    )
+    redis_sentinels: str = Field("", alias="FACADE_REDIS_SENTINELS", description="host:port,host:port (sentinel mode)")
+    redis_service: str = Field("mymaster", alias="FACADE_REDIS_SERVICE", min_length=1, description="Sentinel service")
+    redis_connect_timeout: float = Field(
+        1.0, alias="FACADE_REDIS_CONNECT_TIMEOUT", gt=0, le=30, description="s to open a connection (TLS included)"
+    )
+    redis_pool_size: int = Field(64, alias="FACADE_REDIS_POOL_SIZE", ge=1, le=10_000, description="connections")
+    corrections_lookback: float = Field(
+        300, alias="FACADE_CORRECTIONS_LOOKBACK", ge=0, le=86400, description="s before start-up the first poll reads"
+    )
+
     @field_validator("api_keys", mode="before")
     @classmethod
     def _split_keys(cls, value: object) -> object:
@@ -205,6 +234,22 @@ class Settings(BaseSettings):
                 found.append(password)
         return found
 
+    def _redis_problems(self) -> list[str]:
+        """What FACADE_REDIS_MODE needs beside FACADE_REDIS_URL (issue 23)."""
+        if self.redis_url is None:
+            return []
+        if self.redis_mode == "sentinel":
+            try:
+                parse_sentinels(self.redis_sentinels)
+            except ValueError:
+                return ["FACADE_REDIS_MODE=sentinel needs FACADE_REDIS_SENTINELS=host:port,host:port."]
+        if self.redis_mode == "cluster" and urlsplit(self.redis_url.get_secret_value()).path.strip("/") not in (
+            "",
+            "0",
+        ):
+            return ["FACADE_REDIS_MODE=cluster has only database 0: drop the /<db> from FACADE_REDIS_URL."]
+        return []
+
     def startup_problems(self, *, live: bool) -> list[str]:
         """What to set when the service could not work (`live`: some vendor is configured); the vendors'
         own problems are added by `app.backends.registry.validate_startup`."""
@@ -218,6 +263,7 @@ class Settings(BaseSettings):
             problems.append(
                 "FACADE_REDIS_URL must start with redis:// or rediss:// (e.g. rediss://user:pw@host:6380/0)."
             )
+        problems.extend(self._redis_problems())
         labels = [label for label, _ in self.client_keys()]
         if len(set(labels)) != len(labels):
             twice = sorted({label for label in labels if labels.count(label) > 1})

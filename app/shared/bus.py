@@ -6,7 +6,12 @@ cut) may have missed messages, so every `on_gap` listener is called when the sub
 back after a loss; callers drop what a missed message could have invalidated.
 
 The subscriber reads with a 1 s poll (not the tier's short command timeout) and, on any failure,
-closes its connection and subscribes again once the tier reports Redis up.
+closes its connection and subscribes again once the tier reports Redis up. A connection can go
+half-open (a NAT or a failover drops it without a FIN): the subscriber PINGs after `keepalive`
+seconds without traffic and reconnects when nothing came back within another `keepalive` (TCP
+keepalive, set on every connection, is the second line). Corrections travel by a Redis Stream
+(`app.shared.evictions`), not here: what rides pub/sub is only "a value is ready" wake-ups, whose
+loss costs a waiter one poll.
 """
 
 from __future__ import annotations
@@ -27,8 +32,9 @@ Handler = Callable[[bytes], None]
 
 
 class Broadcast:
-    def __init__(self, tier: RedisTier, *, retry_every: float = 0.5) -> None:
+    def __init__(self, tier: RedisTier, *, retry_every: float = 0.5, keepalive: float = 5.0) -> None:
         self.tier = tier
+        self._keepalive = keepalive
         self._handlers: dict[str, list[Handler]] = {}
         self._gap_listeners: list[Callable[[], None]] = []
         self._retry_every = retry_every
@@ -107,8 +113,19 @@ class Broadcast:
                     listener()
                 except Exception:
                     log.exception("shared broadcast gap listener failed")
+        loop = asyncio.get_running_loop()
+        heard = loop.time()
+        pinged = False
         while not self._reset.is_set():
-            message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=1.0)
+            message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=min(1.0, self._keepalive))
+            now = loop.time()
+            if message is not None:
+                heard, pinged = now, False
+            elif now - heard >= self._keepalive:
+                if pinged:
+                    raise TimeoutError("no answer to a keepalive PING")  # half-open: reconnect
+                await pubsub.ping()
+                pinged, heard = True, now
             if message is None or message.get("type") != "message":
                 continue
             channel = message["channel"]

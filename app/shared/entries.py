@@ -1,18 +1,23 @@
-"""Cache entries in Redis: compact, schema-versioned, tagged.
+"""Cache entries in Redis: compact, schema-versioned, invalidated by generation counters.
 
 A stored entry is one Redis string: a small JSON header (`created`, `fresh_until`, `stale_until` as
-epoch seconds, `tags`), a newline, then the value as JSON written by a pydantic `TypeAdapter` (the same
-serializer the API uses, so a round trip gives equal models). It lives in Redis until `stale_until`
-(its fresh plus stale-if-error window).
+epoch seconds, `tags`, and the generation of each tag when it was loaded), a newline, then the value
+as JSON written by a pydantic `TypeAdapter` (the same serializer the API uses, so a round trip gives
+equal models). It lives in Redis until `stale_until` (its fresh plus stale-if-error window).
 
-Keys are `<prefix>:e:<version>:<kind>:<digest>`:
+Keys are `<prefix>:e:{<version>:<kind>:<digest>}` (the flight's lock shares the hash tag):
 - `version` is `SCHEMA_VERSION` plus a fingerprint of the value type's JSON schema, so a rolling
   upgrade that changes a model's shape reads nothing the old code wrote (and the reverse);
 - `digest` is a SHA-256 of the cache key in a canonical form (frozensets sorted, dates in ISO form),
   identical in every process whatever its hash seed.
 
-Each tag has an index set `<prefix>:t:<tag>` of the keys carrying it, living as long as its longest
-entry, so `evict_tags` deletes every shared entry a correction touched in one atomic script.
+Invalidation (the pattern of Symfony's TagAwareAdapter): one hash `<prefix>:gen`, without a TTL, holds
+a random generation token per tag (a meter id, `<backend>:*`) and `_seq`, which changes with every
+bump. An entry records its tags' tokens; a reader compares them with the hash (`valid`), and a
+correction replaces the tokens of the meters it touched (`bump`), so every copy in Redis is invalid at
+once, whatever Redis evicted: an evicted entry is a miss, an evicted hash (or field) gets new tokens,
+so it invalidates, never resurrects. The loader reads `_seq` before its vendor call and stores nothing
+if it moved by the time the tokens are read (a correction landed during the load).
 """
 
 from __future__ import annotations
@@ -22,13 +27,13 @@ import dataclasses
 import hashlib
 import json
 import math
-from collections.abc import Hashable, Iterable
+import os
+from collections.abc import Hashable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import date, datetime, time
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, TypeVar, cast
 
 from pydantic import TypeAdapter, ValidationError
-from redis.asyncio import Redis
 
 from app.infra.timeutil import Clock
 from app.shared.tier import RedisTier, SharedUnavailable
@@ -37,16 +42,30 @@ V = TypeVar("V")
 SCHEMA_VERSION = 1
 """Bump when the envelope itself changes; value shapes are fingerprinted automatically."""
 
-_EVICT_TAGS = """
-local n = 0
-for _, tag in ipairs(KEYS) do
-  local members = redis.call('SMEMBERS', tag)
-  for i = 1, #members, 500 do
-    n = n + redis.call('DEL', unpack(members, i, math.min(i + 499, #members)))
+SEQ = "_seq"
+"""The field of the generation hash that changes with every bump."""
+
+_GENERATIONS = """
+local out = {}
+for i, field in ipairs(ARGV) do
+  if i > 1 then
+    local v = redis.call('HGET', KEYS[1], field)
+    if not v then
+      v = ARGV[1] .. i
+      redis.call('HSET', KEYS[1], field, v)
+    end
+    out[i - 1] = v
   end
-  redis.call('DEL', tag)
 end
-return n
+return out
+"""
+"""Each field's token, created (`<random><n>`) where missing: ARGV[1] is the random part."""
+
+_BUMP = """
+for i, field in ipairs(ARGV) do
+  if i > 1 then redis.call('HSET', KEYS[1], field, ARGV[1] .. i) end
+end
+return #ARGV - 1
 """
 
 
@@ -59,6 +78,11 @@ class SharedEntry(Generic[V]):
     fresh_until: float
     stale_until: float
     tags: frozenset[str] = frozenset()
+    generations: Mapping[str, str] = dataclasses.field(default_factory=dict)
+    """Each tag's generation token when the value was loaded (set when stored)."""
+    missing: tuple[str, str | None] | None = None
+    """A not-found answer (`value` is None): its detail and backend, so every replica answers 404
+    without asking the vendor again."""
 
 
 def _canonical(key: Any) -> Any:
@@ -77,8 +101,7 @@ def _canonical(key: Any) -> Any:
 
 def key_digest(key: Hashable) -> str:
     """A stable name for a cache key: the same in every process (no `hash()`, no set order).
-    Raises `TypeError` for a key part with no canonical form. Not memoised: a key holds what a client
-    asked for, and a digest costs microseconds beside the Redis round trip it names."""
+    Raises `TypeError` for a key part with no canonical form."""
     text = json.dumps(_canonical(key), separators=(",", ":"), sort_keys=True)
     return hashlib.sha256(text.encode()).hexdigest()[:32]
 
@@ -97,10 +120,18 @@ class EntryKind(Generic[V]):
 
     def encode(self, entry: SharedEntry[V]) -> bytes:
         header = json.dumps(
-            {"c": entry.created, "f": entry.fresh_until, "s": entry.stale_until, "t": sorted(entry.tags)},
+            {
+                "c": entry.created,
+                "f": entry.fresh_until,
+                "s": entry.stale_until,
+                "t": sorted(entry.tags),
+                "g": dict(entry.generations),
+                **({"m": list(entry.missing)} if entry.missing is not None else {}),
+            },
             separators=(",", ":"),
         )
-        return header.encode() + b"\n" + self.adapter.dump_json(entry.value)
+        body = b"null" if entry.missing is not None else self.adapter.dump_json(entry.value)
+        return header.encode() + b"\n" + body
 
     def decode(self, blob: bytes, now: float | None = None) -> SharedEntry[V]:
         """Raises `ValueError` for anything this version did not write, or whose times or numbers are
@@ -111,10 +142,26 @@ class EntryKind(Generic[V]):
             raise ValueError("no envelope header")
         try:
             meta = json.loads(header)
+            missing = meta.get("m")
+            if missing is not None:
+                detail, backend = missing
+                if not isinstance(detail, str) or not isinstance(backend, str | None) or body != b"null":
+                    raise TypeError("not-found record")
+                missing = (detail, backend)
+            value = cast(V, None) if missing is not None else finite_fields(self.adapter.validate_json(body))
+            generations = meta["g"]
+            if not isinstance(generations, dict) or len(generations) > MAX_TAGS:
+                raise TypeError("generations")
             created, fresh_until, stale_until = valid_times(meta["c"], meta["f"], meta["s"], now)
-            tags = valid_tags(meta["t"])
-            value = finite_fields(self.adapter.validate_json(body))
-            return SharedEntry(value, created, fresh_until, stale_until, tags)
+            return SharedEntry(
+                value,
+                created,
+                fresh_until,
+                stale_until,
+                valid_tags(meta["t"]),
+                {str(k): str(v) for k, v in generations.items()},
+                missing,
+            )
         except (ValidationError, KeyError, TypeError, ValueError, RecursionError) as exc:
             raise ValueError("not an entry of this kind") from exc
 
@@ -171,32 +218,36 @@ def finite_fields(value: V) -> V:
 
 
 class SharedEntries:
-    """Get, put and evict cache entries in Redis; every method degrades (see `RedisTier.call`)."""
+    """Get, put and invalidate cache entries in Redis; every method degrades (see `RedisTier.call`)."""
 
     def __init__(self, tier: RedisTier, clock: Clock, *, max_entry_bytes: int = 1024 * 1024) -> None:
         self.tier = tier
+        self.clock = clock
         self._clock = clock
         self._max_entry_bytes = max_entry_bytes
-        self._evict = tier.client.register_script(_EVICT_TAGS)
+        self.generations_key = tier.key("gen")
+
+    def group(self, kind: EntryKind[Any], key: Hashable) -> str:
+        """The hash tag shared by an entry and its flight lock."""
+        return f"{kind.version}:{kind.name}:{key_digest(key)}"
 
     def key(self, kind: EntryKind[Any], key: Hashable) -> str:
-        return self.tier.key("e", kind.version, kind.name, key_digest(key))
-
-    def tag_key(self, tag: str) -> str:
-        return self.tier.key("t", tag)
+        return self.tier.slot_key("e", self.group(kind, key))
 
     async def get(self, kind: EntryKind[V], key: Hashable) -> SharedEntry[V] | None:
-        """The entry if Redis holds one this version can read; raises `SharedUnavailable`."""
+        """The entry if Redis holds one this version can read and no correction invalidated; raises
+        `SharedUnavailable`."""
         blob: bytes | str | None = await self.tier.call(
             "get", lambda r: r.get(self.key(kind, key)), classify=lambda b: "hit" if b is not None else "miss"
         )
         if blob is None:
             return None
         try:
-            return kind.decode(blob if isinstance(blob, bytes) else blob.encode(), self._clock())
+            entry = kind.decode(blob if isinstance(blob, bytes) else blob.encode(), self._clock())
         except ValueError:
             await self.drop_invalid(kind, key, "get")
             return None
+        return entry if await self.valid(entry) else None
 
     async def drop_invalid(self, kind: EntryKind[Any], key: Hashable, operation: str) -> None:
         """Count an entry this code would not have written (`facade_shared_cache_operations_total
@@ -205,35 +256,71 @@ class SharedEntries:
         with contextlib.suppress(SharedUnavailable):
             await self.tier.call("delete_invalid", lambda r: r.delete(self.key(kind, key)))
 
-    async def put(self, kind: EntryKind[V], key: Hashable, entry: SharedEntry[V]) -> None:
-        """Store `entry` until its `stale_until`, indexed under each tag (not at all when its encoding is
-        larger than `max_entry_bytes`); raises `SharedUnavailable`."""
+    async def generations(self, tags: Iterable[str]) -> dict[str, str]:
+        """The current token of each tag, created where missing; raises `SharedUnavailable`."""
+        fields = sorted(set(tags))
+        if not fields:
+            return {}
+        seed = os.urandom(8).hex() + ":"
+        tokens: list[bytes | str] = await self.tier.call(
+            "generations",
+            lambda r: self.tier.script(_GENERATIONS)(keys=[self.generations_key], args=[seed, *fields]),
+        )
+        return {f: _text(t) for f, t in zip(fields, tokens, strict=True)}
+
+    async def sequence(self) -> str:
+        """The token that changes with every bump (read it before a load); raises `SharedUnavailable`."""
+        return (await self.generations([SEQ]))[SEQ]
+
+    async def valid(self, entry: SharedEntry[Any]) -> bool:
+        """Whether no correction bumped a tag of `entry` since it was loaded; raises `SharedUnavailable`."""
+        if not entry.tags:
+            return True
+        fields = sorted(entry.tags)
+        if any(f not in entry.generations for f in fields):
+            return False
+        current: list[bytes | str | None] = await self.tier.call(
+            "generations_check",
+            lambda r: r.hmget(self.generations_key, fields),
+            classify=lambda vs: "ok" if all(v is not None for v in vs) else "missing",
+        )
+        ok = all(v is not None and _text(v) == entry.generations[f] for f, v in zip(fields, current, strict=True))
+        if not ok:
+            self.tier.note("get", "invalidated")
+        return ok
+
+    async def bump(self, tags: Iterable[str]) -> int:
+        """Invalidate every shared entry carrying any of `tags` (new tokens, and a new `_seq`); how many
+        tags. Raises `SharedUnavailable`."""
+        fields = sorted(set(tags))
+        if not fields:
+            return 0
+        seed = os.urandom(8).hex() + ":"
+        bumped = await self.tier.call(
+            "bump", lambda r: self.tier.script(_BUMP)(keys=[self.generations_key], args=[seed, *fields, SEQ])
+        )
+        return int(bumped) - 1
+
+    async def put(self, kind: EntryKind[V], key: Hashable, entry: SharedEntry[V], *, since: str | None) -> bool:
+        """Store `entry` until its `stale_until` with its tags' current tokens, unless a bump happened
+        after `since` (the `sequence()` read before the load; None: unknown, so not stored) or its
+        encoding is larger than `max_entry_bytes`; whether it was stored. Raises `SharedUnavailable`."""
         ttl_ms = int((entry.stale_until - self._clock()) * 1000)
-        if ttl_ms <= 0:
-            return
-        name = self.key(kind, key)
-        blob = kind.encode(entry)
+        if ttl_ms <= 0 or since is None:
+            return False
+        tokens = await self.generations([*entry.tags, SEQ])
+        if tokens.pop(SEQ) != since:  # a correction during the load: the value may predate it
+            self.tier.note("set", "raced")
+            return False
+        stamped = dataclasses.replace(entry, generations=tokens)
+        blob = kind.encode(stamped)
         if len(blob) > self._max_entry_bytes:  # bounded like the in-process caches: served, not shared
             self.tier.note("set", "too_large")
-            return
+            return False
+        name = self.key(kind, key)
+        await self.tier.call("set", lambda r: r.set(name, blob, px=ttl_ms))
+        return True
 
-        async def store(r: Redis) -> Any:
-            pipe = r.pipeline(transaction=True)
-            pipe.set(name, blob, px=ttl_ms)
-            for tag in entry.tags:
-                index = self.tag_key(tag)
-                pipe.sadd(index, name)
-                # An index outlives its longest entry: set a TTL on a new set, lengthen an older one.
-                pipe.pexpire(index, ttl_ms, nx=True)
-                pipe.pexpire(index, ttl_ms, gt=True)
-            return await pipe.execute()
 
-        await self.tier.call("set", store)
-
-    async def evict_tags(self, tags: Iterable[str]) -> int:
-        """Delete every shared entry carrying any of `tags`; how many. Raises `SharedUnavailable`."""
-        keys = [self.tag_key(t) for t in sorted(set(tags))]
-        if not keys:
-            return 0
-        deleted = await self.tier.call("evict", lambda r: self._evict(keys=keys))
-        return int(deleted)
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value

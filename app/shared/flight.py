@@ -2,10 +2,12 @@
 
 On an in-process miss, `load(kind, key, make, budget=...)`:
 1. one script reads the shared entry and, if there is none (or only a stale one), takes the key's lock
-   (`SET NX PX lock_ttl`) in the same round trip;
-2. a fresh shared entry is returned as is (`shared`);
-3. the lock holder runs `make()` (the vendor call), stores the entry (TTL = fresh + stale window),
-   releases the lock and publishes "filled" (`loaded`). While it loads, it renews the lock every
+   (`SET NX PX lock_ttl`) in the same round trip (entry and lock share a hash tag: one Cluster slot);
+2. a fresh shared entry whose tags no correction bumped since (`SharedEntries.valid`) is returned as
+   is (`shared`);
+3. the lock holder reads the generation sequence, runs `make()` (the vendor call), stores the entry
+   (TTL = fresh + stale window) unless a correction landed meanwhile, releases the lock and publishes
+   "filled" (`loaded`). While it loads, it renews the lock every
    `lock_ttl / 3`, so a slow vendor keeps its lock and a holder that died loses it within `lock_ttl`;
 4. a replica that finds the lock taken waits: woken by the "filled" broadcast, polling as a fallback
    (20 ms doubling to 200 ms), trying the lock again each time (so a dead holder's expired lock is
@@ -27,7 +29,7 @@ from typing import Any, Literal, TypeVar
 
 from app.infra.timeutil import Clock
 from app.shared.bus import Broadcast
-from app.shared.entries import EntryKind, SharedEntries, SharedEntry, key_digest
+from app.shared.entries import EntryKind, SharedEntries, SharedEntry
 from app.shared.locks import FleetLock
 from app.shared.tier import SharedUnavailable
 
@@ -70,7 +72,7 @@ class FleetFlight:
             broadcast.on(FILLED, self._on_filled)
 
     def lock_key(self, kind: EntryKind[Any], key: Hashable) -> str:
-        return self.tier.key("lock", kind.version, kind.name, key_digest(key))
+        return self.tier.slot_key("lock", self.entries.group(kind, key))
 
     def _on_filled(self, message: bytes) -> None:
         event = self._wakeups.pop(message.decode(errors="replace"), None)
@@ -104,8 +106,10 @@ class FleetFlight:
                     except ValueError:
                         await self.entries.drop_invalid(kind, key, "lookup")
                     else:
-                        if self._clock() < entry.fresh_until or entry.created >= asked_at:
-                            return entry, "shared"  # fresh, or the result of the load we waited for
+                        usable = self._clock() < entry.fresh_until or entry.created >= asked_at
+                        # fresh (or the result of the load we waited for), and not invalidated since
+                        if usable and await self.entries.valid(entry):
+                            return entry, "shared"
                     # Present but stale (or unreadable): whoever takes the lock refreshes it.
                     state = 2 if await lock.acquire() else 0
             except SharedUnavailable:
@@ -135,19 +139,26 @@ class FleetFlight:
         )
         return int(result[0]), bytes(result[1])
 
-    async def _store(self, kind: EntryKind[V], key: Hashable, entry: SharedEntry[V]) -> None:
+    async def _sequence(self) -> str | None:
+        """The generation sequence before a load (None when Redis cannot say: the load is then not shared)."""
+        with contextlib.suppress(SharedUnavailable):
+            return await self.entries.sequence()
+        return None
+
+    async def _store(self, kind: EntryKind[V], key: Hashable, entry: SharedEntry[V], since: str | None) -> None:
         if entry.fresh_until <= entry.created:  # not cacheable: kept only for the replicas waiting now
             entry = SharedEntry(
                 entry.value, entry.created, entry.fresh_until, entry.created + self._lock_ttl, entry.tags
             )
         with contextlib.suppress(SharedUnavailable):
-            await self.entries.put(kind, key, entry)
+            await self.entries.put(kind, key, entry, since=since)
 
     async def _local(
         self, kind: EntryKind[V], key: Hashable, make: Callable[[], Awaitable[SharedEntry[V]]]
     ) -> SharedEntry[V]:
+        since = await self._sequence() if self.tier.available else None
         entry = await make()
-        await self._store(kind, key, entry)
+        await self._store(kind, key, entry, since)
         return entry
 
     async def _hold(
@@ -155,8 +166,9 @@ class FleetFlight:
     ) -> SharedEntry[V]:
         try:
             async with lock.renewed():
+                since = await self._sequence()
                 entry = await make()
-                await self._store(kind, key, entry)
+                await self._store(kind, key, entry, since)
                 return entry
         finally:
             # Success or failure, wake the waiters: they read the entry, or one of them takes the lock.

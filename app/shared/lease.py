@@ -36,7 +36,8 @@ _FENCED_SET = "if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('SET', K
 class LeaderLease:
     def __init__(self, tier: RedisTier, name: str, *, ttl: float = 15.0, clock: Clock) -> None:
         self.tier = tier
-        self.key = tier.key("lease", name)
+        self.name = name
+        self.key = tier.slot_key("lease", name)
         self.holder = tier.replica_id
         self._ttl = ttl
         self._clock = clock
@@ -91,7 +92,8 @@ class SharedWatermark:
     def __init__(self, lease: LeaderLease, name: str) -> None:
         self.lease = lease
         self.tier = lease.tier
-        self.key = lease.tier.key("watermark", name)
+        # The lease's hash tag: the fenced write touches both keys, in one Redis Cluster slot.
+        self.key = lease.tier.slot_key("watermark", lease.name, name)
 
     async def get(self) -> str | None:
         """The stored watermark, None if none; raises `SharedUnavailable`."""

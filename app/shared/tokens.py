@@ -1,6 +1,6 @@
 """`SharedTokenStore`: one vendor login per token lifetime for the whole fleet.
 
-The token, its expiry and its renewal time live in a Redis hash `<prefix>:token:<account>` that
+The token, its expiry and its renewal time live in a Redis hash `<prefix>:token:{<account>}` that
 expires with the token. `account` names the vendor account without revealing it (a digest of the
 login URL and user name), so two configurations never share a token.
 
@@ -11,15 +11,24 @@ login URL and user name), so two configurations never share a token.
   rejected (compare-and-delete): the first replica to see the 401 drops it, the others find a newer
   one, so a revoked token costs one login for the fleet.
 
-This puts vendor tokens in Redis: use `rediss://` and an ACL user limited to the prefix (README).
+Tokens are encrypted at rest with a key derived from the vendor credential (`TokenSeal`): a reader
+of Redis (a backup, a `MONITOR`, another tenant of a managed instance) sees no usable token, and
+replicas configured with another credential cannot read it. The seal is encrypt-then-MAC from the
+standard library: an HMAC-SHA256 keystream in counter mode under a random 16-byte nonce, and an
+HMAC-SHA256 tag over nonce and ciphertext. The compare-and-delete after a 401 compares a keyed
+fingerprint, never the token. Still use `rediss://` and an ACL user limited to the prefix (README).
 """
 
 from __future__ import annotations
 
 import asyncio
+import base64
+import binascii
 import contextlib
 import hashlib
+import hmac
 import math
+import os
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Literal
@@ -32,7 +41,46 @@ from app.shared.tier import RedisTier, SharedUnavailable
 
 TokenSource = Literal["shared", "login", "local"]
 
-_INVALIDATE = "if redis.call('HGET', KEYS[1], 'token') == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0"
+_INVALIDATE = "if redis.call('HGET', KEYS[1], 'fp') == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0"
+
+
+class TokenSeal:
+    """Encrypts and authenticates a token with keys derived from a vendor credential."""
+
+    def __init__(self, credential: str) -> None:
+        root = hashlib.sha256(b"meter-facade token seal\0" + credential.encode()).digest()
+        self._enc = hmac.new(root, b"encrypt", hashlib.sha256).digest()
+        self._mac = hmac.new(root, b"authenticate", hashlib.sha256).digest()
+
+    def _stream(self, nonce: bytes, size: int) -> bytes:
+        blocks = (size + 31) // 32
+        return b"".join(
+            hmac.new(self._enc, nonce + i.to_bytes(4, "big"), hashlib.sha256).digest() for i in range(blocks)
+        )[:size]
+
+    def seal(self, token: str) -> str:
+        nonce = os.urandom(16)
+        plain = token.encode()
+        cipher = bytes(a ^ b for a, b in zip(plain, self._stream(nonce, len(plain)), strict=True))
+        tag = hmac.new(self._mac, nonce + cipher, hashlib.sha256).digest()[:16]
+        return base64.b64encode(nonce + cipher + tag).decode("ascii")
+
+    def open(self, sealed: str) -> str:
+        """The token; raises `ValueError` for anything this credential did not seal."""
+        try:
+            raw = base64.b64decode(sealed, validate=True)
+        except (binascii.Error, ValueError):
+            raise ValueError("not a sealed token") from None
+        if len(raw) < 33:
+            raise ValueError("not a sealed token")
+        nonce, cipher, tag = raw[:16], raw[16:-16], raw[-16:]
+        if not hmac.compare_digest(tag, hmac.new(self._mac, nonce + cipher, hashlib.sha256).digest()[:16]):
+            raise ValueError("sealed with another credential, or altered")
+        return bytes(a ^ b for a, b in zip(cipher, self._stream(nonce, len(cipher)), strict=True)).decode()
+
+    def fingerprint(self, token: str) -> str:
+        """A keyed digest naming the token without revealing it (for compare-and-delete)."""
+        return hmac.new(self._mac, b"fingerprint\0" + token.encode(), hashlib.sha256).hexdigest()[:32]
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,6 +132,7 @@ class SharedTokenStore:
         tier: RedisTier,
         account: str,
         *,
+        credential: str,
         clock: Clock,
         lock_ttl: float = 5.0,
         wait_share: float = 0.5,
@@ -91,8 +140,10 @@ class SharedTokenStore:
         max_poll: float = 0.2,
     ) -> None:
         self.tier = tier
-        self.key = tier.key("token", account)
-        self._lock_key = tier.key("token-lock", account)
+        # One hash tag: the token and its lock live in one Redis Cluster slot.
+        self.key = tier.slot_key("token", account)
+        self._lock_key = tier.slot_key("token-lock", account)
+        self._seal = TokenSeal(credential)
         self._clock = clock
         self._lock_ttl = lock_ttl
         self._wait_share = wait_share
@@ -107,8 +158,16 @@ class SharedTokenStore:
         if not raw:
             return None
         try:
-            return valid_token({_text(k): _text(v) for k, v in raw.items()}, self._clock())
+            fields = {_text(k): _text(v) for k, v in raw.items()}
+            token = self._seal.open(fields["token"])
         except (KeyError, ValueError, UnicodeDecodeError):
+            # sealed with another credential (a password being rotated across the fleet) or altered: not
+            # ours to open, and not ours to delete (its owner's `invalidate` goes by fingerprint)
+            self.tier.note("token_get", "corrupt")
+            return None
+        try:
+            return valid_token({**fields, "token": token}, self._clock())
+        except (KeyError, ValueError):
             # not a record this code writes: counted, dropped, and the next renewal logs in afresh
             self.tier.note("token_get", "corrupt")
             with contextlib.suppress(SharedUnavailable):
@@ -125,7 +184,12 @@ class SharedTokenStore:
             pipe = r.pipeline(transaction=True)
             pipe.hset(
                 self.key,
-                mapping={"token": token.token, "expires": repr(token.expires), "renew_at": repr(token.renew_at)},
+                mapping={
+                    "token": self._seal.seal(token.token),
+                    "fp": self._seal.fingerprint(token.token),
+                    "expires": repr(token.expires),
+                    "renew_at": repr(token.renew_at),
+                },
             )
             pipe.pexpire(self.key, ttl_ms)
             return await pipe.execute()
@@ -137,7 +201,7 @@ class SharedTokenStore:
         try:
             dropped = await self.tier.call(
                 "token_invalidate",
-                lambda r: self.tier.script(_INVALIDATE)(keys=[self.key], args=[token]),
+                lambda r: self.tier.script(_INVALIDATE)(keys=[self.key], args=[self._seal.fingerprint(token)]),
                 classify=lambda n: "dropped" if n else "already",
             )
         except SharedUnavailable:

@@ -5,6 +5,7 @@ every shared-tier operation."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import re
 import shutil
 import subprocess
@@ -14,7 +15,8 @@ from typing import Any
 
 import pytest
 import yaml
-from redis.exceptions import NoPermissionError
+from redis.asyncio import Redis
+from redis.exceptions import ConnectionError, NoPermissionError, ResponseError
 
 from app.core.corrections import encode_mark
 from app.core.fleet import CACHE_KINDS, Fleet
@@ -23,8 +25,10 @@ from app.infra.metrics import Metrics
 from app.shared.cursor_key import shared_cursor_secret
 from app.shared.entries import SharedEntry
 from app.shared.lease import SharedWatermark
+from app.shared.tier import SharedUnavailable
 from app.shared.tokens import SharedToken
 from tests.support.redis_server import RedisServer
+from tests.support.servers import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"
@@ -136,8 +140,11 @@ async def test_the_acl_user_of_the_compose_redis_can_do_every_shared_operation(t
 
         assert (await fleet.flight.load(kind, ("waltero", "all"), make, budget=5))[1] == "loaded"
         assert (await fleet.flight.load(kind, ("waltero", "all"), make, budget=5))[1] == "shared"
-        assert await fleet.entries.evict_tags({"waltero:m"}) == 1
-        store = fleet.token_store("account")
+        assert fleet._evictions is not None
+        assert await fleet._evictions.evict({"waltero:m"}, local=False) is True  # bump + stream event
+        assert evicted == [{"waltero:m"}]  # dropped here again once written
+        assert await fleet.entries.get(kind, ("waltero", "all")) is None
+        store = fleet.token_store("account", "vendor-password")
         assert store is not None
 
         async def login() -> SharedToken:
@@ -150,17 +157,121 @@ async def test_the_acl_user_of_the_compose_redis_can_do_every_shared_operation(t
         await fleet.watermarks.set("waltero", mark)
         assert await SharedWatermark(fleet.lease, "corrections:waltero").get() == encode_mark(mark)
         assert await shared_cursor_secret(fleet.tier) is not None
-        assert await fleet.broadcast.publish("evict", b'{"o":"other","t":["waltero:m"]}') == 1
-        async with asyncio.timeout(5):
-            while not evicted:
+        await fleet.tier.client.xadd(fleet._evictions.key, {"o": "other", "t": '["waltero:m"]'})
+        async with asyncio.timeout(5):  # read by the fleet's own reader (its own event was not applied)
+            while len(evicted) < 2:
                 await asyncio.sleep(0.01)
-        assert evicted == [{"waltero:m"}]
+        assert evicted == [{"waltero:m"}, {"waltero:m"}]
+        assert await fleet.broadcast.publish("filled", b"facade:e:{x}") == 1
         # ... and nothing outside its prefix, nothing administrative
         with pytest.raises(NoPermissionError):
             await fleet.tier.client.get("other:key")
         with pytest.raises(NoPermissionError):
             await fleet.tier.client.flushall()
-        assert fleet.status == "up"
+        assert fleet.tier.describe() == {"status": "up", "mode": "standalone", "last_error": None}
     finally:
         await fleet.aclose()
         server.stop()
+
+
+def _args(command: list[str], password: str, **hosts: str) -> list[str]:
+    out = []
+    for a in command[1:]:
+        a = a.replace("${REDIS_FACADE_PASSWORD:?set REDIS_FACADE_PASSWORD}", password)
+        out.append(hosts.get(a, a))
+    return out
+
+
+async def test_the_sentinel_profile_runs_and_fails_over_with_its_own_acl_users(tmp_path):
+    """Run the profile's primary, replica and Sentinel with the compose file's own arguments (hosts
+    mapped to 127.0.0.1), drive the shared tier through Sentinel as the `facade` user, and fail over:
+    the Sentinel and replication users are proven to be allowed what they need."""
+    doc = compose()
+    services = doc["services"]
+    assert {s for s, v in services.items() if "sentinel" in v.get("profiles", [])} == {
+        "redis-primary",
+        "redis-replica",
+        "sentinel",
+    }
+    env = services["facade-1"]["environment"]
+    assert env["FACADE_REDIS_MODE"] == "${FACADE_REDIS_MODE:-standalone}"
+    assert env["FACADE_REDIS_SENTINELS"] == "${FACADE_REDIS_SENTINELS:-}"
+    password = "compose-sentinel-pw-0123"
+    primary = RedisServer(tmp_path / "primary", args=_args(services["redis-primary"]["command"], password))
+    primary.start()
+    replica_args = _args(services["redis-replica"]["command"], password, **{"redis-primary": "127.0.0.1"})
+    replica_args[replica_args.index("127.0.0.1") + 1] = str(primary.port)
+    replica = RedisServer(tmp_path / "replica", args=replica_args)
+    replica.start()
+    script = services["sentinel"]["command"][2]
+    conf_text = script.split("printf '", 1)[1].split("' ", 1)[0].replace("\\n", "\n").replace("%s", password)
+    port = free_port()
+    conf_text = (
+        conf_text.replace("port 26379", f"port {port}\nbind 127.0.0.1")
+        .replace("redis-primary 6379", f"127.0.0.1 {primary.port}")
+        .replace("down-after-milliseconds mymaster 5000", "down-after-milliseconds mymaster 1000")
+    )
+    conf = tmp_path / "sentinel.conf"
+    conf.write_text(conf_text)
+    sentinel = subprocess.Popen(
+        [shutil.which("redis-server") or "redis-server", str(conf), "--sentinel"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    fleet = Fleet(
+        f"redis://facade:{password}@mymaster/0",
+        mode="sentinel",
+        sentinels=f"127.0.0.1:{port}",
+        prefix="facade",
+        timeout=1.0,
+        clock=lambda: 1_779_000_000.0,
+        metrics=Metrics(),
+        budget=5,
+    )
+    admin = Redis(host="127.0.0.1", port=port)
+    try:
+        async with asyncio.timeout(20):  # the Sentinel knows the replica (replication user works)
+            while True:
+                with contextlib.suppress(ConnectionError):
+                    if int((await admin.sentinel_master("mymaster")).get("num-slaves", 0)) >= 1:
+                        break
+                await asyncio.sleep(0.2)
+        await fleet.start(lead=False)
+        assert fleet.tier.describe() == {"status": "up", "mode": "sentinel", "last_error": None}
+        await fleet.tier.call("set", lambda r: r.set("facade:probe", b"1"))
+        as_sentinel = Redis(host="127.0.0.1", port=replica.port, username="sentinel", password=password)
+        async with asyncio.timeout(30):  # the replica has synced (full sync waits for diskless delay)
+            while (await as_sentinel.info("replication")).get("master_link_status") != "up":
+                await asyncio.sleep(0.2)
+        await as_sentinel.aclose()
+        async with asyncio.timeout(20):  # Sentinel sees the synced replica as promotable
+            while True:
+                try:
+                    await admin.sentinel_failover("mymaster")  # done as the profile's sentinel user
+                    break
+                except ResponseError:
+                    await asyncio.sleep(0.5)
+        async with asyncio.timeout(20):
+            while True:
+                addr = await admin.sentinel_get_master_addr_by_name("mymaster")
+                if int(addr[1]) == replica.port:
+                    break
+                await asyncio.sleep(0.2)
+        new_primary = Redis(host="127.0.0.1", port=replica.port, username="facade", password=password)
+        try:
+            async with asyncio.timeout(20):  # the fleet follows the failover: its writes reach the new primary
+                while True:
+                    with contextlib.suppress(SharedUnavailable):
+                        await fleet.tier.call("set", lambda r: r.set("facade:after", b"1"))
+                    if await new_primary.get("facade:after") == b"1":
+                        break
+                    await asyncio.sleep(0.1)
+        finally:
+            await new_primary.aclose()
+    finally:
+        await fleet.aclose()
+        await admin.aclose()
+        sentinel.terminate()
+        sentinel.wait(timeout=10)
+        replica.stop()
+        primary.stop()

@@ -117,6 +117,7 @@ async def test_an_invalid_token_record_is_dropped_and_the_replica_logs_in(redis_
         assert expires is not None and expires < "2100", info
         metrics = await b.get("/metrics")
         assert metrics.status_code == 200
+        # counted each time it was read (a record sealed with another credential is left to its owner)
         assert (
-            sample(metrics.text, 'facade_shared_cache_operations_total{operation="token_get",outcome="corrupt"}') == 1
+            sample(metrics.text, 'facade_shared_cache_operations_total{operation="token_get",outcome="corrupt"}') >= 1
         )

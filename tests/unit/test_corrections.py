@@ -116,3 +116,29 @@ async def test_the_loop_sleeps_with_the_injected_sleep_and_survives_a_failing_fe
         assert slept == [42, 42, 42]
         assert wa.calls["changes"] == 2  # both polls ran, failed, and the loop went on
         assert timedelta(seconds=0) == timedelta(seconds=clock() - 1_779_000_000)  # no wall-clock waits
+
+
+async def test_the_first_poll_looks_back_before_start_up():
+    clock = FakeClock(1_779_000_000)
+    wa = FakeBackend("waltero", changes=True)
+    app = fake_app({"waltero": wa}, clock=clock)
+    async with running(app) as c:
+        service = app.service
+        # stamped 2 s before this replica started (a vendor clock behind ours, or a whole-second stamp)
+        wa.change_log.append(correction(wa, 0, 1, clock() - 2))
+        for m in wa.meter_ids:
+            await c.get("/readings", params={"meter_id": f"waltero:{m}", "start": START, "end": END})
+        blind = CorrectionsPoller(
+            list(service.backends.values()), service.evict_for_changes, every=60, clock=clock, sleep=clock.sleep
+        )
+        assert await blind.poll_once() == {}  # without a margin the correction is never seen
+        poller = CorrectionsPoller(
+            list(service.backends.values()),
+            service.evict_for_changes,
+            every=60,
+            clock=clock,
+            sleep=clock.sleep,
+            lookback=300,
+        )
+        assert await poller.poll_once() == {"waltero": 1}
+        assert app.settings.corrections_lookback == 300  # the default: a few minutes

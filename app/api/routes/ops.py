@@ -51,7 +51,11 @@ async def backends(service: ServiceDep, request: Request) -> Response:
         for h in await service.health()
     ]
     fleet = request.app.runtime.fleet
-    shared = SharedCacheInfo(status=fleet.status if fleet is not None else "off")
+    shared = (
+        SharedCacheInfo(**fleet.tier.describe())
+        if fleet is not None
+        else SharedCacheInfo(status="off", mode=request.app.settings.redis_mode)
+    )
     body = BackendList(items=items, shared_cache=shared).model_dump_json().encode()
     return Response(body, media_type="application/json", headers={"Cache-Control": "no-store"})
 

@@ -269,7 +269,7 @@ _VOLUME_TO_M3 = {"m3": 0, "L": -3, "l": -3, "dm3": -3}
 
 # issue 21: unit strings compared case-insensitively
 KNOWN_UNITS = frozenset({*_ENERGY_TO_KWH, *_POWER_TO_W, *_VOLUME_TO_M3, "V", "A", "Hz"})
-"""Units as UPSTREAMS.md spells them (the meter's own: `Wh`, `W`, `V`, ...)."""
+"""Units as docs/vendors/iometer.md spells them (the meter's own: `Wh`, `W`, `V`, ...)."""
 
 
 _CANONICAL = {u.lower(): u for u in sorted(KNOWN_UNITS, reverse=True)}
@@ -289,11 +289,15 @@ def unit_exponent(table: dict[str, int], unit: str) -> int | None:
     exponent = table.get(unit)
     if exponent is not None:
         return exponent
-    folded = {key.lower(): value for key, value in table.items()}
-    exponent = folded.get(unit.lower())
-    if exponent is not None:
-        tolerance.record(BACKEND, "unit_case", "other", pinned=False)
-    return exponent
+    # `m` (milli) and `M` (mega) are nine orders apart: a unit written in mixed case (`mW`) means what its
+    # letters say, so it matches only with that letter as sent; one written all in lower case (`mwh`) has
+    # lost its case and is read as the table's only unit of that spelling
+    folded = {key.lower(): (key, value) for key, value in table.items()}
+    match = folded.get(unit.lower())
+    if match is None or (unit != unit.lower() and unit[:1] in "mM" and match[0][:1] != unit[:1]):
+        return None
+    tolerance.record(BACKEND, "unit_case", "other", pinned=False)
+    return match[1]
 
 
 _MEDIUM_OF_REGISTER = {code: medium for medium, code in REGISTER_BY_MEDIUM.items()}

@@ -85,7 +85,12 @@ def create_backend(ctx: BackendContext, settings: WalteroSettings) -> WalteroBac
         sleep=ctx.sleep,
         rng=ctx.rng,
         on_retry=on_retry,
-        shared=ctx.token_store(account_name(settings.url, settings.username)) if ctx.token_store else None,
+        shared=ctx.token_store(
+            account_name(settings.url, settings.username),
+            settings.password.get_secret_value() if settings.password else None,
+        )
+        if ctx.token_store
+        else None,
         shared_budget=ctx.deadline,
     )
     client = WalteroClient(

@@ -1,12 +1,13 @@
 from __future__ import annotations
 
+import uuid
 from collections.abc import AsyncIterator, Callable
 
 import pytest
 from prometheus_client import CollectorRegistry, Counter
 
 from app.shared.tier import RedisTier
-from tests.support.redis_server import RedisServer
+from tests.support.redis_server import RedisDeployment
 
 
 class Recorder:
@@ -29,17 +30,22 @@ class Recorder:
 
 
 @pytest.fixture
-async def make_tier(redis_server: RedisServer) -> AsyncIterator[Callable[..., RedisTier]]:
-    """Build started tiers against the test's Redis (one per simulated replica); closed after."""
+async def make_tier(any_redis: RedisDeployment) -> AsyncIterator[Callable[..., RedisTier]]:
+    """Build started tiers against the test's Redis of each mode (one per simulated replica, all with
+    the test's own key prefix); closed after. Tests that kill or pause Redis parametrize
+    `redis_mode` to `standalone` and use `redis_server`."""
     made: list[RedisTier] = []
+    prefix = f"t{uuid.uuid4().hex[:12]}"
 
     async def factory(**kw: object) -> RedisTier:
-        kw.setdefault("prefix", "t")
+        kw.setdefault("prefix", prefix)
+        kw.setdefault("mode", any_redis.mode)
+        kw.setdefault("sentinels", any_redis.sentinels)
         kw.setdefault("probe_every", 0.05)
         # Two cores shared by several busy processes can leave this one unscheduled for 100 ms: the
         # tests of fleet behaviour give Redis a second, the tests of timeouts set their own.
         kw.setdefault("timeout", 1.0)
-        tier = RedisTier(str(kw.pop("url", redis_server.url)), **kw)  # type: ignore[arg-type]
+        tier = RedisTier(str(kw.pop("url", any_redis.url)), **kw)  # type: ignore[arg-type]
         await tier.start()
         made.append(tier)
         return tier

@@ -3,7 +3,10 @@ import time
 
 import pytest
 
-from app.infra.errors import UpstreamBadResponse
+from app.core.fleet import RedisCacheTier
+from app.guard.cache import SingleFlightCache
+from app.infra.errors import NotFound, UpstreamBadResponse
+from app.infra.metrics import Metrics
 from app.shared.bus import Broadcast
 from app.shared.entries import EntryKind, SharedEntries, SharedEntry
 from app.shared.flight import FleetFlight
@@ -136,6 +139,7 @@ async def test_a_waiter_never_waits_past_its_share_of_the_budget(make_tier):
     assert rec.value("flight_wait", "deadline") == 1.0
 
 
+@pytest.mark.parametrize("redis_mode", ["standalone"])  # it kills or pauses the server
 async def test_redis_down_means_a_local_call_at_once(make_tier, redis_server):
     clock = FakeClock()
     flight, _ = await replica(make_tier, clock, broadcast=False)
@@ -193,3 +197,44 @@ async def test_an_uncacheable_value_is_shared_with_the_waiters_only(make_tier):
     finally:
         await ab.aclose()
         await bb.aclose()
+
+
+async def test_a_not_found_answer_is_shared_with_the_fleet(make_tier):
+    """One replica's vendor says "not found": the others answer 404 from Redis, without a call."""
+    clock = FakeClock()
+    calls = 0
+
+    async def load():
+        nonlocal calls
+        calls += 1
+        raise NotFound("no device waltero:x", backend="waltero")
+
+    caches, buses = [], []
+    for _ in range(3):
+        flight, bus = await replica(make_tier, clock)
+        buses.append(bus)
+        tier = RedisCacheTier(flight, budget=5)
+        caches.append(
+            SingleFlightCache(
+                "device_status",
+                maxsize=16,
+                timer=clock,
+                stale_if_error=0,
+                metrics=Metrics(),
+                negative_ttl=30,
+                tier=tier,
+            )
+        )
+    try:
+        for cache in caches:
+            with pytest.raises(NotFound, match="no device waltero:x") as raised:
+                await cache.get_or_load(("waltero", "x"), load, ttl=60)
+            assert raised.value.backend == "waltero"
+        assert calls == 1
+        clock.advance(31)  # the negative answer expires everywhere at once
+        with pytest.raises(NotFound):
+            await caches[1].get_or_load(("waltero", "x"), load, ttl=60)
+        assert calls == 2
+    finally:
+        for bus in buses:
+            await bus.aclose()

@@ -1,5 +1,10 @@
 import asyncio
+from datetime import UTC, datetime
 
+import pytest
+
+from app.core.corrections import encode_mark
+from app.core.fleet import SharedWatermarks
 from app.shared.lease import LeaderLease, SharedWatermark
 from tests.support.clock import FakeClock
 
@@ -50,6 +55,7 @@ async def test_keep_runs_in_the_background(make_tier):
         await asyncio.gather(task, return_exceptions=True)
 
 
+@pytest.mark.parametrize("redis_mode", ["standalone"])  # it kills or pauses the server
 async def test_nobody_knows_when_redis_is_down(make_tier, redis_server):
     clock = FakeClock()
     a = LeaderLease(await make_tier(), "d", ttl=30, clock=clock)
@@ -57,3 +63,24 @@ async def test_nobody_knows_when_redis_is_down(make_tier, redis_server):
     redis_server.kill()
     assert await a.acquire_or_renew() is None
     assert a.is_leader is None  # the poller then polls on its own
+
+
+async def test_the_shared_watermark_moves_only_once_the_evictions_are_written(make_tier):
+    clock = FakeClock()
+    lease = LeaderLease(await make_tier(), "corrections", ttl=5, clock=clock)
+    assert await lease.acquire_or_renew() is True
+    written = [False]
+
+    async def evictions_written() -> bool:
+        return written[0]
+
+    marks = SharedWatermarks(lease, evictions_written)
+    shared = SharedWatermark(lease, "corrections:waltero")
+    first = (datetime(2026, 5, 19, 6, 0, tzinfo=UTC), "waltero:c1")
+    await marks.set("waltero", first)
+    # the fleet-wide eviction failed: the next poll (here or on another leader) must read it again
+    assert await shared.get() is None
+    assert await marks.get("waltero") == first  # this replica evicted locally, it goes on from there
+    written[0] = True
+    await marks.set("waltero", first)
+    assert await shared.get() == encode_mark(first)

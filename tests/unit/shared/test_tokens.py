@@ -1,5 +1,7 @@
 import asyncio
 
+import pytest
+
 from app.shared.tokens import SharedToken, SharedTokenStore, account_name
 from tests.support.clock import FakeClock
 
@@ -22,6 +24,7 @@ class Vendor:
 
 async def stores(make_tier, clock, n=3, **kw):
     account = account_name("https://waltero.example/prod", "user@example.com")
+    kw.setdefault("credential", "vendor-password-1")
     return [SharedTokenStore(await make_tier(), account, clock=clock, **kw) for _ in range(n)]
 
 
@@ -62,6 +65,7 @@ async def test_a_401_invalidates_the_shared_token_once(make_tier):
     assert (await replicas[1].get()).token == "jwt-2"
 
 
+@pytest.mark.parametrize("redis_mode", ["standalone"])  # it kills or pauses the server
 async def test_redis_down_means_each_replica_logs_in_itself(make_tier, redis_server):
     clock = FakeClock()
     replicas = await stores(make_tier, clock, n=2)
@@ -90,3 +94,21 @@ async def test_a_dead_login_holder_does_not_block_the_others_past_their_budget(m
 async def test_the_token_is_never_in_a_repr():
     token = SharedToken("eyJ.secret.jwt", 2.0, 1.0)
     assert "secret" not in repr(token)
+
+
+async def test_the_token_is_sealed_at_rest_and_only_its_credential_opens_it(make_tier):
+    clock = FakeClock()
+    (store,) = await stores(make_tier, clock, n=1)
+    now = clock()
+    await store.put(SharedToken("jwt-secret-token-value", now + 100, now + 90))
+    raw = await store.tier.client.hgetall(store.key)
+    assert b"jwt-secret-token-value" not in b"".join([*raw.keys(), *raw.values()])  # nothing readable in Redis
+    assert (await store.get()).token == "jwt-secret-token-value"
+    (other,) = await stores(make_tier, clock, n=1, credential="another-password")
+    assert await other.get() is None  # another credential (another account's replicas) cannot open it
+    tampered = dict(raw)
+    sealed = bytearray(tampered[b"token"])
+    sealed[30] ^= 1
+    await store.tier.client.hset(store.key, b"token", bytes(sealed))
+    assert await store.get() is None  # altered: refused, not a garbled token sent to the vendor
+    assert await store.invalidate("jwt-secret-token-value") is True  # by fingerprint, never the token

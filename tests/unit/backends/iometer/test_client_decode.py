@@ -38,3 +38,14 @@ async def test_a_body_that_is_no_json_is_still_a_bad_answer() -> None:
 def test_orjson_and_the_fallback_read_the_same_values() -> None:
     assert decode_json(b'{"a": [1, 2.5, "x", null, true]}') == {"a": [1, 2.5, "x", None, True]}
     assert decode_json(b'{"v": Infinity}') == {"v": math.inf}
+
+
+def test_unit_strings_are_read_case_insensitively_but_milli_never_becomes_mega() -> None:
+    from app.backends.iometer.payloads import _ENERGY_TO_KWH, _POWER_TO_W, unit_exponent
+
+    assert unit_exponent(_ENERGY_TO_KWH, "kwh") == 0
+    assert unit_exponent(_ENERGY_TO_KWH, "KWH") == 0
+    assert unit_exponent(_ENERGY_TO_KWH, "mwh") == 3  # all lower case: its case is lost, MWh is the only one
+    assert unit_exponent(_POWER_TO_W, "MW") == 6
+    assert unit_exponent(_POWER_TO_W, "mW") is None  # milliwatts, not megawatts: unknown, passed on as sent
+    assert unit_exponent(_POWER_TO_W, "w") == 0

@@ -464,17 +464,7 @@ async def _daily_vs_telemetry(probe: Probe, rows: list[Any], device: dict[str, A
     row = next((r for r in rows if isinstance(r, dict) and str(r.get("deviceId")).lower() == device_id.lower()), None)
     value = row.get("consumption") if row else None
     end = midnight + timedelta(days=1)
-    params = {"startDate": _wire(midnight), "endDate": _wire(end + timedelta(minutes=1)), "fields": shapes.PROCESSED}
-    _, body = await probe.get(shapes.telemetry_path(device_id), params)
-    points, _ = _data(body)
-    register: dict[datetime, float] = {}
-    for point in map(_flat, [p for p in points or [] if isinstance(p, dict)]):
-        stamp, processed = point.get(shapes.time_key(point) or "timestamp"), point.get(shapes.PROCESSED)
-        if isinstance(stamp, str) and isinstance(processed, int | float):
-            try:
-                register[parse_rfc3339(stamp)] = float(processed)
-            except ValueError:
-                continue
+    register = await _register_at(probe, device_id, [midnight, end])
     if not isinstance(value, int | float) or midnight not in register or end not in register:
         return unknown(
             VENDOR, "daily_vs_telemetry", f"device {device_id}: no daily value or no points at both midnights"

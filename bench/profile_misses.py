@@ -33,6 +33,7 @@ from app.backends.waltero.emulator import DEMO_PASSWORD, DEMO_USERNAME  # noqa: 
 from app.factory import create_app  # noqa: E402
 from app.infra.config import Settings  # noqa: E402
 from app.infra.logs import configure_logging  # noqa: E402
+from bench.asgi import InProcess  # noqa: E402
 from bench.run import free_port  # noqa: E402
 
 KEY = "profile-key"
@@ -106,30 +107,7 @@ async def _run(base: str, n: int, profile: bool) -> tuple[float, Profiler | None
         FACADE_TTL_RECENT=0,
     )
     app = create_app(settings)
-    sent: list[Any] = []
-
-    async def receive() -> dict[str, Any]:
-        return {"type": "http.request", "body": b"", "more_body": False}
-
-    async def send(message: dict[str, Any]) -> None:
-        sent.append(message)
-
-    def scope(path: str, query: str) -> dict[str, Any]:
-        return {
-            "type": "http",
-            "method": "GET",
-            "path": path,
-            "raw_path": path.encode(),
-            "query_string": query.encode(),
-            "headers": [(b"host", b"f"), (b"x-api-key", KEY.encode())],
-            "http_version": "1.1",
-            "scheme": "http",
-            "server": ("127.0.0.1", 8000),
-            "client": ("127.0.0.1", 1),
-            "root_path": "",
-            "app": app,
-            "state": {},
-        }
+    client = InProcess(app, KEY)
 
     async with app.router.lifespan_context(app):
         meters = (await app.service.list_meters("waltero", 1, None)).value[0]
@@ -141,17 +119,17 @@ async def _run(base: str, n: int, profile: bool) -> tuple[float, Profiler | None
             return f"meter_id={meter}&start={t0:%Y-%m-%dT%H:%M:%SZ}&end={t0 + timedelta(hours=1):%Y-%m-%dT%H:%M:%SZ}"
 
         for i in range(20):  # warm: login, connections
-            await app(scope("/readings", query(n + i)), receive, send)
+            await client.call("/readings", query(n + i))
         profiler = Profiler(interval=0.0001, async_mode="disabled") if profile else None
         if profiler is not None:
             profiler.start()
         cpu = time.process_time()
         for i in range(n):
-            await app(scope("/readings", query(i)), receive, send)
+            await client.call("/readings", query(i))
         cpu = time.process_time() - cpu
         if profiler is not None:
             profiler.stop()
-        statuses = [m["status"] for m in sent if m["type"] == "http.response.start"]
+        statuses = [m["status"] for m in client.sent if m["type"] == "http.response.start"]
         assert set(statuses) == {200}, set(statuses)
         calls = app.service.caches["readings"]._lookups["miss"]._value.get()  # every request was a real miss
         assert calls >= n, (calls, n)

@@ -138,42 +138,6 @@ uvicorn.run(emulator.app, host="127.0.0.1", port=int(sys.argv[1]), log_level="wa
 """
 
 
-class _Asgi:
-    """Calls the app in-process without a socket or a client library: what the CPU counter sees is the
-    facade's own work."""
-
-    def __init__(self, app: Any) -> None:
-        self.app = app
-
-    async def get(self, path: str, query: str) -> tuple[int, bytes]:
-        sent: list[dict[str, Any]] = []
-
-        async def receive() -> dict[str, Any]:
-            return {"type": "http.request", "body": b"", "more_body": False}
-
-        async def send(message: dict[str, Any]) -> None:
-            sent.append(message)
-
-        scope = {
-            "type": "http",
-            "method": "GET",
-            "path": path,
-            "raw_path": path.encode(),
-            "query_string": query.encode(),
-            "headers": [(b"host", b"f"), (b"x-api-key", KEY.encode())],
-            "http_version": "1.1",
-            "scheme": "http",
-            "server": ("127.0.0.1", 8000),
-            "client": ("127.0.0.1", 1),
-            "root_path": "",
-            "app": self.app,
-            "state": {},
-        }
-        await self.app(scope, receive, send)
-        status = next(m["status"] for m in sent if m["type"] == "http.response.start")
-        return status, b"".join(m.get("body", b"") for m in sent if m["type"] == "http.response.body")
-
-
 async def _long_round(io_url: str, io_port: int, days: int) -> dict[str, float]:
     import orjson
 
@@ -181,6 +145,7 @@ async def _long_round(io_url: str, io_port: int, days: int) -> dict[str, float]:
     from app.factory import create_app
     from app.infra.config import Settings
     from app.infra.logs import configure_logging
+    from bench.asgi import InProcess
 
     configure_logging("INFO", stream=open(os.devnull, "w"))
     settings = Settings(
@@ -190,10 +155,10 @@ async def _long_round(io_url: str, io_port: int, days: int) -> dict[str, float]:
         FACADE_REQUEST_DEADLINE=120,
     )
     app = create_app(settings)
-    client = _Asgi(app)
+    client = InProcess(app, KEY)
     out: dict[str, float] = {}
     async with app.router.lifespan_context(app):
-        _status, body = await client.get("/meters", "backend=iometer&limit=1")
+        _status, _headers, body = await client.get("/meters", "backend=iometer&limit=1")
         meter = orjson.loads(body)["items"][0]["id"]
         end = datetime.now(UTC).date()
         start = end - timedelta(days=days)
@@ -203,7 +168,7 @@ async def _long_round(io_url: str, io_port: int, days: int) -> dict[str, float]:
         async def timed(path: str, query: str, name: str) -> int:
             before_calls = stats(io_port).get("requests", 0)
             wall, cpu = time.perf_counter(), time.process_time()
-            status, body = await client.get(path, query)
+            status, _headers, body = await client.get(path, query)
             out[f"{name}_cpu_ms"] = (time.process_time() - cpu) * 1000
             out[f"{name}_wall_ms"] = (time.perf_counter() - wall) * 1000
             out[f"{name}_vendor_calls"] = stats(io_port).get("requests", 0) - before_calls

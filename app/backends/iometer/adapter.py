@@ -29,6 +29,8 @@ from app.backends.base import (
     READINGS,
     AuthState,
     ChangesPage,
+    IndexStore,
+    SharedIndex,
 )
 from app.backends.concurrency import both, gather_first_error
 from app.backends.http import upstream_operation
@@ -215,6 +217,7 @@ class IometerBackend:
         concurrency: int = 4,
         index_refresh: float = 5.0,
         late_window: float = 0.0,
+        indexes: IndexStore | None = None,
     ) -> None:
         self.mode = mode
         self.late_window = late_window
@@ -232,6 +235,13 @@ class IometerBackend:
         self._device_index: dict[str, str] = {}
         self._index_built_at: float | None = None
         self._index_lock = asyncio.Lock()
+        self._shared_installations: SharedIndex[list[Installation]] | None = (
+            indexes("iometer.installations", list[Installation], ttl=index_refresh, check=_checked_installations)
+            if indexes is not None
+            else None
+        )
+        """With several replicas: the installations listing the device index is built from, loaded once
+        for the fleet (`_refresh_index`) and published by every full listing (`_installations`)."""
 
     def is_valid_id(self, upstream_id: str) -> bool:
         return _UUID.fullmatch(upstream_id) is not None
@@ -239,8 +249,21 @@ class IometerBackend:
     # --- meters ---------------------------------------------------------------------------------
 
     async def _installations(self) -> list[Installation]:
+        """Every installation, listed now. Refreshes the device index (and the fleet's copy of it)."""
+        installations = await self._list_installations()
+        built_at = self._clock()
+        self._adopt_index(installations, built_at)
+        if self._shared_installations is not None:
+            await self._shared_installations.publish(installations, built_at)
+        return installations
+
+    def _adopt_index(self, installations: list[Installation], built_at: float) -> None:
+        self._device_index = {d: i.id for i in installations for d in i.device_ids}
+        self._index_built_at = built_at
+
+    async def _list_installations(self) -> list[Installation]:
         """Every installation, offset page by offset page until an empty page (a short page is not
-        the end: the server may cap a page below the asked limit). Refreshes the device index."""
+        the end: the server may cap a page below the asked limit)."""
         installations: list[Installation] = []
         seen: set[str] = set()
         offset = 0
@@ -257,8 +280,6 @@ class IometerBackend:
             seen.update(i.id for i in fresh)
             installations.extend(fresh)
             offset += len(page)
-        self._device_index = {d: i.id for i in installations for d in i.device_ids}
-        self._index_built_at = self._clock()
         return installations
 
     async def list_meters(self) -> list[Meter]:
@@ -495,11 +516,18 @@ class IometerBackend:
 
         Single-flight: concurrent callers wait for the one listing in flight and then read the index
         it built. (Returning "not rebuilt" to a waiter used to make it conclude "not found" although
-        the listing it waited for had just added its device.)"""
+        the listing it waited for had just added its device.) With several replicas, the fleet's copy
+        listed within `index_refresh` seconds serves, and one replica lists for all."""
         async with self._index_lock:
             if self._index_built_at is not None and self._clock() - self._index_built_at < self._index_refresh:
                 return
-            await self._installations()
+            if self._shared_installations is None:
+                await self._installations()
+                return
+            installations, built_at = await self._shared_installations.load(
+                self._list_installations, max_age=self._index_refresh
+            )
+            self._adopt_index(installations, built_at)
 
     async def _device(self, installation_id: str, device_id: str) -> dict[str, Any] | None:
         data = await self._client.query(docs.DEVICE_STATUS, {"installationId": installation_id, "deviceId": device_id})
@@ -541,6 +569,19 @@ class IometerBackend:
 
     async def aclose(self) -> None:
         await self._client.aclose()
+
+
+def _checked_installations(installations: list[Installation]) -> None:
+    """Raises `ValueError` for a listing read back from the fleet's store that `_list_installations`
+    would not have built: ids not canonical lower-case UUIDs, an installation listed twice."""
+    ids = [i.id for i in installations]
+    if len(set(ids)) != len(ids):
+        raise ValueError("an installation listed twice")
+    for inst in installations:
+        every = [inst.id, *inst.device_ids, *(m.id for m in inst.meters)]
+        every += [m.device_id for m in inst.meters if m.device_id is not None]
+        if not all(_UUID.fullmatch(i) for i in every):
+            raise ValueError("an id that is not a lower-case UUID")
 
 
 def _meter_of(meter: Any) -> Meter:

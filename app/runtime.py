@@ -147,7 +147,9 @@ def _build_backend(w: Wiring, name: str, http: httpx.AsyncClient, fleet: Fleet |
         mode=w.mode,
         on_retry=lambda backend, reason: w.metrics.upstream_retries.labels(backend, reason).inc(),
         token_store=fleet.token_store if fleet is not None else None,
-        index_store=SharedIndexes(fleet.flight, budget=backend_deadline(w.settings), clock=w.clock)
+        # an index is loaded inside a vendor call whose own fleet wait already spent up to half the
+        # deadline: waiting on a peer's index load gets half of what is left, then lists here
+        index_store=SharedIndexes(fleet.flight, budget=backend_deadline(w.settings) / 2, clock=w.clock)
         if fleet is not None
         else None,
     )

@@ -277,3 +277,21 @@ async def test_an_expired_waltero_device_record_is_looked_up_once_for_the_fleet(
         again = await asyncio.gather(*(r.waltero._device_metadata(device) for r in replicas))
         assert again == records
         assert vendor.calls()["waltero:device"] == 2
+
+
+async def test_a_device_record_stored_under_another_device_is_not_served(any_redis):
+    async with backends(any_redis, 2) as ((a, b), vendor):
+        first, second = WALTERO_DEVICES[:2]
+        await a.waltero._device_metadata(first)
+        await a.waltero._device_metadata(second)
+        shared = a.waltero._shared_devices
+        assert shared is not None
+        entries = a.flight.entries
+        blob = await a.tier.call("test", lambda r: r.get(entries.key(shared.kind, shared.key(second))))  # type: ignore[attr-defined]
+        # a well-formed record, but of the other device: as a forger with write access would store it
+        await a.tier.call("test", lambda r: r.set(entries.key(shared.kind, shared.key(first)), blob))  # type: ignore[attr-defined]
+        looked_up = vendor.calls()["waltero:device"]
+        record = await b.waltero._device_metadata(first)
+        assert record.id == first
+        assert record == a.waltero._directory[first]
+        assert vendor.calls()["waltero:device"] == looked_up + 1  # asked of Waltero, not served

@@ -267,6 +267,8 @@ class WalteroBackend:
         device, seen = await self._shared_devices.load(
             lambda: self._device(device_id), max_age=DIRECTORY_TTL, part=device_id
         )
+        if device.id != device_id:  # not the record asked for (a forged entry): never served
+            return await self._device(device_id)
         self._directory[device.id] = device
         self._metadata_at[device.id] = seen
         return device

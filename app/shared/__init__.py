@@ -13,6 +13,9 @@
   by their deadline).
 - `tokens.SharedTokenStore`: one vendor login per token lifetime for the fleet, the token sealed at
   rest with a key derived from the vendor credential; a 401 drops the shared token once.
+- `indexes.SharedIndexes`: the adapters' indexes (installations, organizations, device directory and
+  records) loaded once for the fleet through the flight, kept for their refresh age, checked when
+  read back (`app.backends.base.SharedIndex` is what an adapter sees).
 - `lease.LeaderLease`, `lease.SharedWatermark`: the corrections poller runs on one replica at a time,
   and its watermark (in the lease's hash slot) survives a change of leader.
 - `bus.Broadcast`: pub/sub "value ready" wake-ups on one connection per replica, with keepalive PINGs.

@@ -21,7 +21,7 @@
 - `bus.Broadcast`: pub/sub "value ready" wake-ups on one connection per replica, with keepalive PINGs.
 - `evictions.EvictionBroadcast`: a correction bumps the generations and is appended to a Redis Stream
   every replica reads from its last id (catching up after a gap, or dropping what it may have missed).
-- `locks.FleetLock`: `SET NX PX` with a token, renewed by its live holder, expiring with a dead one.
+- `locks.FleetLock`: redis-py's `Lock` run through the tier, renewed by its live holder, expiring with a dead one.
 - `cursor_key.shared_cursor_secret`: one cursor signing key for the fleet when none is configured,
   written back when Redis lost it, with a few recent keys kept valid.
 - `fleet.Fleet`: all of the above wired for the app (the cache's `SharedTier` with fleet

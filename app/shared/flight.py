@@ -119,6 +119,7 @@ class FleetFlight:
             except SharedUnavailable:
                 return await self._local(kind, key, make), "local"
             if state == 2:
+                lock.adopt()  # a no-op when `acquire()` took it; the lookup script's taking otherwise
                 return await self._hold(kind, key, make, lock), "loaded"
             remaining = give_up - loop.time()
             if remaining <= 0:

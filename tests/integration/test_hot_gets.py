@@ -178,11 +178,13 @@ async def test_the_hot_path_sends_what_the_httpx_path_sends():
                 try:
                     await rig.client.telemetry(DEVICE, start, start + timedelta(days=7), ["energy_in", "energy out"])
                     await rig.client.changes("org-1", since=start, limit=5, cursor="a+b/c=")
+                    await rig.client.devices_page("org ä/%2F?", limit=1, offset=0)
                 finally:
                     request_id_var.reset(token)
-    hot, plain = seen[:2], seen[2:]
+    hot, plain = seen[:3], seen[3:]
     assert [target for target, _ in hot] == [target for target, _ in plain]
     assert b"energy_in%2Cenergy+out" in hot[0][0] and b"cursor=a%2Bb%2Fc%3D" in hot[1][0]
+    assert b"/organizations/org%20%C3%A4%2F%252F%3F/devices?" in hot[2][0]
     wanted = ("authorization", "user-agent", "accept", "accept-encoding", "x-request-id")
     for (_, sent), (_, reference) in zip(hot, plain, strict=True):
         assert {k: sent.get(k) for k in wanted} == {k: reference.get(k) for k in wanted}

@@ -397,10 +397,25 @@ def measure_decode_offload(pages: int = 20, rows: int = 1000) -> dict[str, Any]:
 # --- the app's vendor client against a bare aiohttp session (the size of the next miss-path lever) ------
 
 
+def _walter_client(base: str, http: httpx.AsyncClient) -> Any:
+    import time as clock
+
+    from pydantic import SecretStr
+
+    from app.backends.waltero.client import WalteroClient
+    from app.backends.waltero.emulator import DEMO_PASSWORD, DEMO_USERNAME
+    from app.backends.waltero.token import TokenManager
+
+    tokens = TokenManager(http, base, DEMO_USERNAME, SecretStr(DEMO_PASSWORD), clock=clock.time)
+    return WalteroClient(http, base, tokens, clock=clock.time)
+
+
 def measure_client_overhead(calls: int = 100, rounds: int = 5) -> dict[str, Any]:
     """CPU per telemetry call (a Waltero week, the facade's own chunk request) through the app's client
-    (httpx, the instrumented transport, httpx-aiohttp) and through a bare `aiohttp.ClientSession`, on
-    uvloop, in this process, the emulator in its own; interleaved rounds, medians."""
+    (httpx, the instrumented transport, httpx-aiohttp), its hot GETs (`HotGets`, the same session
+    without httpx's model) and a bare `aiohttp.ClientSession`; and a whole `WalteroClient.telemetry`
+    (auth, retries, metrics, log line, decoding) on the hot path and, with `hot` set aside, on httpx.
+    On uvloop, in this process, the emulator in its own; interleaved rounds, medians."""
     import aiohttp
     import uvloop
 
@@ -433,7 +448,32 @@ def measure_client_overhead(calls: int = 100, rounds: int = 5) -> dict[str, Any]
                 async with session.get(url, headers=headers) as r:
                     return await r.read()
 
-            paths = {"app_client": app_client, "bare_aiohttp": bare}
+            hot = client.hot
+            assert hot is not None
+
+            async def app_hot_get() -> bytes:
+                return (await hot.get(url, headers)).content
+
+            vendor = _walter_client(base, client)
+            c0 = math.floor((datetime.now(UTC) - timedelta(days=10)).timestamp() / WEEK) * WEEK
+            window = datetime.fromtimestamp(c0, UTC)  # the chunk `url` asks for
+            fields = ["meter.value.processed"]
+
+            async def waltero_hot() -> object:
+                vendor._hot = hot
+                return await vendor.telemetry(device, window, window + timedelta(days=7), fields)
+
+            async def waltero_httpx() -> object:
+                vendor._hot = None
+                return await vendor.telemetry(device, window, window + timedelta(days=7), fields)
+
+            paths = {
+                "app_client": app_client,
+                "app_hot_get": app_hot_get,
+                "bare_aiohttp": bare,
+                "waltero_client_httpx": waltero_httpx,
+                "waltero_client_hot": waltero_hot,
+            }
             cpu: dict[str, list[float]] = {name: [] for name in paths}
             try:
                 for call in paths.values():

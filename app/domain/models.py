@@ -37,6 +37,12 @@ QUALITY_DESCRIPTION = (
 
 _SHARED_FIELDS_SETS: dict[frozenset[str], frozenset[str]] = {}
 _ALL_FIELDS: dict[type, frozenset[str]] = {}
+# `Resource.trusted` sets pydantic's slots through their descriptors (a row costs a third of a validation)
+_new = object.__new__
+_set = object.__setattr__
+_set_fields_set = BaseModel.__dict__["__pydantic_fields_set__"].__set__
+_set_extra = BaseModel.__dict__["__pydantic_extra__"].__set__
+_set_private = BaseModel.__dict__["__pydantic_private__"].__set__
 
 
 class Resource(BaseModel):
@@ -62,11 +68,11 @@ class Resource(BaseModel):
         if names is None:
             names = frozenset(cls.model_fields)
             names = _ALL_FIELDS[cls] = _SHARED_FIELDS_SETS.setdefault(names, names)
-        instance = cls.__new__(cls)
-        object.__setattr__(instance, "__dict__", fields)
-        object.__setattr__(instance, "__pydantic_fields_set__", names)
-        object.__setattr__(instance, "__pydantic_extra__", None)
-        object.__setattr__(instance, "__pydantic_private__", None)
+        instance = _new(cls)
+        _set(instance, "__dict__", fields)
+        _set_fields_set(instance, names)
+        _set_extra(instance, None)
+        _set_private(instance, None)
         return instance
 
 

@@ -59,7 +59,14 @@ from app.backends.waltero import shapes
 from app.backends.waltero.client import WalteroClient
 from app.backends.waltero.daily import BucketRule, LocalDay, local_days_of_call, segments_for
 from app.backends.waltero.feed import ChangesCursor, OrgBatch, feed_key, merge_feeds
-from app.backends.waltero.mapping import change_from_audit, meter_from_device, prefixed, quantity, unit_scale
+from app.backends.waltero.mapping import (
+    change_from_audit,
+    meter_from_device,
+    prefixed,
+    quantity,
+    readings_from_telemetry,
+    unit_scale,
+)
 from app.domain.models import Change, DailyConsumption, DeviceStatus, Meter, Reading
 from app.infra import tolerance
 from app.infra.errors import NotFound
@@ -307,21 +314,10 @@ class WalteroBackend:
             chunk_start = start
             while chunk_start < end and len(readings) < limit:
                 chunk_end = min(end, chunk_start + READINGS_CHUNK)
-                answer = await self.client.telemetry(device.id, chunk_start, chunk_end, [shapes.PROCESSED])
-                for point in sorted(answer.data, key=lambda p: p.timestamp):
-                    value = scale.apply(point.number(shapes.PROCESSED))
-                    if value is None or not chunk_start <= point.timestamp < chunk_end:
-                        continue
-                    readings.append(
-                        Reading(
-                            meter_id=meter_id,
-                            time=point.timestamp,
-                            quantity=kind,
-                            obis=None,
-                            value=value,
-                            unit=scale.unit,
-                        )
-                    )
+                values = await self.client.telemetry_values(device.id, chunk_start, chunk_end, shapes.PROCESSED)
+                readings += readings_from_telemetry(
+                    values, meter_id=meter_id, quantity=kind, scale=scale, start=chunk_start, end=chunk_end
+                )
                 chunk_start = chunk_end
             return readings
 

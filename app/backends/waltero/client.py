@@ -90,6 +90,12 @@ class WalteroClient:
     async def _get(
         self, path: str, params: dict[str, str], model: type[M], *, resource: str, organization_scoped: bool = False
     ) -> M:
+        body = await self._get_body(path, params, resource=resource, organization_scoped=organization_scoped)
+        return shapes.parse_json(body, model, resource)
+
+    async def _get_body(
+        self, path: str, params: dict[str, str], *, resource: str, organization_scoped: bool = False
+    ) -> bytes:
         hot = self._hot
         if hot is not None and hot.ready:
             target = self.url(path)
@@ -111,7 +117,7 @@ class WalteroClient:
                 raise error_for_response(
                     answer.as_httpx(), resource=resource, now=self._clock(), organization_scoped=organization_scoped
                 )
-            return shapes.parse_json(answer.content, model, resource)
+            return answer.content
 
         url = httpx.URL(self.url(path), params=params)  # parsed once, not again on each retry
 
@@ -127,7 +133,7 @@ class WalteroClient:
             raise error_for_response(
                 response, resource=resource, now=self._clock(), organization_scoped=organization_scoped
             )
-        return shapes.parse_json(response.content, model, resource)
+        return response.content
 
     # --- platform-api --------------------------------------------------------------------------------
     async def me(self) -> shapes.MeResponse:
@@ -183,6 +189,20 @@ class WalteroClient:
         return await self._get(
             shapes.telemetry_path(device_id), params, shapes.TelemetryResponse, resource=f"device {device_id}"
         )
+
+    async def telemetry_values(
+        self, device_id: str, start: datetime, end: datetime, field: str
+    ) -> list[shapes.TimedValue]:
+        """One field of `telemetry`: (time, number or None) per point, in the answer's order, decoded in
+        one pass (`shapes.parse_telemetry_values`)."""
+        params = {
+            shapes.START_DATE: shapes.format_wire_time(start),
+            shapes.END_DATE: shapes.format_wire_time(end),
+            shapes.FIELDS: field,
+        }
+        resource = f"device {device_id}"
+        body = await self._get_body(shapes.telemetry_path(device_id), params, resource=resource)
+        return shapes.parse_telemetry_values(body, field, resource)
 
     async def changes(
         self, org_id: str, *, since: datetime, limit: int, cursor: str | None = None

@@ -182,10 +182,11 @@ class EpochParser:
     """Epoch seconds of a page's times, for the daily derivation: what `TimeParser(text).timestamp()`
     gives, and the same refusals.
 
-    A page in the pinned form `YYYY-MM-DDTHH:MM:SSZ` (docs/vendors/iometer.md) is read from two small
-    tables, a day's first second and a time of day, each entry parsed once by `parse_rfc3339` (a string
-    of that form is valid exactly when both halves are, and means their sum); any other page goes
-    through `TimeParser`, string by string. Remembers at most `LIMIT` days and times of day."""
+    A page of 20-character times (the pinned `YYYY-MM-DDTHH:MM:SSZ`, docs/vendors/iometer.md) is read
+    from two small tables, `YYYY-MM-DDT` to that day's first second and `HH:MM:SSZ` to a time of day,
+    each entry parsed once by `parse_rfc3339` (at that length a time is valid exactly when both halves
+    are, and means their sum); any other page goes through `TimeParser`, string by string. Remembers
+    at most `LIMIT` days and times of day."""
 
     LIMIT = 100_000
 
@@ -196,9 +197,9 @@ class EpochParser:
 
     def page(self, texts: list[str]) -> list[float]:
         """`texts` (strings) as epoch seconds; raises `UpstreamBadResponse` for a time that is not RFC 3339."""
-        if texts and _pinned_times(texts):
+        if texts and set(map(len, texts)) == {20}:
             days, clocks = list(map(_DAY, texts)), list(map(_CLOCK, texts))
-            if self._learn(self._days, days, "{}T00:00:00Z") and self._learn(self._clocks, clocks, "1970-01-01T{}Z"):
+            if self._learn(self._days, days, "{}00:00:00Z") and self._learn(self._clocks, clocks, "1970-01-01T{}"):
                 return list(map(add, map(self._days.__getitem__, days), map(self._clocks.__getitem__, clocks)))
         return [self._other(text).timestamp() for text in texts]
 
@@ -216,12 +217,7 @@ class EpochParser:
         return True
 
 
-_DAY, _CLOCK = itemgetter(slice(0, 10)), itemgetter(slice(11, 19))
-_AT_10, _AT_19 = itemgetter(10), itemgetter(19)
-
-
-def _pinned_times(texts: list[str]) -> bool:
-    return set(map(len, texts)) == {20} and set(map(_AT_10, texts)) == {"T"} and set(map(_AT_19, texts)) == {"Z"}
+_DAY, _CLOCK = itemgetter(slice(0, 11)), itemgetter(slice(11, 20))
 
 
 class RegisterPage(NamedTuple):
@@ -308,39 +304,34 @@ def _pinned_registers(
         if not (
             _types(texts) <= _STR
             and (meter_ids is None or _types(meter_ids) <= _STR)
-            and _types(codes) <= _STR
-            and _types(units) <= _STR
             and _types(numbers) <= _NUMBERS
             and math.isfinite(sum(numbers))  # a NaN or an infinity anywhere makes the sum one
         ):
             return None
     except (KeyError, TypeError, OverflowError):
         return None
+    n = len(lists)
+    width = len(lists[0]) if lists else 0
+    if list(map(len, lists)) == [width] * n and codes == codes[:width] * n and units == units[:width] * n:
+        # the usual page: every reading lists the same registers in the same units (checked as sent)
+        return _uniform(texts, meter_ids, numbers, codes[:width], units[:width], n)
+    if not (_types(codes) <= _STR and _types(units) <= _STR):
+        return None
     counts = Counter(codes)
     medium = {code: _MEDIUM_OF_REGISTER.get(decimal_obis(code)) for code in counts}
     lengths = list(map(len, lists))
     starts = list(accumulate(lengths[:-1], initial=0)) if lengths else []
-    registers: list[int | None]
-    if 0 not in lengths and {medium[code] for code in set(map(codes.__getitem__, starts))} <= {"electricity"}:
-        registers = list(starts)  # the pinned order: each reading's electricity register first
-    else:
-        registers = [_register_index(codes, medium, start, n) for start, n in zip(starts, lengths, strict=True)]
+    registers = [_register_index(codes, medium, start, k) for start, k in zip(starts, lengths, strict=True)]
     exponents: dict[tuple[str, str], int] = {}
     for at in set(registers):
         if at is None:
             continue
-        unit_as_sent, facade_unit = units[at], UNIT_BY_MEDIUM[medium[codes[at]] or "electricity"]
-        exponent = (_ENERGY_TO_KWH if facade_unit == "kWh" else _VOLUME_TO_M3).get(unit_as_sent)
-        if exponent is None:  # another spelling, or a unit we cannot convert: the general path decides
+        facade_unit = UNIT_BY_MEDIUM[medium[codes[at]] or "electricity"]
+        exponent = _exponent(units[at], facade_unit)
+        if exponent is None:
             return None
-        exponents[(unit_as_sent, facade_unit)] = exponent
-    if len(exponents) == 1 and None not in registers:
-        ((_, facade_unit), exponent), *_ = exponents.items()
-        picked = list(map(numbers.__getitem__, registers))  # type: ignore[arg-type]
-        values: list[float | None] = list(_scale_all(picked, exponent))
-        same_unit: list[str | None] = [facade_unit] * len(values)
-        return texts, meter_ids, values, same_unit, counts
-    values = []
+        exponents[(units[at], facade_unit)] = exponent
+    values: list[float | None] = []
     out_units: list[str | None] = []
     for at in registers:
         if at is None:
@@ -351,6 +342,32 @@ def _pinned_registers(
         values.append(_scale(numbers[at], exponents[(units[at], facade_unit)]))
         out_units.append(facade_unit)
     return texts, meter_ids, values, out_units, counts
+
+
+def _uniform(
+    texts: list[str], meter_ids: list[str] | None, numbers: list[Any], codes: list[str], units: list[str], n: int
+) -> tuple[list[str], list[str] | None, list[float | None], list[str | None], Counter[str]] | None:
+    """`_pinned_registers` of a page whose `n` readings all have the registers `codes` in `units`."""
+    if not (_types(codes) <= _STR and _types(units) <= _STR):
+        return None
+    counts = Counter({code: count * n for code, count in Counter(codes).items()})
+    medium = {code: _MEDIUM_OF_REGISTER.get(decimal_obis(code)) for code in counts}
+    at = _register_index(codes, medium, 0, len(codes))
+    if at is None:
+        return texts, meter_ids, [None] * n, [None] * n, counts
+    facade_unit = UNIT_BY_MEDIUM[medium[codes[at]] or "electricity"]
+    exponent = _exponent(units[at], facade_unit)
+    if exponent is None:
+        return None
+    values: list[float | None] = list(_scale_all(numbers[at :: len(codes)], exponent))
+    same_unit: list[str | None] = [facade_unit] * n
+    return texts, meter_ids, values, same_unit, counts
+
+
+def _exponent(unit: str, facade_unit: str) -> int | None:
+    """The exponent of a register's unit spelt exactly as pinned; None for another spelling or a unit we
+    cannot convert (the general path decides those)."""
+    return (_ENERGY_TO_KWH if facade_unit == "kWh" else _VOLUME_TO_M3).get(unit)
 
 
 def _register_index(codes: list[str], medium: dict[str, str | None], start: int, n: int) -> int | None:

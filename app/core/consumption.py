@@ -28,7 +28,16 @@ from app.core.chunks import ReadingChunks
 from app.core.fanout import fan_out, gather_rows
 from app.core.pagers import Pager
 from app.core.routing import BackendRouter
-from app.domain.intervals import RESOLUTIONS, Plausibility, boundaries, derive, epoch, group_sums, plausible
+from app.domain.intervals import (
+    RESOLUTIONS,
+    Plausibility,
+    boundaries,
+    day_seconds,
+    derive,
+    epoch,
+    group_sums,
+    plausible,
+)
 from app.domain.intervals import DerivedConsumption as Derived
 from app.domain.models import BackendError, DailyConsumption, IntervalConsumption, Meter
 from app.guard.guarded import GuardedBackend
@@ -174,10 +183,7 @@ class ConsumptionService:
             if row.consumption is not None:
                 seconds = hours.get(row.date)
                 if seconds is None:
-                    first = local_midnight(row.date, tz)
-                    seconds = hours[row.date] = (
-                        local_midnight(row.date + timedelta(days=1), tz) - first
-                    ).total_seconds()
+                    seconds = hours[row.date] = day_seconds(row.date, tz)
                 if not self.plausibility.surely_plausible(row.consumption, row.unit, seconds):
                     if media is None:
                         try:

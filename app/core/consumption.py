@@ -176,15 +176,17 @@ class ConsumptionService:
         no flush). The meter's medium is looked up (the cached listing) only for a figure above the
         bound of some medium of its unit; when the listing fails, the loosest bound of the unit serves."""
         media: dict[str, str] | None = None
-        hours: dict[date, float] = {}
+        dates = [row.date for row in rows if row.consumption is not None]
+        hours = day_seconds(min(dates), max(dates) + timedelta(days=1), tz) if dates else {}
+        limits: dict[tuple[str | None, float], float | None] = {}  # `sure_limit` of each unit and day length
         out: list[DailyConsumption] = []
         for row in rows:
             bound = None
             if row.consumption is not None:
-                seconds = hours.get(row.date)
-                if seconds is None:
-                    seconds = hours[row.date] = day_seconds(row.date, tz)
-                if not self.plausibility.surely_plausible(row.consumption, row.unit, seconds):
+                seconds = hours[row.date]
+                key = (row.unit, seconds)
+                limit = limits[key] if key in limits else limits.setdefault(key, self.plausibility.sure_limit(*key))
+                if limit is not None and not row.consumption <= limit:  # not `surely_plausible`
                     if media is None:
                         try:
                             meters, _ = await self._all_meters(b)

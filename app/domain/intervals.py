@@ -41,8 +41,8 @@ from collections import OrderedDict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta, timezone
-from itertools import accumulate, pairwise
-from operator import sub
+from itertools import accumulate, islice, pairwise
+from operator import le, sub
 from typing import Literal, get_args
 from zoneinfo import ZoneInfo
 
@@ -197,9 +197,13 @@ MIDNIGHTS = MidnightTable(limit=4 * 1024 * 1024)
 """The process's local-midnight table: 4 MiB is about a hundred zone-years."""
 
 
-def day_seconds(day: date, tz: ZoneInfo) -> float:
-    """How long local `day` lasts in `tz`, in seconds (82,800 on a spring-forward day in Europe/Berlin)."""
-    return (MIDNIGHTS.day(day + timedelta(days=1), tz) - MIDNIGHTS.day(day, tz)).total_seconds()
+def day_seconds(start: date, end: date, tz: ZoneInfo) -> dict[date, float]:
+    """How long each local day of `[start, end)` lasts in `tz`, in seconds (82,800 on a spring-forward
+    day in Europe/Berlin)."""
+    return {
+        start + timedelta(days=i): (b - a).total_seconds()
+        for i, (a, b) in enumerate(pairwise(MIDNIGHTS.days(start, end, tz)))
+    }
 
 
 def day_boundaries(start: date, end: date, tz: ZoneInfo) -> list[datetime]:
@@ -305,6 +309,8 @@ def clean(times: Sequence[float], values: Sequence[float]) -> Register:
     `times` strictly ascending (use `ordered` first)."""
     if len(times) != len(values):
         raise ValueError("times and values must have the same length")
+    if all(map(le, values, islice(values, 1, None))):  # the usual register, only rising: every reading kept
+        return Register(list(times), list(values), [0] * max(0, len(values) - 1), [])
     n = len(values)
     kept: list[int] = []
     flags: list[int] = []  # flags[k - 1] belongs to the step into kept[k]
@@ -478,10 +484,14 @@ class Plausibility:
     def surely_plausible(self, consumption: float, unit: str | None, seconds: float) -> bool:
         """True when `consumption` is within the bound of every medium measured in `unit` (so the meter's
         medium need not be looked up)."""
-        rates = [self.per_hour.get(m) for m in MEDIA_OF_UNIT.get(unit or "", ())]
-        if not rates:
-            return True
-        return all(r is None or consumption <= r * seconds / 3600 for r in rates)
+        limit = self.sure_limit(unit, seconds)
+        return limit is None or consumption <= limit
+
+    def sure_limit(self, unit: str | None, seconds: float) -> float | None:
+        """The largest figure within the bound of every medium measured in `unit` over `seconds` (the
+        tightest bound: `rate * seconds / 3600` rises with the rate), None when nothing bounds it."""
+        rates = [r for m in MEDIA_OF_UNIT.get(unit or "", ()) if (r := self.per_hour.get(m)) is not None]
+        return min(rates) * seconds / 3600 if rates else None
 
 
 def plausible(

@@ -6,8 +6,8 @@
   query, same token) replayed directly with a plain HTTP client, concurrency 1: the added latency.
 - `long_windows`: a year (or `days`) of daily rows of one IOmeter meter, in-process with the emulator in
   its own process, so the facade's own CPU (`time.process_time`) excludes the vendor's: cold (fresh
-  caches), warm (the same request again), and the monthly rows of the same range warm; the vendor calls
-  of the cold request.
+  caches), warm (the same request again), and the monthly rows of the same range warm (the first such
+  request, and the median of ten more under distinct queries); the vendor calls of the cold request.
 - `mixed_tail`: hits alone, then hits and misses together (TTL 0, so each miss is a real vendor call
   with a week of points), on one worker and on `--workers 2` sharing Redis: each one's hit p99 against
   its hits alone.
@@ -177,7 +177,14 @@ async def _long_round(io_url: str, io_port: int, days: int) -> dict[str, float]:
 
         out["daily_rows"] = await timed("/consumption/daily", daily, "cold_daily")
         await timed("/consumption/daily", daily, "warm_daily")
-        out["monthly_rows"] = await timed("/consumption", monthly, "warm_monthly")
+        out["monthly_rows"] = await timed("/consumption", monthly, "warm_monthly_first")
+        # the same rows again under distinct queries (`limit`), so each misses the response cache and sums
+        # the cached daily answer by month: one request's CPU is a few ms, so take the median of ten
+        monthly_cpu = []
+        for i in range(10):
+            await timed("/consumption", f"{monthly}&limit={100 + i}", "warm_monthly")
+            monthly_cpu.append(out["warm_monthly_cpu_ms"])
+        out["warm_monthly_cpu_ms"] = statistics.median(monthly_cpu)
     return out
 
 
@@ -299,8 +306,8 @@ def render(r: dict[str, Any]) -> list[str]:
         )
         lines.append(f"| ... the same, warm | {lw['warm_daily_cpu_ms']:.2f} ms CPU | - | - |")
         lines.append(
-            f"| ... monthly rows of the same range, warm | {lw['warm_monthly_cpu_ms']:.2f} ms CPU | <= 5 ms | "
-            f"{'yes' if lw['warm_monthly_cpu_ms'] <= 5 else 'no'} |"
+            f"| ... monthly rows of the same range, warm | {lw['warm_monthly_cpu_ms']:.2f} ms CPU (the first such "
+            f"request {lw['warm_monthly_first_cpu_ms']:.2f} ms) | <= 5 ms | {'yes' if lw['warm_monthly_cpu_ms'] <= 5 else 'no'} |"
         )
     t = r.get("mixed_tail")
     if t and "skipped" in t:

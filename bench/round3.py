@@ -154,7 +154,7 @@ async def _long_round(io_url: str, io_port: int, days: int) -> dict[str, float]:
         FACADE_CHANGES_POLL=0,
         FACADE_REQUEST_DEADLINE=120,
     )
-    app = create_app(settings)
+    app = create_app(settings, freeze_gc=True)  # as the served process (app.main)
     client = InProcess(app, KEY)
     out: dict[str, float] = {}
     async with app.router.lifespan_context(app):

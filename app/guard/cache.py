@@ -26,7 +26,7 @@ import asyncio
 import functools
 import sys
 from collections.abc import Awaitable, Callable, Hashable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any, Generic, Literal, Protocol, TypeVar
 
@@ -57,6 +57,28 @@ class CacheEntry(Generic[V]):
     """Loaded from the shared tier (another replica's load): no vendor call was made for it here."""
     stale: bool = False
     """The load failed with an `UpstreamError` and this is the fleet's copy inside its stale window."""
+
+
+@dataclass(slots=True, eq=False)
+class _Flight:
+    """One load in flight and the futures of the callers waiting for it."""
+
+    task: asyncio.Task[None] | None = None
+    waiters: list[asyncio.Future[CacheEntry[Any]]] = field(default_factory=list)
+
+    def end(self, entry: CacheEntry[Any] | None, error: BaseException | None) -> None:
+        """Hand every waiter the load's entry, or its error (both None: the load was cancelled)."""
+        waiters, self.waiters = self.waiters, []
+        for waiter in waiters:
+            if waiter.done():
+                continue
+            if error is not None:
+                waiter.set_exception(error)
+                waiter.exception()  # mark retrieved: a waiter cancelled meanwhile must not warn
+            elif entry is not None:
+                waiter.set_result(entry)
+            else:
+                waiter.cancel()
 
 
 class SharedTier(Protocol):
@@ -168,9 +190,7 @@ class SingleFlightCache:
         self._entries: TLRUCache[Hashable, CacheEntry[Any]] = TLRUCache(
             max_bytes, ttu=_stale_until, timer=timer, getsizeof=self._weight
         )
-        self._inflight: dict[Hashable, asyncio.Future[CacheEntry[Any]]] = {}
-        self._waiters: dict[Hashable, int] = {}
-        self._tasks: dict[Hashable, asyncio.Task[None]] = {}
+        self._inflight: dict[Hashable, _Flight] = {}
         self._lookups = {r: metrics.cache_lookups.labels(name, r) for r in ("hit", "miss", "stale", "coalesced")}
         self._coalesced = metrics.coalesced.labels(name)
         self.tier = tier
@@ -236,20 +256,23 @@ class SingleFlightCache:
             if entry.missing is not None:
                 raise entry.missing
             return entry, "HIT"
-        future = self._inflight.get(key)
-        if future is None:
+        loop = asyncio.get_running_loop()
+        flight = self._inflight.get(key)
+        if flight is None:
             self._lookups["miss"].inc()
-            future = asyncio.get_running_loop().create_future()
-            self._inflight[key] = future
-            self._tasks[key] = asyncio.create_task(self._load(key, load, ttl, tags, future))
+            flight = self._inflight[key] = _Flight()
+            flight.task = loop.create_task(self._load(key, load, ttl, tags, flight))
             outcome: CacheResult = "MISS"
         else:
             self._lookups["coalesced"].inc()
             self._coalesced.inc()
             outcome = "HIT"
-        self._waiters[key] = self._waiters.get(key, 0) + 1
+        # Each caller waits on a future of its own, resolved by the load: a caller cancelled while it
+        # waits cancels only its own future, never the load (what `asyncio.shield` did, for less).
+        waiter: asyncio.Future[CacheEntry[Any]] = loop.create_future()
+        flight.waiters.append(waiter)
         try:
-            entry = await asyncio.shield(future)
+            entry = await waiter
             if entry.stale:  # the fleet's stale copy, served because the vendor failed
                 self._lookups["stale"].inc()
                 return entry, "STALE"
@@ -261,14 +284,12 @@ class SingleFlightCache:
                 return stale, "STALE"
             raise
         finally:
-            left = self._waiters[key] - 1
-            if left:
-                self._waiters[key] = left
-            else:
-                del self._waiters[key]
-                task = self._tasks.get(key)
-                if task is not None and not future.done():
-                    task.cancel()  # every caller has gone: stop calling the vendor for nobody
+            if not waiter.done() or waiter.cancelled():  # this caller left before the load ended
+                waiters = flight.waiters
+                if waiter in waiters:
+                    waiters.remove(waiter)
+                    if not waiters and flight.task is not None:
+                        flight.task.cancel()  # every caller has gone: stop calling the vendor for nobody
 
     async def _make_entry(
         self,
@@ -294,34 +315,26 @@ class SingleFlightCache:
         load: Callable[[], Awaitable[V]],
         ttl: float | Callable[[V], float],
         tags: Iterable[str] | Callable[[V], Iterable[str]],
-        future: asyncio.Future[CacheEntry[Any]],
+        flight: _Flight,
     ) -> None:
         try:
             make = functools.partial(self._make_entry, load, ttl, tags)
             entry = await (self.tier.load_through(self.name, key, make) if self.tier is not None else make())
         except asyncio.CancelledError:  # every caller left, or shutdown: waiters see the cancellation
-            future.cancel()
+            flight.end(None, None)
             raise
         except Exception as exc:  # delivered to every waiter; nothing is cached
-            if not future.done():
-                future.set_exception(exc)
-                future.exception()  # mark retrieved: a load nobody awaits any more must not warn
+            flight.end(None, exc)
         else:
             if entry.fresh_until > entry.created and entry.size <= self._max_entry:
                 previous = self._entries.get(key)
                 if previous is not None:
                     previous.current = False
                 self._entries[key] = entry
-            if not future.done():
-                if entry.missing is not None:
-                    future.set_exception(entry.missing)
-                    future.exception()
-                else:
-                    future.set_result(entry)
+            flight.end(entry, entry.missing)
         finally:
-            if self._inflight.get(key) is future:
+            if self._inflight.get(key) is flight:
                 del self._inflight[key]
-                self._tasks.pop(key, None)
 
     def evict_tagged(self, tags: set[str]) -> int:
         """Drop every entry carrying any of `tags` (including its stale copy). Returns how many."""
@@ -340,7 +353,7 @@ class SingleFlightCache:
         self._entries.clear()
 
     async def aclose(self) -> None:
-        tasks = list(self._tasks.values())
+        tasks = [flight.task for flight in self._inflight.values() if flight.task is not None]
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)

@@ -80,6 +80,47 @@ async def test_a_caller_going_away_does_not_cancel_the_shared_load():
     assert cache.peek("k") is entry  # the result landed for later callers too
 
 
+async def test_the_load_is_cancelled_once_every_caller_has_gone():
+    cache = make(FakeClock())
+    started = asyncio.Event()
+    outcome = []
+    loads = 0
+
+    async def load():
+        nonlocal loads
+        loads += 1
+        started.set()
+        try:
+            await asyncio.Event().wait()  # a vendor that never answers
+        except asyncio.CancelledError:
+            outcome.append("cancelled")
+            raise
+        return "v"
+
+    callers = [asyncio.create_task(cache.get_or_load("k", load, ttl=10)) for _ in range(3)]
+    await asyncio.wait_for(started.wait(), 5)
+    for caller in callers[:2]:
+        caller.cancel()
+    for _ in range(3):
+        await asyncio.sleep(0)
+    assert outcome == []  # one caller still waits: the load goes on
+    assert cache.inflight == 1
+    callers[2].cancel()
+    for _ in range(3):
+        await asyncio.sleep(0)
+    assert outcome == ["cancelled"]
+    assert cache.inflight == 0
+    for caller in callers:
+        with pytest.raises(asyncio.CancelledError):
+            await caller
+
+    async def quick():
+        return "w"
+
+    entry, result = await cache.get_or_load("k", quick, ttl=10)  # a later caller loads afresh
+    assert (entry.value, result, loads) == ("w", "MISS", 1)
+
+
 async def test_stale_if_error_serves_expired_entry_then_gives_up():
     clock = FakeClock()
     cache = make(clock, stale=600)

@@ -16,8 +16,9 @@ import math
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime
+from typing import cast
 
-from app.backends.base import ChunkedReadings, RegisterValues, WindowedReadings, settled_at
+from app.backends.base import ChunkedReadings, LateReadings, RegisterValues, WindowedReadings, settled_at
 from app.domain.models import Meter, Reading
 from app.guard.guarded import GuardedBackend
 from app.guard.provenance import Provenance
@@ -45,6 +46,18 @@ class Chunk:
     that ends by then is known to be empty and is not asked for."""
 
 
+@dataclass(frozen=True, slots=True)
+class _Traits:
+    """What a backend's readings are like (its capability protocols, checked once)."""
+
+    seconds: int
+    """A chunk's length."""
+    windowed: bool
+    """`WindowedReadings`: a chunk is one whole-window read."""
+    late: bool
+    """`LateReadings`: a window settles `late_window` after its end (`settled_at`)."""
+
+
 class ReadingChunks:
     def __init__(
         self,
@@ -58,14 +71,22 @@ class ReadingChunks:
         self.clock = clock
         self._ttl = ttl
         self._settled = settled
-        self._seconds: dict[GuardedBackend, int] = {}
+        self._known: dict[GuardedBackend, _Traits] = {}
+
+    def _traits(self, b: GuardedBackend) -> _Traits:
+        """What `b`'s backend is, decided once: a protocol `isinstance` costs some 35 µs, and a miss
+        asked up to six of them."""
+        traits = self._known.get(b)
+        if traits is None:
+            backend = b.backend
+            days = backend.readings_chunk_days if isinstance(backend, ChunkedReadings) else 1
+            traits = self._known[b] = _Traits(
+                86400 * max(1, int(days)), isinstance(backend, WindowedReadings), isinstance(backend, LateReadings)
+            )
+        return traits
 
     def _chunk_seconds(self, b: GuardedBackend) -> int:
-        seconds = self._seconds.get(b)
-        if seconds is None:  # decided once per backend: a protocol `isinstance` costs ~4 % of a miss
-            days = b.backend.readings_chunk_days if isinstance(b.backend, ChunkedReadings) else 1
-            seconds = self._seconds[b] = 86400 * max(1, int(days))
-        return seconds
+        return self._traits(b).seconds
 
     def _chunk_starts(self, b: GuardedBackend, start: datetime, end: datetime) -> list[float]:
         size = self._chunk_seconds(b)
@@ -75,11 +96,14 @@ class ReadingChunks:
     def _chunk_loader(self, b: GuardedBackend, upstream: str, c0: float) -> Callable[[], Awaitable[Chunk]]:
         c1 = c0 + self._chunk_seconds(b)
         backend = b.backend
+        windowed = self._traits(b).windowed
 
         async def load() -> Chunk:
             next_time: datetime | None = None
-            if isinstance(backend, WindowedReadings):  # a backend's cheaper whole-window read
-                rows, next_time = await backend.readings_window(upstream, from_epoch(c0), from_epoch(c1))
+            if windowed:  # a backend's cheaper whole-window read
+                rows, next_time = await cast(WindowedReadings, backend).readings_window(
+                    upstream, from_epoch(c0), from_epoch(c1)
+                )
             else:
                 rows = await b.backend.readings(upstream, from_epoch(c0), from_epoch(c1), None, CHUNK_LIMIT)
             if any(y.time <= x.time for x, y in itertools.pairwise(rows)):  # vendors mostly send them ascending
@@ -101,10 +125,13 @@ class ReadingChunks:
                 return chunk, provenance
             async with asyncio.timeout(b.deadline):
                 return await b.call(load), Provenance()
-        end = c0 + self._chunk_seconds(b)
+        traits = self._traits(b)
+        end = c0 + traits.seconds
         settled = self._settled(b, end) if self._settled is not None else None
-        ttl = settled if settled is not None else self._ttl(settled_at(b.backend, from_epoch(end)))
-        return await b.cached("readings", ("chunk", upstream, c0), load, ttl=ttl, tags=(meter_id,))
+        if settled is None:
+            ends = from_epoch(end)
+            settled = self._ttl(settled_at(b.backend, ends) if traits.late else ends)
+        return await b.cached("readings", ("chunk", upstream, c0), load, ttl=settled, tags=(meter_id,))
 
     async def chunked(
         self,

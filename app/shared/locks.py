@@ -64,21 +64,27 @@ class FleetLock:
 
     @contextlib.asynccontextmanager
     async def renewed(self) -> AsyncIterator[None]:
-        """While the body runs, renew the (acquired) lock every `ttl / 3`; release it after."""
-        keeper = asyncio.get_running_loop().create_task(self._keep())
+        """While the body runs, renew the (acquired) lock every `ttl / 3`; release it after. The renewing
+        task starts only when the first renewal is due: most bodies (a vendor call) end before."""
+        loop = asyncio.get_running_loop()
+        keeper: list[asyncio.Task[None]] = []
+        due = loop.call_later(self.ttl_ms / 3000, lambda: keeper.append(loop.create_task(self._keep())))
         try:
             yield
         finally:
-            keeper.cancel()
-            await asyncio.gather(keeper, return_exceptions=True)
+            due.cancel()
+            for task in keeper:
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
             await self.release()
 
     async def _keep(self) -> None:
+        """Renew now, then every `ttl / 3`, until the lock is no longer this holder's."""
         while True:
-            await asyncio.sleep(self.ttl_ms / 3000)
             try:
                 await self.tier.call(f"{self._operation}_renew", lambda r: self._lock.reacquire())
             except SharedUnavailable:
-                continue
+                pass  # Redis away: try again at the next renewal
             except LockError:  # expired and taken by another holder (or gone): ours no longer
                 return
+            await asyncio.sleep(self.ttl_ms / 3000)

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
-from typing import Any, Literal, Protocol, TypeVar, runtime_checkable
+from typing import Any, Literal, Protocol, TypeVar, cast, runtime_checkable
 from zoneinfo import ZoneInfo
 
 from app.domain.models import Change, DailyConsumption, DeviceStatus, Meter, Reading
@@ -208,6 +208,14 @@ class LateReadings(Protocol):
 def settled_at(backend: object, end: datetime) -> datetime:
     """When the data of a window ending at `end` stops changing: `end`, or later for `LateReadings`
     (so caching a window as past data waits for its late uploads)."""
-    if isinstance(backend, LateReadings):
-        return end + timedelta(seconds=backend.late_window)
+    late = _LATE_BY_TYPE.get(type(backend))
+    if late is None:  # a protocol isinstance costs tens of microseconds: asked once per adapter class
+        late = _LATE_BY_TYPE[type(backend)] = isinstance(backend, LateReadings)
+    if late:
+        return end + timedelta(seconds=cast(LateReadings, backend).late_window)
     return end
+
+
+_LATE_BY_TYPE: dict[type, bool] = {}
+"""Whether an adapter class is `LateReadings` (its attributes are set in `__init__`); keyed by the
+vendors' classes, so it holds a handful of entries."""

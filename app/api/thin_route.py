@@ -57,14 +57,22 @@ class ThinRoute(routing.APIRoute):
     def get_route_handler(self) -> Handler:
         fallback = super().get_route_handler()
         effective = _effective(self)
+        if effective is None:
+            return fallback
         return thin_handler(effective.dependant, effective.dependency_overrides_provider, fallback) or fallback
 
 
 def _effective(route: routing.APIRoute) -> Any:
-    """The route as included in its app (with the including router's dependencies), as FastAPI's own
-    `get_route_handler` sees it while `include_router` builds the handler; the route itself otherwise."""
+    """The route as included in its app, with the including router's dependencies (`known_parameters_only`):
+    FastAPI builds an included route's handler lazily, with that context in a private `ContextVar`, the
+    way its own `get_route_handler` reads it; the route itself when it is not being included. None when
+    this FastAPI has no such variable (another version): without it the including router's dependencies
+    could be missed, so the route keeps FastAPI's handler (and `tests/unit/test_thin_route.py` fails on
+    the lost speed, never on lost checks)."""
     context_var = getattr(routing, "_effective_route_context_var", None)
-    context = context_var.get() if context_var is not None else None
+    if context_var is None:
+        return None
+    context = context_var.get()
     if context is not None and getattr(context, "original_route", None) is route:
         return context
     return route

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import random
 import time
@@ -112,12 +113,15 @@ def create_app(
     transports: Mapping[str, httpx.AsyncBaseTransport] | None = None,
     emulators: Mapping[str, Emulator] | None = None,
     backend_factories: Mapping[str, BackendFactory] | None = None,
+    freeze_gc: bool = False,
 ) -> FacadeApp:
     """The ASGI app. Raises `ConfigurationError` (saying what to set) when `settings` cannot work.
 
     `transports` replaces the network transport per backend (tests); in sandbox mode the emulators'
     ASGI apps are the transports (`emulators` may be passed in to share them with a test).
-    `backend_factories` replaces the registry's vendors (tests with fake backends)."""
+    `backend_factories` replaces the registry's vendors (tests with fake backends).
+    `freeze_gc` (the served process, `app.main`): once started, what exists is frozen out of the garbage
+    collector's generations (`gc.freeze()`, undone at shutdown)."""
     vendors.validate_startup(settings)
     transports = dict(transports or {})
     emulator_loop = None
@@ -159,9 +163,17 @@ def create_app(
         )
         async with build_runtime(wiring) as runtime:
             facade._runtime = runtime
+            if freeze_gc:
+                # Everything built so far (modules, the app, its runtime: some 100k objects) lives as
+                # long as the process: moved out of the collector's generations, a full collection set
+                # off by a large vendor answer no longer walks it (README "Performance", long windows).
+                gc.collect()
+                gc.freeze()
             try:
                 yield {"runtime": runtime}
             finally:
+                if freeze_gc:
+                    gc.unfreeze()
                 facade._runtime = None
                 facade.responses.clear()
 

@@ -37,7 +37,7 @@ def _build() -> FacadeApp:
         configure_logging(settings.log_level, all_secrets(settings))
         # the server loop's own bound (uvicorn `--http app.api.middleware.header_limit:HeaderLimitedHttpToolsProtocol`)
         HeaderLimitedHttpToolsProtocol.max_head_bytes = settings.max_header_bytes
-        return create_app(settings)
+        return create_app(settings, freeze_gc=True)  # the served process: see `create_app`
     except ConfigurationError as exc:
         _refuse(f"meter-facade cannot start: {exc}")
 

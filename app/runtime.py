@@ -19,7 +19,7 @@ from typing import Any, Literal
 import httpx
 
 from app.backends import registry as vendors
-from app.backends.base import Backend
+from app.backends.base import Backend, IndexStore
 from app.backends.http import Sleep
 from app.backends.registry import BackendContext, Emulator
 from app.core.caches import Caches, build_caches
@@ -38,6 +38,7 @@ from app.infra.upstream import build_client
 from app.live.hub import Hub
 from app.live.metrics import LiveMetrics
 from app.live.wiring import create_hub
+from app.shared.indexes import SharedIndexes
 from app.shared.tokens import SharedTokenStore
 
 log = logging.getLogger("app")
@@ -146,6 +147,11 @@ def _build_backend(w: Wiring, name: str, http: httpx.AsyncClient, fleet: Fleet |
         mode=w.mode,
         on_retry=lambda backend, reason: w.metrics.upstream_retries.labels(backend, reason).inc(),
         token_store=fleet.token_store if fleet is not None else None,
+        # an index is loaded inside a vendor call whose own fleet wait already spent up to half the
+        # deadline: waiting on a peer's index load gets half of what is left, then lists here
+        index_store=SharedIndexes(fleet.flight, budget=backend_deadline(w.settings) / 2, clock=w.clock)
+        if fleet is not None
+        else None,
     )
     if w.backend_factories is not None:
         return w.backend_factories[name](ctx)
@@ -223,6 +229,7 @@ def backend_context(
     mode: Literal["live", "sandbox"],
     on_retry: Callable[[str, str], None] = lambda backend, reason: None,
     token_store: Callable[[str, str | None], SharedTokenStore | None] | None = None,
+    index_store: Callable[[str], IndexStore | None] | None = None,
 ) -> BackendContext:
     """What a vendor's `create_backend` gets, from the service settings."""
     return BackendContext(
@@ -237,6 +244,7 @@ def backend_context(
         retry_attempts=settings.retry_attempts,
         on_retry=on_retry,
         token_store=token_store,
+        index_store=index_store,
     )
 
 

@@ -20,7 +20,7 @@ KEY = "profile-key"
 
 async def _run(n: int) -> Profiler:
     configure_logging("INFO", stream=open(os.devnull, "w"))
-    app = create_app(Settings(FACADE_SANDBOX=True, FACADE_CHANGES_POLL=0, FACADE_API_KEYS=KEY))
+    app = create_app(Settings(FACADE_SANDBOX=True, FACADE_CHANGES_POLL=0, FACADE_API_KEYS=KEY), freeze_gc=True)
     client = InProcess(app, KEY)
 
     async with app.router.lifespan_context(app):

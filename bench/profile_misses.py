@@ -106,7 +106,7 @@ async def _run(base: str, n: int, profile: bool) -> tuple[float, Profiler | None
         FACADE_TTL_PAST=0,
         FACADE_TTL_RECENT=0,
     )
-    app = create_app(settings)
+    app = create_app(settings, freeze_gc=True)  # as the served process (app.main)
     client = InProcess(app, KEY)
 
     async with app.router.lifespan_context(app):

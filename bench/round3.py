@@ -6,8 +6,8 @@
   query, same token) replayed directly with a plain HTTP client, concurrency 1: the added latency.
 - `long_windows`: a year (or `days`) of daily rows of one IOmeter meter, in-process with the emulator in
   its own process, so the facade's own CPU (`time.process_time`) excludes the vendor's: cold (fresh
-  caches), warm (the same request again), and the monthly rows of the same range warm; the vendor calls
-  of the cold request.
+  caches), warm (the same request again), and the monthly rows of the same range warm (the first such
+  request, and the median of ten more under distinct queries); the vendor calls of the cold request.
 - `mixed_tail`: hits alone, then hits and misses together (TTL 0, so each miss is a real vendor call
   with a week of points), on one worker and on `--workers 2` sharing Redis: each one's hit p99 against
   its hits alone.
@@ -154,7 +154,7 @@ async def _long_round(io_url: str, io_port: int, days: int) -> dict[str, float]:
         FACADE_CHANGES_POLL=0,
         FACADE_REQUEST_DEADLINE=120,
     )
-    app = create_app(settings)
+    app = create_app(settings, freeze_gc=True)  # as the served process (app.main)
     client = InProcess(app, KEY)
     out: dict[str, float] = {}
     async with app.router.lifespan_context(app):
@@ -177,7 +177,14 @@ async def _long_round(io_url: str, io_port: int, days: int) -> dict[str, float]:
 
         out["daily_rows"] = await timed("/consumption/daily", daily, "cold_daily")
         await timed("/consumption/daily", daily, "warm_daily")
-        out["monthly_rows"] = await timed("/consumption", monthly, "warm_monthly")
+        out["monthly_rows"] = await timed("/consumption", monthly, "warm_monthly_first")
+        # the same rows again under distinct queries (`limit`), so each misses the response cache and sums
+        # the cached daily answer by month: one request's CPU is a few ms, so take the median of ten
+        monthly_cpu = []
+        for i in range(10):
+            await timed("/consumption", f"{monthly}&limit={100 + i}", "warm_monthly")
+            monthly_cpu.append(out["warm_monthly_cpu_ms"])
+        out["warm_monthly_cpu_ms"] = statistics.median(monthly_cpu)
     return out
 
 
@@ -299,8 +306,8 @@ def render(r: dict[str, Any]) -> list[str]:
         )
         lines.append(f"| ... the same, warm | {lw['warm_daily_cpu_ms']:.2f} ms CPU | - | - |")
         lines.append(
-            f"| ... monthly rows of the same range, warm | {lw['warm_monthly_cpu_ms']:.2f} ms CPU | <= 5 ms | "
-            f"{'yes' if lw['warm_monthly_cpu_ms'] <= 5 else 'no'} |"
+            f"| ... monthly rows of the same range, warm | {lw['warm_monthly_cpu_ms']:.2f} ms CPU (the first such "
+            f"request {lw['warm_monthly_first_cpu_ms']:.2f} ms) | <= 5 ms | {'yes' if lw['warm_monthly_cpu_ms'] <= 5 else 'no'} |"
         )
     t = r.get("mixed_tail")
     if t and "skipped" in t:
@@ -397,10 +404,25 @@ def measure_decode_offload(pages: int = 20, rows: int = 1000) -> dict[str, Any]:
 # --- the app's vendor client against a bare aiohttp session (the size of the next miss-path lever) ------
 
 
+def _walter_client(base: str, http: httpx.AsyncClient) -> Any:
+    import time as clock
+
+    from pydantic import SecretStr
+
+    from app.backends.waltero.client import WalteroClient
+    from app.backends.waltero.emulator import DEMO_PASSWORD, DEMO_USERNAME
+    from app.backends.waltero.token import TokenManager
+
+    tokens = TokenManager(http, base, DEMO_USERNAME, SecretStr(DEMO_PASSWORD), clock=clock.time)
+    return WalteroClient(http, base, tokens, clock=clock.time)
+
+
 def measure_client_overhead(calls: int = 100, rounds: int = 5) -> dict[str, Any]:
     """CPU per telemetry call (a Waltero week, the facade's own chunk request) through the app's client
-    (httpx, the instrumented transport, httpx-aiohttp) and through a bare `aiohttp.ClientSession`, on
-    uvloop, in this process, the emulator in its own; interleaved rounds, medians."""
+    (httpx, the instrumented transport, httpx-aiohttp), its hot GETs (`HotGets`, the same session
+    without httpx's model) and a bare `aiohttp.ClientSession`; and a whole `WalteroClient.telemetry`
+    (auth, retries, metrics, log line, decoding) on the hot path and, with `hot` set aside, on httpx.
+    On uvloop, in this process, the emulator in its own; interleaved rounds, medians."""
     import aiohttp
     import uvloop
 
@@ -433,7 +455,32 @@ def measure_client_overhead(calls: int = 100, rounds: int = 5) -> dict[str, Any]
                 async with session.get(url, headers=headers) as r:
                     return await r.read()
 
-            paths = {"app_client": app_client, "bare_aiohttp": bare}
+            hot = client.hot
+            assert hot is not None
+
+            async def app_hot_get() -> bytes:
+                return (await hot.get(url, headers)).content
+
+            vendor = _walter_client(base, client)
+            c0 = math.floor((datetime.now(UTC) - timedelta(days=10)).timestamp() / WEEK) * WEEK
+            window = datetime.fromtimestamp(c0, UTC)  # the chunk `url` asks for
+            fields = ["meter.value.processed"]
+
+            async def waltero_hot() -> object:
+                vendor._hot = hot
+                return await vendor.telemetry(device, window, window + timedelta(days=7), fields)
+
+            async def waltero_httpx() -> object:
+                vendor._hot = None
+                return await vendor.telemetry(device, window, window + timedelta(days=7), fields)
+
+            paths = {
+                "app_client": app_client,
+                "app_hot_get": app_hot_get,
+                "bare_aiohttp": bare,
+                "waltero_client_httpx": waltero_httpx,
+                "waltero_client_hot": waltero_hot,
+            }
             cpu: dict[str, list[float]] = {name: [] for name in paths}
             try:
                 for call in paths.values():

@@ -486,9 +486,9 @@ async def main():
             await c.get(f"/devices/{wa['device_id']}/status")
             await c.get(f"/changes?since={(datetime.now(UTC) - timedelta(days=30)):%Y-%m-%dT%H:%M:%SZ}")
         # one meter read on its own fills the `meter` cache (the list above already serves /meters/{id})
-        backend, upstream = app.core.service.backends["iometer"].backend, io["id"].split(":", 1)[1]
-        await app.core.service.caches["meter"].get_or_load(("iometer", upstream), lambda: backend.get_meter(upstream), ttl=300)
-        service = app.core.service
+        backend, upstream = app.service.backends["iometer"].backend, io["id"].split(":", 1)[1]
+        await app.service.caches["meter"].get_or_load(("iometer", upstream), lambda: backend.get_meter(upstream), ttl=300)
+        service = app.service
         responses = app.responses
         base = dict(rss())
         per_cache = {}

@@ -7,10 +7,10 @@ normalized ids with its own prefix. It does no caching: the service caches what 
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
-from typing import Literal, Protocol, runtime_checkable
+from typing import Any, Literal, Protocol, TypeVar, runtime_checkable
 from zoneinfo import ZoneInfo
 
 from app.domain.models import Change, DailyConsumption, DeviceStatus, Meter, Reading
@@ -21,6 +21,39 @@ READINGS = "readings"
 DAILY_CONSUMPTION = "consumption.daily"
 DEVICE_STATUS = "device_status"
 CHANGES = "changes"
+
+
+T = TypeVar("T")
+
+
+class SharedIndex(Protocol[T]):
+    """An adapter's index (a listing it keeps to find things: IOmeter's installations, Waltero's
+    organizations and devices) shared by the replicas of a fleet (`FACADE_REDIS_URL`): loaded once for
+    the fleet, read back by the others. Neither method raises for the shared store: when it is
+    unavailable, `load` runs `make` here, as a replica alone does."""
+
+    async def load(self, make: Callable[[], Awaitable[T]], *, max_age: float, part: str = "") -> tuple[T, float]:
+        """The index (or its `part`, e.g. one device's record) as loaded by any replica at most `max_age`
+        seconds ago (and within the index's TTL), else from `make()`, run by one replica of the fleet at a
+        time while the others wait for its result; with the epoch seconds it was loaded at. Raises what
+        `make` raised."""
+        ...
+
+    async def publish(self, value: T, loaded_at: float, *, part: str = "") -> None:
+        """Share an index this replica loaded anyway (a full listing asked for itself)."""
+        ...
+
+
+class IndexStore(Protocol):
+    """Makes the shared indexes of one vendor account (`BackendContext.index_store(account)`)."""
+
+    def __call__(
+        self, name: str, value_type: Any, *, ttl: float, check: Callable[[Any], object] | None = None
+    ) -> SharedIndex[Any]:
+        """Index `name` holding values of `value_type` (anything pydantic can serialize), kept `ttl`
+        seconds (its refresh age). `check(value)` raises `ValueError` for a value read back that this
+        code would not have loaded: it is then dropped and reloaded, never served."""
+        ...
 
 
 @dataclass(frozen=True, slots=True)

@@ -10,6 +10,7 @@ import email.utils
 import random
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
+from typing import Protocol, TypeVar
 
 import httpx
 
@@ -22,6 +23,26 @@ __all__ = ["current_operation", "upstream_operation"]
 Sleep = Callable[[float], Awaitable[None]]
 RetryHook = Callable[[str], None]
 """Called with the reason (one of `app.infra.metrics.RETRY_REASONS`) before each retry; used for metrics."""
+
+
+class Headers(Protocol):
+    def get(self, key: str, /) -> str | None: ...
+
+
+class Answer(Protocol):
+    """What the retry loop and the auth flows read of an answer: an `httpx.Response`, or the hot path's
+    `app.infra.upstream.HotAnswer` (a vendor GET sent on the aiohttp session without httpx's model)."""
+
+    @property
+    def status_code(self) -> int: ...
+
+    @property
+    def headers(self) -> Headers: ...
+
+    async def aclose(self) -> None: ...
+
+
+A = TypeVar("A", bound=Answer)
 
 
 def parse_retry_after(value: str | None, now: float) -> float | None:
@@ -76,7 +97,7 @@ class Retrier:
     rng: random.Random
     on_retry: RetryHook | None = None
 
-    async def send(self, send: Callable[[], Awaitable[httpx.Response]], *, idempotent: bool = True) -> httpx.Response:
+    async def send(self, send: Callable[[], Awaitable[A]], *, idempotent: bool = True) -> A:
         """`send_with_retries` with this retrier's parts."""
         return await send_with_retries(
             send,
@@ -90,7 +111,7 @@ class Retrier:
 
 
 async def send_with_retries(
-    send: Callable[[], Awaitable[httpx.Response]],
+    send: Callable[[], Awaitable[A]],
     *,
     policy: RetryPolicy,
     sleep: Sleep,
@@ -98,7 +119,7 @@ async def send_with_retries(
     rng: random.Random,
     idempotent: bool = True,
     on_retry: RetryHook | None = None,
-) -> httpx.Response:
+) -> A:
     """Call `send` until it answers with a non-retryable status or the budget runs out.
 
     Returns the last response (which may still be a 429/5xx: the caller maps it) and re-raises the

@@ -19,7 +19,7 @@ import httpx
 from pydantic import SecretStr, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from app.backends.base import Backend
+from app.backends.base import Backend, IndexStore
 from app.backends.http import Sleep
 from app.backends.live import LiveContext, LiveSource
 from app.doctor.report import DoctorContext
@@ -86,6 +86,10 @@ class BackendContext:
     """With several replicas (`FACADE_REDIS_URL`): `token_store(account, credential)` is the fleet's
     store for a vendor token (sealed in Redis with a key derived from `credential`), so the fleet
     logs in once per token lifetime (`app.shared.tokens`)."""
+    index_store: Callable[[str], IndexStore | None] | None = None
+    """With several replicas: `index_store(account)` makes the fleet's shared indexes of a vendor account
+    (`account` names it, e.g. its URL and user; it is digested, never stored in clear), so the fleet
+    loads each adapter index once (`app.shared.indexes`)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -10,6 +10,8 @@ with its id).
 from __future__ import annotations
 
 import asyncio
+import bisect
+import itertools
 import math
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
@@ -27,6 +29,10 @@ CHUNKS_AT_ONCE = 4
 """Chunks of one meter loaded concurrently (well inside `FACADE_MAX_LOADS`)."""
 REGISTER = {"water": "volume", "gas": "volume"}
 """The cumulative register interval consumption is derived from, by medium (default `energy_import`)."""
+
+
+def _time(row: Reading) -> datetime:
+    return row.time
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,7 +78,8 @@ class ReadingChunks:
                 rows, next_time = await backend.readings_window(upstream, from_epoch(c0), from_epoch(c1))
             else:
                 rows = await b.backend.readings(upstream, from_epoch(c0), from_epoch(c1), None, CHUNK_LIMIT)
-            rows = sorted(rows, key=lambda r: (r.time, r.quantity, r.obis or ""))
+            if any(y.time <= x.time for x, y in itertools.pairwise(rows)):  # vendors mostly send them ascending
+                rows = sorted(rows, key=lambda r: (r.time, r.quantity, r.obis or ""))
             return Chunk(rows, next_time.timestamp() if next_time is not None else None)
 
         return load
@@ -126,14 +133,11 @@ class ReadingChunks:
                     await asyncio.sleep(0)  # one chunk's rows per loop turn: hits waiting on the loop go between
                 if chunk.next_time is not None:
                     empty_until = max(empty_until, chunk.next_time)
-                yield (
-                    [
-                        r
-                        for r in chunk.rows
-                        if start <= r.time < end and (quantities is None or r.quantity in quantities)
-                    ],
-                    provenance,
-                )
+                rows = chunk.rows  # ascending by time: the window is a slice
+                lo = bisect.bisect_left(rows, start, key=_time) if rows and rows[0].time < start else 0
+                hi = bisect.bisect_left(rows, end, key=_time) if rows and rows[-1].time >= end else len(rows)
+                window = rows[lo:hi]
+                yield window if quantities is None else [r for r in window if r.quantity in quantities], provenance
 
     async def register(
         self, b: GuardedBackend, meter: Meter, start: datetime, end: datetime

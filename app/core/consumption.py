@@ -28,7 +28,16 @@ from app.core.chunks import ReadingChunks
 from app.core.fanout import fan_out, gather_rows
 from app.core.pagers import Pager
 from app.core.routing import BackendRouter
-from app.domain.intervals import RESOLUTIONS, Plausibility, boundaries, derive, epoch, group_sums, plausible
+from app.domain.intervals import (
+    RESOLUTIONS,
+    Plausibility,
+    boundaries,
+    day_seconds,
+    derive,
+    epoch,
+    group_sums,
+    plausible,
+)
 from app.domain.intervals import DerivedConsumption as Derived
 from app.domain.models import BackendError, DailyConsumption, IntervalConsumption, Meter
 from app.guard.guarded import GuardedBackend
@@ -167,18 +176,17 @@ class ConsumptionService:
         no flush). The meter's medium is looked up (the cached listing) only for a figure above the
         bound of some medium of its unit; when the listing fails, the loosest bound of the unit serves."""
         media: dict[str, str] | None = None
-        hours: dict[date, float] = {}
+        dates = [row.date for row in rows if row.consumption is not None]
+        hours = day_seconds(min(dates), max(dates) + timedelta(days=1), tz) if dates else {}
+        limits: dict[tuple[str | None, float], float | None] = {}  # `sure_limit` of each unit and day length
         out: list[DailyConsumption] = []
         for row in rows:
             bound = None
             if row.consumption is not None:
-                seconds = hours.get(row.date)
-                if seconds is None:
-                    first = local_midnight(row.date, tz)
-                    seconds = hours[row.date] = (
-                        local_midnight(row.date + timedelta(days=1), tz) - first
-                    ).total_seconds()
-                if not self.plausibility.surely_plausible(row.consumption, row.unit, seconds):
+                seconds = hours[row.date]
+                key = (row.unit, seconds)
+                limit = limits[key] if key in limits else limits.setdefault(key, self.plausibility.sure_limit(*key))
+                if limit is not None and not row.consumption <= limit:  # not `surely_plausible`
                     if media is None:
                         try:
                             meters, _ = await self._all_meters(b)

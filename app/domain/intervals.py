@@ -34,12 +34,15 @@ readings is about a millisecond.
 
 from __future__ import annotations
 
+import sys
+import threading
 from bisect import bisect_left, bisect_right
+from collections import OrderedDict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta, timezone
-from itertools import accumulate, pairwise
-from operator import sub
+from itertools import accumulate, islice, pairwise
+from operator import le, sub
 from typing import Literal, get_args
 from zoneinfo import ZoneInfo
 
@@ -119,9 +122,93 @@ def _local(instant: datetime, tz: ZoneInfo) -> datetime:
     return wall.replace(tzinfo=timezone(offset) if offset is not None else UTC, fold=0)
 
 
+class MidnightTable:
+    """Local midnights (as `_local` gives them) of whole years, per zone, within `limit` bytes.
+
+    A year of monthly or daily rows needs the local midnight of each of its days, and computing one
+    (`local_midnight`, then `_local`) costs a few microseconds: about 2 ms a year, per request. The
+    table remembers whole years, least recently used first out, so what it holds is bounded in bytes
+    however many zones and years clients ask for (zones are IANA names, years 1970-9998, but their
+    product is not small). Years outside that range are computed, not remembered."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.bytes = 0
+        self._years: OrderedDict[tuple[ZoneInfo, int], list[datetime]] = OrderedDict()
+        self._sizes: dict[tuple[ZoneInfo, int], int] = {}
+        self._lock = threading.Lock()
+
+    def year(self, year: int, tz: ZoneInfo) -> list[datetime] | None:
+        """Local midnights of 1 January of `year` .. 1 January of the next, or None outside 1970-9998."""
+        if not 1970 <= year <= 9998:
+            return None
+        key = (tz, year)
+        with self._lock:
+            found = self._years.get(key)
+            if found is not None:
+                self._years.move_to_end(key)
+                return found
+        first = date(year, 1, 1)
+        offsets: dict[timedelta | None, timezone] = {}
+        table = []
+        for i in range((date(year + 1, 1, 1) - first).days + 1):
+            wall = _local(local_midnight(first + timedelta(days=i), tz), tz)
+            # one fixed-offset tzinfo per offset: equal values, a fraction of the bytes
+            table.append(wall.replace(tzinfo=offsets.setdefault(wall.utcoffset(), wall.tzinfo)))  # type: ignore[arg-type]
+        size = sys.getsizeof(table) + sum(map(sys.getsizeof, table)) + sum(map(sys.getsizeof, offsets.values()))
+        with self._lock:
+            if key not in self._years:
+                self._years[key] = table
+                self.bytes += size
+                self._sizes[key] = size
+            while self.bytes > self.limit and len(self._years) > 1:
+                old, _ = self._years.popitem(last=False)
+                self.bytes -= self._sizes.pop(old)
+        return table
+
+    def day(self, day: date, tz: ZoneInfo) -> datetime:
+        """The local midnight starting `day` in `tz`, as `_local(local_midnight(day, tz), tz)`."""
+        table = self.year(day.year, tz)
+        if table is None:
+            return _local(local_midnight(day, tz), tz)
+        return table[day.timetuple().tm_yday - 1]
+
+    def days(self, start: date, end: date, tz: ZoneInfo) -> list[datetime]:
+        """Local midnights of every day in `[start, end]`."""
+        out: list[datetime] = []
+        day = start
+        while day <= end:  # one pass per calendar year of the window
+            table = self.year(day.year, tz)
+            last = min(end, date(day.year, 12, 31))
+            if table is None:
+                out.extend(
+                    _local(local_midnight(day + timedelta(days=i), tz), tz) for i in range((last - day).days + 1)
+                )
+            else:
+                first = day.timetuple().tm_yday - 1
+                out.extend(table[first : first + (last - day).days + 1])
+            if last == date.max:
+                break
+            day = last + timedelta(days=1)
+        return out
+
+
+MIDNIGHTS = MidnightTable(limit=4 * 1024 * 1024)
+"""The process's local-midnight table: 4 MiB is about a hundred zone-years."""
+
+
+def day_seconds(start: date, end: date, tz: ZoneInfo) -> dict[date, float]:
+    """How long each local day of `[start, end)` lasts in `tz`, in seconds (82,800 on a spring-forward
+    day in Europe/Berlin)."""
+    return {
+        start + timedelta(days=i): (b - a).total_seconds()
+        for i, (a, b) in enumerate(pairwise(MIDNIGHTS.days(start, end, tz)))
+    }
+
+
 def day_boundaries(start: date, end: date, tz: ZoneInfo) -> list[datetime]:
     """Local midnights of every day in `[start, end]`, aware in `tz` (so 23 h and 25 h days are real)."""
-    return [_local(local_midnight(start + timedelta(days=i), tz), tz) for i in range((end - start).days + 1)]
+    return MIDNIGHTS.days(start, end, tz)
 
 
 def _within_day(day_start: datetime, day_end: datetime, tz: ZoneInfo, resolution: str) -> list[datetime]:
@@ -164,7 +251,7 @@ def boundaries(start: date, end: date, tz: ZoneInfo, resolution: str) -> list[da
                 break
             firsts.append(cursor)
         firsts.append(end)
-        return [_local(local_midnight(d, tz), tz) for d in firsts]
+        return [MIDNIGHTS.day(d, tz) for d in firsts]
     days = day_boundaries(start, end, tz)
     if resolution == "day":
         return days
@@ -222,6 +309,8 @@ def clean(times: Sequence[float], values: Sequence[float]) -> Register:
     `times` strictly ascending (use `ordered` first)."""
     if len(times) != len(values):
         raise ValueError("times and values must have the same length")
+    if all(map(le, values, islice(values, 1, None))):  # the usual register, only rising: every reading kept
+        return Register(list(times), list(values), [0] * max(0, len(values) - 1), [])
     n = len(values)
     kept: list[int] = []
     flags: list[int] = []  # flags[k - 1] belongs to the step into kept[k]
@@ -395,10 +484,14 @@ class Plausibility:
     def surely_plausible(self, consumption: float, unit: str | None, seconds: float) -> bool:
         """True when `consumption` is within the bound of every medium measured in `unit` (so the meter's
         medium need not be looked up)."""
-        rates = [self.per_hour.get(m) for m in MEDIA_OF_UNIT.get(unit or "", ())]
-        if not rates:
-            return True
-        return all(r is None or consumption <= r * seconds / 3600 for r in rates)
+        limit = self.sure_limit(unit, seconds)
+        return limit is None or consumption <= limit
+
+    def sure_limit(self, unit: str | None, seconds: float) -> float | None:
+        """The largest figure within the bound of every medium measured in `unit` over `seconds` (the
+        tightest bound: `rate * seconds / 3600` rises with the rate), None when nothing bounds it."""
+        rates = [r for m in MEDIA_OF_UNIT.get(unit or "", ()) if (r := self.per_hour.get(m)) is not None]
+        return min(rates) * seconds / 3600 if rates else None
 
 
 def plausible(

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 from datetime import datetime
-from typing import Annotated, Any, Generic, Literal, TypeVar
+from typing import Annotated, Any, Generic, Literal, Self, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, PlainSerializer
 
@@ -36,6 +36,13 @@ QUALITY_DESCRIPTION = (
 
 
 _SHARED_FIELDS_SETS: dict[frozenset[str], frozenset[str]] = {}
+_ALL_FIELDS: dict[type, frozenset[str]] = {}
+# `Resource.trusted` sets pydantic's slots through their descriptors (a row costs a third of a validation)
+_new = object.__new__
+_set = object.__setattr__
+_set_fields_set = BaseModel.__dict__["__pydantic_fields_set__"].__set__
+_set_extra = BaseModel.__dict__["__pydantic_extra__"].__set__
+_set_private = BaseModel.__dict__["__pydantic_private__"].__set__
 
 
 class Resource(BaseModel):
@@ -50,6 +57,23 @@ class Resource(BaseModel):
         # `update=`, so pydantic never needs to add to it.
         names = frozenset(self.__pydantic_fields_set__)
         object.__setattr__(self, "__pydantic_fields_set__", _SHARED_FIELDS_SETS.setdefault(names, names))
+
+    @classmethod
+    def trusted(cls, fields: dict[str, Any]) -> Self:
+        """An instance from `fields`, every field given and each value already of its field's type (a
+        finite float, an aware UTC datetime, ...): equal to `cls(**fields)` at a third of its cost, for
+        hot paths that build rows by the hundred from values they have checked. Nothing is checked here.
+        `fields` becomes the instance's own: the caller must not keep or change it."""
+        names = _ALL_FIELDS.get(cls)
+        if names is None:
+            names = frozenset(cls.model_fields)
+            names = _ALL_FIELDS[cls] = _SHARED_FIELDS_SETS.setdefault(names, names)
+        instance = _new(cls)
+        _set(instance, "__dict__", fields)
+        _set_fields_set(instance, names)
+        _set_extra(instance, None)
+        _set_private(instance, None)
+        return instance
 
 
 class Meter(Resource):

@@ -101,7 +101,7 @@ class Settings(BaseSettings):
     # --- several replicas (README, "Running several replicas") ---------------------------------
     redis_url: SecretStr | None = Field(None, alias="FACADE_REDIS_URL", description="redis:// or rediss://")
     redis_prefix: str = Field("facade", alias="FACADE_REDIS_PREFIX", min_length=1, max_length=64)
-    redis_timeout: float = Field(0.1, alias="FACADE_REDIS_TIMEOUT", gt=0, le=5, description="seconds per command")
+    redis_timeout: float = Field(0.25, alias="FACADE_REDIS_TIMEOUT", gt=0, le=5, description="seconds per command")
 
     # --- caching, coalescing, resilience ---------------------------------------------------------
     # Entries per cache. Sized so every cache full stays near 150 MB with realistic entries (README,

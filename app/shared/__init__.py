@@ -13,12 +13,15 @@
   by their deadline).
 - `tokens.SharedTokenStore`: one vendor login per token lifetime for the fleet, the token sealed at
   rest with a key derived from the vendor credential; a 401 drops the shared token once.
+- `indexes.SharedIndexes`: the adapters' indexes (installations, organizations, device directory and
+  records) loaded once for the fleet through the flight, kept for their refresh age, checked when
+  read back (`app.backends.base.SharedIndex` is what an adapter sees).
 - `lease.LeaderLease`, `lease.SharedWatermark`: the corrections poller runs on one replica at a time,
   and its watermark (in the lease's hash slot) survives a change of leader.
 - `bus.Broadcast`: pub/sub "value ready" wake-ups on one connection per replica, with keepalive PINGs.
 - `evictions.EvictionBroadcast`: a correction bumps the generations and is appended to a Redis Stream
   every replica reads from its last id (catching up after a gap, or dropping what it may have missed).
-- `locks.FleetLock`: `SET NX PX` with a token, renewed by its live holder, expiring with a dead one.
+- `locks.FleetLock`: redis-py's `Lock` run through the tier, renewed by its live holder, expiring with a dead one.
 - `cursor_key.shared_cursor_secret`: one cursor signing key for the fleet when none is configured,
   written back when Redis lost it, with a few recent keys kept valid.
 - `fleet.Fleet`: all of the above wired for the app (the cache's `SharedTier` with fleet

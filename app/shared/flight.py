@@ -86,11 +86,13 @@ class FleetFlight:
         make: Callable[[], Awaitable[SharedEntry[V]]],
         *,
         budget: float,
+        max_age: float | None = None,
     ) -> tuple[SharedEntry[V], FlightOutcome]:
         """The entry for `key`, made by at most one replica at a time.
 
         `budget` is how many seconds the caller may spend (its deadline); waiting for a peer uses at
-        most `wait_share` of it. Raises what `make` raised."""
+        most `wait_share` of it. `max_age`: a fresh entry created longer ago than that is refreshed as a
+        stale one is (an adapter's index re-listed on a miss). Raises what `make` raised."""
         loop = asyncio.get_running_loop()
         give_up = loop.time() + max(0.0, budget * self._wait_share)
         asked_at = self._clock()
@@ -106,7 +108,9 @@ class FleetFlight:
                     except ValueError:
                         await self.entries.drop_invalid(kind, key, "lookup")
                     else:
-                        usable = self._clock() < entry.fresh_until or entry.created >= asked_at
+                        now = self._clock()
+                        young = max_age is None or now - entry.created <= max_age
+                        usable = (now < entry.fresh_until and young) or entry.created >= asked_at
                         # fresh (or the result of the load we waited for), and not invalidated since
                         if usable and await self.entries.valid(entry):
                             return entry, "shared"
@@ -115,6 +119,7 @@ class FleetFlight:
             except SharedUnavailable:
                 return await self._local(kind, key, make), "local"
             if state == 2:
+                lock.adopt()  # a no-op when `acquire()` took it; the lookup script's taking otherwise
                 return await self._hold(kind, key, make, lock), "loaded"
             remaining = give_up - loop.time()
             if remaining <= 0:

@@ -1,8 +1,15 @@
-"""`FleetLock`: a Redis lock (`SET NX PX`) that its holder renews while it works.
+"""`FleetLock`: redis-py's asyncio `Lock`, run through the tier and renewed by its holder while it works.
 
-The value is a token unique to this acquisition, so renewing and releasing only ever touch a lock
-this holder still owns (compare-and-set scripts). A holder that dies stops renewing, and its lock
-expires within `ttl`; a holder that lives but loses Redis keeps working and its lock just expires.
+redis-py's `Lock` does the lock's job: `SET NX PX` with a token unique to this acquisition, and
+compare-and-set scripts to extend and release it, so a holder only ever touches a lock it still owns.
+What this adds is what the tier needs around every command (its timeout, error accounting and health)
+and renewal while the holder works (`renewed()`: every `ttl / 3`), so a slow holder keeps its lock and
+a dead one stops renewing and loses it within `ttl`; a holder that lives but loses Redis keeps working
+and its lock just expires.
+
+One acquisition is not redis-py's: the fleet's single-flight reads the shared entry and takes the key's
+lock in the same round trip (`FleetFlight`'s lookup script, with this lock's `token`), then `adopt()`s
+the lock so that renewing and releasing are redis-py's again.
 """
 
 from __future__ import annotations
@@ -12,11 +19,10 @@ import contextlib
 import os
 from collections.abc import AsyncIterator
 
-from app.shared.tier import RedisTier, SharedUnavailable
+from redis.asyncio.lock import Lock
+from redis.exceptions import LockError
 
-TAKE = "if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then return 1 end return 0"
-RENEW = "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end return 0"
-RELEASE = "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0"
+from app.shared.tier import RedisTier, SharedUnavailable
 
 
 class FleetLock:
@@ -26,22 +32,35 @@ class FleetLock:
         self.ttl_ms = max(1, int(ttl * 1000))
         self.token = f"{tier.replica_id}:{os.urandom(6).hex()}"
         self._operation = operation
+        self._lock = Lock(
+            tier.client,
+            key,
+            timeout=self.ttl_ms / 1000,
+            blocking=False,
+            thread_local=False,  # one event loop: the token belongs to this object, not to a thread
+            raise_on_release_error=False,
+        )
 
     async def acquire(self) -> bool:
         """Whether this holder got the lock; raises `SharedUnavailable`."""
         taken = await self.tier.call(
             self._operation,
-            lambda r: self.tier.script(TAKE)(keys=[self.key], args=[self.token, self.ttl_ms]),
+            lambda r: self._lock.acquire(token=self.token),
             classify=lambda n: "acquired" if n else "busy",
         )
         return bool(taken)
 
+    def adopt(self) -> None:
+        """The lock was taken with `token` by a script of the caller's (`SET NX PX` with the same value):
+        from now on it is renewed and released as if `acquire()` had taken it."""
+        self._lock.local.token = self.token.encode()
+
     async def release(self) -> None:
         """Release if still ours; never raises (an unreleased lock expires by itself)."""
-        with contextlib.suppress(SharedUnavailable):
-            await self.tier.call(
-                f"{self._operation}_release", lambda r: self.tier.script(RELEASE)(keys=[self.key], args=[self.token])
-            )
+        if self._lock.local.token is None:
+            return
+        with contextlib.suppress(SharedUnavailable, LockError):
+            await self.tier.call(f"{self._operation}_release", lambda r: self._lock.release())
 
     @contextlib.asynccontextmanager
     async def renewed(self) -> AsyncIterator[None]:
@@ -58,11 +77,8 @@ class FleetLock:
         while True:
             await asyncio.sleep(self.ttl_ms / 3000)
             try:
-                still = await self.tier.call(
-                    f"{self._operation}_renew",
-                    lambda r: self.tier.script(RENEW)(keys=[self.key], args=[self.token, self.ttl_ms]),
-                )
+                await self.tier.call(f"{self._operation}_renew", lambda r: self._lock.reacquire())
             except SharedUnavailable:
                 continue
-            if not still:
+            except LockError:  # expired and taken by another holder (or gone): ours no longer
                 return

@@ -125,3 +125,15 @@ async def test_a_configured_proxy_carries_every_vendor_call(transport, proxy):
     assert answer.json() == {"proxied": True}
     assert proxy.lines == ["GET http://vendor.invalid/api/devices?limit=1 HTTP/1.1"]
     assert proxy.auth == ["Basic " + base64.b64encode(b"user:proxy-pw").decode()]
+
+
+async def test_hot_gets_go_through_the_configured_proxy(proxy):
+    settings = Settings(FACADE_UPSTREAM_PROXY=f"http://user:proxy-pw@127.0.0.1:{proxy.port}")
+    client = build_client("v", settings, Metrics())
+    assert client.hot is not None  # the default socket layer, nothing injected: Waltero's GETs take it
+    async with client:
+        answer = await client.hot.get("http://vendor.invalid/api/devices?limit=1", {"Authorization": "Bearer t"})
+    assert answer.status_code == 200
+    assert answer.content == b'{"proxied": true}'
+    assert proxy.lines == ["GET http://vendor.invalid/api/devices?limit=1 HTTP/1.1"]
+    assert proxy.auth == ["Basic " + base64.b64encode(b"user:proxy-pw").decode()]

@@ -38,3 +38,22 @@ def test_only_functions_of_bounded_non_client_input_are_memoised() -> None:
     found = memoised()
     assert ("infra/timeutil.py", "_zone_names") in found  # the scan sees decorators at all
     assert found <= set(ALLOWED), sorted(found - set(ALLOWED))
+
+
+def test_the_local_midnight_table_is_bounded_in_bytes() -> None:
+    """`app.domain.intervals.MIDNIGHTS` is a memo by hand (zone and year come from a client's query):
+    whatever zones and years are asked for, it holds at most its byte limit (least recently used out)."""
+    from datetime import date
+    from zoneinfo import ZoneInfo, available_timezones
+
+    from app.domain.intervals import MIDNIGHTS, MidnightTable
+
+    assert MIDNIGHTS.limit <= 8 * 1024 * 1024
+    table = MidnightTable(limit=200_000)
+    zones = sorted(available_timezones())[:40]
+    for i, name in enumerate(zones):
+        for year in (1970 + i, 2026, 9998 - i):
+            table.days(date(year, 12, 30), date(year + 1, 1, 2) if year < 9998 else date(year, 12, 31), ZoneInfo(name))
+            assert table.bytes <= table.limit
+    assert 1 < len(table._years) < 40
+    assert table.bytes == sum(table._sizes.values())

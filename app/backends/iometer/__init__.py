@@ -70,6 +70,7 @@ def create_backend(ctx: BackendContext, settings: IometerSettings) -> Backend:
         max_gap=ctx.max_gap,
         concurrency=min(4, ctx.upstream_concurrency),
         late_window=settings.late_window,
+        indexes=ctx.index_store(f"iometer\0{settings.url}\0{partner_id}") if ctx.index_store else None,
     )
 
 

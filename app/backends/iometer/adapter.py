@@ -14,12 +14,13 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import operator
 import re
-from collections.abc import AsyncGenerator, Awaitable, Callable, Iterable
+from collections.abc import AsyncGenerator, Awaitable, Callable, Sequence
 from contextlib import aclosing
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
-from typing import Any, Literal
+from typing import Any, Literal, Protocol, TypeVar
 from zoneinfo import ZoneInfo
 
 from app.backends.base import (
@@ -29,6 +30,8 @@ from app.backends.base import (
     READINGS,
     AuthState,
     ChangesPage,
+    IndexStore,
+    SharedIndex,
 )
 from app.backends.concurrency import both, gather_first_error
 from app.backends.http import upstream_operation
@@ -36,7 +39,9 @@ from app.backends.iometer import documents as docs
 from app.backends.iometer.client import IometerClient
 from app.backends.iometer.payloads import (
     UNIT_BY_MEDIUM,
+    EpochParser,
     ReadingsPage,
+    RegisterPage,
     TimeParser,
     WireReading,
     bad,
@@ -47,7 +52,7 @@ from app.backends.iometer.payloads import (
     obj_field,
     readings_page,
     register_of_reading,
-    register_value,
+    register_page,
     req_obj,
     req_str,
 )
@@ -194,6 +199,15 @@ def _device_status(device_id: str, device: dict[str, Any]) -> DeviceStatus:
     )
 
 
+class _Page(Protocol):
+    @property
+    def cursor(self) -> str | None: ...
+
+
+_P = TypeVar("_P", bound=_Page)
+_T = TypeVar("_T", datetime, float)
+"""A reading time: parsed (`TimeParser`) or epoch seconds (`EpochParser`); both order the same."""
+
 PARTNER_WIDE_FROM = 8
 """Daily consumption of this many meters or more reads the partner-wide feed once instead of each meter."""
 
@@ -215,6 +229,7 @@ class IometerBackend:
         concurrency: int = 4,
         index_refresh: float = 5.0,
         late_window: float = 0.0,
+        indexes: IndexStore | None = None,
     ) -> None:
         self.mode = mode
         self.late_window = late_window
@@ -232,6 +247,13 @@ class IometerBackend:
         self._device_index: dict[str, str] = {}
         self._index_built_at: float | None = None
         self._index_lock = asyncio.Lock()
+        self._shared_installations: SharedIndex[list[Installation]] | None = (
+            indexes("iometer.installations", list[Installation], ttl=index_refresh, check=_checked_installations)
+            if indexes is not None
+            else None
+        )
+        """With several replicas: the installations listing the device index is built from, loaded once
+        for the fleet (`_refresh_index`) and published by every full listing (`_installations`)."""
 
     def is_valid_id(self, upstream_id: str) -> bool:
         return _UUID.fullmatch(upstream_id) is not None
@@ -239,8 +261,21 @@ class IometerBackend:
     # --- meters ---------------------------------------------------------------------------------
 
     async def _installations(self) -> list[Installation]:
+        """Every installation, listed now. Refreshes the device index (and the fleet's copy of it)."""
+        installations = await self._list_installations()
+        built_at = self._clock()
+        self._adopt_index(installations, built_at)
+        if self._shared_installations is not None:
+            await self._shared_installations.publish(installations, built_at)
+        return installations
+
+    def _adopt_index(self, installations: list[Installation], built_at: float) -> None:
+        self._device_index = {d: i.id for i in installations for d in i.device_ids}
+        self._index_built_at = built_at
+
+    async def _list_installations(self) -> list[Installation]:
         """Every installation, offset page by offset page until an empty page (a short page is not
-        the end: the server may cap a page below the asked limit). Refreshes the device index."""
+        the end: the server may cap a page below the asked limit)."""
         installations: list[Installation] = []
         seen: set[str] = set()
         offset = 0
@@ -257,8 +292,6 @@ class IometerBackend:
             seen.update(i.id for i in fresh)
             installations.extend(fresh)
             offset += len(page)
-        self._device_index = {d: i.id for i in installations for d in i.device_ids}
-        self._index_built_at = self._clock()
         return installations
 
     async def list_meters(self) -> list[Meter]:
@@ -288,13 +321,13 @@ class IometerBackend:
 
     async def _reading_pages(
         self,
-        fetch: Callable[[str | None, int], Awaitable[ReadingsPage]],
-        stop_at: datetime,
-        parse_time: TimeParser,
+        fetch: Callable[[str | None, int], Awaitable[_P]],
+        stop_at: _T,
+        times_of: Callable[[_P], Sequence[_T]],
         first_limit: int = docs.PAGE_LIMIT_MAX,
-    ) -> AsyncGenerator[list[WireReading], None]:
-        """Follow one cursor chain until the cursor is null or the readings have passed `stop_at` plus
-        the late window.
+    ) -> AsyncGenerator[_P, None]:
+        """Follow one cursor chain until the cursor is null or the readings have passed `stop_at` (the
+        window's end plus the late window, `_stop`); `times_of` gives a page's reading times.
 
         A short page is never taken as the end: only the cursor says whether more remain. The vendor
         may list readings in the order it received them (its page: reading time "is based on when
@@ -303,20 +336,21 @@ class IometerBackend:
         `IOMETER_LATE_WINDOW` further: while it is ascending, a page ending at or after `stop_at` + that
         window is the last one; once readings are seen out of order, only a page lying wholly at or
         after it. A reading received later than that after `stop_at` is not read (docs: README)."""
-        stop_at = stop_at + self._late
         cursor: str | None = None
         limit = first_limit
         ascending = True
-        previous: datetime | None = None
+        previous: _T | None = None
         while True:
             page = await fetch(cursor, limit)
-            times = [parse_time(row.time) for row in page.readings]
-            in_order = all(a <= b for a, b in itertools.pairwise(([previous] if previous else []) + times))
+            times = times_of(page)
+            in_order = all(map(operator.le, times, itertools.islice(times, 1, None)))
+            if in_order and previous is not None and times:
+                in_order = previous <= times[0]
             if times:
                 tolerance.record(NAME, "readings_order", "ascending" if in_order else "unordered", pinned=in_order)
                 previous = times[-1]
             ascending = ascending and in_order
-            yield page.readings
+            yield page
             if page.cursor is None:
                 return
             if times and (times[-1] if ascending else min(times)) >= stop_at:
@@ -326,8 +360,13 @@ class IometerBackend:
             cursor = page.cursor
             limit = min(docs.PAGE_LIMIT_MAX, limit * 4)
 
-    def _meter_chain(self, meter_id: str, start: datetime) -> Callable[[str | None, int], Awaitable[ReadingsPage]]:
-        async def fetch(cursor: str | None, limit: int) -> ReadingsPage:
+    def _stop(self, end: datetime) -> datetime:
+        return end + self._late
+
+    def _meter_chain(
+        self, meter_id: str, start: datetime, decode: Callable[[Any, bool], _P]
+    ) -> Callable[[str | None, int], Awaitable[_P]]:
+        async def fetch(cursor: str | None, limit: int) -> _P:
             data = await self._client.query(
                 docs.METER_READINGS,
                 {"meterId": meter_id, "startTime": upstream_time(start), "limit": limit, "cursor": cursor},
@@ -335,16 +374,18 @@ class IometerBackend:
             meter = obj_field(req_obj(data, "partner"), "meter", nullable=True)
             if meter is None:
                 raise NotFound(f"IOmeter meter {meter_id} not found", backend=NAME)
-            return readings_page(req_obj(meter, "readings"), with_meter=False)
+            return decode(req_obj(meter, "readings"), False)
 
         return fetch
 
-    def _partner_chain(self, start: datetime) -> Callable[[str | None, int], Awaitable[ReadingsPage]]:
-        async def fetch(cursor: str | None, limit: int) -> ReadingsPage:
+    def _partner_chain(
+        self, start: datetime, decode: Callable[[Any, bool], _P]
+    ) -> Callable[[str | None, int], Awaitable[_P]]:
+        async def fetch(cursor: str | None, limit: int) -> _P:
             data = await self._client.query(
                 docs.PARTNER_READINGS, {"startTime": upstream_time(start), "limit": limit, "cursor": cursor}
             )
-            return readings_page(req_obj(data, "readings"), with_meter=True)
+            return decode(req_obj(data, "readings"), True)
 
         return fetch
 
@@ -356,11 +397,13 @@ class IometerBackend:
         parse_time = TimeParser()
         items: list[Reading] = []
         first_limit = min(docs.PAGE_LIMIT_MAX, max(1, limit))
-        chain = self._reading_pages(self._meter_chain(upstream_meter_id, start), end, parse_time, first_limit)
+        chain = self._reading_pages(
+            self._meter_chain(upstream_meter_id, start, _wire), self._stop(end), _times(parse_time), first_limit
+        )
         with upstream_operation("readings"):
             async with aclosing(chain) as pages:
                 async for page in pages:
-                    for row in page:
+                    for row in page.readings:
                         time = parse_time(row.time)
                         if start <= time < end:
                             items.extend(_readings(meter_id, time, row, quantities))
@@ -388,11 +431,13 @@ class IometerBackend:
         next_time: datetime | None = None
         latest: datetime | None = None
         late_beyond = False
-        chain = self._reading_pages(self._meter_chain(upstream_meter_id, start), end, parse_time, first_limit)
+        chain = self._reading_pages(
+            self._meter_chain(upstream_meter_id, start, _wire), self._stop(end), _times(parse_time), first_limit
+        )
         with upstream_operation("readings"):
             async with aclosing(chain) as pages:
                 async for page in pages:
-                    for row in page:
+                    for row in page.readings:
                         time = parse_time(row.time)
                         if start <= time < end:
                             items.extend(_readings(meter_id, time, row, None))
@@ -471,21 +516,23 @@ class IometerBackend:
         self, meter_id: str, start: datetime, end: datetime
     ) -> tuple[list[float], list[float], str]:
         """One meter's cumulative register over `[start, end]`, as ascending (epoch seconds, value, unit)."""
-        parse_time = TimeParser()
+        decode = _registers(EpochParser())
         series: dict[str, _Series] = {}
-        async with aclosing(self._reading_pages(self._meter_chain(meter_id, start), end, parse_time)) as pages:
+        chain = self._reading_pages(self._meter_chain(meter_id, start, decode), self._stop(end).timestamp(), _epochs)
+        async with aclosing(chain) as pages:
             async for page in pages:
-                _collect(series, page, start, end, parse_time, meter_id)
+                _collect(series, page, start, end, meter_id)
         found = series.get(meter_id)
         return found.done() if found else ([], [], "kWh")
 
     async def _partner_series(self, start: datetime, end: datetime) -> dict[str, tuple[list[float], list[float], str]]:
         """Every partner meter's cumulative register over `[start, end]` from ONE partner-wide chain."""
-        parse_time = TimeParser()
+        decode = _registers(EpochParser())
         series: dict[str, _Series] = {}
-        async with aclosing(self._reading_pages(self._partner_chain(start), end, parse_time)) as pages:
+        chain = self._reading_pages(self._partner_chain(start, decode), self._stop(end).timestamp(), _epochs)
+        async with aclosing(chain) as pages:
             async for page in pages:
-                _collect(series, page, start, end, parse_time, None)
+                _collect(series, page, start, end, None)
         return {meter_id: s.done() for meter_id, s in series.items()}
 
     # --- device status --------------------------------------------------------------------------
@@ -495,11 +542,18 @@ class IometerBackend:
 
         Single-flight: concurrent callers wait for the one listing in flight and then read the index
         it built. (Returning "not rebuilt" to a waiter used to make it conclude "not found" although
-        the listing it waited for had just added its device.)"""
+        the listing it waited for had just added its device.) With several replicas, the fleet's copy
+        listed within `index_refresh` seconds serves, and one replica lists for all."""
         async with self._index_lock:
             if self._index_built_at is not None and self._clock() - self._index_built_at < self._index_refresh:
                 return
-            await self._installations()
+            if self._shared_installations is None:
+                await self._installations()
+                return
+            installations, built_at = await self._shared_installations.load(
+                self._list_installations, max_age=self._index_refresh
+            )
+            self._adopt_index(installations, built_at)
 
     async def _device(self, installation_id: str, device_id: str) -> dict[str, Any] | None:
         data = await self._client.query(docs.DEVICE_STATUS, {"installationId": installation_id, "deviceId": device_id})
@@ -541,6 +595,19 @@ class IometerBackend:
 
     async def aclose(self) -> None:
         await self._client.aclose()
+
+
+def _checked_installations(installations: list[Installation]) -> None:
+    """Raises `ValueError` for a listing read back from the fleet's store that `_list_installations`
+    would not have built: ids not canonical lower-case UUIDs, an installation listed twice."""
+    ids = [i.id for i in installations]
+    if len(set(ids)) != len(ids):
+        raise ValueError("an installation listed twice")
+    for inst in installations:
+        every = [inst.id, *inst.device_ids, *(m.id for m in inst.meters)]
+        every += [m.device_id for m in inst.meters if m.device_id is not None]
+        if not all(_UUID.fullmatch(i) for i in every):
+            raise ValueError("an id that is not a lower-case UUID")
 
 
 def _meter_of(meter: Any) -> Meter:
@@ -599,24 +666,40 @@ class _Series:
         return times, [self.points[t] for t in times], self.unit
 
 
+def _wire(response: Any, with_meter: bool) -> ReadingsPage:
+    return readings_page(response, with_meter=with_meter)
+
+
+def _times(parse_time: TimeParser) -> Callable[[ReadingsPage], list[datetime]]:
+    return lambda page: [parse_time(row.time) for row in page.readings]
+
+
+def _registers(times: EpochParser) -> Callable[[Any, bool], RegisterPage]:
+    return lambda response, with_meter: register_page(response, with_meter=with_meter, times=times)
+
+
+def _epochs(page: RegisterPage) -> list[float]:
+    return page.times
+
+
 def _collect(
-    series: dict[str, _Series],
-    page: Iterable[WireReading],
-    start: datetime,
-    end: datetime,
-    parse_time: TimeParser,
-    meter_id: str | None,
+    series: dict[str, _Series], page: RegisterPage, start: datetime, end: datetime, meter_id: str | None
 ) -> None:
     lo, hi = start.timestamp(), end.timestamp()
-    for row in page:
-        t = parse_time(row.time).timestamp()
-        if not lo <= t <= hi:
+    times, values, units = page.times, page.values, page.units
+    if meter_id is not None and times and lo <= min(times) and max(times) <= hi and None not in values:
+        first = units[0]
+        if first is not None and units.count(first) == len(units):  # the usual page: one meter, one unit
+            s = series.get(meter_id)
+            if s is None:
+                s = series[meter_id] = _Series(first)
+            s.points.update(zip(times, values, strict=True))  # type: ignore[arg-type]
+            return
+    for k, t in enumerate(times):
+        value, unit = values[k], units[k]
+        if not lo <= t <= hi or value is None or unit is None:
             continue
-        register = register_value(row.values)
-        if register is None:
-            continue
-        value, unit = register
-        key = meter_id if meter_id is not None else row.meter_id
+        key = meter_id if meter_id is not None else page.meter_ids[k] if page.meter_ids is not None else None
         if key is None:
             raise bad("a reading lacks its meter")
         s = series.get(key)

@@ -110,6 +110,7 @@ def create_backend(ctx: BackendContext, settings: WalteroSettings) -> WalteroBac
         mode=ctx.mode,
         organizations=list(settings.organizations),
         daily_buckets=settings.daily_buckets,
+        indexes=ctx.index_store(f"waltero\0{settings.url}\0{settings.username}") if ctx.index_store else None,
     )
 
 

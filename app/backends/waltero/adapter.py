@@ -36,6 +36,7 @@
 from __future__ import annotations
 
 import asyncio
+import math
 import uuid
 from datetime import UTC, date, datetime, timedelta
 from typing import Literal, TypeVar
@@ -49,6 +50,8 @@ from app.backends.base import (
     READINGS,
     AuthState,
     ChangesPage,
+    IndexStore,
+    SharedIndex,
 )
 from app.backends.concurrency import both, gather_first_error
 from app.backends.http import upstream_operation
@@ -56,7 +59,14 @@ from app.backends.waltero import shapes
 from app.backends.waltero.client import WalteroClient
 from app.backends.waltero.daily import BucketRule, LocalDay, local_days_of_call, segments_for
 from app.backends.waltero.feed import ChangesCursor, OrgBatch, feed_key, merge_feeds
-from app.backends.waltero.mapping import change_from_audit, meter_from_device, prefixed, quantity, unit_scale
+from app.backends.waltero.mapping import (
+    change_from_audit,
+    meter_from_device,
+    prefixed,
+    quantity,
+    readings_from_telemetry,
+    unit_scale,
+)
 from app.domain.models import Change, DailyConsumption, DeviceStatus, Meter, Reading
 from app.infra import tolerance
 from app.infra.errors import NotFound
@@ -78,6 +88,38 @@ MAX_FEED_PAGES = 50
 """Per organization and call, a bound on following Waltero's `next_cursor` through rows already seen."""
 
 
+def _canonical_uuid(value: str) -> bool:
+    try:
+        return str(uuid.UUID(value)) == value
+    except (ValueError, TypeError, AttributeError):
+        return False
+
+
+def _checked_organizations(orgs: list[str]) -> None:
+    """Raises `ValueError` for organizations read back from the fleet's store that `/api/auth/me` could
+    not have given (empty or over-long ids, or one twice)."""
+    if len(set(orgs)) != len(orgs) or not all(0 < len(org) <= 200 and org == org.lower() for org in orgs):
+        raise ValueError("not a list of organization ids")
+
+
+def _checked_device(device: shapes.Device) -> None:
+    """Raises `ValueError` for a device record read back that `_device` would not have kept: an id that
+    is not a canonical UUID, no organization, a multiplier that is not finite."""
+    if not _canonical_uuid(device.id) or device.organization_id is None:
+        raise ValueError("not a device record of ours")
+    if device.multiplier is not None and not math.isfinite(device.multiplier):
+        raise ValueError("multiplier not finite")
+
+
+def _checked_directory(devices: list[shapes.Device]) -> None:
+    """As `_checked_device` for a listing, whose ids are the vendor's own (not asked by the facade)."""
+    for device in devices:
+        if not device.id or device.organization_id is None:
+            raise ValueError("not a listed device of ours")
+        if device.multiplier is not None and not math.isfinite(device.multiplier):
+            raise ValueError("multiplier not finite")
+
+
 class WalteroBackend:
     """`Backend` for Waltero. Takes upstream ids (canonical UUIDs), returns `waltero:`-prefixed ids."""
 
@@ -97,6 +139,7 @@ class WalteroBackend:
         mode: Literal["live", "sandbox"] = "live",
         organizations: list[str] | None = None,
         daily_buckets: BucketRule = "rolling",
+        indexes: IndexStore | None = None,
     ) -> None:
         self.client = client
         self.daily_buckets: BucketRule = daily_buckets
@@ -110,6 +153,19 @@ class WalteroBackend:
         self._metadata_at: dict[str, float] = {}
         self._directory_lock = asyncio.Lock()
         self._orgs_lock = asyncio.Lock()
+        # With several replicas, the fleet's copies: organizations, the directory listing, and each
+        # device's record (metadata), each loaded by one replica for all (`app.backends.base.SharedIndex`).
+        self._shared_orgs: SharedIndex[list[str]] | None = None
+        self._shared_directory: SharedIndex[list[shapes.Device]] | None = None
+        self._shared_devices: SharedIndex[shapes.Device] | None = None
+        if indexes is not None:
+            self._shared_orgs = indexes(
+                "waltero.organizations", list[str], ttl=ORGANIZATIONS_TTL, check=_checked_organizations
+            )
+            self._shared_directory = indexes(
+                "waltero.directory", list[shapes.Device], ttl=DIRECTORY_TTL, check=_checked_directory
+            )
+            self._shared_devices = indexes("waltero.device", shapes.Device, ttl=DIRECTORY_TTL, check=_checked_device)
 
     def __repr__(self) -> str:
         return f"WalteroBackend(mode={self.mode!r}, tokens={self.client.tokens!r})"
@@ -130,20 +186,37 @@ class WalteroBackend:
             return self._orgs
         async with self._orgs_lock:  # single-flight: concurrent cold callers share one /api/auth/me
             if self._orgs is None or self._clock() - self._orgs_at > ORGANIZATIONS_TTL:
-                me = await self.client.me()
-                self._orgs = [org.organization_id for org in me.accessible_organizations]
-                self._orgs_at = self._clock()
+                if self._shared_orgs is None:
+                    self._orgs, self._orgs_at = await self._accessible_organizations(), self._clock()
+                else:  # the fleet's copy, or one /api/auth/me for the fleet
+                    self._orgs, self._orgs_at = await self._shared_orgs.load(
+                        self._accessible_organizations, max_age=ORGANIZATIONS_TTL
+                    )
             return self._orgs
 
+    async def _accessible_organizations(self) -> list[str]:
+        me = await self.client.me()
+        return [org.organization_id for org in me.accessible_organizations]
+
     async def _list_devices(self) -> list[shapes.Device]:
-        """Every device of every organization, fresh; refreshes the directory."""
+        """Every device of every organization, fresh; refreshes the directory (and the fleet's copy)."""
+        devices = await self._fetch_devices()
+        now = self._clock()
+        self._adopt_directory(devices, now)
+        if self._shared_directory is not None:
+            await self._shared_directory.publish(devices, now)
+        return devices
+
+    async def _fetch_devices(self) -> list[shapes.Device]:
+        """Every device of every organization, asked of Waltero."""
         orgs = await self.organizations()
         pages = await gather_first_error([self.client.all_devices(org) for org in orgs])
-        devices = [device for page in pages for device in page]
+        return [device for page in pages for device in page]
+
+    def _adopt_directory(self, devices: list[shapes.Device], listed_at: float) -> None:
         self._directory = {device.id: device for device in devices}
-        self._directory_at = now = self._clock()
-        self._metadata_at = dict.fromkeys(self._directory, now)
-        return devices
+        self._directory_at = listed_at
+        self._metadata_at = dict.fromkeys(self._directory, listed_at)
 
     async def _refresh_directory(self, *, max_age: float) -> dict[str, shapes.Device]:
         """The directory, re-listed when older than `max_age` seconds. Single-flight: concurrent callers
@@ -151,7 +224,11 @@ class WalteroBackend:
         found" from a listing they only waited for)."""
         async with self._directory_lock:
             if self._directory_at is None or self._clock() - self._directory_at > max_age:
-                await self._list_devices()
+                if self._shared_directory is None:
+                    await self._list_devices()
+                else:  # the fleet's listing no older than `max_age`, or one listing for the fleet
+                    devices, listed_at = await self._shared_directory.load(self._fetch_devices, max_age=max_age)
+                    self._adopt_directory(devices, listed_at)
         return self._directory
 
     async def _known_device(self, device_id: str) -> shapes.Device | None:
@@ -190,7 +267,18 @@ class WalteroBackend:
         seen = self._metadata_at.get(device_id)
         if seen is not None and self._clock() - seen <= DIRECTORY_TTL:
             return self._directory[device_id]
-        return await self._device(device_id)
+        if self._shared_devices is None:
+            return await self._device(device_id)
+        # the record another replica looked up, or one lookup for the fleet (not-found is not shared
+        # here: the service shares its not-found answers)
+        device, seen = await self._shared_devices.load(
+            lambda: self._device(device_id), max_age=DIRECTORY_TTL, part=device_id
+        )
+        if device.id != device_id:  # not the record asked for (a forged entry): never served
+            return await self._device(device_id)
+        self._directory[device.id] = device
+        self._metadata_at[device.id] = seen
+        return device
 
     # --- meters ----------------------------------------------------------------------------------------
     async def list_meters(self) -> list[Meter]:
@@ -226,21 +314,10 @@ class WalteroBackend:
             chunk_start = start
             while chunk_start < end and len(readings) < limit:
                 chunk_end = min(end, chunk_start + READINGS_CHUNK)
-                answer = await self.client.telemetry(device.id, chunk_start, chunk_end, [shapes.PROCESSED])
-                for point in sorted(answer.data, key=lambda p: p.timestamp):
-                    value = scale.apply(point.number(shapes.PROCESSED))
-                    if value is None or not chunk_start <= point.timestamp < chunk_end:
-                        continue
-                    readings.append(
-                        Reading(
-                            meter_id=meter_id,
-                            time=point.timestamp,
-                            quantity=kind,
-                            obis=None,
-                            value=value,
-                            unit=scale.unit,
-                        )
-                    )
+                values = await self.client.telemetry_values(device.id, chunk_start, chunk_end, shapes.PROCESSED)
+                readings += readings_from_telemetry(
+                    values, meter_id=meter_id, quantity=kind, scale=scale, start=chunk_start, end=chunk_end
+                )
                 chunk_start = chunk_end
             return readings
 

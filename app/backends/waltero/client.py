@@ -17,9 +17,10 @@ from __future__ import annotations
 
 import asyncio
 import random
-from collections.abc import Sequence
+from collections.abc import Awaitable, Sequence
 from datetime import datetime
 from typing import TypeVar
+from urllib.parse import urlencode
 
 import httpx
 from pydantic import BaseModel
@@ -30,6 +31,7 @@ from app.backends.waltero.errors import error_for_response, error_for_transport
 from app.backends.waltero.token import TokenManager
 from app.infra import tolerance
 from app.infra.timeutil import Clock
+from app.infra.upstream import HotAnswer, UpstreamClient
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -54,7 +56,12 @@ def waltero_retry_policy(max_attempts: int = 4, deadline: float = 8.0) -> RetryP
 class WalteroClient:
     """Calls Waltero through the shared `http` client. Paths are joined onto `base_url` (which may end
     in `/prod`); every request carries the `TokenManager` as its auth. At most `concurrency` requests
-    are in flight at once (httpx's pool degrades with many concurrent connections)."""
+    are in flight at once (httpx's pool degrades with many concurrent connections).
+
+    Every call here is an idempotent GET: when the client has hot GETs (`UpstreamClient.hot`, the aiohttp
+    socket layer) they go straight on its aiohttp session with the same retries, auth flow (one re-login
+    on a 401), metrics and error mapping; otherwise (`FACADE_UPSTREAM_TRANSPORT=httpx`, an injected
+    transport) through httpx."""
 
     def __init__(
         self,
@@ -75,6 +82,7 @@ class WalteroClient:
         self._clock = clock
         self._retrier = Retrier(policy or waltero_retry_policy(), sleep, clock, rng or random.Random(), on_retry)
         self._slots = asyncio.Semaphore(concurrency)
+        self._hot = http.hot if isinstance(http, UpstreamClient) else None
 
     def url(self, path: str) -> str:
         return shapes.join_url(self._base_url, path)
@@ -82,6 +90,35 @@ class WalteroClient:
     async def _get(
         self, path: str, params: dict[str, str], model: type[M], *, resource: str, organization_scoped: bool = False
     ) -> M:
+        body = await self._get_body(path, params, resource=resource, organization_scoped=organization_scoped)
+        return shapes.parse_json(body, model, resource)
+
+    async def _get_body(
+        self, path: str, params: dict[str, str], *, resource: str, organization_scoped: bool = False
+    ) -> bytes:
+        hot = self._hot
+        if hot is not None and hot.ready:
+            target = self.url(path)
+            if params:
+                target += "?" + urlencode(params)  # httpx's encoding of `params` (quote_plus)
+
+            def send_hot(authorization: str) -> Awaitable[HotAnswer]:
+                return hot.get(target, {"Authorization": authorization})
+
+            async def send_hot_authorized() -> HotAnswer:
+                async with self._slots:
+                    return await self.tokens.authorize(send_hot)
+
+            try:
+                answer = await self._retrier.send(send_hot_authorized, idempotent=True)
+            except httpx.TransportError as exc:
+                raise error_for_transport(exc, resource=resource) from exc
+            if not answer.is_success:
+                raise error_for_response(
+                    answer.as_httpx(), resource=resource, now=self._clock(), organization_scoped=organization_scoped
+                )
+            return answer.content
+
         url = httpx.URL(self.url(path), params=params)  # parsed once, not again on each retry
 
         async def send() -> httpx.Response:
@@ -96,7 +133,7 @@ class WalteroClient:
             raise error_for_response(
                 response, resource=resource, now=self._clock(), organization_scoped=organization_scoped
             )
-        return shapes.parse_json(response.content, model, resource)
+        return response.content
 
     # --- platform-api --------------------------------------------------------------------------------
     async def me(self) -> shapes.MeResponse:
@@ -152,6 +189,20 @@ class WalteroClient:
         return await self._get(
             shapes.telemetry_path(device_id), params, shapes.TelemetryResponse, resource=f"device {device_id}"
         )
+
+    async def telemetry_values(
+        self, device_id: str, start: datetime, end: datetime, field: str
+    ) -> list[shapes.TimedValue]:
+        """One field of `telemetry`: (time, number or None) per point, in the answer's order, decoded in
+        one pass (`shapes.parse_telemetry_values`)."""
+        params = {
+            shapes.START_DATE: shapes.format_wire_time(start),
+            shapes.END_DATE: shapes.format_wire_time(end),
+            shapes.FIELDS: field,
+        }
+        resource = f"device {device_id}"
+        body = await self._get_body(shapes.telemetry_path(device_id), params, resource=resource)
+        return shapes.parse_telemetry_values(body, field, resource)
 
     async def changes(
         self, org_id: str, *, since: datetime, limit: int, cursor: str | None = None

@@ -9,11 +9,13 @@ gas and an `energy_import` for electricity and heat.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Literal
 
-from app.backends.waltero.shapes import AuditChange, Device
-from app.domain.models import Change, Medium, Meter
+from app.backends.waltero.shapes import AuditChange, Device, TimedValue
+from app.domain.models import Change, Medium, Meter, Reading
 
 PREFIX = "waltero:"
 
@@ -121,3 +123,34 @@ def change_from_audit(row: AuditChange, device_unit: str | None) -> Change:
         actor=_ACTORS.get(row.actor or ""),
         changed_at=row.changed_at,
     )
+
+
+def readings_from_telemetry(
+    values: list[TimedValue], *, meter_id: str, quantity: str, scale: UnitScale, start: datetime, end: datetime
+) -> list[Reading]:
+    """The readings of one telemetry answer (`shapes.parse_telemetry_values`): points with a number in
+    `[start, end)`, scaled, ascending by time (stable: points of the same instant keep the answer's
+    order). The vendor sends them ascending (pinned), so they are sorted only when they are not."""
+    rows: list[Reading] = []
+    apply = scale.apply
+    unit = scale.unit
+    isfinite = math.isfinite
+    last: datetime | None = None
+    ordered = True
+    for when, number in values:
+        value = apply(number)
+        if value is None or not start <= when < end:
+            continue
+        if not isfinite(value):  # scaled past the float range: the model refuses it, as it always did
+            Reading(meter_id=meter_id, time=when, quantity=quantity, obis=None, value=value, unit=unit)
+        if last is not None and when < last:
+            ordered = False
+        last = when
+        rows.append(
+            Reading.trusted(
+                {"meter_id": meter_id, "time": when, "quantity": quantity, "obis": None, "value": value, "unit": unit}
+            )
+        )
+    if not ordered:
+        rows.sort(key=lambda row: row.time)
+    return rows

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import datetime as dt
 import math
+import re
 from typing import Annotated, Any, Final, TypeVar
 from urllib.parse import quote
 
@@ -107,10 +108,23 @@ def format_wire_time(value: dt.datetime) -> str:
     return format_millis(value)
 
 
+_PINNED_TIME = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}\.[0-9]{3}Z")
+"""The form Waltero's own examples use (`format_wire_time`'s): `2026-05-18T22:00:00.000Z`."""
+
+
+def parse_wire_time(text: str) -> dt.datetime:
+    """A payload timestamp as an aware UTC datetime: any RFC 3339 form with an offset; raises `ValueError`.
+    The pinned form is read by `datetime.fromisoformat` alone (a fifth of `parse_rfc3339`'s cost, the
+    same result: UTC, milliseconds); every other form goes through `parse_rfc3339`."""
+    if _PINNED_TIME.fullmatch(text):
+        return dt.datetime.fromisoformat(text)
+    return parse_rfc3339(text)
+
+
 def _to_utc(value: object) -> object:
     """Payload timestamps: any RFC 3339 form with an offset (tolerant), or an aware datetime."""
     if isinstance(value, str):
-        return parse_rfc3339(value)
+        return parse_wire_time(value)
     if isinstance(value, dt.datetime):
         if value.tzinfo is None:
             raise ValueError("timestamp without an offset")
@@ -290,16 +304,20 @@ class TelemetryPoint(BaseModel):
     def number(self, field: str) -> float | None:
         """The field's numeric value, or None when absent, not a number, or not finite (JSON parsers
         accept `NaN` and `Infinity`; neither is a reading)."""
-        value = (self.model_extra or {}).get(field)
-        if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
-            return None
-        return float(value)
+        return finite_number((self.model_extra or {}).get(field))
 
     def field_names(self) -> list[str]:
         return sorted((self.model_extra or {}).keys())
 
     def to_wire(self) -> dict[str, Any]:
         return self.model_dump(mode="json")
+
+
+def finite_number(value: object) -> float | None:
+    """A telemetry value as a reading: a finite int or float, else None (absent, a string, a bool, NaN)."""
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        return None
+    return float(value)
 
 
 def _is_nested(point: dict[str, object]) -> bool:
@@ -389,8 +407,79 @@ def parse(model: type[M], payload: Any, what: str) -> M:
 
 def parse_json(body: bytes, model: type[M], what: str) -> M:
     """Decode JSON bytes and validate; raises `UpstreamBadResponse` for anything unexpected."""
+    return parse(model, _loads(body, what), what)
+
+
+def _loads(body: bytes, what: str) -> Any:
     try:
-        payload = orjson.loads(body)  # measured faster than json.loads on telemetry pages
+        return orjson.loads(body)  # measured faster than json.loads on telemetry pages
     except ValueError as exc:
         raise UpstreamBadResponse(f"Waltero sent a {what} answer that is not JSON", backend=BACKEND) from exc
-    return parse(model, payload, what)
+
+
+# --- telemetry values in one pass ----------------------------------------------------------------------
+TimedValue = tuple[dt.datetime, float | None]
+"""A telemetry point reduced to one field: (its time in UTC, the field's number or None)."""
+
+
+def parse_telemetry_values(body: bytes, field: str, what: str) -> list[TimedValue]:
+    """One field of a telemetry answer, point by point in the answer's order: exactly
+    `[(p.timestamp, p.number(field)) for p in parse_json(body, TelemetryResponse, what).data]`, with
+    the same `UpstreamBadResponse` and the same wire-shape counts, in one pass without a model per point
+    when every point has the pinned shape (a flat point with a string `timestamp`). Any other answer
+    (a nested point, another time key, a bad value, ...) goes through `TelemetryResponse`, which
+    decides what it is. Raises `UpstreamBadResponse`."""
+    payload = _loads(body, what)
+    values = _pinned_telemetry_values(payload, field)
+    if values is None:
+        answer = parse(TelemetryResponse, payload, what)
+        return [(point.timestamp, point.number(field)) for point in answer.data]
+    # the counts `parse(TelemetryResponse, ...)` makes for such an answer, in its order
+    tolerance.record(
+        BACKEND, "data_wrapper", "bare" if isinstance(payload, list) else "wrapped", pinned=isinstance(payload, dict)
+    )
+    if values:
+        tolerance.record(BACKEND, "telemetry_keys", "flat", pinned=True)
+        tolerance.record(BACKEND, "telemetry_time_key", "timestamp", pinned=True)
+    device_id = payload.get("deviceId") if isinstance(payload, dict) else None
+    if isinstance(device_id, str) and device_id.lower() != device_id:
+        tolerance.record(BACKEND, "id_case", "upper", pinned=False)
+    return values
+
+
+def _pinned_telemetry_values(payload: object, field: str) -> list[TimedValue] | None:
+    """The values of an answer in the pinned shape (see `parse_telemetry_values`), or None when any
+    part of it is not; records nothing."""
+    if isinstance(payload, dict):
+        device_id = payload.get("deviceId")
+        if "device_id" in payload or not (device_id is None or isinstance(device_id, str)):
+            return None  # the id by its field name, or not a string: the model decides
+        points = payload.get("data")
+    else:
+        points = payload
+    if not isinstance(points, list):
+        return None
+    times: dict[str, dt.datetime] = {}  # each distinct string parsed once
+    isfinite = math.isfinite
+    pair = field != "timestamp"
+    values: list[TimedValue] = []
+    for point in points:
+        if not isinstance(point, dict):
+            return None
+        text = point.get("timestamp")
+        if not isinstance(text, str):
+            return None  # another time key, a number, or none: the model decides
+        value = point.get(field)
+        if pair and len(point) == 2 and value is not None:  # {"timestamp", field}: nested only if the value is
+            if isinstance(value, dict):
+                return None
+        elif _is_nested(point):
+            return None
+        when = times.get(text)
+        if when is None:
+            try:
+                when = times[text] = parse_wire_time(text)
+            except ValueError:
+                return None
+        values.append((when, value if type(value) is float and isfinite(value) else finite_number(value)))
+    return values

@@ -31,13 +31,13 @@ import binascii
 import json
 import logging
 import random
-from collections.abc import AsyncGenerator, Generator
+from collections.abc import AsyncGenerator, Awaitable, Callable, Generator
 from datetime import datetime
 
 import httpx
 from pydantic import SecretStr
 
-from app.backends.http import Retrier, RetryHook, RetryPolicy, Sleep, upstream_operation
+from app.backends.http import A, Retrier, RetryHook, RetryPolicy, Sleep, upstream_operation
 from app.backends.waltero.errors import error_for_response, error_for_transport
 from app.backends.waltero.shapes import BACKEND, LOGIN_PATH, LoginRequest, LoginResponse, join_url, parse_json
 from app.infra.errors import FacadeError, UpstreamAuthFailed
@@ -51,6 +51,7 @@ DEFAULT_LIFETIME = 24 * 3600.0
 MAX_RENEWAL_MARGIN = 300.0
 _NO_AUTH = httpx.Auth()
 """The login itself carries no Authorization header (httpx's base `Auth` sends the request as is)."""
+_REJECTED_FRESH = "Waltero rejected a freshly issued token (401 after re-login)"
 
 
 def token_expiry(token: str) -> float | None:
@@ -74,8 +75,8 @@ def renewal_margin(lifetime: float) -> float:
 class TokenManager(httpx.Auth):
     """Adds `Authorization: Bearer <token>` to Waltero requests, logging in and renewing as needed.
 
-    Async only. Pass it per request (`http.get(url, auth=tokens)`); the login itself goes through the
-    same shared `http` client without auth.
+    Async only. Pass it per request (`http.get(url, auth=tokens)`), or wrap a send that does not go
+    through httpx in `authorize`; the login itself goes through the same shared `http` client without auth.
     """
 
     def __init__(
@@ -215,7 +216,22 @@ class TokenManager(httpx.Auth):
         logger.info("Waltero login succeeded; token valid until %s", format_rfc3339(from_epoch(expires)))
         return token
 
-    # --- httpx.Auth --------------------------------------------------------------------------------------
+    # --- the auth flow, for a sender without httpx (the hot GETs) and as an httpx.Auth ---------------------
+    async def authorize(self, send: Callable[[str], Awaitable[A]]) -> A:
+        """`send(authorization)` with the current token's `Authorization` value; on a 401, renew once
+        and send once more, exactly as `async_auth_flow` does; a second 401 raises `UpstreamAuthFailed`."""
+        token, held = await self._current()
+        answer = await send(f"Bearer {token}")
+        if answer.status_code != 401:
+            return answer
+        await answer.aclose()
+        token, held = await self._renew(held, rejected=token)
+        answer = await send(f"Bearer {token}")
+        if answer.status_code == 401:
+            await answer.aclose()
+            raise UpstreamAuthFailed(_REJECTED_FRESH, backend=BACKEND)
+        return answer
+
     def sync_auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
         raise RuntimeError("TokenManager is async only: use it with httpx.AsyncClient")
 
@@ -231,4 +247,4 @@ class TokenManager(httpx.Auth):
         response = yield request
         if response.status_code == 401:
             await response.aclose()
-            raise UpstreamAuthFailed("Waltero rejected a freshly issued token (401 after re-login)", backend=BACKEND)
+            raise UpstreamAuthFailed(_REJECTED_FRESH, backend=BACKEND)

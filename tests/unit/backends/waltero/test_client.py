@@ -1,5 +1,9 @@
-"""Retries and error mapping of the Waltero client, driven by the emulator's fault knobs (FakeClock sleep)."""
+"""Retries and error mapping of the Waltero client, driven by the emulator's fault knobs (FakeClock sleep).
 
+The emulator-driven tests run on both paths of a data GET: httpx (over `ASGITransport`) and the hot
+GETs on the aiohttp session (`HotGets`, the emulator served on loopback)."""
+
+import contextlib
 import email.utils
 import random
 from collections.abc import AsyncIterator, Callable
@@ -12,6 +16,7 @@ from pydantic import SecretStr
 from app.backends.waltero.client import WalteroClient, waltero_retry_policy
 from app.backends.waltero.emulator import ORG_NORTH, ORG_OTHER, SANDBOX_SETTINGS, create_emulator
 from app.backends.waltero.token import TokenManager
+from app.infra.config import Settings
 from app.infra.errors import (
     NotFound,
     UpstreamAuthFailed,
@@ -20,8 +25,11 @@ from app.infra.errors import (
     UpstreamTimeout,
     UpstreamUnavailable,
 )
+from app.infra.metrics import Metrics
 from app.infra.tolerance import WireShapeCollector
+from app.infra.upstream import UpstreamClient, build_client
 from tests.support.clock import FakeClock
+from tests.support.servers import serve_in_thread
 from tests.support.wire_shapes import current_shapes
 
 BASE = "http://waltero.test/prod"
@@ -29,15 +37,28 @@ DEVICE = "11111111-1111-1111-1111-111111111101"
 
 
 class Rig:
-    def __init__(self, transport: httpx.AsyncBaseTransport | None = None, *, max_attempts: int = 4) -> None:
+    def __init__(
+        self,
+        transport: httpx.AsyncBaseTransport | None = None,
+        *,
+        max_attempts: int = 4,
+        loopback: Callable[[object], str] | None = None,
+    ) -> None:
+        """`loopback(app)` serves the emulator on a socket and answers its base URL: the client is then
+        the app's own (`build_client`, hot GETs on aiohttp)."""
         self.clock = FakeClock()
         self.emulator = create_emulator(self.clock)
-        self.http = httpx.AsyncClient(transport=transport or httpx.ASGITransport(app=self.emulator.app))
+        base = BASE
+        if loopback is not None:
+            base = loopback(self.emulator.app) + "/prod"
+            self.http: httpx.AsyncClient = build_client("waltero", Settings(), Metrics())
+        else:
+            self.http = httpx.AsyncClient(transport=transport or httpx.ASGITransport(app=self.emulator.app))
         self.retries: list[str] = []
         policy = waltero_retry_policy(max_attempts=max_attempts)
         tokens = TokenManager(
             self.http,
-            BASE,
+            base,
             SANDBOX_SETTINGS["WALTERO_USERNAME"],
             SecretStr(SANDBOX_SETTINGS["WALTERO_PASSWORD"]),
             clock=self.clock,
@@ -48,7 +69,7 @@ class Rig:
         )
         self.client = WalteroClient(
             self.http,
-            BASE,
+            base,
             tokens,
             clock=self.clock,
             policy=policy,
@@ -62,12 +83,17 @@ class Rig:
         return self.emulator.stats["device"]
 
 
-@pytest.fixture
-async def rig() -> AsyncIterator[Rig]:
-    rig = Rig()
-    await rig.client.tokens.ensure_token()  # faults below hit the data call, not the login
-    yield rig
-    await rig.http.aclose()
+@pytest.fixture(params=["httpx", "hot"])
+async def rig(request: pytest.FixtureRequest) -> AsyncIterator[Rig]:
+    with contextlib.ExitStack() as served:
+        if request.param == "hot":
+            rig = Rig(loopback=lambda app: served.enter_context(serve_in_thread(app)))
+            assert isinstance(rig.http, UpstreamClient) and rig.http.hot is not None
+        else:
+            rig = Rig()
+        await rig.client.tokens.ensure_token()  # faults below hit the data call, not the login
+        yield rig
+        await rig.http.aclose()
 
 
 async def test_a_429_waits_retry_after_then_succeeds(rig: Rig) -> None:

@@ -17,16 +17,19 @@ from app.api.deps import (
 )
 from app.api.exports import FormatParam, export_responses, fields_of, filename, render_csv, render_ndjson, wanted
 from app.api.http_cache import render
+from app.api.thin_route import ThinRoute
 from app.domain.models import Change, Page
 from app.infra.errors import InvalidRequest
 
-router = APIRouter(tags=["changes"])
+router = APIRouter(tags=["changes"], route_class=ThinRoute)
+ChangePage = Page[Change]
+"""Parametrised once: `Page[Change]` looks its class up in pydantic's generic cache on every use."""
 
 
 @router.get(
     "/changes",
     operation_id="listChanges",
-    response_model=Page[Change],
+    response_model=ChangePage,
     summary="Corrections to stored readings",
     description="Waltero's data-audit feed, ascending by `changed_at`: every post-hoc correction made since `since`. "
     "IOmeter has no such feed (`backend=iometer` is a 501).",
@@ -62,4 +65,4 @@ async def list_changes(
     if form == "csv":
         name = filename("changes", since or "", extension="csv")
         return render_csv(request, answer, items, fields_of(Change), name, next_cursor)
-    return render(request, answer, Page[Change](items=items, next_cursor=next_cursor), exclude={"errors"})
+    return render(request, answer, ChangePage(items=items, next_cursor=next_cursor), exclude={"errors"})

@@ -31,6 +31,7 @@ from app.api.exports import (
     wanted,
 )
 from app.api.http_cache import render
+from app.api.thin_route import ThinRoute
 from app.core.service import MeterService
 from app.domain.intervals import window_error
 from app.domain.models import DailyConsumption, DailyConsumptionList, IntervalConsumption, IntervalConsumptionList
@@ -38,7 +39,7 @@ from app.guard.provenance import Answer
 from app.infra.errors import InvalidRequest
 from app.infra.timeutil import local_midnight
 
-router = APIRouter(tags=["consumption"])
+router = APIRouter(tags=["consumption"], route_class=ThinRoute)
 MeterIdsParam = Annotated[
     list[str] | None,
     Query(description="Repeatable; none = every meter.", examples=[["waltero:11111111-1111-1111-1111-111111111101"]]),

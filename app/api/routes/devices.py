@@ -5,9 +5,10 @@ from starlette.responses import Response
 
 from app.api.deps import UPSTREAM_ERRORS, ServiceDep, problem_responses, within_deadline
 from app.api.http_cache import render
+from app.api.thin_route import ThinRoute
 from app.domain.models import DeviceStatus
 
-router = APIRouter(tags=["devices"])
+router = APIRouter(tags=["devices"], route_class=ThinRoute)
 
 
 @router.get(

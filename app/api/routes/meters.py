@@ -25,17 +25,20 @@ from app.api.exports import (
     wanted,
 )
 from app.api.http_cache import render
+from app.api.thin_route import ThinRoute
 from app.core.service import MeterFilters
 from app.domain.models import Medium, Meter, Page
 from app.infra.errors import InvalidRequest
 
-router = APIRouter(tags=["meters"])
+router = APIRouter(tags=["meters"], route_class=ThinRoute)
+MeterPage = Page[Meter]
+"""Parametrised once: `Page[Meter]` looks its class up in pydantic's generic cache on every use."""
 
 
 @router.get(
     "/meters",
     operation_id="listMeters",
-    response_model=Page[Meter],
+    response_model=MeterPage,
     summary="List meters of every backend",
     description="Meters of both vendors in one list ordered by `id`. If one backend fails, the others' meters "
     "are returned with an `errors` entry for the failed one.",
@@ -84,7 +87,7 @@ async def list_meters(
     items, next_cursor = answer.value
     if form == "csv":
         return render_csv(request, answer, items, fields_of(Meter), filename("meters", extension="csv"), next_cursor)
-    page = Page[Meter](items=items, next_cursor=next_cursor, errors=answer.errors or None)
+    page = MeterPage(items=items, next_cursor=next_cursor, errors=answer.errors or None)
     return render(request, answer, page, exclude=None if answer.errors else {"errors"})
 
 

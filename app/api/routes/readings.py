@@ -18,11 +18,14 @@ from app.api.deps import (
 )
 from app.api.exports import FormatParam, export_responses, fields_of, filename, render_csv, render_ndjson, wanted
 from app.api.http_cache import render
+from app.api.thin_route import ThinRoute
 from app.domain.models import Page, Reading
 from app.infra.errors import InvalidRequest
 from app.infra.timeutil import from_epoch
 
-router = APIRouter(tags=["readings"])
+router = APIRouter(tags=["readings"], route_class=ThinRoute)
+ReadingPage = Page[Reading]
+"""Parametrised once: `Page[Reading]` looks its class up in pydantic's generic cache on every use."""
 
 QUANTITIES = ("energy_import", "energy_import_t1", "energy_import_t2", "energy_export", "power", "volume")
 MAX_WINDOW = timedelta(days=366)
@@ -32,7 +35,7 @@ _OBIS = re.compile(r"^obis:[0-9A-Za-z:.*\-]{1,32}\Z")
 @router.get(
     "/readings",
     operation_id="listReadings",
-    response_model=Page[Reading],
+    response_model=ReadingPage,
     summary="Register readings of one meter",
     description="Readings with `start <= time < end`, ascending by `time`. Energy in kWh, power in W, volume in m3.",
     responses={**export_responses(fields_of(Reading)), **problem_responses(404, 501, *UPSTREAM_ERRORS)},
@@ -112,4 +115,4 @@ async def list_readings(
     if form == "csv":
         name = filename("readings", meter_id or "", start or "", extension="csv")
         return render_csv(request, answer, items, fields_of(Reading), name, next_cursor)
-    return render(request, answer, Page[Reading](items=items, next_cursor=next_cursor), exclude={"errors"})
+    return render(request, answer, ReadingPage(items=items, next_cursor=next_cursor), exclude={"errors"})

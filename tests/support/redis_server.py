@@ -78,12 +78,32 @@ class RedisServer:
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"redis-server exited with {self.proc.returncode}")
-            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", self.port), timeout=0.5) as s:
-                s.sendall(b"PING\r\n")
-                if s.recv(64)[:1] in (b"+", b"-"):  # +PONG, or -NOAUTH with a password: up either way
-                    return
+            if self._answers_as_ours():
+                return
             time.sleep(0.02)
         raise RuntimeError("redis-server did not come up")
+
+    def _answers_as_ours(self) -> bool:
+        """Whether the server on our port is up and is our process (`INFO server`'s `process_id`): a
+        free port picked a moment ago may have been taken meanwhile by another test's server, whose
+        PONG alone would pass for ours while ours exits, unable to bind."""
+        assert self.proc is not None
+        auth = f"AUTH {self.password}\r\n".encode() if self.password else b""
+        try:
+            with socket.create_connection(("127.0.0.1", self.port), timeout=0.5) as s:
+                s.sendall(auth + b"INFO server\r\n")
+                seen = b""
+                while b"process_id:" not in seen or not seen.endswith(b"\r\n"):
+                    chunk = s.recv(65536)
+                    if not chunk:
+                        return False
+                    seen += chunk
+                    if len(seen) > 1 << 20:
+                        return False
+        except OSError:
+            return False
+        owner = seen.split(b"process_id:", 1)[1].split(b"\r\n", 1)[0]
+        return owner.strip() == str(self.proc.pid).encode()
 
     def kill(self) -> None:
         """SIGKILL by PID: connections drop at once, nothing is saved."""

@@ -38,6 +38,9 @@ class Replicas:
     async def start(self, make_tier, clock, n: int = 3, record=None):
         for _ in range(n):
             tier = await make_tier(record=record) if record else await make_tier()
+            async with asyncio.timeout(10):  # a connection refused in a busy moment: the probe brings it back
+                while not tier.available:
+                    await asyncio.sleep(0.05)
             bus = Broadcast(tier)
             flight = FleetFlight(SharedEntries(tier, clock), bus, clock=clock)  # subscribes to "filled"
             bus.start()

@@ -34,21 +34,27 @@ class Replicas:
     def __init__(self) -> None:
         self.buses: list[Broadcast] = []
         self.indexes: list[object] = []
+        self.tiers: list[object] = []
 
-    async def start(self, make_tier, clock, n: int = 3, record=None):
+    async def start(self, make_tier, clock, n: int = 3, record=None, account: str = "vendor\0https://x\0user"):
         for _ in range(n):
             tier = await make_tier(record=record) if record else await make_tier()
             async with asyncio.timeout(10):  # a connection refused in a busy moment: the probe brings it back
                 while not tier.available:
                     await asyncio.sleep(0.05)
+            self.tiers.append(tier)
             bus = Broadcast(tier)
             flight = FleetFlight(SharedEntries(tier, clock), bus, clock=clock)  # subscribes to "filled"
             bus.start()
             async with asyncio.timeout(5):
                 await bus.wait_subscribed()
             self.buses.append(bus)
-            self.indexes.append(SharedIndexes(flight, budget=5.0, clock=clock)("vendor\0https://x\0user"))
+            self.indexes.append(SharedIndexes(flight, budget=5.0, clock=clock)(account))
         return [ix("test.sites", list[Site], ttl=TTL, check=check_sites) for ix in self.indexes]
+
+    def lost_redis(self) -> list[str]:
+        """The errors that took a replica's Redis away meanwhile (then its loads were rightly local)."""
+        return [t.last_error for t in self.tiers if t.last_error is not None]  # type: ignore[attr-defined]
 
     async def aclose(self) -> None:
         for bus in self.buses:
@@ -66,14 +72,25 @@ class Vendor:
 
 
 async def test_three_replicas_load_an_index_once_and_read_back_the_same_value(make_tier):
-    clock = FakeClock()
-    fleet = Replicas()
-    stores = await fleet.start(make_tier, clock)
-    vendor = Vendor()
-    try:
-        got = await asyncio.gather(*(stores[i % 3].load(vendor.listing, max_age=TTL) for i in range(30)))
-    finally:
-        await fleet.aclose()
+    # 30 loads at once on three fresh tiers open dozens of connections; on a busy 2-core machine one of
+    # them has been seen to fail, taking that replica's Redis away for a moment (its loads then run
+    # locally, as they must). Such an attempt proves nothing either way and is run again, at most
+    # three times; an attempt with Redis up throughout must make exactly one vendor call.
+    lost: list[list[str]] = []
+    for attempt in range(3):
+        clock = FakeClock()
+        fleet = Replicas()
+        stores = await fleet.start(make_tier, clock, account=f"vendor\0https://x\0user{attempt}")
+        vendor = Vendor()
+        try:
+            got = await asyncio.gather(*(stores[i % 3].load(vendor.listing, max_age=TTL) for i in range(30)))
+        finally:
+            await fleet.aclose()
+        if not fleet.lost_redis():
+            break
+        lost.append(fleet.lost_redis())
+    else:
+        pytest.fail(f"Redis was lost in every attempt: {lost}")
     assert vendor.calls == 1
     assert {repr(value) for value, _ in got} == {repr([Site("a", ["d1", "d2"]), Site("b1", ["d3"])])}
     assert all(value == got[0][0] for value, _ in got)

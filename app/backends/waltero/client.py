@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import random
-from collections.abc import Awaitable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime
 from typing import TypeVar
 from urllib.parse import urlencode
@@ -96,8 +96,9 @@ class WalteroClient:
     async def _get_body(
         self, path: str, params: dict[str, str], *, resource: str, organization_scoped: bool = False
     ) -> bytes:
+        send: Callable[[], Awaitable[HotAnswer | httpx.Response]]
         hot = self._hot
-        if hot is not None and hot.ready:
+        if hot is not None and hot.ready:  # straight on the aiohttp session, no httpx model per call
             target = self.url(path)
             if params:
                 target += "?" + urlencode(params)  # httpx's encoding of `params` (quote_plus)
@@ -105,35 +106,27 @@ class WalteroClient:
             def send_hot(authorization: str) -> Awaitable[HotAnswer]:
                 return hot.get(target, {"Authorization": authorization})
 
-            async def send_hot_authorized() -> HotAnswer:
+            async def send() -> HotAnswer | httpx.Response:
                 async with self._slots:
                     return await self.tokens.authorize(send_hot)
 
-            try:
-                answer = await self._retrier.send(send_hot_authorized, idempotent=True)
-            except httpx.TransportError as exc:
-                raise error_for_transport(exc, resource=resource) from exc
-            if not answer.is_success:
-                raise error_for_response(
-                    answer.as_httpx(), resource=resource, now=self._clock(), organization_scoped=organization_scoped
-                )
-            return answer.content
+        else:
+            url = httpx.URL(self.url(path), params=params)  # parsed once, not again on each retry
 
-        url = httpx.URL(self.url(path), params=params)  # parsed once, not again on each retry
-
-        async def send() -> httpx.Response:
-            async with self._slots:
-                return await self._http.get(url, auth=self.tokens)
+            async def send() -> HotAnswer | httpx.Response:
+                async with self._slots:
+                    return await self._http.get(url, auth=self.tokens)
 
         try:
-            response = await self._retrier.send(send, idempotent=True)
+            answer = await self._retrier.send(send, idempotent=True)
         except httpx.TransportError as exc:
             raise error_for_transport(exc, resource=resource) from exc
-        if not response.is_success:
+        if not answer.is_success:
+            response = answer.as_httpx() if isinstance(answer, HotAnswer) else answer
             raise error_for_response(
                 response, resource=resource, now=self._clock(), organization_scoped=organization_scoped
             )
-        return response.content
+        return answer.content
 
     # --- platform-api --------------------------------------------------------------------------------
     async def me(self) -> shapes.MeResponse:

@@ -17,8 +17,8 @@ within `timeout` seconds or raises `SharedUnavailable`, and counts the outcome i
 
 - outcomes a command reports (`ok`, or what the caller's `classify` says: `hit`, `miss`, `acquired`,
   `busy`, ...);
-- `timeout`: no answer within `timeout` (three in a row with no success for `down_after` seconds, or
-  one connection error, mean an outage);
+- `timeout`: no answer within `timeout` (three in a row with no success for `down_after` seconds, then
+  a PING that does not answer either, or one connection error, mean an outage);
 - `error`: Redis answered with an error (OOM, NOPERM, CLUSTERDOWN, ...), or the connection failed;
 - `refused`: Redis refused the credentials (wrong password, unknown ACL user);
 - `skipped`: an outage is known, so the command was not even tried (a request never waits on a Redis
@@ -85,7 +85,14 @@ Sleep = Callable[[float], Awaitable[None]]
 
 
 class SharedUnavailable(Exception):
-    """Redis did not answer in time, failed, or is known to be down: the caller proceeds locally."""
+    """Redis did not answer in time, failed, or is known to be down: the caller proceeds locally.
+
+    `timed_out`: the command got no answer in time while Redis was not known to be down (a busy
+    moment, which asking again may outlast), as opposed to an error answer or a known outage."""
+
+    def __init__(self, operation: str, *, timed_out: bool = False) -> None:
+        super().__init__(operation)
+        self.timed_out = timed_out
 
 
 class UnsupportedVersion(Exception):
@@ -232,6 +239,7 @@ class RedisTier:
         self._refused = False
         self._consecutive_timeouts = 0
         self._probe: asyncio.Task[None] | None = None
+        self._verifying: asyncio.Task[None] | None = None
         self._listeners: list[Callable[[Health], None]] = []
         self._closed = False
         self._scripts: dict[str, AsyncScript] = {}
@@ -353,8 +361,8 @@ class RedisTier:
             # A burst of slow answers (a busy host) is not an outage; timeouts that go on are.
             since_success = time.monotonic() - self._last_success
             if self._consecutive_timeouts >= self._timeouts_before_down and since_success >= self._down_after:
-                self._mark_down("timeouts")
-            raise SharedUnavailable(operation) from None
+                self._verify_outage()
+            raise SharedUnavailable(operation, timed_out=True) from None
         except MaxConnectionsError:  # this replica's pool is full: a busy replica, not a Redis outage
             self._record(operation, "error")
             self._count(True, "MaxConnectionsError")
@@ -415,6 +423,30 @@ class RedisTier:
         )
         self._set_down()
 
+    def _verify_outage(self) -> None:
+        """Timeouts that went on: one PING with a deadline of its own decides whether Redis is down.
+
+        Commands in flight together all time out together when this replica's own loop was held up
+        (a long GC pause, a busy host that did not schedule the process) though Redis answered at
+        once: those are not evidence of an outage, and a replica that declared one would send every
+        caller to the vendor and log a false warning. A Redis that is really hung does not answer the
+        PING either (one more `timeout`, so still down well within a second)."""
+        if self._down or self._closed or (self._verifying is not None and not self._verifying.done()):
+            return
+        self._verifying = asyncio.get_running_loop().create_task(self._verify())
+
+    async def _verify(self) -> None:
+        try:
+            async with asyncio.timeout(self.timeout):
+                await self.client.ping()
+        except (AuthenticationError, AuthorizationError) as exc:
+            self._refuse(exc)
+        except (TimeoutError, RedisError, RedisClusterException, OSError):
+            self._mark_down("timeouts")
+        else:
+            self._consecutive_timeouts = 0  # Redis answers: the timeouts were this replica's own delay
+            self._last_success = time.monotonic()
+
     def _mark_down(self, reason: str) -> None:
         if self._down or self._closed:
             return
@@ -467,9 +499,10 @@ class RedisTier:
 
     async def aclose(self) -> None:
         self._closed = True
-        if self._probe is not None:
-            self._probe.cancel()
-            await asyncio.gather(self._probe, return_exceptions=True)
+        for task in (self._probe, self._verifying):
+            if task is not None:
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
         await self.client.aclose()
         if not isinstance(self.client, RedisCluster):
             await self.client.connection_pool.disconnect()

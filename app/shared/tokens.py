@@ -215,8 +215,9 @@ class SharedTokenStore:
         self, held: str | None, login: Callable[[], Awaitable[SharedToken]], *, budget: float
     ) -> tuple[SharedToken, TokenSource]:
         """A usable token other than `held` (`shared`), else one from `login()` done once for the fleet
-        (`login`), or by this replica alone when Redis is unavailable or the peer's login outlasts
-        `wait_share * budget` seconds (`local`). Raises what `login()` raised."""
+        (`login`), or by this replica alone (`local`) when Redis is down or answers with an error, or
+        when the peer's login or Redis's answers outlast `wait_share * budget` seconds. Raises what
+        `login()` raised."""
         loop = asyncio.get_running_loop()
         give_up = loop.time() + max(0.0, budget * self._wait_share)
         lock = FleetLock(self.tier, self._lock_key, ttl=self._lock_ttl, operation="token_lock")
@@ -235,8 +236,11 @@ class SharedTokenStore:
                         with contextlib.suppress(SharedUnavailable):
                             await self.put(token)
                         return token, "login"
-            except SharedUnavailable:
-                return await login(), "local"
+            except SharedUnavailable as exc:
+                if not exc.timed_out or not self.tier.available:
+                    return await login(), "local"
+                # No answer in time, but Redis is not known to be down (a busy moment): ask again within
+                # the wait, rather than log in beside the fleet at the first slow command.
             remaining = give_up - loop.time()
             if remaining <= 0:
                 self.tier.note("token_wait", "deadline")

@@ -68,7 +68,7 @@ async def test_hung_redis_never_holds_a_caller_past_the_timeout(make_tier, redis
     redis_server.pause()
     try:
         calls = 0
-        while tier.status == "up" and calls < 10:
+        while tier.available and calls < 10:
             started = time.monotonic()
             with pytest.raises(SharedUnavailable):
                 await tier.call("get", lambda r: r.get("k"))
@@ -105,6 +105,31 @@ async def test_a_burst_of_slow_answers_is_not_an_outage(make_tier):
     assert tier.describe()["status"] == "degraded"
     assert tier.last_error == "TimeoutError"
     await tier.call("ping", lambda r: r.ping())
+
+
+@pytest.mark.parametrize("redis_mode", ["standalone"])  # the tier's own logic; see the burst test on BLPOP
+async def test_a_stalled_loop_is_not_an_outage(make_tier, caplog):
+    # Commands in flight while this replica's own loop is held up (a long GC pause, a host that did not
+    # schedule the process) all time out together, though Redis answered in time. A PING decides: Redis
+    # answers, so it is not down, and no warning says it is.
+    caplog.set_level(logging.WARNING, logger="app.shared")
+    rec = Recorder()
+    tier = await make_tier(record=rec, timeout=0.4, down_after=0.2)
+    # Each command is answered by Redis after 0.15 s (an empty blocking pop), well within the timeout;
+    # the loop is blocked from 0.05 s to 0.85 s, so each answer is read after its deadline.
+    asyncio.get_running_loop().call_later(0.05, time.sleep, 0.8)
+    outcomes = await asyncio.gather(
+        *(tier.call("pop", lambda r: r.blpop([tier.key("never")], timeout=0.15)) for _ in range(6)),
+        return_exceptions=True,
+    )
+    assert [type(o).__name__ for o in outcomes] == ["SharedUnavailable"] * 6
+    assert all(o.timed_out for o in outcomes)  # type: ignore[union-attr]
+    async with asyncio.timeout(5):
+        while tier._verifying is None or not tier._verifying.done():
+            await asyncio.sleep(0.01)
+    assert tier.available
+    assert await tier.call("get", lambda r: r.get(tier.key("k"))) is None
+    assert not [r for r in caplog.records if "unreachable" in r.getMessage()]
 
 
 async def test_unreachable_at_startup_is_down_not_an_error(tmp_path, caplog):

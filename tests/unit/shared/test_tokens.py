@@ -1,4 +1,5 @@
 import asyncio
+import time
 
 import pytest
 
@@ -36,6 +37,28 @@ async def test_three_replicas_starting_together_log_in_once(make_tier):
     assert vendor.logins == 1
     assert {t.token for t, _ in results} == {"jwt-1"}
     assert sorted(src for _, src in results).count("login") == 1
+
+
+async def test_a_stall_while_replicas_start_together_is_still_one_login(make_tier):
+    # The first reads of every replica are in flight when this process is held up for longer than the
+    # tier's timeout (a long GC pause): they all time out, though Redis answered. Not an outage (a PING
+    # says so), so the replicas ask again within their wait instead of each logging in.
+    clock = FakeClock()
+    account = account_name("https://waltero.example/prod", "user@example.com")
+    replicas = [
+        SharedTokenStore(await make_tier(timeout=0.1, down_after=0.2), account, clock=clock, credential="pw-1")
+        for _ in range(3)
+    ]
+    vendor = Vendor(clock)
+
+    async def stall() -> None:
+        time.sleep(0.5)
+
+    renewals = [s.renew(None, vendor.login, budget=5) for s in replicas for _ in range(5)]
+    *results, _ = await asyncio.gather(*renewals, stall())
+    assert vendor.logins == 1
+    assert {t.token for t, _ in results} == {"jwt-1"}
+    assert all(s.tier.available for s in replicas)
 
 
 async def test_renewal_when_due_is_one_login_for_the_fleet(make_tier):

@@ -31,8 +31,11 @@ version before 7); `degraded` when more than `degraded_ratio` of the commands of
 The first failure of an outage logs one warning; a refusal logs one error naming its cause and is
 not retried as an outage (the probe asks again every `refused_probe_every` seconds, silently). A
 background probe pings every `probe_every` seconds and, once Redis answers, logs one info line and
-tells the listeners (`on_status`), so subscriptions and the cursor key can catch up. Nothing here
-logs the URL: it may hold a password.
+tells the listeners (`on_status`), so subscriptions and the cursor key can catch up. A connection
+that broke while Redis was up (closed while idle, cut by a timeout) is not an outage: its command is
+sent again on a new connection, and only when that reaches another server (another `run_id`: a restart,
+a failover) are the listeners told `up` again, to catch up. Nothing here logs the URL: it may hold a
+password.
 """
 
 from __future__ import annotations
@@ -79,6 +82,13 @@ KEEPALIVE: dict[int, int] = {
     if (option := getattr(socket, name, None)) is not None
 }
 """TCP keepalive on every connection: a dead peer is noticed within about 25 s, not the OS's 2 h."""
+ONCE_ON_A_NEW_CONNECTION = Retry(NoBackoff(), 1, supported_errors=(RedisConnectionError,))
+"""A pooled connection may have been closed while it sat idle (a server's or a proxy's idle timeout, a
+load balancer's reset, a restart of Redis): its next command meets a closed socket although Redis is
+there. One retry on a new connection answers it; a Redis that is gone refuses the new connection at
+once, so an outage is still noticed by its first command. A command retried this way may have reached
+Redis before its connection broke: every command of this package may run twice (writes are idempotent
+or only invalidate twice; a lock taken twice looks busy to its taker and expires)."""
 OperationRecorder = Callable[[str, str], None]
 """`record(operation, outcome)`: e.g. `lambda op, out: counter.labels(op, out).inc()`."""
 Sleep = Callable[[float], Awaitable[None]]
@@ -114,6 +124,21 @@ def version_of(info: dict[str, Any]) -> tuple[int, int]:
     return min(versions)
 
 
+async def run_id_of(connection: Any) -> str | None:
+    """The `run_id` of the server behind a connection just opened (`INFO server` on it), or None
+    when this user may not send INFO."""
+    try:
+        await connection.send_command("INFO", "server")
+        reply = await connection.read_response()
+    except ResponseError:
+        return None
+    text = reply.decode(errors="replace") if isinstance(reply, bytes) else str(reply)
+    for line in text.splitlines():
+        if line.startswith("run_id:"):
+            return line.removeprefix("run_id:").strip()
+    return None
+
+
 async def server_version(client: Redis) -> tuple[int, int] | None:
     """The server's (major, minor) from `HELLO` (then `INFO server`); None when neither may be sent
     (a managed service's restricted user): the commands themselves will tell."""
@@ -139,10 +164,16 @@ def connect(
     timeout: float,
     connect_timeout: float,
     max_connections: int,
+    on_connect: Callable[[Any], Awaitable[None]] | None = None,
 ) -> tuple[Redis, Sentinel | None]:
     """A client for `mode` (typed as `Redis`: a `RedisCluster` speaks the same commands), and the
-    `Sentinel` to close with it. No retries inside redis-py where a retry would outlive the caller's
-    deadline; the cluster client keeps its own, bounded by the tier's timeout, to follow `MOVED`."""
+    `Sentinel` to close with it.
+
+    Standalone and Sentinel: a command whose pooled connection turns out to be broken is sent once more
+    on a new connection (`ONCE_ON_A_NEW_CONNECTION`), and `on_connect(connection)` runs instead of
+    redis-py's own handshake on every connection opened (it must run `connection.on_connect()`).
+    Nothing else is retried inside redis-py, where a retry would outlive the caller's deadline; the
+    cluster client keeps its own retries, bounded by the tier's timeout, to follow `MOVED`."""
     common: dict[str, Any] = {
         "socket_timeout": timeout,
         "socket_connect_timeout": connect_timeout,
@@ -150,9 +181,10 @@ def connect(
         "socket_keepalive_options": KEEPALIVE,
         "driver_info": None,  # no CLIENT SETINFO: two round trips less per new connection
     }
+    hooked: dict[str, Any] = {"redis_connect_func": on_connect} if on_connect is not None else {}
     if mode == "standalone":
         pool = BlockingConnectionPool.from_url(
-            url, max_connections=max_connections, timeout=timeout, retry=Retry(NoBackoff(), 0), **common
+            url, max_connections=max_connections, timeout=timeout, retry=ONCE_ON_A_NEW_CONNECTION, **common, **hooked
         )
         return Redis(connection_pool=pool), None
     if mode == "cluster":
@@ -170,7 +202,7 @@ def connect(
             **common,
         )
         client = sentinel.master_for(
-            service, redis_class=Redis, max_connections=max_connections, retry=Retry(NoBackoff(), 0)
+            service, redis_class=Redis, max_connections=max_connections, retry=ONCE_ON_A_NEW_CONNECTION, **hooked
         )
         return client, sentinel
     raise ValueError(f"unknown FACADE_REDIS_MODE {mode!r}")
@@ -234,7 +266,13 @@ class RedisTier:
             timeout=timeout,
             connect_timeout=connect_timeout if connect_timeout is not None else timeout,
             max_connections=max_connections,
+            on_connect=self._on_connect,
         )
+        self._epoch = 0
+        self._server: str | None = None
+        """The `run_id` of the server that answers, when known."""
+        """Bumped by each recovery: a connection opened again in the epoch it was first opened in broke
+        while Redis was thought up (see `_on_connect`)."""
         self._down = False
         self._refused = False
         self._consecutive_timeouts = 0
@@ -313,6 +351,8 @@ class RedisTier:
             return  # down (the probe runs), refused, or an error answer health reports
         if found is not None and found < MIN_VERSION:
             self._refuse(UnsupportedVersion(f"Redis {found[0]}.{found[1]}"))
+            return
+        await self._learn_server()
 
     async def _check(self) -> None:
         async with asyncio.timeout(max(self.timeout, 1.0)):
@@ -423,6 +463,37 @@ class RedisTier:
         )
         self._set_down()
 
+    async def _on_connect(self, connection: Any) -> None:
+        """Every connection's handshake (redis-py's own), then: a connection that opens again in the
+        epoch it first opened in broke while Redis was thought up. Closed while idle, or cut by a
+        command's timeout, it finds the same server; but a Redis that restarted (or a Sentinel
+        failover's new primary) may have lost what it held, and the listeners are told `up` again to
+        catch up as after an outage (the eviction stream checks for a gap, the cursor key is written
+        back). The server is told apart by its `run_id` (`INFO server`); a user that may not send
+        INFO is told every time."""
+        await connection.on_connect()
+        opened_in = getattr(connection, "_facade_epoch", None)
+        connection._facade_epoch = self._epoch
+        if opened_in != self._epoch or self._down or self._closed:
+            return
+        server = await run_id_of(connection)
+        if server is not None and server == self._server:
+            return
+        self._server = server
+        log.info("shared cache (Redis) is another server than before: checking for anything lost meanwhile")
+        self._notify("up")
+
+    async def _learn_server(self) -> None:
+        """Remember which server answers (its `run_id`), once Redis is known up (a cluster has many:
+        its client follows them itself, and `_on_connect` is not used there)."""
+        if self.mode == "cluster":
+            return
+        with contextlib.suppress(RedisError, RedisClusterException, OSError, TimeoutError):
+            async with asyncio.timeout(max(self.timeout, 1.0)):
+                info = await self.client.info("server")
+            found = info.get("run_id") if isinstance(info, dict) else None
+            self._server = str(found) if found is not None else None
+
     def _verify_outage(self) -> None:
         """Timeouts that went on: one PING with a deadline of its own decides whether Redis is down.
 
@@ -480,6 +551,7 @@ class RedisTier:
             if not isinstance(self.client, RedisCluster):  # a cluster client keeps a pool per node, renewed itself
                 with contextlib.suppress(RedisError, OSError):
                     await self.client.connection_pool.disconnect(inuse_connections=False)
+            self._epoch += 1  # connections from before the outage open again without a second notice
             self._down = False
             self._refused = False
             self._consecutive_timeouts = 0
@@ -487,6 +559,7 @@ class RedisTier:
             self._failures = 0
             self._last_success = time.monotonic()
             log.info("shared cache (Redis) reachable again")
+            await self._learn_server()
             self._notify("up")
             return
 

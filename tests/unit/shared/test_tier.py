@@ -132,6 +132,46 @@ async def test_a_stalled_loop_is_not_an_outage(make_tier, caplog):
     assert not [r for r in caplog.records if "unreachable" in r.getMessage()]
 
 
+@pytest.mark.parametrize("redis_mode", ["standalone", "sentinel"])  # a cluster client reconnects by itself
+async def test_connections_closed_while_idle_are_not_an_outage(make_tier, caplog):
+    # A server's or a proxy's idle timeout (or a load balancer's reset) closes pooled connections: the
+    # next command on each meets a closed socket, is sent again on a new connection, and answers. The
+    # same server answers, so nobody is told to catch up.
+    caplog.set_level(logging.INFO, logger="app.shared")
+    rec = Recorder()
+    tier = await make_tier(record=rec)
+    seen: list[str] = []
+    tier.on_status(seen.append)
+    await asyncio.gather(*(tier.call("set", lambda r: r.set(tier.key("k"), b"v")) for _ in range(8)))
+    pooled = len(tier.client.connection_pool._available_connections)
+    assert pooled >= 2
+    killed = await tier.client.execute_command("CLIENT", "KILL", "TYPE", "normal", "SKIPME", "no")
+    assert killed >= pooled
+    answers = await asyncio.gather(*(tier.call("get", lambda r: r.get(tier.key("k"))) for _ in range(8)))
+    assert answers == [b"v"] * 8
+    assert tier.status == "up"
+    assert rec.value("get", "error") == 0.0
+    assert seen == []
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING or "another server" in r.getMessage()]
+
+
+@pytest.mark.parametrize("redis_mode", ["standalone"])  # it restarts the server
+async def test_a_redis_restarted_between_commands_is_noticed(make_tier, redis_server):
+    # Redis restarts (no persistence: it lost everything) while no command is in flight: the next
+    # command answers on a new connection, and the listeners are told to catch up as after an outage.
+    rec = Recorder()
+    tier = await make_tier(record=rec)
+    seen: list[str] = []
+    tier.on_status(seen.append)
+    await asyncio.gather(*(tier.call("set", lambda r: r.set(tier.key("k"), b"v")) for _ in range(4)))
+    redis_server.restart()
+    assert await tier.call("get", lambda r: r.get(tier.key("k"))) is None
+    assert tier.status == "up"
+    assert seen == ["up"]
+    assert await tier.call("get", lambda r: r.get(tier.key("k"))) is None
+    assert seen == ["up"]  # once per server
+
+
 async def test_unreachable_at_startup_is_down_not_an_error(tmp_path, caplog):
     caplog.set_level(logging.WARNING, logger="app.shared")
     with running_redis(tmp_path) as server:

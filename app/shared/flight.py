@@ -42,8 +42,11 @@ _LOOKUP = """
 local v = redis.call('GET', KEYS[1])
 if v then return {1, v} end
 if redis.call('SET', KEYS[2], ARGV[1], 'NX', 'PX', ARGV[2]) then return {2, ''} end
+if redis.call('GET', KEYS[2]) == ARGV[1] then return {2, ''} end
 return {0, ''}
 """
+# The second GET: the lock already holds this lookup's own token when the lookup ran twice (sent again
+# on a new connection after its first answer was lost, see `tier.ONCE_ON_A_NEW_CONNECTION`).
 _LOOKUP_OUTCOMES = {0: "busy", 1: "hit", 2: "acquired"}
 
 

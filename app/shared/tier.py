@@ -88,7 +88,8 @@ load balancer's reset, a restart of Redis): its next command meets a closed sock
 there. One retry on a new connection answers it; a Redis that is gone refuses the new connection at
 once, so an outage is still noticed by its first command. A command retried this way may have reached
 Redis before its connection broke: every command of this package may run twice (writes are idempotent
-or only invalidate twice; a lock taken twice looks busy to its taker and expires)."""
+or only invalidate twice; the flight's lookup knows its own lock; a token lock taken twice looks busy
+to its taker, which logs in itself once its wait is over)."""
 OperationRecorder = Callable[[str, str], None]
 """`record(operation, outcome)`: e.g. `lambda op, out: counter.labels(op, out).inc()`."""
 Sleep = Callable[[float], Awaitable[None]]

@@ -10,6 +10,7 @@ from app.infra.metrics import Metrics
 from app.shared.bus import Broadcast
 from app.shared.entries import EntryKind, SharedEntries, SharedEntry
 from app.shared.flight import FleetFlight
+from app.shared.locks import FleetLock
 from tests.support.clock import FakeClock
 from tests.unit.shared.conftest import Recorder
 
@@ -238,3 +239,16 @@ async def test_a_not_found_answer_is_shared_with_the_fleet(make_tier):
     finally:
         for bus in buses:
             await bus.aclose()
+
+
+async def test_a_lookup_sent_twice_knows_its_own_lock(make_tier):
+    # A lookup whose answer was lost with its connection is sent again (see the tier): the lock it took
+    # the first time is its own, not a peer's to wait for; another acquisition's lookup stays busy.
+    clock = FakeClock()
+    flight, _ = await replica(make_tier, clock, broadcast=False)
+    name = flight.tier.slot_key("entry", "twice")
+    mine = FleetLock(flight.tier, flight.tier.slot_key("lock", "twice"), ttl=5.0)
+    other = FleetLock(flight.tier, mine.key, ttl=5.0)
+    assert (await flight._lookup(name, mine))[0] == 2
+    assert (await flight._lookup(name, mine))[0] == 2
+    assert (await flight._lookup(name, other))[0] == 0

@@ -10,10 +10,19 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from app.factory import create_app
 from app.infra.config import Settings
 
 ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(autouse=True)
+def _nothing_frozen_before() -> None:
+    """The suite freezes what earlier modules left (`tests/conftest.py`): undone here, so these tests see
+    only what the app itself freezes; the next module freezes again."""
+    gc.unfreeze()
 
 
 async def test_a_frozen_app_freezes_while_it_runs_and_unfreezes_after():
